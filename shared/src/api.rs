@@ -1,0 +1,614 @@
+//! Wire types of every endpoint, shared by edge, origin, simulator and tests.
+//!
+//! Field names follow the original design (`pickup_location.latitude`,
+//! `quote_id`, `surge_multiplier`, `final_fare`, `quote_valid_until`, ...):
+//! apps already speak that shape. New fields are added; none are renamed.
+//! Unknown request fields are ignored so older servers accept newer apps.
+//!
+//! Every error response has the body [`ErrorBody`]: a stable
+//! machine-readable `code` and a human `message`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fare::{minor_to_decimal, FareBreakdown, Tariff, VehicleClass};
+use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
+use crate::grid::{GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT};
+use crate::quote::{Ident, InvalidIdent};
+use crate::surge::{Multiplier, Trend};
+use crate::time::Timestamp;
+
+/// A point as apps send it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+}
+
+impl Location {
+    /// Validates into a core coordinate.
+    pub fn to_latlng(self) -> Result<LatLng, InvalidLatLng> {
+        LatLng::new(self.latitude, self.longitude)
+    }
+}
+
+impl From<LatLng> for Location {
+    fn from(p: LatLng) -> Self {
+        Self {
+            latitude: p.lat(),
+            longitude: p.lng(),
+        }
+    }
+}
+
+/// `POST /api/v1/pricing/estimate` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateRequest {
+    /// Where the ride starts.
+    pub pickup_location: Location,
+    /// Where it ends.
+    pub dropoff_location: Location,
+    /// `economy`, `standard`, `premium` or `xl`; default `standard`.
+    #[serde(default)]
+    pub vehicle_type: Option<String>,
+    /// The rider, for rate limiting (never logged raw).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Region to price in; default is the edge's configured region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// Where a zone is and how busy it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    /// The pricing cell's token.
+    pub zone_id: String,
+    /// Human name (region and cell).
+    pub zone_name: String,
+    /// `low`, `medium`, `high` or `very_high`.
+    pub current_demand_level: String,
+    /// The region.
+    pub region: String,
+}
+
+/// Every component of a fare, as decimal amounts of `currency`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FareBreakdownWire {
+    /// Flat base.
+    pub base: f64,
+    /// Distance component.
+    pub distance: f64,
+    /// Time component.
+    pub time: f64,
+    /// base + distance + time.
+    pub subtotal: f64,
+    /// Multiplier applied to the subtotal.
+    pub surge_multiplier: Multiplier,
+    /// Amount added by surge.
+    pub surge_amount: f64,
+    /// Flat booking fee (not surged).
+    pub booking_fee: f64,
+    /// Added to reach the minimum fare.
+    pub minimum_fare_adjustment: f64,
+    /// The final fare.
+    pub total: f64,
+    /// One line per component, in order, for display.
+    pub explanation: Vec<String>,
+}
+
+impl From<&FareBreakdown> for FareBreakdownWire {
+    fn from(f: &FareBreakdown) -> Self {
+        let cur = f.currency;
+        let d = minor_to_decimal;
+        let mut explanation = vec![
+            format!("base {:.2} {cur}", d(f.base)),
+            format!("distance {:.2} {cur}", d(f.distance)),
+            format!("time {:.2} {cur}", d(f.time)),
+        ];
+        if f.surge_amount > 0 {
+            explanation.push(format!(
+                "surge x{} on {:.2}: +{:.2} {cur}",
+                f.surge_multiplier,
+                d(f.subtotal),
+                d(f.surge_amount)
+            ));
+        }
+        explanation.push(format!("booking fee {:.2} {cur}", d(f.booking_fee)));
+        if f.minimum_fare_adjustment > 0 {
+            explanation.push(format!(
+                "raised to the minimum fare: +{:.2} {cur}",
+                d(f.minimum_fare_adjustment)
+            ));
+        }
+        Self {
+            base: d(f.base),
+            distance: d(f.distance),
+            time: d(f.time),
+            subtotal: d(f.subtotal),
+            surge_multiplier: f.surge_multiplier,
+            surge_amount: d(f.surge_amount),
+            booking_fee: d(f.booking_fee),
+            minimum_fare_adjustment: d(f.minimum_fare_adjustment),
+            total: d(f.total),
+            explanation,
+        }
+    }
+}
+
+/// Where the multiplier of a quote came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurgeSource {
+    /// `fresh` (KV or zone object, young), `cached` (isolate cache, young),
+    /// `stale` (old grid, decaying toward 1.0) or `default` (no grid: 1.0).
+    pub source: String,
+    /// Age of the grid in seconds, when there is one.
+    pub age_seconds: Option<f64>,
+    /// Generation of the grid used, 0 when none.
+    pub grid_generation: u64,
+    /// The grid's multiplier before any decay.
+    pub published_multiplier: Multiplier,
+}
+
+/// `POST /api/v1/pricing/estimate` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateResponse {
+    /// Id to confirm with.
+    pub quote_id: String,
+    /// The signed quote; send it back to confirm.
+    pub quote_token: String,
+    /// Fare before surge, including the booking fee.
+    pub base_fare: f64,
+    /// The multiplier applied.
+    pub surge_multiplier: Multiplier,
+    /// What the rider pays if they confirm in time.
+    pub final_fare: f64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// RFC 3339 expiry.
+    pub quote_valid_until: String,
+    /// Minutes.
+    pub estimated_duration: f64,
+    /// Kilometres.
+    pub estimated_distance: f64,
+    /// The vehicle class priced.
+    pub vehicle_type: String,
+    /// The zone of the pickup.
+    pub zone_info: ZoneInfo,
+    /// Itemised fare.
+    pub fare_breakdown: FareBreakdownWire,
+    /// Provenance of the multiplier.
+    pub surge_source: SurgeSource,
+    /// True when pricing used stale or default data.
+    pub degraded: bool,
+}
+
+/// `POST /api/v1/quotes/{id}/confirm` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmRequest {
+    /// The `quote_token` of the estimate.
+    pub quote_token: String,
+}
+
+/// `POST /api/v1/quotes/{id}/confirm` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmResponse {
+    /// The quote confirmed.
+    pub quote_id: String,
+    /// Always `confirmed`.
+    pub status: String,
+    /// The price honoured (the quoted one, whatever surge is now).
+    pub final_fare: f64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The multiplier honoured.
+    pub surge_multiplier: Multiplier,
+    /// RFC 3339 time of confirmation.
+    pub confirmed_at: String,
+}
+
+/// One cell of the rider heatmap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatmapZone {
+    /// Cell token.
+    pub zone_id: String,
+    /// Human name.
+    pub zone_name: String,
+    /// Cell centre.
+    pub center: Location,
+    /// Published multiplier.
+    pub surge_multiplier: Multiplier,
+    /// `low` .. `very_high`.
+    pub demand_level: String,
+    /// Available drivers.
+    pub supply_count: u32,
+    /// Demand units.
+    pub demand_count: u32,
+    /// Display colour, `#rrggbb`.
+    pub color: String,
+    /// `increasing`, `stable` or `decreasing`.
+    pub trend: String,
+}
+
+/// `GET /api/v1/pricing/heatmap` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatmapResponse {
+    /// Cells with surge data inside the bounds.
+    pub zones: Vec<HeatmapZone>,
+    /// RFC 3339 time the grid was computed; null without a grid.
+    pub last_updated: Option<String>,
+    /// Number of zones returned.
+    pub total_zones: usize,
+    /// Region.
+    pub region: String,
+    /// Grid generation, 0 without a grid.
+    pub generation: u64,
+    /// S2 level of the cells.
+    pub level: u8,
+    /// True when the grid is older than the fresh limit.
+    pub stale: bool,
+}
+
+/// One recommended cell for a driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverZone {
+    /// Cell token.
+    pub zone_id: String,
+    /// Human name.
+    pub zone_name: String,
+    /// Cell centre.
+    pub center: Location,
+    /// Metres from the driver to the cell centre.
+    pub distance_meters: u32,
+    /// Published multiplier.
+    pub surge_multiplier: Multiplier,
+    /// Rough gross earnings per hour in this cell, decimal currency units.
+    pub estimated_earnings_per_hour: f64,
+    /// `increasing`, `stable` or `decreasing`.
+    pub demand_trend: String,
+}
+
+/// `GET /api/v1/driver/heatmap` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverHeatmapResponse {
+    /// Best cells first.
+    pub recommended_zones: Vec<DriverZone>,
+    /// The driver's position as given.
+    pub current_location: Location,
+    /// ISO 4217 code of the earnings.
+    pub currency: String,
+}
+
+/// One cell of a pushed grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridCellWire {
+    /// Cell token.
+    pub cell: String,
+    /// Published multiplier.
+    pub multiplier: Multiplier,
+    /// Available drivers.
+    pub supply: u32,
+    /// Demand units.
+    pub demand: u32,
+    /// `increasing`, `stable` or `decreasing`.
+    pub trend: String,
+}
+
+/// `PUT /admin/v1/grids/{region}` body: the grid wire format, version
+/// [`GRID_FORMAT`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridPush {
+    /// Wire format version.
+    pub format: u32,
+    /// Region id.
+    pub region: String,
+    /// S2 level of every cell.
+    pub level: u8,
+    /// Monotonic generation (≥ 1).
+    pub generation: u64,
+    /// Milliseconds since the epoch when the origin computed it.
+    pub computed_at: u64,
+    /// The cells.
+    pub cells: Vec<GridCellWire>,
+}
+
+/// Why a pushed grid was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidGridPush {
+    /// Bad region id.
+    #[error("region: {0}")]
+    Region(#[from] InvalidIdent),
+    /// Bad level.
+    #[error("level {0} is outside 0..=30")]
+    Level(u8),
+    /// Bad cell token.
+    #[error("cell {index}: {token:?} is not a valid S2 cell token")]
+    Cell {
+        /// Position in `cells`.
+        index: usize,
+        /// The token.
+        token: String,
+    },
+    /// Bad trend.
+    #[error("cell {index}: trend {trend:?} is not increasing, stable or decreasing")]
+    Trend {
+        /// Position in `cells`.
+        index: usize,
+        /// The value.
+        trend: String,
+    },
+    /// The grid as a whole is invalid.
+    #[error(transparent)]
+    Grid(#[from] InvalidGrid),
+}
+
+fn parse_trend(s: &str) -> Option<Trend> {
+    match s {
+        "increasing" => Some(Trend::Increasing),
+        "stable" => Some(Trend::Stable),
+        "decreasing" => Some(Trend::Decreasing),
+        _ => None,
+    }
+}
+
+impl TryFrom<GridPush> for SurgeGrid {
+    type Error = InvalidGridPush;
+
+    fn try_from(p: GridPush) -> Result<Self, Self::Error> {
+        if p.format != GRID_FORMAT {
+            return Err(InvalidGrid::Format(p.format).into());
+        }
+        let region = Ident::new(&p.region)?;
+        let level = Level::new(p.level).map_err(|_| InvalidGridPush::Level(p.level))?;
+        let mut cells = Vec::with_capacity(p.cells.len());
+        for (index, c) in p.cells.into_iter().enumerate() {
+            let cell = Cell::from_token(&c.cell).map_err(|_| InvalidGridPush::Cell {
+                index,
+                token: c.cell.chars().take(20).collect(),
+            })?;
+            let trend = parse_trend(&c.trend).ok_or_else(|| InvalidGridPush::Trend {
+                index,
+                trend: c.trend.chars().take(20).collect(),
+            })?;
+            cells.push(GridCell {
+                cell,
+                multiplier: c.multiplier,
+                supply: c.supply,
+                demand: c.demand,
+                trend,
+            });
+        }
+        Ok(SurgeGrid::new(
+            region,
+            level,
+            p.generation,
+            Timestamp(p.computed_at),
+            cells,
+        )?)
+    }
+}
+
+impl From<&SurgeGrid> for GridPush {
+    fn from(g: &SurgeGrid) -> Self {
+        Self {
+            format: GRID_FORMAT,
+            region: g.region().as_str().to_owned(),
+            level: g.level().get(),
+            generation: g.generation(),
+            computed_at: g.computed_at().0,
+            cells: g
+                .cells()
+                .iter()
+                .map(|c| GridCellWire {
+                    cell: c.cell.token(),
+                    multiplier: c.multiplier,
+                    supply: c.supply,
+                    demand: c.demand,
+                    trend: c.trend.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Response of a grid push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridPushResponse {
+    /// `applied` or `stale`.
+    pub status: String,
+    /// Generation now held by the edge.
+    pub generation: u64,
+    /// Generation it replaced, if applied over one.
+    pub previous: Option<u64>,
+}
+
+/// A driver position report, as the origin ingests it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverLocationEvent {
+    /// The driver's external id.
+    pub driver_id: String,
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+    /// Whether they can take a ride now.
+    #[serde(alias = "is_available")]
+    pub available: bool,
+    /// Vehicle class name.
+    #[serde(default = "default_class")]
+    pub vehicle_type: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
+/// A demand signal, as the origin ingests it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemandEvent {
+    /// `ride_request`, `quote` or `app_open`.
+    pub kind: String,
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+    /// Vehicle class name.
+    #[serde(default = "default_class")]
+    pub vehicle_type: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
+fn default_class() -> String {
+    VehicleClass::Standard.as_str().to_owned()
+}
+
+/// One refused record of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordError {
+    /// 1-based line (NDJSON) or array index + 1 (JSON).
+    pub line: usize,
+    /// Machine-readable reason.
+    pub code: String,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// What happened to an ingest batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Records taken.
+    pub accepted: usize,
+    /// Records refused.
+    pub rejected: usize,
+    /// The first few refusals.
+    pub errors: Vec<RecordError>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code and a human message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, snake_case (e.g. `invalid_coordinates`).
+    pub code: String,
+    /// For humans; may change.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Builds an error body.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// How busy a cell looks to a rider, from its multiplier.
+pub fn demand_level(m: Multiplier) -> &'static str {
+    match m.tenths() {
+        ..=10 => "low",
+        11..=15 => "medium",
+        16..=25 => "high",
+        _ => "very_high",
+    }
+}
+
+/// The map colour of a multiplier: green at 1.0 through yellow and orange
+/// to red at 3.0 and above.
+pub fn surge_color(m: Multiplier) -> &'static str {
+    match m.tenths() {
+        ..=10 => "#2ecc71",
+        11..=12 => "#a3d977",
+        13..=14 => "#f1c40f",
+        15..=17 => "#f39c12",
+        18..=21 => "#e67e22",
+        22..=29 => "#e74c3c",
+        _ => "#c0392b",
+    }
+}
+
+/// Rough gross earnings per hour (minor units) of a driver working a cell:
+/// the tariff's per-km and per-minute income at the route model's speed,
+/// times the share of the hour spent on trips, times the surge.
+pub fn hourly_earnings(tariff: &Tariff, speed_kmh: f64, utilisation: f64, m: Multiplier) -> i64 {
+    let per_hour = tariff.per_minute as f64 * 60.0 + tariff.per_km as f64 * speed_kmh;
+    let base = per_hour * utilisation.clamp(0.0, 1.0);
+    libm::round(base * m.as_f64()) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_request_accepts_the_design_shape() {
+        let body = r#"{
+            "pickup_location": {"latitude": 37.7749, "longitude": -122.4194},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "vehicle_type": "standard",
+            "user_id": "user_123",
+            "something_new": true
+        }"#;
+        let r: EstimateRequest = serde_json::from_str(body).expect("parse");
+        assert_eq!(r.vehicle_type.as_deref(), Some("standard"));
+        assert!(r.pickup_location.to_latlng().is_ok());
+    }
+
+    #[test]
+    fn grid_push_round_trips_and_validates() {
+        let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), Level::default());
+        let push = GridPush {
+            format: GRID_FORMAT,
+            region: "sf".into(),
+            level: 13,
+            generation: 9,
+            computed_at: 1_000,
+            cells: vec![GridCellWire {
+                cell: cell.token(),
+                multiplier: Multiplier::from_tenths(17).expect("m"),
+                supply: 3,
+                demand: 9,
+                trend: "increasing".into(),
+            }],
+        };
+        let grid = SurgeGrid::try_from(push.clone()).expect("valid");
+        assert_eq!(GridPush::from(&grid), push);
+
+        let mut bad = push.clone();
+        bad.cells[0].cell = "nonsense".into();
+        assert!(matches!(
+            SurgeGrid::try_from(bad),
+            Err(InvalidGridPush::Cell { index: 0, .. })
+        ));
+        let mut bad = push.clone();
+        bad.format = 99;
+        assert!(matches!(
+            SurgeGrid::try_from(bad),
+            Err(InvalidGridPush::Grid(InvalidGrid::Format(99)))
+        ));
+        let json = serde_json::to_string(&push).expect("json");
+        assert!(json.contains("\"multiplier\":1.7"), "{json}");
+        let below_one = json.replace("1.7", "0.7");
+        assert!(serde_json::from_str::<GridPush>(&below_one).is_err());
+    }
+
+    #[test]
+    fn levels_and_colours_are_monotone() {
+        let ms: Vec<Multiplier> = (10..=60)
+            .map(|t| Multiplier::from_tenths(t).expect("m"))
+            .collect();
+        let rank = |s: &str| ["low", "medium", "high", "very_high"].iter().position(|x| *x == s);
+        for w in ms.windows(2) {
+            assert!(rank(demand_level(w[0])) <= rank(demand_level(w[1])));
+        }
+    }
+}

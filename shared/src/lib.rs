@@ -1,0 +1,36 @@
+//! The Equilibrium pricing core: everything about a price that does not
+//! touch the network, the clock or a random number generator.
+//!
+//! The edge worker (wasm32) and the origin (native) both compile this crate,
+//! so a quote signed at one edge verifies at another and a cell computed by
+//! the origin is the cell the map draws.
+//!
+//! # Layout
+//!
+//! * [`time`]: [`time::Timestamp`] and [`time::Millis`]. Time always comes in
+//!   as an argument (`now`), never from a clock.
+//! * [`geo`]: validated [`geo::LatLng`], S2 [`geo::Cell`]s at a
+//!   [`geo::Level`], neighbours, polygons, bounding-box coverings, tokens.
+//! * [`market`]: windowed supply (distinct available drivers seen within a
+//!   TTL) and demand (requests in a sliding window) per cell and vehicle class.
+//! * [`surge`]: the pricing policy. [`surge::Multiplier`] (tenths, never
+//!   below 1.0), zone [`surge::Caps`], the [`surge::Policy`] trait with the
+//!   default curve, and [`surge::SurgeEngine`], which turns market counts
+//!   into multipliers with spatial and time smoothing and a step limit.
+//! * [`fare`]: tariffs per vehicle class, trip estimates, and an itemised
+//!   [`fare::FareBreakdown`] in integer minor units.
+//! * [`quote`]: HMAC-SHA256 signed quotes with expiry and a key id, so any
+//!   edge verifies any quote with no shared state.
+//! * [`grid`]: the validated surge grid the origin pushes, and the
+//!   newest-generation-wins rule.
+//! * [`api`]: serde request/response types of every endpoint. Only this
+//!   module (and the few core types that *are* the wire format) knows serde.
+
+pub mod api;
+pub mod fare;
+pub mod geo;
+pub mod grid;
+pub mod market;
+pub mod quote;
+pub mod surge;
+pub mod time;

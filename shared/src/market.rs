@@ -1,0 +1,392 @@
+//! Windowed supply and demand per cell and vehicle class.
+//!
+//! * **Supply** is the number of distinct drivers whose latest report says
+//!   they are available and was seen within `supply_ttl`. A driver counts
+//!   once, in the cell of their latest position.
+//! * **Demand** is the weighted count of demand events (ride requests,
+//!   quotes, app opens) in the sliding `demand_window`, kept in fixed-width
+//!   buckets so memory per cell is bounded whatever the event rate.
+//!
+//! The [`Market`] is a state machine: events and `now` in, counts out.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::fare::VehicleClass;
+use crate::geo::Cell;
+use crate::time::{Millis, Timestamp};
+
+/// A driver, identified by a 64-bit key (see [`DriverId::from_external`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DriverId(pub u64);
+
+impl DriverId {
+    /// A stable key from an external id string (64-bit FNV-1a). The core
+    /// keeps no raw ids, which keeps memory flat and ids out of state dumps.
+    pub fn from_external(id: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self(h)
+    }
+}
+
+/// What kind of demand signal an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DemandKind {
+    /// A rider asked for a ride.
+    RideRequest,
+    /// A rider asked for a price.
+    Quote,
+    /// A rider opened the app (weak intent).
+    AppOpen,
+}
+
+impl DemandKind {
+    /// Parses the wire name (`ride_request`, `quote`, `app_open`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ride_request" => Some(Self::RideRequest),
+            "quote" => Some(Self::Quote),
+            "app_open" => Some(Self::AppOpen),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RideRequest => "ride_request",
+            Self::Quote => "quote",
+            Self::AppOpen => "app_open",
+        }
+    }
+}
+
+/// Windows and weights of a market.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketConfig {
+    /// A driver not heard from for this long no longer counts as supply.
+    pub supply_ttl: Millis,
+    /// Demand is counted over this sliding window.
+    pub demand_window: Millis,
+    /// Width of a demand bucket; the window slides in these steps.
+    pub bucket: Millis,
+    /// Demand units per ride request.
+    pub weight_ride_request: u32,
+    /// Demand units per quote.
+    pub weight_quote: u32,
+    /// Demand units per app open.
+    pub weight_app_open: u32,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            supply_ttl: Millis::from_secs(60),
+            demand_window: Millis::from_secs(300),
+            bucket: Millis::from_secs(5),
+            weight_ride_request: 2,
+            weight_quote: 1,
+            weight_app_open: 0,
+        }
+    }
+}
+
+/// A market configuration whose windows are empty or inconsistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMarketConfig {
+    /// A window or the bucket width is zero.
+    #[error("supply_ttl, demand_window and bucket must be positive")]
+    ZeroSpan,
+    /// The bucket is wider than the window.
+    #[error("bucket ({bucket} ms) is wider than demand_window ({window} ms)")]
+    BucketTooWide {
+        /// Bucket width.
+        bucket: u64,
+        /// Window width.
+        window: u64,
+    },
+}
+
+impl MarketConfig {
+    /// Checks the invariants documented on the fields.
+    pub fn validate(self) -> Result<Self, InvalidMarketConfig> {
+        if self.supply_ttl.0 == 0 || self.demand_window.0 == 0 || self.bucket.0 == 0 {
+            return Err(InvalidMarketConfig::ZeroSpan);
+        }
+        if self.bucket > self.demand_window {
+            return Err(InvalidMarketConfig::BucketTooWide {
+                bucket: self.bucket.0,
+                window: self.demand_window.0,
+            });
+        }
+        Ok(self)
+    }
+
+    fn weight(&self, kind: DemandKind) -> u32 {
+        match kind {
+            DemandKind::RideRequest => self.weight_ride_request,
+            DemandKind::Quote => self.weight_quote,
+            DemandKind::AppOpen => self.weight_app_open,
+        }
+    }
+}
+
+/// A driver position report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverSeen {
+    /// Who.
+    pub driver: DriverId,
+    /// Where, already resolved to the region's level.
+    pub cell: Cell,
+    /// Which class they drive.
+    pub class: VehicleClass,
+    /// Whether they can take a ride now.
+    pub available: bool,
+    /// When the device saw it.
+    pub at: Timestamp,
+}
+
+/// A demand signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemandSeen {
+    /// Where the rider is.
+    pub cell: Cell,
+    /// The class asked for.
+    pub class: VehicleClass,
+    /// What happened.
+    pub kind: DemandKind,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Supply and demand of one cell and class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Distinct available drivers within the TTL.
+    pub supply: u32,
+    /// Weighted demand in the window.
+    pub demand: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DriverState {
+    cell: Cell,
+    class: VehicleClass,
+    available: bool,
+    seen: Timestamp,
+}
+
+/// Per-(cell, class) demand buckets: (bucket index, units), oldest first.
+#[derive(Debug, Default)]
+struct DemandBuckets(VecDeque<(u64, u32)>);
+
+/// Supply and demand state of one region.
+#[derive(Debug)]
+pub struct Market {
+    config: MarketConfig,
+    drivers: HashMap<DriverId, DriverState>,
+    demand: HashMap<(Cell, VehicleClass), DemandBuckets>,
+}
+
+impl Market {
+    /// An empty market.
+    pub fn new(config: MarketConfig) -> Result<Self, InvalidMarketConfig> {
+        Ok(Self {
+            config: config.validate()?,
+            drivers: HashMap::new(),
+            demand: HashMap::new(),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> MarketConfig {
+        self.config
+    }
+
+    /// Records a driver report. A report older than the one already held
+    /// for that driver is ignored (devices resend and reorder).
+    pub fn driver_seen(&mut self, e: DriverSeen) {
+        let state = DriverState {
+            cell: e.cell,
+            class: e.class,
+            available: e.available,
+            seen: e.at,
+        };
+        self.drivers
+            .entry(e.driver)
+            .and_modify(|s| {
+                if e.at >= s.seen {
+                    *s = state;
+                }
+            })
+            .or_insert(state);
+    }
+
+    /// Records a demand signal in its time bucket.
+    pub fn demand_seen(&mut self, e: DemandSeen) {
+        let units = self.config.weight(e.kind);
+        if units == 0 {
+            return;
+        }
+        let idx = e.at.0 / self.config.bucket.0;
+        let buckets = &mut self.demand.entry((e.cell, e.class)).or_default().0;
+        match buckets.back_mut() {
+            Some((last, n)) if *last == idx => *n = n.saturating_add(units),
+            Some((last, _)) if *last < idx => buckets.push_back((idx, units)),
+            // A late event: find its bucket (rare; the deque is short).
+            _ => match buckets.binary_search_by_key(&idx, |(i, _)| *i) {
+                Ok(pos) => buckets[pos].1 = buckets[pos].1.saturating_add(units),
+                Err(pos) => buckets.insert(pos, (idx, units)),
+            },
+        }
+    }
+
+    /// Number of drivers with state (expired ones are dropped by
+    /// [`Market::snapshot`]).
+    pub fn tracked_drivers(&self) -> usize {
+        self.drivers.len()
+    }
+
+    /// Counts per (cell, class) at `now`, and forgets what fell out of the
+    /// windows. Cells with neither supply nor demand are not listed.
+    pub fn snapshot(&mut self, now: Timestamp) -> BTreeMap<(Cell, VehicleClass), Counts> {
+        let ttl = self.config.supply_ttl;
+        let mut out: BTreeMap<(Cell, VehicleClass), Counts> = BTreeMap::new();
+        self.drivers.retain(|_, d| now.since(d.seen) <= ttl);
+        for d in self.drivers.values().filter(|d| d.available) {
+            out.entry((d.cell, d.class)).or_default().supply += 1;
+        }
+        // Buckets whose start is within the window count; the window thus
+        // slides in bucket steps.
+        let bucket = self.config.bucket.0;
+        let oldest = now.0.saturating_sub(self.config.demand_window.0) / bucket;
+        let newest = now.0 / bucket;
+        self.demand.retain(|key, b| {
+            while b.0.front().is_some_and(|(i, _)| *i < oldest) {
+                b.0.pop_front();
+            }
+            let units: u32 = b
+                .0
+                .iter()
+                .filter(|(i, _)| *i <= newest)
+                .fold(0u32, |acc, (_, n)| acc.saturating_add(*n));
+            if units > 0 {
+                out.entry(*key).or_default().demand = units;
+            }
+            !b.0.is_empty()
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::{LatLng, DEFAULT_LEVEL};
+
+    fn cell(lat: f64, lng: f64) -> Cell {
+        Cell::at(LatLng::new(lat, lng).expect("coordinate"), DEFAULT_LEVEL)
+    }
+
+    fn seen(driver: u64, c: Cell, available: bool, at: u64) -> DriverSeen {
+        DriverSeen {
+            driver: DriverId(driver),
+            cell: c,
+            class: VehicleClass::Standard,
+            available,
+            at: Timestamp(at),
+        }
+    }
+
+    fn demand(c: Cell, kind: DemandKind, at: u64) -> DemandSeen {
+        DemandSeen {
+            cell: c,
+            class: VehicleClass::Standard,
+            kind,
+            at: Timestamp(at),
+        }
+    }
+
+    fn counts(m: &mut Market, c: Cell, now: u64) -> Counts {
+        m.snapshot(Timestamp(now))
+            .get(&(c, VehicleClass::Standard))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn supply_counts_distinct_available_drivers_within_ttl() {
+        let mut m = Market::new(MarketConfig::default()).expect("market");
+        let a = cell(37.77, -122.42);
+        let b = cell(37.70, -122.40);
+        // The same driver reported three times counts once.
+        for t in [1_000, 2_000, 3_000] {
+            m.driver_seen(seen(1, a, true, t));
+        }
+        m.driver_seen(seen(2, a, true, 3_000));
+        m.driver_seen(seen(3, a, false, 3_000));
+        assert_eq!(counts(&mut m, a, 4_000).supply, 2);
+        // Driver 2 moves to b: counted only in b.
+        m.driver_seen(seen(2, b, true, 5_000));
+        assert_eq!(counts(&mut m, a, 6_000).supply, 1);
+        assert_eq!(counts(&mut m, b, 6_000).supply, 1);
+        // A reordered older report does not move them back.
+        m.driver_seen(seen(2, a, true, 4_500));
+        assert_eq!(counts(&mut m, b, 6_000).supply, 1);
+        // TTL (60 s): driver 1 last seen at 3 s expires after 63 s.
+        assert_eq!(counts(&mut m, a, 63_000).supply, 1);
+        assert_eq!(counts(&mut m, a, 63_001).supply, 0);
+        assert_eq!(m.tracked_drivers(), 1);
+    }
+
+    #[test]
+    fn demand_slides_out_of_the_window() {
+        let cfg = MarketConfig {
+            demand_window: Millis::from_secs(30),
+            bucket: Millis::from_secs(1),
+            ..MarketConfig::default()
+        };
+        let mut m = Market::new(cfg).expect("market");
+        let c = cell(51.5, -0.12);
+        m.demand_seen(demand(c, DemandKind::RideRequest, 10_000)); // 2 units
+        m.demand_seen(demand(c, DemandKind::Quote, 20_000)); // 1 unit
+        m.demand_seen(demand(c, DemandKind::AppOpen, 20_000)); // 0 units
+        assert_eq!(counts(&mut m, c, 20_500).demand, 3);
+        assert_eq!(counts(&mut m, c, 40_999).demand, 3);
+        assert_eq!(counts(&mut m, c, 41_000).demand, 1);
+        assert_eq!(counts(&mut m, c, 51_000).demand, 0);
+        // Late event lands in its own bucket.
+        m.demand_seen(demand(c, DemandKind::Quote, 60_000));
+        m.demand_seen(demand(c, DemandKind::Quote, 55_000));
+        assert_eq!(counts(&mut m, c, 60_000).demand, 2);
+        assert_eq!(counts(&mut m, c, 86_000).demand, 1);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let zero = MarketConfig {
+            bucket: Millis(0),
+            ..MarketConfig::default()
+        };
+        assert_eq!(Market::new(zero).err(), Some(InvalidMarketConfig::ZeroSpan));
+        let wide = MarketConfig {
+            bucket: Millis::from_secs(600),
+            ..MarketConfig::default()
+        };
+        assert!(matches!(
+            Market::new(wide).err(),
+            Some(InvalidMarketConfig::BucketTooWide { .. })
+        ));
+    }
+
+    #[test]
+    fn driver_ids_hash_stably() {
+        assert_eq!(DriverId::from_external("d1"), DriverId::from_external("d1"));
+        assert_ne!(DriverId::from_external("d1"), DriverId::from_external("d2"));
+        // FNV-1a test vector: "a" → 0xaf63dc4c8601ec8c.
+        assert_eq!(DriverId::from_external("a"), DriverId(0xaf63_dc4c_8601_ec8c));
+    }
+}

@@ -1,1 +1,223 @@
-fn main() {}
+//! One benchmark per hot function of the pricing core.
+//!
+//! `cargo bench -p equilibrium-shared --bench core`; results in BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use shared::fare::{price, RouteModel, Tariff, VehicleClass};
+use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
+use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
+use shared::quote::{Ident, Keyring, QuoteClaims};
+use shared::surge::{Caps, CellInput, DefaultCurve, Multiplier, Policy, SurgeConfig, SurgeEngine};
+use shared::time::{Millis, Timestamp};
+
+/// Deterministic pseudo-random numbers (splitmix64).
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn sf_point(i: u64) -> LatLng {
+    let u = |k: u64| (mix(i * 3 + k) >> 11) as f64 / (1u64 << 53) as f64;
+    LatLng::new(37.6 + u(0) * 0.3, -122.55 + u(1) * 0.4).expect("point")
+}
+
+fn latlng_to_cell(c: &mut Criterion) {
+    let points: Vec<LatLng> = (0..1_024).map(sf_point).collect();
+    let mut g = c.benchmark_group("geo");
+    g.throughput(Throughput::Elements(points.len() as u64));
+    g.bench_function("latlng_to_cell_l13", |b| {
+        b.iter(|| {
+            for p in &points {
+                black_box(Cell::at(black_box(*p), DEFAULT_LEVEL));
+            }
+        })
+    });
+    // Baseline: the s2 crate's own conversion (different face tie-break).
+    let raw: Vec<s2::latlng::LatLng> = points
+        .iter()
+        .map(|p| s2::latlng::LatLng::from_degrees(p.lat(), p.lng()))
+        .collect();
+    g.bench_function("baseline_s2_crate_cellid", |b| {
+        b.iter(|| {
+            for p in &raw {
+                black_box(s2::cellid::CellID::from(black_box(*p)).parent(13));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn market_update(c: &mut Criterion) {
+    let cells: Vec<Cell> = (0..4_096)
+        .map(|i| Cell::at(sf_point(i), DEFAULT_LEVEL))
+        .collect();
+    let mut market = Market::new(MarketConfig::default()).expect("market");
+    // Warm state: 20,000 drivers already known.
+    for d in 0..20_000u64 {
+        market.driver_seen(DriverSeen {
+            driver: DriverId(d),
+            cell: cells[(d % 4_096) as usize],
+            class: VehicleClass::Standard,
+            available: true,
+            at: Timestamp(1_000),
+        });
+    }
+    let mut g = c.benchmark_group("market");
+    g.throughput(Throughput::Elements(1_024));
+    let mut t = 2_000u64;
+    g.bench_function("event_update", |b| {
+        b.iter(|| {
+            t += 1;
+            for k in 0..1_024u64 {
+                let cell = cells[((t + k) % 4_096) as usize];
+                if k % 4 == 0 {
+                    market.demand_seen(DemandSeen {
+                        cell,
+                        class: VehicleClass::Standard,
+                        kind: DemandKind::RideRequest,
+                        at: Timestamp(t),
+                    });
+                } else {
+                    market.driver_seen(DriverSeen {
+                        driver: DriverId(mix(t * 1_024 + k) % 20_000),
+                        cell,
+                        class: VehicleClass::Standard,
+                        available: k % 3 != 0,
+                        at: Timestamp(t),
+                    });
+                }
+            }
+        })
+    });
+    // Baseline: the cheapest possible per-event state update, one hash-map
+    // insert of driver → cell.
+    let mut plain: std::collections::HashMap<u64, u64> = (0..20_000).map(|d| (d, 0)).collect();
+    g.bench_function("baseline_hashmap_insert", |b| {
+        b.iter(|| {
+            t += 1;
+            for k in 0..1_024u64 {
+                plain.insert(
+                    mix(t * 1_024 + k) % 20_000,
+                    cells[((t + k) % 4_096) as usize].id(),
+                );
+            }
+        })
+    });
+    g.finish();
+}
+
+fn grid_recompute(c: &mut Criterion) {
+    let sw = LatLng::new(37.2, -122.9).expect("sw");
+    let ne = LatLng::new(38.2, -121.75).expect("ne");
+    let mut cells = BoundingBox::new(sw, ne)
+        .expect("box")
+        .covering(DEFAULT_LEVEL, 20_000)
+        .expect("covering");
+    cells.truncate(10_000);
+    assert_eq!(cells.len(), 10_000, "the box must hold 10,000 cells");
+    let inputs: Vec<CellInput> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, cell)| CellInput {
+            cell: *cell,
+            supply: (mix(i as u64) % 20) as u32,
+            demand: (mix(i as u64 + 99) % 40) as u32,
+            caps: Caps::DEFAULT,
+        })
+        .collect();
+    let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
+    engine.update(&inputs); // warm: neighbour lists and smoothing state
+    let mut g = c.benchmark_group("surge");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(inputs.len() as u64));
+    g.bench_function("grid_recompute_10k_cells", |b| {
+        b.iter(|| black_box(engine.update(black_box(&inputs))))
+    });
+    // Baseline: the raw curve alone, no smoothing, caps or state.
+    g.bench_function("baseline_raw_curve_10k_cells", |b| {
+        b.iter(|| {
+            let out: Vec<f64> = inputs
+                .iter()
+                .map(|i| DefaultCurve.raw(i.supply, i.demand, i.caps.max()))
+                .collect();
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+fn quote_sign_verify(c: &mut Criterion) {
+    let keys = Keyring::parse("k1:benchmark-secret-0123456789").expect("keys");
+    let pickup = sf_point(1);
+    let trip = RouteModel::default()
+        .estimate(pickup, sf_point(2))
+        .expect("trip");
+    let fare = price(
+        &Tariff::default_for(VehicleClass::Standard),
+        trip,
+        Multiplier::from_tenths(14).expect("m"),
+    );
+    let claims = QuoteClaims {
+        quote_id: Ident::new("q_0123456789abcdef").expect("id"),
+        region: Ident::new("sf").expect("region"),
+        cell: Cell::at(pickup, DEFAULT_LEVEL),
+        class: VehicleClass::Standard,
+        surge: fare.surge_multiplier,
+        base_fare: fare.subtotal + fare.booking_fee,
+        final_fare: fare.total,
+        currency: fare.currency,
+        distance_m: trip.distance_m,
+        duration_s: trip.duration_s,
+        grid_generation: 7,
+        issued_at: Timestamp(1_000),
+        expires_at: Timestamp(1_000) + Millis::from_secs(120),
+    };
+    let token = keys.sign(&claims);
+    let mut g = c.benchmark_group("quote");
+    g.bench_function("sign", |b| {
+        b.iter(|| black_box(keys.sign(black_box(&claims))))
+    });
+    // Baseline: HMAC-SHA256 alone over a message of the canonical length.
+    let msg = vec![b'x'; 120];
+    g.bench_function("baseline_hmac_sha256", |b| {
+        use hmac::Mac;
+        b.iter(|| {
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(b"benchmark-secret-0123456789")
+                    .expect("any key length");
+            mac.update(black_box(&msg));
+            black_box(mac.finalize().into_bytes())
+        })
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| black_box(keys.verify(black_box(&token), Timestamp(2_000))))
+    });
+    g.bench_function("price_trip", |b| {
+        b.iter_batched(
+            || (sf_point(3), sf_point(4)),
+            |(a, z)| {
+                let t = RouteModel::default().estimate(a, z).expect("trip");
+                black_box(price(
+                    &Tariff::default_for(VehicleClass::Standard),
+                    t,
+                    Multiplier::ONE,
+                ))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    latlng_to_cell,
+    market_update,
+    grid_recompute,
+    quote_sign_verify
+);
+criterion_main!(benches);

@@ -606,7 +606,11 @@ mod tests {
         let ms: Vec<Multiplier> = (10..=60)
             .map(|t| Multiplier::from_tenths(t).expect("m"))
             .collect();
-        let rank = |s: &str| ["low", "medium", "high", "very_high"].iter().position(|x| *x == s);
+        let rank = |s: &str| {
+            ["low", "medium", "high", "very_high"]
+                .iter()
+                .position(|x| *x == s)
+        };
         for w in ms.windows(2) {
             assert!(rank(demand_level(w[0])) <= rank(demand_level(w[1])));
         }

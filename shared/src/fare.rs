@@ -77,9 +77,7 @@ impl Currency {
     pub fn new(code: &str) -> Result<Self, InvalidCurrency> {
         let b = code.as_bytes();
         match b {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => {
-                Ok(Self([*a, *b, *c]))
-            }
+            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
             _ => Err(InvalidCurrency(code.chars().take(8).collect())),
         }
     }
@@ -315,7 +313,14 @@ mod tests {
     #[test]
     fn minimum_fare_applies() {
         let t = Tariff::default_for(VehicleClass::Premium);
-        let f = price(&t, Trip { distance_m: 100, duration_s: 60 }, Multiplier::ONE);
+        let f = price(
+            &t,
+            Trip {
+                distance_m: 100,
+                duration_s: 60,
+            },
+            Multiplier::ONE,
+        );
         assert_eq!(f.total, t.minimum_fare);
         assert_eq!(
             f.subtotal + f.surge_amount + f.booking_fee + f.minimum_fare_adjustment,

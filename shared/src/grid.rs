@@ -310,7 +310,10 @@ mod tests {
     #[test]
     fn lookup_finds_the_cell_of_a_finer_cell() {
         let g = grid(1);
-        let leaf = Cell::at(LatLng::new(1.0, 1.0).expect("ll"), Level::new(30).expect("l"));
+        let leaf = Cell::at(
+            LatLng::new(1.0, 1.0).expect("ll"),
+            Level::new(30).expect("l"),
+        );
         assert_eq!(g.lookup(leaf).map(|c| c.demand), Some(3));
         let far = Cell::at(LatLng::new(-1.0, -1.0).expect("ll"), DEFAULT_LEVEL);
         assert!(g.lookup(far).is_none());
@@ -326,6 +329,9 @@ mod tests {
         assert_eq!(s.decay(m, Millis(1_000)), (m, Freshness::Fresh));
         let (half, f) = s.decay(m, Millis(6_000));
         assert_eq!((half.tenths(), f), (20, Freshness::Stale));
-        assert_eq!(s.decay(m, Millis(11_000)), (Multiplier::ONE, Freshness::Default));
+        assert_eq!(
+            s.decay(m, Millis(11_000)),
+            (Multiplier::ONE, Freshness::Default)
+        );
     }
 }

@@ -268,11 +268,10 @@ impl Market {
             while b.0.front().is_some_and(|(i, _)| *i < oldest) {
                 b.0.pop_front();
             }
-            let units: u32 = b
-                .0
-                .iter()
-                .filter(|(i, _)| *i <= newest)
-                .fold(0u32, |acc, (_, n)| acc.saturating_add(*n));
+            let units: u32 =
+                b.0.iter()
+                    .filter(|(i, _)| *i <= newest)
+                    .fold(0u32, |acc, (_, n)| acc.saturating_add(*n));
             if units > 0 {
                 out.entry(*key).or_default().demand = units;
             }
@@ -387,6 +386,9 @@ mod tests {
         assert_eq!(DriverId::from_external("d1"), DriverId::from_external("d1"));
         assert_ne!(DriverId::from_external("d1"), DriverId::from_external("d2"));
         // FNV-1a test vector: "a" → 0xaf63dc4c8601ec8c.
-        assert_eq!(DriverId::from_external("a"), DriverId(0xaf63_dc4c_8601_ec8c));
+        assert_eq!(
+            DriverId::from_external("a"),
+            DriverId(0xaf63_dc4c_8601_ec8c)
+        );
     }
 }

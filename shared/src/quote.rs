@@ -44,7 +44,8 @@ impl Ident {
     /// Validates an identifier.
     pub fn new(s: &str) -> Result<Self, InvalidIdent> {
         let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -220,8 +221,12 @@ impl Keyring {
             return Err(QuoteError::Malformed);
         }
         let (body, sig) = token.split_once('.').ok_or(QuoteError::Malformed)?;
-        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| QuoteError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| QuoteError::Malformed)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| QuoteError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| QuoteError::Malformed)?;
         let text = std::str::from_utf8(&body).map_err(|_| QuoteError::Malformed)?;
         let mut fields = text.split('|');
         if fields.next() != Some(FORMAT) {
@@ -233,7 +238,8 @@ impl Keyring {
             .ok_or(QuoteError::Malformed)?;
         let mut mac = self.mac(&kid).ok_or(QuoteError::UnknownKey)?;
         mac.update(&body);
-        mac.verify_slice(&sig).map_err(|_| QuoteError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| QuoteError::BadSignature)?;
         // Signed by us: parse failures below mean a format bug, still refused.
         let claims = parse_claims(&mut fields).ok_or(QuoteError::Malformed)?;
         if now >= claims.expires_at {
@@ -350,15 +356,25 @@ mod tests {
     fn garbage_is_malformed() {
         let r = ring();
         for t in ["", ".", "abc", "abc.def", "!!!.???", &"a".repeat(2_000)] {
-            assert_eq!(r.verify(t, Timestamp(0)), Err(QuoteError::Malformed), "{t:?}");
+            assert_eq!(
+                r.verify(t, Timestamp(0)),
+                Err(QuoteError::Malformed),
+                "{t:?}"
+            );
         }
     }
 
     #[test]
     fn keyring_validation_and_debug_hides_secrets() {
         assert!(matches!(Keyring::parse(""), Err(InvalidKeyring::Empty)));
-        assert!(matches!(Keyring::parse("k1:short"), Err(InvalidKeyring::ShortSecret(_))));
-        assert!(matches!(Keyring::parse("nocolon"), Err(InvalidKeyring::Entry(0))));
+        assert!(matches!(
+            Keyring::parse("k1:short"),
+            Err(InvalidKeyring::ShortSecret(_))
+        ));
+        assert!(matches!(
+            Keyring::parse("nocolon"),
+            Err(InvalidKeyring::Entry(0))
+        ));
         assert!(matches!(
             Keyring::parse("k1:aaaaaaaaaaaaaaaaaaaa,k1:bbbbbbbbbbbbbbbbbbbbbb"),
             Err(InvalidKeyring::Duplicate(_))

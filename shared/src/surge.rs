@@ -71,7 +71,9 @@ impl Multiplier {
     }
 
     fn clamp_tenths(t: f64) -> Self {
-        let t = t.round().clamp(f64::from(Self::ONE.0), f64::from(Self::CEILING.0));
+        let t = t
+            .round()
+            .clamp(f64::from(Self::ONE.0), f64::from(Self::CEILING.0));
         Self(t as u16)
     }
 }
@@ -255,7 +257,11 @@ impl Policy for LinearCurve {
             (0, _) => max.as_f64(),
             (s, d) => {
                 let r = f64::from(d) / f64::from(s);
-                let slope = if self.slope.is_finite() { self.slope.max(0.0) } else { 0.0 };
+                let slope = if self.slope.is_finite() {
+                    self.slope.max(0.0)
+                } else {
+                    0.0
+                };
                 1.0 + (r - 1.0).max(0.0) * slope
             }
         }

@@ -1,2 +1,118 @@
-//! The edge pricing worker. Filled in by the edge issue; for now a library
-//! so the workspace builds.
+//! The Equilibrium edge worker: signed surge-priced quotes at every edge.
+//!
+//! # Layout
+//!
+//! * [`pricing`]: `POST /api/v1/pricing/estimate`, `POST /api/v1/quotes/{id}/confirm`.
+//! * [`heatmap`]: `GET /api/v1/pricing/heatmap`, `GET /api/v1/driver/heatmap`.
+//! * [`admin`]: `PUT /admin/v1/grids/{region}` (the origin's push).
+//! * [`grids`]: the grid read path (isolate cache → KV → zone object).
+//! * [`zone`]: the per-region Durable Object (authoritative grid, WebSocket
+//!   subscribers with the hibernation API).
+//! * [`ledger`]: the sharded Durable Object of confirmed quotes.
+//! * [`config`], [`limits`], [`http`], [`error`]: settings, rate limits,
+//!   HTTP helpers and the one error type.
+//!
+//! The pricing itself is `shared`: this crate parses, calls the core, and
+//! writes. Every client error is a 4xx JSON body with a stable code.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod grids;
+pub mod heatmap;
+pub mod http;
+pub mod ledger;
+pub mod limits;
+pub mod pricing;
+pub mod zone;
+
+use worker::{event, Context, Date, Env, Method, Request, Response};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::http::{apply_cors, error_response, json, preflight};
+
+/// The OpenAPI 3 description of every public endpoint.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let origin = req.headers().get("origin").ok().flatten();
+    let settings = match Settings::from_env(&env) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    if req.method() == Method::Options {
+        return preflight(origin.as_deref(), &settings.cors_origins);
+    }
+    let mut resp = match route(req, &env, &settings).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e)?,
+    };
+    // A WebSocket upgrade's headers are immutable; it needs no CORS anyway.
+    if resp.status_code() != 101 {
+        apply_cors(&mut resp, origin.as_deref(), &settings.cors_origins)?;
+    }
+    Ok(resp)
+}
+
+async fn route(req: Request, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
+    let now = Date::now().as_millis();
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method();
+    let enc = |_| ApiError::unavailable("response encoding");
+    match (segments.as_slice(), method) {
+        (["health"], Method::Get) => json(
+            &serde_json::json!({"status": "ok", "region": settings.default_region.as_str(), "time": now}),
+            200,
+        )
+        .map_err(enc),
+        (["openapi.json"], Method::Get) => {
+            let mut r = Response::ok(OPENAPI).map_err(enc)?;
+            r.headers_mut().set("content-type", "application/json").map_err(enc)?;
+            Ok(r)
+        }
+        (["api", "v1", "pricing", "estimate"], Method::Post) => pricing::estimate(req, env, settings, now).await,
+        (["api", "v1", "quotes", id, "confirm"], Method::Post) => {
+            let id = (*id).to_owned();
+            pricing::confirm(req, env, &id, now).await
+        }
+        (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, settings, now).await,
+        (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, settings, now).await,
+        (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings).await,
+        (["admin", "v1", "grids", region], Method::Put) => {
+            let region = (*region).to_owned();
+            admin::push_grid(req, env, &region, now).await
+        }
+        (["health"] | ["openapi.json"] | ["api", "v1", "pricing", "heatmap"] | ["api", "v1", "driver", "heatmap"]
+        | ["api", "v1", "pricing", "stream"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["api", "v1", "pricing", "estimate"] | ["api", "v1", "quotes", _, "confirm"], _) => {
+            Err(ApiError::method_not_allowed("POST"))
+        }
+        (["admin", "v1", "grids", _], _) => Err(ApiError::method_not_allowed("PUT")),
+        _ => Err(ApiError::not_found(&path)),
+    }
+}
+
+/// `GET /api/v1/pricing/stream?region=r`: hands the WebSocket upgrade to the
+/// region's zone object.
+async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
+    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(ApiError::new(426, "upgrade_required", "connect with a WebSocket"));
+    }
+    let url = req.url().map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
+    let requested = url.query_pairs().find(|(k, _)| k == "region").map(|(_, v)| v.into_owned());
+    let region = pricing::region_of(requested.as_deref(), settings)?;
+    let stub = crate::grids::zone_stub(env, &region)
+        .map_err(|_| ApiError::unavailable("the zone object"))?;
+    let headers = worker::Headers::new();
+    let _ = headers.set("upgrade", "websocket");
+    let mut init = worker::RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let zreq = Request::new_with_init("https://zone/stream", &init).map_err(|_| ApiError::unavailable("the zone object"))?;
+    stub.fetch_with_request(zreq)
+        .await
+        .map_err(|_| ApiError::unavailable("the zone object"))
+}

@@ -1,0 +1,206 @@
+//! Settings: `[vars]` from wrangler.toml, secrets, and the admin's KV keys.
+//!
+//! Admin keys live in the `CONFIG` KV namespace and are set with
+//! `wrangler kv key put` (see README):
+//!
+//! * `tariff:<region>:<class>`: `{"currency":"USD","base":250,"per_km":120,
+//!   "per_minute":30,"booking_fee":200,"minimum_fare":800}` (minor units)
+//! * `caps:<region>`: `{"min":1.0,"max":4.0}`: bounds on every multiplier
+//!   the edge prices with in that region
+//! * `emergency_cap`: `"1.5"`: a global ceiling over every region
+//!
+//! KV reads are cached in the isolate for [`CONFIG_CACHE_MS`]: an admin
+//! change takes effect within that (plus KV's own propagation, up to 60 s).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use shared::fare::{Currency, Tariff, VehicleClass};
+use shared::grid::Staleness;
+use shared::quote::{Ident, Keyring};
+use shared::surge::{Caps, Multiplier};
+use shared::time::Millis;
+use worker::Env;
+
+use crate::error::ApiError;
+
+/// How long a KV config value is reused within an isolate.
+pub const CONFIG_CACHE_MS: u64 = 10_000;
+
+/// Settings from `[vars]`, with defaults when a var is absent.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Region priced when a request names none.
+    pub default_region: Ident,
+    /// Grid age handling.
+    pub staleness: Staleness,
+    /// How long a quote may be confirmed.
+    pub quote_ttl: Millis,
+    /// How long an isolate reuses a grid before re-reading KV.
+    pub grid_cache: Millis,
+    /// Origins allowed by CORS (comma-separated, `*` for any).
+    pub cors_origins: String,
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
+}
+
+fn secs(env: &Env, name: &str, default: u64) -> Millis {
+    let n = var(env, name)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(default);
+    Millis::from_secs(n)
+}
+
+fn millis(env: &Env, name: &str, default: u64) -> Millis {
+    Millis(
+        var(env, name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default),
+    )
+}
+
+impl Settings {
+    /// Reads the vars; invalid values fall back to defaults.
+    pub fn from_env(env: &Env) -> Result<Self, ApiError> {
+        let region = var(env, "DEFAULT_REGION").unwrap_or_else(|| "sf".to_owned());
+        let default_region = Ident::new(&region)
+            .map_err(|_| ApiError::unavailable("configuration (DEFAULT_REGION is invalid)"))?;
+        Ok(Self {
+            default_region,
+            staleness: Staleness {
+                fresh_for: secs(env, "GRID_FRESH_SECONDS", 30),
+                decay_over: secs(env, "GRID_DECAY_SECONDS", 300),
+            },
+            quote_ttl: secs(env, "QUOTE_TTL_SECONDS", 120),
+            grid_cache: millis(env, "GRID_CACHE_MS", 2_000),
+            cors_origins: var(env, "CORS_ORIGINS").unwrap_or_else(|| "http://127.0.0.1:8788".into()),
+        })
+    }
+}
+
+/// The quote signing keys from the `QUOTE_SIGNING_KEYS` secret
+/// (`id:secret,id:secret`, first one signs).
+pub fn keyring(env: &Env) -> Result<Keyring, ApiError> {
+    let spec = env
+        .secret("QUOTE_SIGNING_KEYS")
+        .map(|s| s.to_string())
+        .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is not set)"))?;
+    Keyring::parse(&spec).map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))
+}
+
+thread_local! {
+    /// key → (read at, value). Per isolate; lost on eviction, which is fine.
+    static KV_CACHE: RefCell<HashMap<String, (u64, Option<String>)>> = RefCell::new(HashMap::new());
+}
+
+/// A CONFIG KV value, through the isolate cache. A KV failure reads as
+/// "absent" so defaults apply: pricing never fails on config.
+async fn config_value(env: &Env, key: &str, now: u64) -> Option<String> {
+    let hit = KV_CACHE.with(|c| {
+        c.borrow()
+            .get(key)
+            .filter(|(at, _)| now.saturating_sub(*at) < CONFIG_CACHE_MS)
+            .map(|(_, v)| v.clone())
+    });
+    if let Some(v) = hit {
+        return v;
+    }
+    let value = match env.kv("CONFIG") {
+        Ok(kv) => kv.get(key).text().await.ok().flatten(),
+        Err(_) => None,
+    };
+    KV_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), (now, value.clone())));
+    value
+}
+
+#[derive(Deserialize)]
+struct TariffWire {
+    currency: String,
+    base: i64,
+    per_km: i64,
+    per_minute: i64,
+    booking_fee: i64,
+    minimum_fare: i64,
+}
+
+/// Parses a tariff value; `None` when invalid (then the default applies).
+pub fn parse_tariff(text: &str) -> Option<Tariff> {
+    let w: TariffWire = serde_json::from_str(text).ok()?;
+    Tariff {
+        currency: Currency::new(&w.currency).ok()?,
+        base: w.base,
+        per_km: w.per_km,
+        per_minute: w.per_minute,
+        booking_fee: w.booking_fee,
+        minimum_fare: w.minimum_fare,
+    }
+    .validate()
+    .ok()
+}
+
+#[derive(Deserialize)]
+struct CapsWire {
+    min: f64,
+    max: f64,
+}
+
+/// Parses region caps; `None` when invalid.
+pub fn parse_caps(text: &str) -> Option<Caps> {
+    let w: CapsWire = serde_json::from_str(text).ok()?;
+    Caps::new(Multiplier::from_f64(w.min).ok()?, Multiplier::from_f64(w.max).ok()?).ok()
+}
+
+/// Parses the emergency cap (`"1.5"` or `1.5`); `None` when absent/invalid.
+pub fn parse_emergency(text: &str) -> Option<Multiplier> {
+    let t = text.trim().trim_matches('"');
+    Multiplier::from_f64(t.parse().ok()?).ok()
+}
+
+/// The tariff of a class in a region (admin's or the built-in default).
+pub async fn tariff(env: &Env, region: &Ident, class: VehicleClass, now: u64) -> Tariff {
+    let key = format!("tariff:{region}:{}", class.as_str());
+    config_value(env, &key, now)
+        .await
+        .and_then(|t| parse_tariff(&t))
+        .unwrap_or_else(|| Tariff::default_for(class))
+}
+
+/// The caps in force for a region, emergency cap applied.
+pub async fn effective_caps(env: &Env, region: &Ident, now: u64) -> Caps {
+    let caps = config_value(env, &format!("caps:{region}"), now)
+        .await
+        .and_then(|t| parse_caps(&t))
+        .unwrap_or(Caps::DEFAULT);
+    let emergency = config_value(env, "emergency_cap", now)
+        .await
+        .and_then(|t| parse_emergency(&t));
+    caps.effective(emergency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_values_parse_or_fall_back() {
+        let t = parse_tariff(
+            r#"{"currency":"EUR","base":300,"per_km":100,"per_minute":25,"booking_fee":150,"minimum_fare":700}"#,
+        )
+        .expect("tariff");
+        assert_eq!(t.currency.as_str(), "EUR");
+        assert!(parse_tariff(r#"{"currency":"eur","base":1}"#).is_none());
+        assert!(parse_tariff(
+            r#"{"currency":"EUR","base":-3,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1}"#
+        )
+        .is_none());
+        let c = parse_caps(r#"{"min":1.2,"max":3.0}"#).expect("caps");
+        assert_eq!((c.min().tenths(), c.max().tenths()), (12, 30));
+        assert!(parse_caps(r#"{"min":3.0,"max":1.2}"#).is_none());
+        assert_eq!(parse_emergency("\"1.5\"").map(|m| m.tenths()), Some(15));
+        assert_eq!(parse_emergency("2").map(|m| m.tenths()), Some(20));
+        assert!(parse_emergency("0.5").is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! Small HTTP helpers: JSON responses, bounded bodies, CORS, client identity.
+
+use serde::Serialize;
+use worker::{Headers, Request, Response};
+
+use crate::error::ApiError;
+
+/// Largest JSON body accepted on public endpoints.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest grid push accepted (50,000 cells at ~90 bytes).
+pub const MAX_GRID_BYTES: usize = 6 * 1024 * 1024;
+
+/// A JSON response with a status.
+pub fn json<T: Serialize>(value: &T, status: u16) -> worker::Result<Response> {
+    let mut r = Response::from_json(value)?.with_status(status);
+    r.headers_mut().set("cache-control", "no-store")?;
+    Ok(r)
+}
+
+/// The error's JSON response.
+pub fn error_response(e: &ApiError) -> worker::Result<Response> {
+    let mut r = json(&e.body(), e.status)?;
+    if let Some(s) = e.retry_after {
+        r.headers_mut().set("retry-after", &s.to_string())?;
+    }
+    Ok(r)
+}
+
+/// Reads a JSON request body: checks the content type and the size limit
+/// (from the declared length first, then the bytes actually read).
+pub async fn read_json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != "application/json" && essence != "application/x-ndjson" {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::bad_request("invalid_body", "the request body could not be read"))?;
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(body)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "body_too_large",
+        format!("request body is larger than {limit} bytes"),
+    )
+}
+
+/// The client's IP as Cloudflare reports it (`CF-Connecting-IP`).
+pub fn client_ip(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .map(|s| s.chars().take(64).collect())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Adds CORS headers when the request's Origin is allowed. `allowed` is a
+/// comma-separated list of origins; `*` allows any.
+pub fn apply_cors(resp: &mut Response, origin: Option<&str>, allowed: &str) -> worker::Result<()> {
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    let ok = allowed.split(',').map(str::trim).any(|a| a == "*" || a == origin);
+    if ok {
+        let h = resp.headers_mut();
+        h.set("access-control-allow-origin", origin)?;
+        h.set("vary", "Origin")?;
+    }
+    Ok(())
+}
+
+/// The preflight answer.
+pub fn preflight(origin: Option<&str>, allowed: &str) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("access-control-allow-methods", "GET, POST, PUT, OPTIONS")?;
+    headers.set("access-control-allow-headers", "content-type, authorization")?;
+    headers.set("access-control-max-age", "86400")?;
+    let mut r = Response::empty()?.with_status(204).with_headers(headers);
+    apply_cors(&mut r, origin, allowed)?;
+    Ok(r)
+}

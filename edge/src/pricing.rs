@@ -1,0 +1,249 @@
+//! `POST /api/v1/pricing/estimate` and `POST /api/v1/quotes/{id}/confirm`.
+
+use shared::api::{
+    demand_level, ConfirmRequest, ConfirmResponse, EstimateRequest, EstimateResponse,
+    FareBreakdownWire, SurgeSource, ZoneInfo,
+};
+use shared::fare::{minor_to_decimal, price, RouteModel, VehicleClass};
+use shared::geo::{Cell, DEFAULT_LEVEL};
+use shared::grid::Freshness;
+use shared::quote::{Ident, QuoteClaims, QuoteError};
+use shared::surge::Multiplier;
+use shared::time::Timestamp;
+use worker::{Env, Method, Request, RequestInit, Response};
+
+use crate::config::{self, Settings};
+use crate::error::{from_json_error, ApiError};
+use crate::grids::{self, Via};
+use crate::http::{json, read_json_body, MAX_BODY_BYTES};
+use crate::ledger::{shard_name, ConfirmOutcome, ConfirmRecord};
+
+/// 16 random bytes from the platform CSPRNG, as hex.
+fn random_hex() -> Result<String, ApiError> {
+    use wasm_bindgen::{JsCast, JsValue};
+    let fail = |_| ApiError::unavailable("random number generator");
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(fail)?;
+    let get: js_sys::Function = js_sys::Reflect::get(&crypto, &JsValue::from_str("getRandomValues"))
+        .map_err(fail)?
+        .dyn_into()
+        .map_err(fail)?;
+    let buf = js_sys::Uint8Array::new_with_length(16);
+    get.call1(&crypto, &buf).map_err(fail)?;
+    Ok(buf.to_vec().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Parses the region a request names, or the default one.
+pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, ApiError> {
+    match requested {
+        None => Ok(settings.default_region.clone()),
+        Some(r) => Ident::new(r).map_err(|e| ApiError::bad_request("invalid_region", e.to_string())),
+    }
+}
+
+/// Parses a vehicle class, `standard` when absent.
+pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
+    match requested {
+        None => Ok(VehicleClass::Standard),
+        Some(c) => VehicleClass::parse(c).map_err(|e| ApiError::bad_request("unknown_vehicle_class", e.to_string())),
+    }
+}
+
+/// The multiplier a quote uses for a cell, and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Priced {
+    /// Multiplier applied (decayed, capped).
+    pub multiplier: Multiplier,
+    /// Multiplier the grid published.
+    pub published: Multiplier,
+    /// `fresh`, `cached`, `stale` or `default`.
+    pub source: &'static str,
+    /// Grid age in ms, if a grid exists.
+    pub age_ms: Option<u64>,
+    /// Grid generation (0 none).
+    pub generation: u64,
+    /// The grid's level, or the default.
+    pub cell: Cell,
+}
+
+/// Looks up the multiplier for a pickup: grid, staleness decay, caps.
+pub async fn multiplier_at(
+    env: &Env,
+    settings: &Settings,
+    region: &Ident,
+    pickup: shared::geo::LatLng,
+    now: u64,
+) -> Priced {
+    let read = grids::read(env, region, now, settings.grid_cache).await;
+    let caps = config::effective_caps(env, region, now).await;
+    let Some(grid) = read.grid else {
+        return Priced {
+            multiplier: caps.clamp(Multiplier::ONE),
+            published: Multiplier::ONE,
+            source: "default",
+            age_ms: None,
+            generation: 0,
+            cell: Cell::at(pickup, DEFAULT_LEVEL),
+        };
+    };
+    let cell = Cell::at(pickup, grid.level());
+    let published = grid.lookup(cell).map_or(Multiplier::ONE, |c| c.multiplier);
+    let age = Timestamp(now).since(grid.computed_at());
+    let (decayed, freshness) = settings.staleness.decay(published, age);
+    let source = match (freshness, read.via) {
+        (Freshness::Fresh, Via::Isolate) => "cached",
+        (Freshness::Fresh, _) => "fresh",
+        (Freshness::Stale, _) => "stale",
+        (Freshness::Default, _) => "default",
+    };
+    Priced {
+        multiplier: caps.clamp(decayed),
+        published,
+        source,
+        age_ms: Some(age.0),
+        generation: grid.generation(),
+        cell,
+    }
+}
+
+/// `POST /api/v1/pricing/estimate`.
+pub async fn estimate(mut req: Request, env: &Env, settings: &Settings, now: u64) -> Result<Response, ApiError> {
+    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
+    let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
+    let pickup = r
+        .pickup_location
+        .to_latlng()
+        .map_err(|e| ApiError::bad_request("invalid_coordinates", format!("pickup_location: {e}")))?;
+    let dropoff = r
+        .dropoff_location
+        .to_latlng()
+        .map_err(|e| ApiError::bad_request("invalid_coordinates", format!("dropoff_location: {e}")))?;
+    let class = class_of(r.vehicle_type.as_deref())?;
+    let region = region_of(r.region.as_deref(), settings)?;
+    crate::limits::check(env, &req, r.user_id.as_deref()).await?;
+
+    let trip = RouteModel::default()
+        .estimate(pickup, dropoff)
+        .map_err(|e| ApiError::bad_request("trip_too_long", e.to_string()))?;
+    let priced = multiplier_at(env, settings, &region, pickup, now).await;
+    let tariff = config::tariff(env, &region, class, now).await;
+    let fare = price(&tariff, trip, priced.multiplier);
+
+    let issued = Timestamp(now);
+    let claims = QuoteClaims {
+        quote_id: Ident::new(&format!("q_{}", random_hex()?))
+            .map_err(|_| ApiError::unavailable("quote id generation"))?,
+        region: region.clone(),
+        cell: priced.cell,
+        class,
+        surge: priced.multiplier,
+        base_fare: fare.subtotal + fare.booking_fee,
+        final_fare: fare.total,
+        currency: fare.currency,
+        distance_m: trip.distance_m,
+        duration_s: trip.duration_s,
+        grid_generation: priced.generation,
+        issued_at: issued,
+        expires_at: issued + settings.quote_ttl,
+    };
+    let token = config::keyring(env)?.sign(&claims);
+    let degraded = matches!(priced.source, "stale" | "default");
+    let resp = EstimateResponse {
+        quote_id: claims.quote_id.to_string(),
+        quote_token: token,
+        base_fare: minor_to_decimal(claims.base_fare),
+        surge_multiplier: priced.multiplier,
+        final_fare: minor_to_decimal(fare.total),
+        currency: fare.currency.to_string(),
+        quote_valid_until: claims.expires_at.to_rfc3339(),
+        estimated_duration: (f64::from(trip.duration_s) / 6.0).round() / 10.0,
+        estimated_distance: (f64::from(trip.distance_m) / 100.0).round() / 10.0,
+        vehicle_type: class.as_str().to_owned(),
+        zone_info: ZoneInfo {
+            zone_id: priced.cell.token(),
+            zone_name: format!("{region} {}", priced.cell.token()),
+            current_demand_level: demand_level(priced.published).to_owned(),
+            region: region.to_string(),
+        },
+        fare_breakdown: FareBreakdownWire::from(&fare),
+        surge_source: SurgeSource {
+            source: priced.source.to_owned(),
+            age_seconds: priced.age_ms.map(|ms| ms as f64 / 1_000.0),
+            grid_generation: priced.generation,
+            published_multiplier: priced.published,
+        },
+        degraded,
+    };
+    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
+}
+
+fn quote_error(e: QuoteError) -> ApiError {
+    match e {
+        QuoteError::Malformed => ApiError::bad_request("invalid_quote", "quote_token is not a quote"),
+        QuoteError::UnknownKey | QuoteError::BadSignature => {
+            ApiError::new(403, "quote_forged", "quote_token signature does not verify")
+        }
+        QuoteError::Expired(at) => ApiError::new(410, "quote_expired", format!("quote expired at {at}")),
+    }
+}
+
+/// `POST /api/v1/quotes/{id}/confirm`.
+pub async fn confirm(mut req: Request, env: &Env, id: &str, now: u64) -> Result<Response, ApiError> {
+    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
+    let r: ConfirmRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
+    crate::limits::check(env, &req, None).await?;
+    let claims = config::keyring(env)?
+        .verify(&r.quote_token, Timestamp(now))
+        .map_err(quote_error)?;
+    if claims.quote_id.as_str() != id {
+        return Err(ApiError::bad_request(
+            "quote_id_mismatch",
+            "the quote_token belongs to another quote id",
+        ));
+    }
+    let record = ConfirmRecord {
+        quote_id: id.to_owned(),
+        region: claims.region.to_string(),
+        final_fare: claims.final_fare,
+        currency: claims.currency.to_string(),
+        surge_tenths: i64::from(claims.surge.tenths()),
+        confirmed_at: now as i64,
+    };
+    let outcome = ledger_confirm(env, &record)
+        .await
+        .map_err(|_| ApiError::unavailable("the quote ledger"))?;
+    if !outcome.recorded {
+        return Err(ApiError::new(
+            409,
+            "quote_already_confirmed",
+            format!(
+                "quote {id} was already confirmed at {}",
+                Timestamp(outcome.confirmed_at.max(0) as u64)
+            ),
+        ));
+    }
+    let resp = ConfirmResponse {
+        quote_id: id.to_owned(),
+        status: "confirmed".into(),
+        final_fare: minor_to_decimal(claims.final_fare),
+        currency: claims.currency.to_string(),
+        surge_multiplier: claims.surge,
+        confirmed_at: Timestamp(now).to_rfc3339(),
+    };
+    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
+}
+
+async fn ledger_confirm(env: &Env, record: &ConfirmRecord) -> worker::Result<ConfirmOutcome> {
+    let stub = env
+        .durable_object("LEDGER")?
+        .id_from_name(&shard_name(&record.quote_id))?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(record)?.into()));
+    let req = Request::new_with_init("https://ledger/confirm", &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    if resp.status_code() != 200 {
+        return Err(worker::Error::RustError(format!("ledger answered {}", resp.status_code())));
+    }
+    resp.json().await
+}

@@ -1,0 +1,150 @@
+//! The zone Durable Object: one per region, the authoritative grid and the
+//! live subscribers.
+//!
+//! * `PUT /grid`: offer a grid; kept only if its generation is newer
+//!   (SQLite row, read and written with no await in between, so two pushes
+//!   cannot interleave), then sent to every subscriber.
+//! * `GET /grid`: the held grid, 404 if none.
+//! * `GET /stream`: a WebSocket (hibernation API). The subscriber gets the
+//!   held grid at once, then every newer generation.
+
+use serde::Deserialize;
+use shared::api::{GridPush, GridPushResponse};
+use shared::grid::SurgeGrid;
+use worker::{
+    durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::error::ApiError;
+use crate::http::{error_response, json};
+
+#[durable_object]
+#[derive(Debug)]
+pub struct Zone {
+    state: State,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    generation: i64,
+    body: String,
+}
+
+impl Zone {
+    fn held(&self) -> Result<Option<Row>> {
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT generation, body FROM grid WHERE id = 1", None)?
+            .to_array()?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn offer(&self, body: String) -> Result<Response> {
+        let push: GridPush = match serde_json::from_str(&body) {
+            Ok(p) => p,
+            Err(e) => return error_response(&crate::error::from_json_error(&e)),
+        };
+        let grid = match SurgeGrid::try_from(push) {
+            Ok(g) => g,
+            Err(e) => return error_response(&ApiError::bad_request("invalid_grid", e.to_string())),
+        };
+        let held = self.held()?;
+        let current = held.as_ref().map_or(0, |r| r.generation.max(0) as u64);
+        if grid.generation() <= current {
+            return json(
+                &GridPushResponse {
+                    status: "stale".into(),
+                    generation: current,
+                    previous: None,
+                },
+                409,
+            );
+        }
+        let generation = i64::try_from(grid.generation()).unwrap_or(i64::MAX);
+        self.state.storage().sql().exec(
+            "INSERT INTO grid (id, generation, body) VALUES (1, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, body = excluded.body",
+            vec![generation.into(), body.as_str().into()],
+        )?;
+        let message = format!(r#"{{"type":"grid","grid":{body}}}"#);
+        for ws in self.state.get_websockets() {
+            // A socket that is closing cannot be sent to; the others can.
+            let _ = ws.send_with_str(&message);
+        }
+        json(
+            &GridPushResponse {
+                status: "applied".into(),
+                generation: grid.generation(),
+                previous: (current > 0).then_some(current),
+            },
+            200,
+        )
+    }
+
+    fn subscribe(&self) -> Result<Response> {
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        if let Some(row) = self.held()? {
+            let _ = pair
+                .server
+                .send_with_str(format!(r#"{{"type":"grid","grid":{}}}"#, row.body));
+        }
+        Response::from_websocket(pair.client)
+    }
+}
+
+impl DurableObject for Zone {
+    fn new(state: State, _env: Env) -> Self {
+        // Creating a table that exists is a no-op; failure surfaces on use.
+        let _ = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS grid (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             generation INTEGER NOT NULL, body TEXT NOT NULL)",
+            None,
+        );
+        Self { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/grid") => match self.held()? {
+                Some(row) => {
+                    let mut r = Response::ok(row.body)?;
+                    r.headers_mut().set("content-type", "application/json")?;
+                    Ok(r)
+                }
+                None => error_response(&ApiError::new(404, "no_grid", "no grid yet")),
+            },
+            (Method::Put, "/grid") => {
+                let body = req.text().await?;
+                self.offer(body)
+            }
+            (Method::Get, "/stream") => self.subscribe(),
+            _ => error_response(&ApiError::not_found(&req.path())),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, msg: WebSocketIncomingMessage) -> Result<()> {
+        if let WebSocketIncomingMessage::String(s) = msg {
+            if s == "ping" {
+                let _ = ws.send_with_str("pong");
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+        let _ = ws.close(Some(1000), Some("closing"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        Response::ok("no alarms are scheduled")
+    }
+}

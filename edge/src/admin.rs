@@ -25,15 +25,32 @@ pub fn authorised(header: Option<&str>, secret: &str) -> bool {
 }
 
 /// `PUT /admin/v1/grids/{region}`.
-pub async fn push_grid(mut req: Request, env: &Env, region: &str, now: u64) -> Result<Response, ApiError> {
-    let secret = env.secret("ADMIN_TOKEN").map(|s| s.to_string()).unwrap_or_default();
+pub async fn push_grid(
+    mut req: Request,
+    env: &Env,
+    region: &str,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let secret = env
+        .secret("ADMIN_TOKEN")
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let header = req.headers().get("authorization").ok().flatten();
     if !authorised(header.as_deref(), &secret) {
-        let why = if header.is_none() { "no credentials" } else { "wrong credentials" };
+        let why = if header.is_none() {
+            "no credentials"
+        } else {
+            "wrong credentials"
+        };
         console_warn!("admin push refused ({why}) from {}", client_ip(&req));
-        return Err(ApiError::new(401, "unauthorized", "a valid admin bearer token is required"));
+        return Err(ApiError::new(
+            401,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ));
     }
-    let region = Ident::new(region).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))?;
+    let region =
+        Ident::new(region).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))?;
     let body = read_json_body(&mut req, MAX_GRID_BYTES).await?;
     let push: GridPush = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     if push.region != region.as_str() {
@@ -42,18 +59,24 @@ pub async fn push_grid(mut req: Request, env: &Env, region: &str, now: u64) -> R
             "the grid's region differs from the path's",
         ));
     }
-    let grid = SurgeGrid::try_from(push).map_err(|e| ApiError::bad_request("invalid_grid", e.to_string()))?;
-    let text = String::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_json", "body is not UTF-8"))?;
+    let grid = SurgeGrid::try_from(push)
+        .map_err(|e| ApiError::bad_request("invalid_grid", e.to_string()))?;
+    let text = String::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_json", "body is not UTF-8"))?;
 
-    let stub = grids::zone_stub(env, &region)
+    let stub =
+        grids::zone_stub(env, &region).map_err(|_| ApiError::unavailable("the zone object"))?;
+    let zreq = zone_request("/grid", Method::Put, Some(text.clone()))
         .map_err(|_| ApiError::unavailable("the zone object"))?;
-    let zreq = zone_request("/grid", Method::Put, Some(text.clone())).map_err(|_| ApiError::unavailable("the zone object"))?;
     let mut resp = stub
         .fetch_with_request(zreq)
         .await
         .map_err(|_| ApiError::unavailable("the zone object"))?;
     let status = resp.status_code();
-    let answer = resp.text().await.map_err(|_| ApiError::unavailable("the zone object"))?;
+    let answer = resp
+        .text()
+        .await
+        .map_err(|_| ApiError::unavailable("the zone object"))?;
     if status == 200 {
         // KV is the fast read path; a failed write only delays it (the zone
         // object already holds the grid and the read path falls back to it).

@@ -9,7 +9,7 @@
 //!   the edge prices with in that region
 //! * `emergency_cap`: `"1.5"`: a global ceiling over every region
 //!
-//! KV reads are cached in the isolate for [`CONFIG_CACHE_MS`]: an admin
+//! KV reads are cached in the isolate for `CONFIG_CACHE_MS` (var; default [`CONFIG_CACHE_MS`]): an admin
 //! change takes effect within that (plus KV's own propagation, up to 60 s).
 
 use std::cell::RefCell;
@@ -25,7 +25,8 @@ use worker::Env;
 
 use crate::error::ApiError;
 
-/// How long a KV config value is reused within an isolate.
+/// How long a KV config value is reused within an isolate, unless the
+/// `CONFIG_CACHE_MS` var says otherwise.
 pub const CONFIG_CACHE_MS: u64 = 10_000;
 
 /// Settings from `[vars]`, with defaults when a var is absent.
@@ -41,6 +42,8 @@ pub struct Settings {
     pub grid_cache: Millis,
     /// Origins allowed by CORS (comma-separated, `*` for any).
     pub cors_origins: String,
+    /// How long an isolate reuses admin KV values.
+    pub config_cache: Millis,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -76,7 +79,9 @@ impl Settings {
             },
             quote_ttl: secs(env, "QUOTE_TTL_SECONDS", 120),
             grid_cache: millis(env, "GRID_CACHE_MS", 2_000),
-            cors_origins: var(env, "CORS_ORIGINS").unwrap_or_else(|| "http://127.0.0.1:8788".into()),
+            cors_origins: var(env, "CORS_ORIGINS")
+                .unwrap_or_else(|| "http://127.0.0.1:8788".into()),
+            config_cache: millis(env, "CONFIG_CACHE_MS", CONFIG_CACHE_MS),
         })
     }
 }
@@ -88,7 +93,8 @@ pub fn keyring(env: &Env) -> Result<Keyring, ApiError> {
         .secret("QUOTE_SIGNING_KEYS")
         .map(|s| s.to_string())
         .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is not set)"))?;
-    Keyring::parse(&spec).map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))
+    Keyring::parse(&spec)
+        .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))
 }
 
 thread_local! {
@@ -98,11 +104,11 @@ thread_local! {
 
 /// A CONFIG KV value, through the isolate cache. A KV failure reads as
 /// "absent" so defaults apply: pricing never fails on config.
-async fn config_value(env: &Env, key: &str, now: u64) -> Option<String> {
+async fn config_value(env: &Env, key: &str, now: u64, ttl: Millis) -> Option<String> {
     let hit = KV_CACHE.with(|c| {
         c.borrow()
             .get(key)
-            .filter(|(at, _)| now.saturating_sub(*at) < CONFIG_CACHE_MS)
+            .filter(|(at, _)| now.saturating_sub(*at) < ttl.0)
             .map(|(_, v)| v.clone())
     });
     if let Some(v) = hit {
@@ -150,7 +156,11 @@ struct CapsWire {
 /// Parses region caps; `None` when invalid.
 pub fn parse_caps(text: &str) -> Option<Caps> {
     let w: CapsWire = serde_json::from_str(text).ok()?;
-    Caps::new(Multiplier::from_f64(w.min).ok()?, Multiplier::from_f64(w.max).ok()?).ok()
+    Caps::new(
+        Multiplier::from_f64(w.min).ok()?,
+        Multiplier::from_f64(w.max).ok()?,
+    )
+    .ok()
 }
 
 /// Parses the emergency cap (`"1.5"` or `1.5`); `None` when absent/invalid.
@@ -160,21 +170,27 @@ pub fn parse_emergency(text: &str) -> Option<Multiplier> {
 }
 
 /// The tariff of a class in a region (admin's or the built-in default).
-pub async fn tariff(env: &Env, region: &Ident, class: VehicleClass, now: u64) -> Tariff {
+pub async fn tariff(
+    env: &Env,
+    s: &Settings,
+    region: &Ident,
+    class: VehicleClass,
+    now: u64,
+) -> Tariff {
     let key = format!("tariff:{region}:{}", class.as_str());
-    config_value(env, &key, now)
+    config_value(env, &key, now, s.config_cache)
         .await
         .and_then(|t| parse_tariff(&t))
         .unwrap_or_else(|| Tariff::default_for(class))
 }
 
 /// The caps in force for a region, emergency cap applied.
-pub async fn effective_caps(env: &Env, region: &Ident, now: u64) -> Caps {
-    let caps = config_value(env, &format!("caps:{region}"), now)
+pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> Caps {
+    let caps = config_value(env, &format!("caps:{region}"), now, s.config_cache)
         .await
         .and_then(|t| parse_caps(&t))
         .unwrap_or(Caps::DEFAULT);
-    let emergency = config_value(env, "emergency_cap", now)
+    let emergency = config_value(env, "emergency_cap", now, s.config_cache)
         .await
         .and_then(|t| parse_emergency(&t));
     caps.effective(emergency)

@@ -49,7 +49,11 @@ impl ApiError {
     pub fn rate_limited(what: &str, retry_after: u32) -> Self {
         Self {
             retry_after: Some(retry_after),
-            ..Self::new(429, "rate_limited", format!("too many requests for this {what}"))
+            ..Self::new(
+                429,
+                "rate_limited",
+                format!("too many requests for this {what}"),
+            )
         }
     }
 
@@ -57,7 +61,11 @@ impl ApiError {
     pub fn unavailable(what: &str) -> Self {
         Self {
             retry_after: Some(1),
-            ..Self::new(503, "unavailable", format!("{what} is unavailable, retry shortly"))
+            ..Self::new(
+                503,
+                "unavailable",
+                format!("{what} is unavailable, retry shortly"),
+            )
         }
     }
 

@@ -28,10 +28,16 @@ pub const MAX_RADIUS_M: f64 = 50_000.0;
 pub const MAX_RECOMMENDED: usize = 10;
 
 fn query(url: &Url) -> BTreeMap<String, String> {
-    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
-fn number(q: &BTreeMap<String, String>, key: &str, code: &'static str) -> Result<Option<f64>, ApiError> {
+fn number(
+    q: &BTreeMap<String, String>,
+    key: &str,
+    code: &'static str,
+) -> Result<Option<f64>, ApiError> {
     match q.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -53,7 +59,9 @@ pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| bad("bounds must be four numbers: south,west,north,east".into()))?;
     let [s, w, n, e] = parts[..] else {
-        return Err(bad("bounds must be four numbers: south,west,north,east".into()));
+        return Err(bad(
+            "bounds must be four numbers: south,west,north,east".into()
+        ));
     };
     let sw = LatLng::new(s, w).map_err(|e| bad(e.to_string()))?;
     let ne = LatLng::new(n, e).map_err(|e| bad(e.to_string()))?;
@@ -79,23 +87,40 @@ fn aggregate(cells: &[&GridCell], level: Level) -> Vec<GridCell> {
                 a.supply = a.supply.saturating_add(c.supply);
                 a.demand = a.demand.saturating_add(c.demand);
             })
-            .or_insert(GridCell { cell: parent, ..**c });
+            .or_insert(GridCell {
+                cell: parent,
+                ..**c
+            });
     }
     out.into_values().collect()
 }
 
 /// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r]`.
-pub async fn rider(req: &Request, env: &Env, settings: &Settings, now: u64) -> Result<Response, ApiError> {
-    let url = req.url().map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
+pub async fn rider(
+    req: &Request,
+    env: &Env,
+    settings: &Settings,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
     let q = query(&url);
-    let bounds = parse_bounds(
-        q.get("bounds")
-            .ok_or_else(|| ApiError::bad_request("missing_parameter", "bounds is required: south,west,north,east"))?,
-    )?;
+    let bounds = parse_bounds(q.get("bounds").ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_parameter",
+            "bounds is required: south,west,north,east",
+        )
+    })?)?;
     let zoom = match number(&q, "zoom", "invalid_zoom")? {
         None => 13,
         Some(z) if (0.0..=22.0).contains(&z) => z as u8,
-        Some(_) => return Err(ApiError::bad_request("invalid_zoom", "zoom must be between 0 and 22")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_zoom",
+                "zoom must be between 0 and 22",
+            ))
+        }
     };
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
@@ -128,7 +153,10 @@ pub async fn rider(req: &Request, env: &Env, settings: &Settings, now: u64) -> R
     if cells.len() > MAX_ZONES {
         return Err(ApiError::bad_request(
             "too_many_zones",
-            format!("{} zones in these bounds; zoom in or narrow the bounds (limit {MAX_ZONES})", cells.len()),
+            format!(
+                "{} zones in these bounds; zoom in or narrow the bounds (limit {MAX_ZONES})",
+                cells.len()
+            ),
         ));
     }
     let zones: Vec<HeatmapZone> = cells
@@ -158,15 +186,26 @@ pub async fn rider(req: &Request, env: &Env, settings: &Settings, now: u64) -> R
 }
 
 /// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=]`.
-pub async fn driver(req: &Request, env: &Env, settings: &Settings, now: u64) -> Result<Response, ApiError> {
-    let url = req.url().map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
+pub async fn driver(
+    req: &Request,
+    env: &Env,
+    settings: &Settings,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
     let q = query(&url);
     let lat = number(&q, "lat", "invalid_coordinates")?;
     let lng = number(&q, "lng", "invalid_coordinates")?;
     let (Some(lat), Some(lng)) = (lat, lng) else {
-        return Err(ApiError::bad_request("missing_parameter", "lat and lng are required"));
+        return Err(ApiError::bad_request(
+            "missing_parameter",
+            "lat and lng are required",
+        ));
     };
-    let here = LatLng::new(lat, lng).map_err(|e| ApiError::bad_request("invalid_coordinates", e.to_string()))?;
+    let here = LatLng::new(lat, lng)
+        .map_err(|e| ApiError::bad_request("invalid_coordinates", e.to_string()))?;
     let radius = match number(&q, "radius", "invalid_radius")? {
         None => 5_000.0,
         Some(r) if r > 0.0 && r <= MAX_RADIUS_M => r,
@@ -181,7 +220,7 @@ pub async fn driver(req: &Request, env: &Env, settings: &Settings, now: u64) -> 
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
     let read = grids::read(env, &region, now, settings.grid_cache).await;
-    let tariff = config::tariff(env, &region, class, now).await;
+    let tariff = config::tariff(env, settings, &region, class, now).await;
     let speed = RouteModel::default().speed_kmh;
     let mut zones: Vec<(i64, DriverZone)> = read
         .grid
@@ -210,7 +249,10 @@ pub async fn driver(req: &Request, env: &Env, settings: &Settings, now: u64) -> 
         })
         .collect();
     // Best earnings first; nearer first among equals.
-    zones.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.distance_meters.cmp(&b.1.distance_meters)));
+    zones.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.distance_meters.cmp(&b.1.distance_meters))
+    });
     zones.truncate(MAX_RECOMMENDED);
     let resp = DriverHeatmapResponse {
         recommended_zones: zones.into_iter().map(|(_, z)| z).collect(),
@@ -227,8 +269,19 @@ mod tests {
     #[test]
     fn bounds_parse_and_refuse() {
         assert!(parse_bounds("37.7,-122.5,37.8,-122.3").is_ok());
-        for bad in ["", "1,2,3", "a,b,c,d", "37.8,-122.5,37.7,-122.3", "95,0,96,1", "NaN,0,1,1"] {
-            assert_eq!(parse_bounds(bad).map(|_| ()).unwrap_err().code, "invalid_bounds", "{bad:?}");
+        for bad in [
+            "",
+            "1,2,3",
+            "a,b,c,d",
+            "37.8,-122.5,37.7,-122.3",
+            "95,0,96,1",
+            "NaN,0,1,1",
+        ] {
+            assert_eq!(
+                parse_bounds(bad).map(|_| ()).unwrap_err().code,
+                "invalid_bounds",
+                "{bad:?}"
+            );
         }
     }
 

@@ -35,7 +35,12 @@ pub async fn read_json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, 
         .ok()
         .flatten()
         .unwrap_or_default();
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence != "application/json" && essence != "application/x-ndjson" {
         return Err(ApiError::new(
             415,
@@ -86,7 +91,10 @@ pub fn apply_cors(resp: &mut Response, origin: Option<&str>, allowed: &str) -> w
     let Some(origin) = origin else {
         return Ok(());
     };
-    let ok = allowed.split(',').map(str::trim).any(|a| a == "*" || a == origin);
+    let ok = allowed
+        .split(',')
+        .map(str::trim)
+        .any(|a| a == "*" || a == origin);
     if ok {
         let h = resp.headers_mut();
         h.set("access-control-allow-origin", origin)?;
@@ -99,7 +107,10 @@ pub fn apply_cors(resp: &mut Response, origin: Option<&str>, allowed: &str) -> w
 pub fn preflight(origin: Option<&str>, allowed: &str) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("access-control-allow-methods", "GET, POST, PUT, OPTIONS")?;
-    headers.set("access-control-allow-headers", "content-type, authorization")?;
+    headers.set(
+        "access-control-allow-headers",
+        "content-type, authorization",
+    )?;
     headers.set("access-control-max-age", "86400")?;
     let mut r = Response::empty()?.with_status(204).with_headers(headers);
     apply_cors(&mut r, origin, allowed)?;

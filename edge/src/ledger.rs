@@ -6,7 +6,9 @@
 //! exactly one writes the row; the other sees it and is refused.
 
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State};
+use worker::{
+    durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
+};
 
 use crate::error::ApiError;
 use crate::http::{error_response, json};

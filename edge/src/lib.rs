@@ -98,12 +98,26 @@ async fn route(req: Request, env: &Env, settings: &Settings) -> Result<Response,
 /// `GET /api/v1/pricing/stream?region=r`: hands the WebSocket upgrade to the
 /// region's zone object.
 async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
-    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+    let upgrade = req
+        .headers()
+        .get("upgrade")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
-        return Err(ApiError::new(426, "upgrade_required", "connect with a WebSocket"));
+        return Err(ApiError::new(
+            426,
+            "upgrade_required",
+            "connect with a WebSocket",
+        ));
     }
-    let url = req.url().map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
-    let requested = url.query_pairs().find(|(k, _)| k == "region").map(|(_, v)| v.into_owned());
+    let url = req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
+    let requested = url
+        .query_pairs()
+        .find(|(k, _)| k == "region")
+        .map(|(_, v)| v.into_owned());
     let region = pricing::region_of(requested.as_deref(), settings)?;
     let stub = crate::grids::zone_stub(env, &region)
         .map_err(|_| ApiError::unavailable("the zone object"))?;
@@ -111,7 +125,8 @@ async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response
     let _ = headers.set("upgrade", "websocket");
     let mut init = worker::RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let zreq = Request::new_with_init("https://zone/stream", &init).map_err(|_| ApiError::unavailable("the zone object"))?;
+    let zreq = Request::new_with_init("https://zone/stream", &init)
+        .map_err(|_| ApiError::unavailable("the zone object"))?;
     stub.fetch_with_request(zreq)
         .await
         .map_err(|_| ApiError::unavailable("the zone object"))

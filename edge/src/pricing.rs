@@ -22,11 +22,13 @@ use crate::ledger::{shard_name, ConfirmOutcome, ConfirmRecord};
 fn random_hex() -> Result<String, ApiError> {
     use wasm_bindgen::{JsCast, JsValue};
     let fail = |_| ApiError::unavailable("random number generator");
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(fail)?;
-    let get: js_sys::Function = js_sys::Reflect::get(&crypto, &JsValue::from_str("getRandomValues"))
-        .map_err(fail)?
-        .dyn_into()
-        .map_err(fail)?;
+    let crypto =
+        js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).map_err(fail)?;
+    let get: js_sys::Function =
+        js_sys::Reflect::get(&crypto, &JsValue::from_str("getRandomValues"))
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)?;
     let buf = js_sys::Uint8Array::new_with_length(16);
     get.call1(&crypto, &buf).map_err(fail)?;
     Ok(buf.to_vec().iter().map(|b| format!("{b:02x}")).collect())
@@ -36,7 +38,9 @@ fn random_hex() -> Result<String, ApiError> {
 pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, ApiError> {
     match requested {
         None => Ok(settings.default_region.clone()),
-        Some(r) => Ident::new(r).map_err(|e| ApiError::bad_request("invalid_region", e.to_string())),
+        Some(r) => {
+            Ident::new(r).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))
+        }
     }
 }
 
@@ -44,7 +48,8 @@ pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, 
 pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
     match requested {
         None => Ok(VehicleClass::Standard),
-        Some(c) => VehicleClass::parse(c).map_err(|e| ApiError::bad_request("unknown_vehicle_class", e.to_string())),
+        Some(c) => VehicleClass::parse(c)
+            .map_err(|e| ApiError::bad_request("unknown_vehicle_class", e.to_string())),
     }
 }
 
@@ -74,7 +79,7 @@ pub async fn multiplier_at(
     now: u64,
 ) -> Priced {
     let read = grids::read(env, region, now, settings.grid_cache).await;
-    let caps = config::effective_caps(env, region, now).await;
+    let caps = config::effective_caps(env, settings, region, now).await;
     let Some(grid) = read.grid else {
         return Priced {
             multiplier: caps.clamp(Multiplier::ONE),
@@ -106,17 +111,20 @@ pub async fn multiplier_at(
 }
 
 /// `POST /api/v1/pricing/estimate`.
-pub async fn estimate(mut req: Request, env: &Env, settings: &Settings, now: u64) -> Result<Response, ApiError> {
+pub async fn estimate(
+    mut req: Request,
+    env: &Env,
+    settings: &Settings,
+    now: u64,
+) -> Result<Response, ApiError> {
     let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
     let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
-    let pickup = r
-        .pickup_location
-        .to_latlng()
-        .map_err(|e| ApiError::bad_request("invalid_coordinates", format!("pickup_location: {e}")))?;
-    let dropoff = r
-        .dropoff_location
-        .to_latlng()
-        .map_err(|e| ApiError::bad_request("invalid_coordinates", format!("dropoff_location: {e}")))?;
+    let pickup = r.pickup_location.to_latlng().map_err(|e| {
+        ApiError::bad_request("invalid_coordinates", format!("pickup_location: {e}"))
+    })?;
+    let dropoff = r.dropoff_location.to_latlng().map_err(|e| {
+        ApiError::bad_request("invalid_coordinates", format!("dropoff_location: {e}"))
+    })?;
     let class = class_of(r.vehicle_type.as_deref())?;
     let region = region_of(r.region.as_deref(), settings)?;
     crate::limits::check(env, &req, r.user_id.as_deref()).await?;
@@ -125,7 +133,7 @@ pub async fn estimate(mut req: Request, env: &Env, settings: &Settings, now: u64
         .estimate(pickup, dropoff)
         .map_err(|e| ApiError::bad_request("trip_too_long", e.to_string()))?;
     let priced = multiplier_at(env, settings, &region, pickup, now).await;
-    let tariff = config::tariff(env, &region, class, now).await;
+    let tariff = config::tariff(env, settings, &region, class, now).await;
     let fare = price(&tariff, trip, priced.multiplier);
 
     let issued = Timestamp(now);
@@ -178,16 +186,25 @@ pub async fn estimate(mut req: Request, env: &Env, settings: &Settings, now: u64
 
 fn quote_error(e: QuoteError) -> ApiError {
     match e {
-        QuoteError::Malformed => ApiError::bad_request("invalid_quote", "quote_token is not a quote"),
+        QuoteError::Malformed => {
+            ApiError::bad_request("invalid_quote", "quote_token is not a quote")
+        }
         QuoteError::UnknownKey | QuoteError::BadSignature => {
             ApiError::new(403, "quote_forged", "quote_token signature does not verify")
         }
-        QuoteError::Expired(at) => ApiError::new(410, "quote_expired", format!("quote expired at {at}")),
+        QuoteError::Expired(at) => {
+            ApiError::new(410, "quote_expired", format!("quote expired at {at}"))
+        }
     }
 }
 
 /// `POST /api/v1/quotes/{id}/confirm`.
-pub async fn confirm(mut req: Request, env: &Env, id: &str, now: u64) -> Result<Response, ApiError> {
+pub async fn confirm(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    now: u64,
+) -> Result<Response, ApiError> {
     let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
     let r: ConfirmRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     crate::limits::check(env, &req, None).await?;
@@ -243,7 +260,10 @@ async fn ledger_confirm(env: &Env, record: &ConfirmRecord) -> worker::Result<Con
     let req = Request::new_with_init("https://ledger/confirm", &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     if resp.status_code() != 200 {
-        return Err(worker::Error::RustError(format!("ledger answered {}", resp.status_code())));
+        return Err(worker::Error::RustError(format!(
+            "ledger answered {}",
+            resp.status_code()
+        )));
     }
     resp.json().await
 }

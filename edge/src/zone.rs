@@ -135,7 +135,13 @@ impl DurableObject for Zone {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         let _ = ws.close(Some(1000), Some("closing"));
         Ok(())
     }

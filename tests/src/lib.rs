@@ -1,1 +1,201 @@
-//! Helpers for the end-to-end tests: start and stop the real processes.
+//! Harness for the end-to-end tests: build and start the real processes
+//! (the worker under `wrangler dev`, i.e. workerd), wait for readiness by
+//! polling, and stop them (whole process group) when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub use reqwest::blocking::Client;
+
+/// The admin token the test worker is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The signing keys the test worker is started with (`k1` signs).
+pub const SIGNING_KEYS: &str = "k1:test-signing-key-0123456789";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` until it returns true or `deadline` passes.
+pub fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {deadline:?} waiting for {what}");
+}
+
+static BUILD: Once = Once::new();
+
+/// Builds the worker once per test binary (skipped when up to date).
+pub fn build_worker() {
+    BUILD.call_once(|| {
+        let status = Command::new("bash")
+            .arg(root().join("scripts/build-worker.sh"))
+            .status()
+            .expect("run scripts/build-worker.sh");
+        assert!(status.success(), "worker build failed");
+    });
+}
+
+/// A running `wrangler dev` serving the worker on loopback.
+#[derive(Debug)]
+pub struct Worker {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The port.
+    pub port: u16,
+    /// Where local KV and Durable Object state persist.
+    pub state_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Worker {
+    /// Starts a worker with fresh local state.
+    pub fn start() -> Self {
+        Self::start_with_vars(&[])
+    }
+
+    /// Starts a worker with fresh local state and `--var NAME:VALUE`s.
+    pub fn start_with_vars(vars: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut w = Self::start_at(&dir, vars);
+        w._tmp = Some(tmp);
+        w
+    }
+
+    /// Starts a worker on existing state (to test restarts), with extra
+    /// `--var NAME:VALUE` settings.
+    pub fn start_at(state_dir: &Path, vars: &[(&str, &str)]) -> Self {
+        build_worker();
+        let port = free_port();
+        let log = std::fs::File::create(state_dir.join("wrangler.log")).expect("log file");
+        let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
+        cmd.current_dir(root())
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--persist-to")
+            .arg(state_dir)
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "warn",
+            ])
+            .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
+            .args(["--var", &format!("QUOTE_SIGNING_KEYS:{SIGNING_KEYS}")])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in vars {
+            cmd.args(["--var", &format!("{k}:{v}")]);
+        }
+        // Own process group, so drop can stop wrangler and workerd together.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("start wrangler dev");
+        let w = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            state_dir: state_dir.to_path_buf(),
+            _tmp: None,
+        };
+        let client = Client::new();
+        let url = w.url("/health");
+        wait_for("the worker's /health", Duration::from_secs(120), || {
+            client
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        w
+    }
+
+    /// A URL on this worker.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `ws://` URL on this worker.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sets a KV key in the local state with the admin's command,
+    /// `wrangler kv key put --local`.
+    pub fn kv_put(&self, binding: &str, key: &str, value: &str) {
+        let out = Command::new(root().join("node_modules/.bin/wrangler"))
+            .current_dir(root())
+            .args(["kv", "key", "put", "--local", "--binding", binding])
+            .arg("--persist-to")
+            .arg(&self.state_dir)
+            .args([key, value])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .output()
+            .expect("run wrangler kv key put");
+        assert!(
+            out.status.success(),
+            "wrangler kv key put failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The worker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("wrangler.log")).unwrap_or_default()
+    }
+
+    /// Stops the worker (as at drop), keeping the state directory.
+    pub fn stop(&mut self) {
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &format!("-{pgid}")])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Milliseconds since the epoch (the tests' clock for grids and quotes).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

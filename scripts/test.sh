@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints (native and wasm32), the
+# core's unit/property/fixture tests natively and in wasm32, and the
+# end-to-end tests against the real worker (wrangler dev / workerd).
+# Installs what is missing first (scripts/setup.sh).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo clippy (wasm32: shared and edge)"
+cargo clippy -p equilibrium-shared -p equilibrium-edge --target wasm32-unknown-unknown --locked -- -D warnings
+
+step "shared in wasm32: the cell and fare fixtures under wasm-bindgen-test (node)"
+cargo test -p equilibrium-shared --target wasm32-unknown-unknown --locked \
+  --test s2_reference --test fare_fixture
+
+step "build the worker"
+bash scripts/build-worker.sh
+
+step "cargo test (unit, property, fixture, end-to-end)"
+cargo test --workspace --locked

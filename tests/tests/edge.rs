@@ -1,0 +1,649 @@
+//! End-to-end tests of the edge worker running in workerd (`wrangler dev`).
+//!
+//! One worker with fresh local state serves every scenario below; each
+//! scenario uses its own region so they do not see each other's grids.
+
+use std::time::Duration;
+
+use equilibrium_tests::{now_ms, wait_for, Client, Worker, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use shared::api::{GridCellWire, GridPush};
+use shared::fare::{Currency, VehicleClass};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+use shared::grid::GRID_FORMAT;
+use shared::quote::{Ident, Keyring, QuoteClaims};
+use shared::surge::Multiplier;
+use shared::time::Timestamp;
+
+const PICKUP: (f64, f64) = (37.7749, -122.4194);
+const DROPOFF: (f64, f64) = (37.7849, -122.4094);
+
+fn pickup_cell() -> Cell {
+    Cell::at(LatLng::new(PICKUP.0, PICKUP.1).expect("ll"), DEFAULT_LEVEL)
+}
+
+fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPush {
+    let centre = pickup_cell();
+    let mut cells = vec![GridCellWire {
+        cell: centre.token(),
+        multiplier: Multiplier::from_tenths(tenths).expect("m"),
+        supply: 2,
+        demand: 9,
+        trend: "increasing".into(),
+    }];
+    for n in centre.neighbours().into_iter().take(3) {
+        cells.push(GridCellWire {
+            cell: n.token(),
+            multiplier: Multiplier::ONE,
+            supply: 5,
+            demand: 1,
+            trend: "stable".into(),
+        });
+    }
+    GridPush {
+        format: GRID_FORMAT,
+        region: region.into(),
+        level: DEFAULT_LEVEL.get(),
+        generation,
+        computed_at,
+        cells,
+    }
+}
+
+struct Api<'a> {
+    w: &'a Worker,
+    http: Client,
+}
+
+impl Api<'_> {
+    fn push(&self, g: &GridPush) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.w.url(&format!("/admin/v1/grids/{}", g.region)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(g)
+            .send()
+            .expect("push");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    fn estimate(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.w.url("/api/v1/pricing/estimate"))
+            .json(body)
+            .send()
+            .expect("estimate");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    fn quote(&self, region: &str) -> Value {
+        let (status, body) = self.estimate(&json!({
+            "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
+            "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+            "vehicle_type": "standard",
+            "region": region,
+        }));
+        assert_eq!(status, 200, "estimate failed: {body}");
+        body
+    }
+
+    fn confirm(&self, id: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.w.url(&format!("/api/v1/quotes/{id}/confirm")))
+            .json(&json!({ "quote_token": token }))
+            .send()
+            .expect("confirm");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+fn multiplier(body: &Value) -> f64 {
+    body["surge_multiplier"].as_f64().expect("surge_multiplier")
+}
+
+#[test]
+fn edge_worker_end_to_end() {
+    let w = Worker::start_with_vars(&[("CONFIG_CACHE_MS", "300"), ("GRID_CACHE_MS", "300")]);
+    let api = Api {
+        w: &w,
+        http: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+    };
+    health_and_openapi(&api);
+    quote_without_any_grid(&api);
+    push_requires_the_admin_token(&api);
+    pushed_grid_prices_quotes(&api);
+    older_generation_is_ignored(&api);
+    confirm_honours_the_quote_exactly_once(&api);
+    concurrent_confirms_one_wins(&api);
+    forged_tampered_and_expired_quotes(&api);
+    stale_grid_decays_without_failing(&api);
+    websocket_subscriber_gets_next_generation(&api);
+    heatmaps(&api);
+    admin_kv_settings(&api);
+    bad_inputs_get_4xx_codes(&api);
+    rate_limit_per_user(&api);
+}
+
+fn health_and_openapi(api: &Api<'_>) {
+    let h: Value = api
+        .http
+        .get(api.w.url("/health"))
+        .send()
+        .expect("h")
+        .json()
+        .expect("json");
+    assert_eq!(h["status"], "ok");
+    let doc: Value = api
+        .http
+        .get(api.w.url("/openapi.json"))
+        .send()
+        .expect("openapi")
+        .json()
+        .expect("openapi json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/api/v1/pricing/estimate",
+        "/api/v1/quotes/{id}/confirm",
+        "/api/v1/pricing/heatmap",
+        "/api/v1/driver/heatmap",
+        "/api/v1/pricing/stream",
+        "/admin/v1/grids/{region}",
+        "/health",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
+    }
+}
+
+fn quote_without_any_grid(api: &Api<'_>) {
+    let q = api.quote("nogrid");
+    assert_eq!(multiplier(&q), 1.0);
+    assert_eq!(q["surge_source"]["source"], "default");
+    assert_eq!(q["degraded"], true);
+    assert!(q["final_fare"].as_f64().expect("fare") > 0.0);
+    assert_eq!(q["currency"], "USD");
+    assert!(q["quote_id"].as_str().expect("id").starts_with("q_"));
+}
+
+fn push_requires_the_admin_token(api: &Api<'_>) {
+    let g = grid("authz", 1, 20, now_ms());
+    let url = api.w.url("/admin/v1/grids/authz");
+    let none = api.http.put(&url).json(&g).send().expect("push");
+    assert_eq!(none.status().as_u16(), 401);
+    assert_eq!(code(&none.json().expect("json")), "unauthorized");
+    let wrong = api
+        .http
+        .put(&url)
+        .bearer_auth("not-the-token")
+        .json(&g)
+        .send()
+        .expect("push");
+    assert_eq!(wrong.status().as_u16(), 401);
+    // Nothing was applied: quotes in that region are still unsurged.
+    assert_eq!(multiplier(&api.quote("authz")), 1.0);
+    // The refusal is logged, the token given is not.
+    wait_for("the refusal in the log", Duration::from_secs(10), || {
+        api.w.log().contains("admin push refused")
+    });
+    assert!(!api.w.log().contains("not-the-token"));
+    assert!(!api.w.log().contains(ADMIN_TOKEN));
+}
+
+fn pushed_grid_prices_quotes(api: &Api<'_>) {
+    let (status, body) = api.push(&grid("pushed", 2, 20, now_ms()));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "applied");
+    let q = api.quote("pushed");
+    assert_eq!(multiplier(&q), 2.0, "{q}");
+    assert!(matches!(
+        q["surge_source"]["source"].as_str(),
+        Some("fresh" | "cached")
+    ));
+    assert_eq!(q["surge_source"]["grid_generation"], 2);
+    assert_eq!(q["degraded"], false);
+    assert_eq!(q["zone_info"]["zone_id"], pickup_cell().token());
+    assert_eq!(q["zone_info"]["current_demand_level"], "high");
+    // The breakdown explains the price: subtotal × 2 + booking fee.
+    let b = &q["fare_breakdown"];
+    let sum = b["subtotal"].as_f64().expect("s")
+        + b["surge_amount"].as_f64().expect("a")
+        + b["booking_fee"].as_f64().expect("b")
+        + b["minimum_fare_adjustment"].as_f64().expect("m");
+    assert!(
+        (sum - q["final_fare"].as_f64().expect("f")).abs() < 0.005,
+        "{b}"
+    );
+    assert!(
+        (b["surge_amount"].as_f64().expect("a") - b["subtotal"].as_f64().expect("s")).abs() < 0.015
+    );
+}
+
+fn older_generation_is_ignored(api: &Api<'_>) {
+    assert_eq!(api.push(&grid("order", 5, 30, now_ms())).0, 200);
+    let (status, body) = api.push(&grid("order", 3, 12, now_ms()));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["status"], "stale");
+    assert_eq!(body["generation"], 5);
+    // A duplicate of the held generation is stale too.
+    assert_eq!(api.push(&grid("order", 5, 12, now_ms())).0, 409);
+    assert_eq!(multiplier(&api.quote("order")), 3.0);
+    assert_eq!(api.push(&grid("order", 6, 15, now_ms())).0, 200);
+    wait_for("generation 6 in quotes", Duration::from_secs(20), || {
+        multiplier(&api.quote("order")) == 1.5
+    });
+}
+
+fn confirm_honours_the_quote_exactly_once(api: &Api<'_>) {
+    assert_eq!(api.push(&grid("confirm", 1, 15, now_ms())).0, 200);
+    let q = api.quote("confirm");
+    assert_eq!(multiplier(&q), 1.5);
+    // Surge moves after the quote.
+    assert_eq!(api.push(&grid("confirm", 2, 30, now_ms())).0, 200);
+    wait_for("surge to move", Duration::from_secs(20), || {
+        multiplier(&api.quote("confirm")) == 3.0
+    });
+    let id = q["quote_id"].as_str().expect("id");
+    let token = q["quote_token"].as_str().expect("token");
+    let (status, c) = api.confirm(id, token);
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["status"], "confirmed");
+    assert_eq!(
+        c["final_fare"], q["final_fare"],
+        "the quoted price is honoured"
+    );
+    assert_eq!(c["surge_multiplier"], 1.5);
+    let (again, body) = api.confirm(id, token);
+    assert_eq!(again, 409, "{body}");
+    assert_eq!(code(&body), "quote_already_confirmed");
+}
+
+fn concurrent_confirms_one_wins(api: &Api<'_>) {
+    let q = api.quote("confirm");
+    let id = q["quote_id"].as_str().expect("id").to_owned();
+    let token = q["quote_token"].as_str().expect("token").to_owned();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| api.confirm(&id, &token).0))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        7,
+        "{statuses:?}"
+    );
+}
+
+fn claims(id: &str, issued: u64, ttl: u64) -> QuoteClaims {
+    QuoteClaims {
+        quote_id: Ident::new(id).expect("id"),
+        region: Ident::new("confirm").expect("region"),
+        cell: pickup_cell(),
+        class: VehicleClass::Standard,
+        surge: Multiplier::ONE,
+        base_fare: 100,
+        final_fare: 100,
+        currency: Currency::USD,
+        distance_m: 1_000,
+        duration_s: 300,
+        grid_generation: 0,
+        issued_at: Timestamp(issued),
+        expires_at: Timestamp(issued + ttl),
+    }
+}
+
+fn forged_tampered_and_expired_quotes(api: &Api<'_>) {
+    let keys = Keyring::parse(equilibrium_tests::SIGNING_KEYS).expect("keys");
+    // Expired: validly signed, ttl long gone.
+    let expired = keys.sign(&claims("q_expired", now_ms() - 600_000, 60_000));
+    let (status, body) = api.confirm("q_expired", &expired);
+    assert_eq!((status, code(&body)), (410, "quote_expired"), "{body}");
+    // Forged: signed with another secret under the same key id.
+    let forger = Keyring::parse("k1:someone-elses-secret-000").expect("forger");
+    let forged = forger.sign(&claims("q_forged", now_ms(), 60_000));
+    let (status, body) = api.confirm("q_forged", &forged);
+    assert_eq!((status, code(&body)), (403, "quote_forged"), "{body}");
+    // Tampered: a real quote with its price lowered.
+    let q = api.quote("confirm");
+    let token = q["quote_token"].as_str().expect("token");
+    let (b64, sig) = token.split_once('.').expect("shape");
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = String::from_utf8(engine.decode(b64).expect("b64")).expect("utf8");
+    let mut fields: Vec<String> = text.split('|').map(str::to_owned).collect();
+    fields[8] = "1".into(); // final fare: one cent
+    let tampered = format!("{}.{sig}", engine.encode(fields.join("|")));
+    let id = q["quote_id"].as_str().expect("id");
+    let (status, body) = api.confirm(id, &tampered);
+    assert_eq!((status, code(&body)), (403, "quote_forged"), "{body}");
+    // A real token under another id.
+    let (status, body) = api.confirm("q_other", token);
+    assert_eq!((status, code(&body)), (400, "quote_id_mismatch"), "{body}");
+    // Garbage.
+    let (status, body) = api.confirm(id, "not-a-token");
+    assert_eq!((status, code(&body)), (400, "invalid_quote"), "{body}");
+    // The untouched quote still confirms.
+    assert_eq!(api.confirm(id, token).0, 200);
+}
+
+fn stale_grid_decays_without_failing(api: &Api<'_>) {
+    // Fresh for 30 s, then decays to 1.0 over 300 s (wrangler.toml).
+    let now = now_ms();
+    assert_eq!(api.push(&grid("stale", 1, 30, now - 120_000)).0, 200);
+    let q = api.quote("stale");
+    assert_eq!(q["surge_source"]["source"], "stale", "{q}");
+    assert_eq!(q["degraded"], true);
+    let m = multiplier(&q);
+    assert!(m > 1.0 && m < 3.0, "decayed multiplier {m}");
+    assert_eq!(q["surge_source"]["published_multiplier"], 3.0);
+    assert!(q["surge_source"]["age_seconds"].as_f64().expect("age") >= 120.0);
+    // Far past the decay: default 1.0, still a quote.
+    assert_eq!(api.push(&grid("stale", 2, 30, now - 3_600_000)).0, 200);
+    wait_for("fully decayed grid", Duration::from_secs(20), || {
+        let q = api.quote("stale");
+        q["surge_source"]["source"] == "default" && multiplier(&q) == 1.0
+    });
+}
+
+fn websocket_subscriber_gets_next_generation(api: &Api<'_>) {
+    assert_eq!(api.push(&grid("live", 1, 12, now_ms())).0, 200);
+    let (mut ws, _) = tungstenite::connect(api.w.ws_url("/api/v1/pricing/stream?region=live"))
+        .expect("websocket connect");
+    let next_grid = |ws: &mut tungstenite::WebSocket<_>| -> Value {
+        loop {
+            match ws.read().expect("ws read") {
+                tungstenite::Message::Text(t) => return serde_json::from_str(&t).expect("json"),
+                tungstenite::Message::Close(_) => panic!("socket closed"),
+                _ => continue,
+            }
+        }
+    };
+    let first = next_grid(&mut ws);
+    assert_eq!(first["type"], "grid");
+    assert_eq!(first["grid"]["generation"], 1);
+    assert_eq!(api.push(&grid("live", 2, 25, now_ms())).0, 200);
+    let second = next_grid(&mut ws);
+    assert_eq!(second["grid"]["generation"], 2);
+    assert_eq!(second["grid"]["cells"][0]["multiplier"], 2.5);
+    // A plain GET is told to upgrade.
+    let r = api
+        .http
+        .get(api.w.url("/api/v1/pricing/stream?region=live"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 426);
+    let _ = ws.close(None);
+}
+
+fn heatmaps(api: &Api<'_>) {
+    assert_eq!(api.push(&grid("heat", 1, 22, now_ms())).0, 200);
+    let r: Value =
+        api.http
+            .get(api.w.url(
+                "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=14&region=heat",
+            ))
+            .send()
+            .expect("heatmap")
+            .json()
+            .expect("json");
+    assert_eq!(r["generation"], 1);
+    assert_eq!(r["total_zones"], 4, "{r}");
+    let hot = r["zones"]
+        .as_array()
+        .expect("zones")
+        .iter()
+        .find(|z| z["zone_id"] == pickup_cell().token())
+        .expect("hot cell");
+    assert_eq!(hot["surge_multiplier"], 2.2);
+    assert_eq!(hot["color"], "#e74c3c");
+    assert_eq!(hot["demand_count"], 9);
+    // Zoomed out: aggregated to a coarser level.
+    let far: Value = api
+        .http
+        .get(
+            api.w
+                .url("/api/v1/pricing/heatmap?bounds=37.0,-123.0,38.5,-122.0&zoom=6&region=heat"),
+        )
+        .send()
+        .expect("heatmap")
+        .json()
+        .expect("json");
+    assert_eq!(far["level"], 7);
+    assert_eq!(far["total_zones"], 1);
+    assert_eq!(far["zones"][0]["surge_multiplier"], 2.2);
+
+    let d: Value = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=5000&region=heat",
+            37.78, -122.41
+        )))
+        .send()
+        .expect("driver")
+        .json()
+        .expect("json");
+    let zones = d["recommended_zones"].as_array().expect("zones");
+    assert_eq!(zones.len(), 4, "{d}");
+    assert_eq!(
+        zones[0]["zone_id"],
+        pickup_cell().token(),
+        "best earnings first"
+    );
+    assert!(
+        zones[0]["estimated_earnings_per_hour"].as_f64().expect("e")
+            > zones[1]["estimated_earnings_per_hour"].as_f64().expect("e")
+    );
+    assert!(zones[0]["distance_meters"].as_u64().expect("d") < 5_000);
+    assert_eq!(zones[0]["demand_trend"], "increasing");
+}
+
+fn admin_kv_settings(api: &Api<'_>) {
+    assert_eq!(api.push(&grid("admin", 1, 40, now_ms())).0, 200);
+    assert_eq!(multiplier(&api.quote("admin")), 4.0);
+    // The admin's tools are wrangler's: an emergency cap.
+    api.w.kv_put("CONFIG", "emergency_cap", "1.5");
+    wait_for("the emergency cap", Duration::from_secs(30), || {
+        multiplier(&api.quote("admin")) == 1.5
+    });
+    // A tariff for the region.
+    api.w.kv_put(
+        "CONFIG",
+        "tariff:admin:standard",
+        r#"{"currency":"EUR","base":1000,"per_km":0,"per_minute":0,"booking_fee":0,"minimum_fare":0}"#,
+    );
+    wait_for("the tariff", Duration::from_secs(30), || {
+        let q = api.quote("admin");
+        q["currency"] == "EUR" && q["final_fare"].as_f64() == Some(15.0)
+    });
+    api.w.kv_put("CONFIG", "emergency_cap", "100");
+}
+
+fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
+    let url = api.w.url("/api/v1/pricing/estimate");
+    let send = |body: &str, ct: &str| {
+        let r = api
+            .http
+            .post(&url)
+            .header("content-type", ct)
+            .body(body.to_owned())
+            .send()
+            .expect("send");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let ok_body = |pick: Value, class: &str| {
+        json!({
+            "pickup_location": pick,
+            "dropoff_location": {"latitude": 37.78, "longitude": -122.41},
+            "vehicle_type": class,
+        })
+        .to_string()
+    };
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        ("malformed JSON", "{\"pickup_location\":".into(), "application/json", 400, "invalid_json"),
+        ("not an object", "[1,2,3]".into(), "application/json", 400, "invalid_field"),
+        ("missing pickup", json!({"dropoff_location": {"latitude": 1, "longitude": 1}}).to_string(), "application/json", 400, "missing_field"),
+        ("latitude out of range", ok_body(json!({"latitude": 91, "longitude": 0}), "standard"), "application/json", 400, "invalid_coordinates"),
+        ("longitude out of range", ok_body(json!({"latitude": 0, "longitude": -181}), "standard"), "application/json", 400, "invalid_coordinates"),
+        ("coordinate as text", ok_body(json!({"latitude": "north", "longitude": 0}), "standard"), "application/json", 400, "invalid_field"),
+        ("unknown vehicle class", ok_body(json!({"latitude": 37.77, "longitude": -122.42}), "spaceship"), "application/json", 400, "unknown_vehicle_class"),
+        ("trip across the world", ok_body(json!({"latitude": -33.86, "longitude": 151.2}), "standard"), "application/json", 400, "trip_too_long"),
+        ("wrong content type", ok_body(json!({"latitude": 37.77, "longitude": -122.42}), "standard"), "text/plain", 415, "unsupported_media_type"),
+        ("huge body", format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000)), "application/json", 413, "body_too_large"),
+        ("bad region", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "region": "no such|region"}).to_string(), "application/json", 400, "invalid_region"),
+    ];
+    for (what, body, ct, status, want) in cases {
+        let (got, resp) = send(&body, ct);
+        assert_eq!((got, code(&resp)), (status, want), "{what}: {resp}");
+    }
+    let get = |path: &str| {
+        let r = api.http.get(api.w.url(path)).send().expect("get");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    for (path, status, want) in [
+        ("/api/v1/pricing/heatmap", 400, "missing_parameter"),
+        (
+            "/api/v1/pricing/heatmap?bounds=1,2,3",
+            400,
+            "invalid_bounds",
+        ),
+        (
+            "/api/v1/pricing/heatmap?bounds=38,-122,37,-121",
+            400,
+            "invalid_bounds",
+        ),
+        (
+            "/api/v1/pricing/heatmap?bounds=37,-122,38,-121&zoom=99",
+            400,
+            "invalid_zoom",
+        ),
+        (
+            "/api/v1/pricing/heatmap?bounds=37,-122,38,-121&zoom=abc",
+            400,
+            "invalid_zoom",
+        ),
+        ("/api/v1/driver/heatmap?lat=37.7", 400, "missing_parameter"),
+        (
+            "/api/v1/driver/heatmap?lat=97&lng=1",
+            400,
+            "invalid_coordinates",
+        ),
+        (
+            "/api/v1/driver/heatmap?lat=37&lng=-122&radius=-5",
+            400,
+            "invalid_radius",
+        ),
+        (
+            "/api/v1/driver/heatmap?lat=37&lng=-122&radius=1e9",
+            400,
+            "invalid_radius",
+        ),
+        (
+            "/api/v1/driver/heatmap?lat=37&lng=-122&vehicle_type=boat",
+            400,
+            "unknown_vehicle_class",
+        ),
+        ("/api/v1/pricing/estimate", 405, "method_not_allowed"),
+        ("/no/such/thing", 404, "not_found"),
+    ] {
+        let (got, resp) = get(path);
+        assert_eq!((got, code(&resp)), (status, want), "{path}: {resp}");
+    }
+    // Admin push: bad bodies with a valid token.
+    let push = |region: &str, body: String| {
+        let r = api
+            .http
+            .put(api.w.url(&format!("/admin/v1/grids/{region}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("push");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let mut bad_cell = grid("badpush", 1, 20, now_ms());
+    bad_cell.cells[0].cell = "zzzz".into();
+    let mut bad_mult = serde_json::to_value(grid("badpush", 1, 20, now_ms())).expect("v");
+    bad_mult["cells"][0]["multiplier"] = json!(0.2);
+    for (what, region, body, want) in [
+        ("bad json", "badpush", "{".to_owned(), "invalid_json"),
+        (
+            "bad cell",
+            "badpush",
+            serde_json::to_string(&bad_cell).expect("j"),
+            "invalid_grid",
+        ),
+        (
+            "multiplier below 1",
+            "badpush",
+            bad_mult.to_string(),
+            "invalid_field",
+        ),
+        (
+            "region mismatch",
+            "elsewhere",
+            serde_json::to_string(&grid("badpush", 1, 20, 1)).expect("j"),
+            "region_mismatch",
+        ),
+        (
+            "generation zero",
+            "badpush",
+            serde_json::to_string(&grid("badpush", 0, 20, 1)).expect("j"),
+            "invalid_grid",
+        ),
+    ] {
+        let (got, resp) = push(region, body);
+        assert_eq!((got, code(&resp)), (400, want), "{what}: {resp}");
+    }
+}
+
+fn rate_limit_per_user(api: &Api<'_>) {
+    // USER_LIMITER: 60 per 10 s (wrangler.toml).
+    let body = json!({
+        "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
+        "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+        "user_id": "rider-who-refreshes-a-lot",
+    });
+    let mut limited = None;
+    for _ in 0..100 {
+        let (status, resp) = api.estimate(&body);
+        if status == 429 {
+            limited = Some(resp);
+            break;
+        }
+        assert_eq!(status, 200, "{resp}");
+    }
+    let resp = limited.expect("the user limit never triggered in 100 requests");
+    assert_eq!(code(&resp), "rate_limited");
+    // Other riders are unaffected.
+    let (status, _) = api.estimate(&json!({
+        "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
+        "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+        "user_id": "someone-else",
+    }));
+    assert_eq!(status, 200);
+}

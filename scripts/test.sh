@@ -18,12 +18,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo clippy (wasm32: shared and edge)"
 cargo clippy -p equilibrium-shared -p equilibrium-edge --target wasm32-unknown-unknown --locked -- -D warnings
 
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+
 step "shared in wasm32: the cell and fare fixtures under wasm-bindgen-test (node)"
 cargo test -p equilibrium-shared --target wasm32-unknown-unknown --locked \
-  --test s2_reference --test fare_fixture
+  --test s2_reference --test fare_fixture 2>&1 | tee -a "$LOG"
 
 step "build the worker"
 bash scripts/build-worker.sh
 
 step "cargo test (unit, property, fixture, end-to-end)"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$LOG"
+
+# One closing line over every test binary above (pipefail already stopped
+# the script if any of them failed).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\nsummary: %d passed, %d failed\n", p, f }' "$LOG"

@@ -18,7 +18,12 @@ bash scripts/build-worker.sh
 # The same worker and bindings, with the rate limits lifted: a load test
 # from one address would otherwise measure the limiter's 429s.
 CONFIG="$ROOT/wrangler.bench.toml"
-sed -e 's/limit = [0-9]*/limit = 100000000/' wrangler.toml > "$CONFIG"
+if [ "${EQ_BENCH_NO_LIMITER:-0}" = 1 ]; then
+  # Diagnostic: no rate-limit bindings at all (the worker then skips the check).
+  python3 -c 'import re,sys; t=open("wrangler.toml").read(); print(re.sub(r"\[\[ratelimits\]\][^\[]*", "", t))' > "$CONFIG"
+else
+  sed -e 's/limit = [0-9]*/limit = 100000000/' wrangler.toml > "$CONFIG"
+fi
 STATE="$(mktemp -d)"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 TOKEN=bench-admin-token

@@ -1,6 +1,187 @@
-//! The origin aggregator. Filled in by the origin issue.
+//! `origin`: the aggregator's command line.
 
-fn main() {
-    eprintln!("equilibrium-origin: not built yet (see the origin issue)");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use origin::config::Config;
+use origin::server::{serve, AppState, SystemClock};
+use origin::store::Store;
+
+/// Equilibrium origin: ingest driver locations and demand, recompute surge
+/// grids, push them to the edge, keep the history.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (ingest, ticks, pushes, analytics, metrics).
+    Serve {
+        /// TOML configuration file; defaults apply without one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the file and EQ_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// SQLite database file (overrides the file and EQ_DATABASE).
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Edge base URL to push grids to (overrides EQ_EDGE_URL).
+        #[arg(long)]
+        edge_url: Option<String>,
+    },
+    /// Print the effective configuration (file + environment + defaults).
+    Config {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the least efficient surge zones from a database.
+    LeastEfficient {
+        /// SQLite database file.
+        #[arg(long)]
+        database: PathBuf,
+        /// Look back this many days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// How many zones.
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            database,
+            edge_url,
+        } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = database {
+                cfg.database = d;
+            }
+            if let Some(u) = edge_url {
+                cfg.edge_url = u;
+            }
+            run(cfg)
+        }
+        Command::Config { config } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if !cfg.edge_token.is_empty() {
+                cfg.edge_token = "<set>".into();
+            }
+            println!("{}", toml::to_string_pretty(&ConfigView(&cfg))?);
+            Ok(())
+        }
+        Command::LeastEfficient {
+            database,
+            days,
+            limit,
+        } => {
+            let store =
+                Store::open(&database).with_context(|| format!("open {}", database.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as u64;
+            println!("rank  zone                      avg_mult  completion%  score");
+            for z in store.least_efficient_zones(now, days, limit)? {
+                println!(
+                    "{:>4}  {:<24}  {:>8.2}  {:>11.2}  {:>5.2}",
+                    z.rank,
+                    z.zone_name,
+                    z.average_multiplier,
+                    z.completion_rate,
+                    z.inefficiency_score
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Serialises the config for `origin config` (Config itself only reads).
+struct ConfigView<'a>(&'a Config);
+
+impl serde::Serialize for ConfigView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let c = self.0;
+        let mut st = s.serialize_struct("Config", 9)?;
+        st.serialize_field("listen", &c.listen.to_string())?;
+        st.serialize_field("database", &c.database.display().to_string())?;
+        st.serialize_field("edge_url", &c.edge_url)?;
+        st.serialize_field("edge_token", &c.edge_token)?;
+        st.serialize_field("tick_seconds", &c.tick_seconds)?;
+        st.serialize_field("supply_ttl_seconds", &c.supply_ttl_seconds)?;
+        st.serialize_field("demand_window_seconds", &c.demand_window_seconds)?;
+        st.serialize_field("max_body_bytes", &c.max_body_bytes)?;
+        st.serialize_field("retention_days", &c.retention_days)?;
+        st.end()
+    }
+}
+
+#[tokio::main]
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let store =
+        Store::open(&cfg.database).with_context(|| format!("open {}", cfg.database.display()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(cfg, store, Arc::new(SystemClock))?;
+    let r = &state.restored;
+    if r.last_tick_at.is_some() {
+        tracing::info!(
+            grids = r.grids,
+            lost_seconds = format!("{:.1}", r.lost_seconds),
+            "restored state; events after the last persisted tick were lost (at most one tick)"
+        );
+    }
+    tracing::info!(%addr, edge = %state.config.edge_url, "origin listening");
+    // Tests and scripts read this line to learn the port.
+    println!("listening on {addr}");
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

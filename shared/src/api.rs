@@ -462,6 +462,32 @@ fn default_class() -> String {
     VehicleClass::Standard.as_str().to_owned()
 }
 
+/// A ride's outcome, reported to the origin (by the simulator, or the
+/// dispatch system) for the efficiency analytics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RideOutcomeEvent {
+    /// Unique ride id; a repeated id is ignored.
+    pub ride_id: String,
+    /// Region.
+    pub region: String,
+    /// Pickup latitude.
+    pub latitude: f64,
+    /// Pickup longitude.
+    pub longitude: f64,
+    /// Whether the ride was completed (false: unfulfilled or cancelled).
+    pub completed: bool,
+    /// Multiplier the rider was quoted.
+    pub multiplier: f64,
+    /// Fare paid, decimal currency units.
+    #[serde(default)]
+    pub fare: Option<f64>,
+    /// The confirmed quote, if any.
+    #[serde(default)]
+    pub quote_id: Option<String>,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
 /// One refused record of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordError {
@@ -474,7 +500,7 @@ pub struct RecordError {
 }
 
 /// What happened to an ingest batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngestReport {
     /// Records taken.
     pub accepted: usize,

@@ -1,0 +1,270 @@
+//! Configuration: a TOML file, then `EQ_*` environment overrides, then
+//! defaults. `origin serve` runs with no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shared::geo::{BoundingBox, LatLng, Level};
+use shared::quote::Ident;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// One priced region: its id, bounds and cell level.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region id (as in the edge's `region`).
+    pub id: String,
+    /// `[south, west, north, east]` in degrees.
+    pub bounds: [f64; 4],
+    /// S2 level of its cells (default 13).
+    #[serde(default = "default_level")]
+    pub level: u8,
+    /// Zone minimum multiplier for cells without their own caps.
+    #[serde(default = "one")]
+    pub min_multiplier: f64,
+    /// Zone maximum multiplier for cells without their own caps.
+    #[serde(default = "five")]
+    pub max_multiplier: f64,
+}
+
+fn default_level() -> u8 {
+    13
+}
+fn one() -> f64 {
+    1.0
+}
+fn five() -> f64 {
+    5.0
+}
+
+/// A validated region.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// Id.
+    pub id: Ident,
+    /// Bounds.
+    pub bounds: BoundingBox,
+    /// Cell level.
+    pub level: Level,
+    /// Default caps.
+    pub caps: shared::surge::Caps,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// SQLite file.
+    pub database: PathBuf,
+    /// The edge worker's base URL; grids are pushed to
+    /// `{edge_url}/admin/v1/grids/{region}`. Empty: no pushing.
+    pub edge_url: String,
+    /// The edge's admin bearer token (prefer `EQ_EDGE_TOKEN`).
+    pub edge_token: String,
+    /// Seconds between grid recomputes.
+    pub tick_seconds: f64,
+    /// A driver counts as supply this long after their last report.
+    pub supply_ttl_seconds: u64,
+    /// Demand is counted over this sliding window.
+    pub demand_window_seconds: u64,
+    /// Largest ingest body, bytes.
+    pub max_body_bytes: usize,
+    /// Snapshots and logs older than this are pruned.
+    pub retention_days: u32,
+    /// Regions priced.
+    pub regions: Vec<RegionConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
+            database: PathBuf::from("equilibrium-origin.sqlite"),
+            edge_url: String::new(),
+            edge_token: String::new(),
+            tick_seconds: 5.0,
+            supply_ttl_seconds: 60,
+            demand_window_seconds: 300,
+            max_body_bytes: 16 * 1024 * 1024,
+            retention_days: 35,
+            regions: vec![RegionConfig {
+                id: "sf".into(),
+                bounds: [37.60, -122.55, 37.85, -122.35],
+                level: 13,
+                min_multiplier: 1.0,
+                max_multiplier: 5.0,
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), applies environment overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.regions()?;
+        Ok(cfg)
+    }
+
+    /// Applies `EQ_LISTEN`, `EQ_DATABASE`, `EQ_EDGE_URL`, `EQ_EDGE_TOKEN`,
+    /// `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`, `EQ_DEMAND_WINDOW_SECONDS`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("EQ_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|_| invalid("EQ_LISTEN", "not host:port"))?;
+        }
+        if let Some(v) = get("EQ_DATABASE") {
+            self.database = PathBuf::from(v);
+        }
+        if let Some(v) = get("EQ_EDGE_URL") {
+            self.edge_url = v;
+        }
+        if let Some(v) = get("EQ_EDGE_TOKEN") {
+            self.edge_token = v;
+        }
+        if let Some(v) = get("EQ_TICK_SECONDS") {
+            self.tick_seconds = v
+                .parse()
+                .map_err(|_| invalid("EQ_TICK_SECONDS", "not a number"))?;
+        }
+        if let Some(v) = get("EQ_SUPPLY_TTL_SECONDS") {
+            self.supply_ttl_seconds = v
+                .parse()
+                .map_err(|_| invalid("EQ_SUPPLY_TTL_SECONDS", "not a number"))?;
+        }
+        if let Some(v) = get("EQ_DEMAND_WINDOW_SECONDS") {
+            self.demand_window_seconds = v
+                .parse()
+                .map_err(|_| invalid("EQ_DEMAND_WINDOW_SECONDS", "not a number"))?;
+        }
+        if !(self.tick_seconds.is_finite() && (0.05..=3_600.0).contains(&self.tick_seconds)) {
+            return Err(invalid("tick_seconds", "must be between 0.05 and 3600"));
+        }
+        Ok(())
+    }
+
+    /// The validated regions.
+    pub fn regions(&self) -> Result<Vec<Region>, ConfigError> {
+        if self.regions.is_empty() {
+            return Err(invalid("regions", "at least one region is needed"));
+        }
+        let mut out: Vec<Region> = Vec::new();
+        for r in &self.regions {
+            let name = format!("regions.{}", r.id);
+            let id = Ident::new(&r.id).map_err(|e| invalid(&name, e.to_string()))?;
+            if out.iter().any(|o| o.id == id) {
+                return Err(invalid(&name, "duplicate region id"));
+            }
+            let [s, w, n, e] = r.bounds;
+            let sw = LatLng::new(s, w).map_err(|e| invalid(&name, e.to_string()))?;
+            let ne = LatLng::new(n, e).map_err(|e| invalid(&name, e.to_string()))?;
+            let bounds = BoundingBox::new(sw, ne).map_err(|e| invalid(&name, e.to_string()))?;
+            let level = Level::new(r.level).map_err(|e| invalid(&name, e.to_string()))?;
+            let m = |x: f64| {
+                shared::surge::Multiplier::from_f64(x).map_err(|e| invalid(&name, e.to_string()))
+            };
+            let caps = shared::surge::Caps::new(m(r.min_multiplier)?, m(r.max_multiplier)?)
+                .map_err(|e| invalid(&name, e.to_string()))?;
+            out.push(Region {
+                id,
+                bounds,
+                level,
+                caps,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_env_overrides() {
+        let mut c = Config::default();
+        assert_eq!(c.regions().expect("regions").len(), 1);
+        c.apply_env(|k| match k {
+            "EQ_TICK_SECONDS" => Some("0.5".into()),
+            "EQ_EDGE_URL" => Some("http://127.0.0.1:1".into()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(c.tick_seconds, 0.5);
+        assert_eq!(c.edge_url, "http://127.0.0.1:1");
+        assert!(c
+            .apply_env(|k| (k == "EQ_TICK_SECONDS").then(|| "0".into()))
+            .is_err());
+    }
+
+    #[test]
+    fn file_is_parsed_and_validated() {
+        let cfg: Config = toml::from_str(
+            r#"
+            tick_seconds = 2
+            [[regions]]
+            id = "nyc"
+            bounds = [40.5, -74.3, 40.95, -73.7]
+            level = 12
+            "#,
+        )
+        .expect("toml");
+        assert_eq!(cfg.regions().expect("regions")[0].level.get(), 12);
+        let bad: Config =
+            toml::from_str("[[regions]]\nid = \"x\"\nbounds = [50, 0, 40, 1]\n").expect("toml");
+        assert!(bad.regions().is_err());
+        assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
+    }
+}

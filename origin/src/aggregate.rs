@@ -45,21 +45,12 @@ pub struct Aggregator {
 }
 
 /// Settings for building an aggregator.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
     /// Market windows.
     pub market: MarketConfig,
     /// Surge engine.
     pub surge: SurgeConfig,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            market: MarketConfig::default(),
-            surge: SurgeConfig::default(),
-        }
-    }
 }
 
 /// Why the aggregator could not be built.

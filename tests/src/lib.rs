@@ -87,8 +87,13 @@ impl Worker {
     /// Starts a worker on existing state (to test restarts), with extra
     /// `--var NAME:VALUE` settings.
     pub fn start_at(state_dir: &Path, vars: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), state_dir, vars)
+    }
+
+    /// Starts a worker on a given port (to bring an edge up where an origin
+    /// already pushes).
+    pub fn start_on(port: u16, state_dir: &Path, vars: &[(&str, &str)]) -> Self {
         build_worker();
-        let port = free_port();
         let log = std::fs::File::create(state_dir.join("wrangler.log")).expect("log file");
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.current_dir(root())
@@ -189,6 +194,131 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+static BUILD_ORIGIN: Once = Once::new();
+
+/// The origin binary, built once per test binary.
+pub fn origin_bin() -> PathBuf {
+    BUILD_ORIGIN.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args(["build", "-q", "-p", "equilibrium-origin", "--bin", "origin"])
+            .status()
+            .expect("cargo build origin");
+        assert!(status.success(), "origin build failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("debug/origin")
+}
+
+/// A running origin server.
+#[derive(Debug)]
+pub struct Origin {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its SQLite file.
+    pub database: PathBuf,
+    /// Its log file.
+    pub log_path: PathBuf,
+}
+
+impl Origin {
+    /// Starts `origin serve` on a free port with `database`, pushing to
+    /// `edge_url` (may be unreachable), ticking every `tick_seconds`.
+    pub fn start(database: &Path, edge_url: &str, tick_seconds: f64) -> Self {
+        let bin = origin_bin();
+        let port = free_port();
+        let log_path = database.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("origin log");
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--database")
+            .arg(database)
+            .args(["--edge-url", edge_url])
+            .env("EQ_EDGE_TOKEN", ADMIN_TOKEN)
+            .env("EQ_TICK_SECONDS", tick_seconds.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start origin");
+        let o = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            database: database.to_path_buf(),
+            log_path,
+        };
+        let client = Client::new();
+        let url = o.url("/health");
+        wait_for("the origin's /health", Duration::from_secs(60), || {
+            client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        o
+    }
+
+    /// A URL on this origin.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill_hard();
+        false
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A counter or gauge from `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = Client::new()
+            .get(self.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(f64::NAN)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.kill_hard();
     }
 }
 

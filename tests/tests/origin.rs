@@ -1,0 +1,353 @@
+//! End-to-end tests of the origin with its real SQLite store, pushing to
+//! the real edge worker under `wrangler dev`.
+
+use std::time::Duration;
+
+use equilibrium_tests::{free_port, now_ms, wait_for, Client, Origin, Worker};
+use serde_json::{json, Value};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+
+const SF: (f64, f64) = (37.7749, -122.4194);
+
+fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn ndjson(lines: &[Value]) -> String {
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+/// One available driver and many ride requests in the SF cell: a surge.
+fn post_busy_market(o: &Origin) {
+    let t = now_ms();
+    let drivers = ndjson(&[
+        json!({"driver_id": "d-1", "latitude": SF.0, "longitude": SF.1, "available": true, "timestamp": t}),
+    ]);
+    let r = http()
+        .post(o.url("/v1/ingest/locations"))
+        .header("content-type", "application/x-ndjson")
+        .body(drivers)
+        .send()
+        .expect("post locations");
+    assert_eq!(r.status().as_u16(), 200);
+    let demand: Vec<Value> = (0..20)
+        .map(|i| json!({"kind": "ride_request", "latitude": SF.0, "longitude": SF.1, "timestamp": t + i}))
+        .collect();
+    let r = http()
+        .post(o.url("/v1/ingest/demand"))
+        .json(&demand)
+        .send()
+        .expect("post demand");
+    assert_eq!(r.status().as_u16(), 200);
+    let report: Value = r.json().expect("report");
+    assert_eq!(report["accepted"], 20);
+}
+
+fn edge_quote(w: &Worker) -> Value {
+    http()
+        .post(w.url("/api/v1/pricing/estimate"))
+        .json(&json!({
+            "pickup_location": {"latitude": SF.0, "longitude": SF.1},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "region": "sf",
+        }))
+        .send()
+        .expect("estimate")
+        .json()
+        .expect("json")
+}
+
+fn origin_generation(o: &Origin) -> u64 {
+    http()
+        .get(o.url("/v1/grids/sf"))
+        .send()
+        .ok()
+        .and_then(|r| r.json::<Value>().ok())
+        .and_then(|g| g["generation"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn origin_feeds_the_edge_survives_outages_and_restarts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("origin.sqlite");
+    // The edge is down when the origin starts: its port is reserved, unused.
+    let edge_port = free_port();
+    let mut origin = Origin::start(&db, &format!("http://127.0.0.1:{edge_port}"), 0.5);
+
+    // 1. Events become a grid in the origin while the edge is unreachable.
+    post_busy_market(&origin);
+    wait_for(
+        "a surge in the origin's grid",
+        Duration::from_secs(20),
+        || {
+            let g: Value = http()
+                .get(origin.url("/v1/grids/sf"))
+                .send()
+                .ok()
+                .and_then(|r| r.json().ok())
+                .unwrap_or(Value::Null);
+            g["cells"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["multiplier"].as_f64() > Some(1.0)))
+        },
+    );
+    wait_for(
+        "failed pushes to the absent edge",
+        Duration::from_secs(20),
+        || origin.metric("equilibrium_push_failures_total") >= 1.0,
+    );
+    assert_eq!(
+        origin.metric("equilibrium_push_pending"),
+        1.0,
+        "one region, one pending grid"
+    );
+
+    // 2. The edge comes up: the newest grid is delivered and priced.
+    let edge_dir = tempfile::tempdir().expect("tmp");
+    let worker = Worker::start_on(edge_port, edge_dir.path(), &[("GRID_CACHE_MS", "200")]);
+    let seen_when_up = origin_generation(&origin);
+    wait_for(
+        "the edge to price with the origin's grid",
+        Duration::from_secs(60),
+        || {
+            let q = edge_quote(&worker);
+            q["surge_multiplier"].as_f64() > Some(1.0)
+                && q["surge_source"]["grid_generation"].as_u64() >= Some(seen_when_up)
+        },
+    );
+    let q = edge_quote(&worker);
+    assert!(
+        matches!(
+            q["surge_source"]["source"].as_str(),
+            Some("fresh" | "cached")
+        ),
+        "{q}"
+    );
+    assert_eq!(q["degraded"], false);
+    assert!(origin.metric("equilibrium_push_total") >= 1.0);
+
+    // 3. kill -9, restart on the same database: the grid is restored and
+    //    the loss is reported (at most one tick).
+    let before = origin_generation(&origin);
+    assert!(before > 0);
+    origin.kill_hard();
+    let origin = Origin::start(&db, &worker.base, 0.5);
+    let health: Value = http()
+        .get(origin.url("/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(health["restored"]["grids"], 1, "{health}");
+    let lost = health["restored"]["lost_seconds"]
+        .as_f64()
+        .expect("lost_seconds");
+    assert!((0.0..=0.5).contains(&lost), "lost {lost} s, tick is 0.5 s");
+    assert!(origin.log().contains("restored state"), "restart is logged");
+    assert!(
+        origin_generation(&origin) >= before.saturating_sub(0),
+        "generation restored"
+    );
+    // The restored surge is still priced while markets refill.
+    let restored: Value = http()
+        .get(origin.url("/v1/grids/sf"))
+        .send()
+        .expect("grid")
+        .json()
+        .expect("json");
+    let cell = Cell::at(LatLng::new(SF.0, SF.1).expect("ll"), DEFAULT_LEVEL).token();
+    assert!(
+        restored["cells"]
+            .as_array()
+            .expect("cells")
+            .iter()
+            .any(|c| c["cell"] == cell.as_str()),
+        "{restored}"
+    );
+
+    // 4. Analytics answer from the same store.
+    let r: Value = http()
+        .get(origin.url("/v1/analytics/least-efficient?days=30&limit=5"))
+        .send()
+        .expect("analytics")
+        .json()
+        .expect("json");
+    assert!(r["zones"].is_array(), "{r}");
+    let h: Value = http()
+        .get(origin.url(&format!(
+            "/v1/analytics/history?region=sf&cell={cell}&hours=1"
+        )))
+        .send()
+        .expect("history")
+        .json()
+        .expect("json");
+    assert!(!h["history"].as_array().expect("rows").is_empty(), "{h}");
+}
+
+#[test]
+fn bad_batches_are_refused_or_partially_accepted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let origin = Origin::start(&dir.path().join("o.sqlite"), "", 5.0);
+    let t = now_ms();
+    let post = |path: &str, ct: &str, body: String| {
+        let r = http()
+            .post(origin.url(path))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .expect("post");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    // Mixed NDJSON: the valid records are kept, the bad ones reported by line.
+    let body = format!(
+        "{}\n{{broken\n{}\n{}\n",
+        json!({"driver_id": "a", "latitude": SF.0, "longitude": SF.1, "available": true, "timestamp": t}),
+        json!({"driver_id": "b", "latitude": 123.0, "longitude": SF.1, "available": true, "timestamp": t}),
+        json!({"driver_id": "c", "latitude": SF.0, "longitude": SF.1, "available": false, "timestamp": t}),
+    );
+    let (status, report) = post("/v1/ingest/locations", "application/x-ndjson", body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["rejected"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(report["errors"][0]["line"], 2);
+    assert_eq!(report["errors"][0]["code"], "invalid_record");
+    assert_eq!(report["errors"][1]["line"], 3);
+    assert_eq!(report["errors"][1]["code"], "invalid_coordinates");
+    // All bad: 400 with the report.
+    let (status, report) = post(
+        "/v1/ingest/demand",
+        "application/json",
+        json!([{"kind": "x"}]).to_string(),
+    );
+    assert_eq!((status, report["rejected"].as_u64()), (400, Some(1)));
+    // Not an array, wrong type, too large.
+    let (status, e) = post("/v1/ingest/demand", "application/json", "{\"a\":1}".into());
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_batch"))
+    );
+    let (status, e) = post("/v1/ingest/demand", "text/csv", "a,b".into());
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let (status, e) = post("/v1/ingest/locations", "application/x-ndjson", huge);
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    // Metrics count them.
+    assert_eq!(origin.metric("equilibrium_ingest_locations_total"), 2.0);
+    assert_eq!(origin.metric("equilibrium_ingest_rejected_total"), 3.0);
+    assert!(origin.metric("equilibrium_ingest_batches_refused_total") >= 2.0);
+}
+
+#[test]
+fn least_efficient_zones_over_http_on_a_seeded_history() {
+    use origin::store::{SnapshotRow, Store, TickRecord};
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("seeded.sqlite");
+    let now = now_ms();
+    let point = |i: u32| (37.70 + f64::from(i) * 0.02, -122.45);
+    let cell = |i: u32| {
+        let (lat, lng) = point(i);
+        Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL).token()
+    };
+    // Average multipliers over the last 30 days: cells 0..4 = 3.0, 2.0, 2.0, 1.1.
+    {
+        let mut store = Store::open(&db).expect("store");
+        for (day, mults) in [(2u64, [3.5, 2.0, 1.5, 1.0]), (1, [2.5, 2.0, 2.5, 1.2])] {
+            let snapshots = mults
+                .iter()
+                .enumerate()
+                .map(|(i, m)| SnapshotRow {
+                    cell: cell(i as u32),
+                    class: "standard".into(),
+                    supply: 1,
+                    demand: 3,
+                    multiplier: *m,
+                })
+                .collect();
+            store
+                .record_tick(&TickRecord {
+                    region: "sf".into(),
+                    at_ms: now - day * 86_400_000,
+                    generation: 10 - day,
+                    grid_json: "{}".into(),
+                    snapshots,
+                    changes: vec![],
+                })
+                .expect("seed");
+        }
+    }
+    let origin = Origin::start(&db, "", 60.0);
+    // Ride outcomes through the API: cell 0 completes half, cell 1 all,
+    // cell 2 has none (completion 0, as the original query's COALESCE).
+    let outcome = |id: &str, i: u32, completed: bool| {
+        let (lat, lng) = point(i);
+        json!({"ride_id": id, "region": "sf", "latitude": lat, "longitude": lng,
+               "completed": completed, "multiplier": 2.0, "timestamp": now - 3_600_000})
+    };
+    let r = http()
+        .post(origin.url("/v1/outcomes"))
+        .json(&vec![
+            outcome("r1", 0, true),
+            outcome("r2", 0, false),
+            outcome("r3", 1, true),
+            outcome("r3", 1, true),
+        ])
+        .send()
+        .expect("outcomes");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.json::<Value>().expect("json")["inserted"],
+        3,
+        "the repeated ride id is ignored"
+    );
+
+    let r: Value = http()
+        .get(origin.url("/v1/analytics/least-efficient?days=30&limit=5"))
+        .send()
+        .expect("analytics")
+        .json()
+        .expect("json");
+    let got: Vec<(String, f64, f64, u64)> = r["zones"]
+        .as_array()
+        .expect("zones")
+        .iter()
+        .map(|z| {
+            (
+                z["zone_id"].as_str().expect("id").to_owned(),
+                z["inefficiency_score"].as_f64().expect("score"),
+                z["completion_rate"].as_f64().expect("rate"),
+                z["inefficiency_rank"].as_u64().expect("rank"),
+            )
+        })
+        .collect();
+    // score = avg × 0.7 + (100 − completion%) × 0.3; avg ≤ 1.2 excluded.
+    assert_eq!(
+        got,
+        vec![
+            (cell(2), 31.4, 0.0, 1),
+            (cell(0), 17.1, 50.0, 2),
+            (cell(1), 1.4, 100.0, 3),
+        ],
+        "{r}"
+    );
+    // Bad parameters are a 400 with a code.
+    let bad = http()
+        .get(origin.url("/v1/analytics/least-efficient?days=0"))
+        .send()
+        .expect("bad");
+    assert_eq!(bad.status().as_u16(), 400);
+}

@@ -75,9 +75,13 @@ pub struct Parsed<T> {
     pub report: IngestReport,
 }
 
-struct Reject {
-    code: &'static str,
-    message: String,
+/// Why one record was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub message: String,
 }
 
 fn reject(code: &'static str, message: impl Into<String>) -> Reject {
@@ -87,7 +91,8 @@ fn reject(code: &'static str, message: impl Into<String>) -> Reject {
     }
 }
 
-fn locate(lat: f64, lng: f64, regions: &[Region]) -> Result<(usize, Cell), Reject> {
+/// The region (index) and cell of a point, or why it has none.
+pub fn locate(lat: f64, lng: f64, regions: &[Region]) -> Result<(usize, Cell), Reject> {
     let p = LatLng::new(lat, lng).map_err(|e| reject("invalid_coordinates", e.to_string()))?;
     let idx = regions
         .iter()

@@ -86,15 +86,39 @@ impl Settings {
     }
 }
 
+thread_local! {
+    /// Vars and secrets are fixed for an isolate's lifetime (changing one
+    /// deploys a new version, hence new isolates), so they are read once.
+    static SETTINGS: RefCell<Option<Settings>> = const { RefCell::new(None) };
+    static KEYRING: RefCell<Option<Keyring>> = const { RefCell::new(None) };
+}
+
+impl Settings {
+    /// The isolate's settings, read from the environment on first use.
+    pub fn cached(env: &Env) -> Result<Settings, ApiError> {
+        if let Some(s) = SETTINGS.with(|c| c.borrow().clone()) {
+            return Ok(s);
+        }
+        let s = Settings::from_env(env)?;
+        SETTINGS.with(|c| *c.borrow_mut() = Some(s.clone()));
+        Ok(s)
+    }
+}
+
 /// The quote signing keys from the `QUOTE_SIGNING_KEYS` secret
-/// (`id:secret,id:secret`, first one signs).
+/// (`id:secret,id:secret`, first one signs), parsed once per isolate.
 pub fn keyring(env: &Env) -> Result<Keyring, ApiError> {
+    if let Some(k) = KEYRING.with(|c| c.borrow().clone()) {
+        return Ok(k);
+    }
     let spec = env
         .secret("QUOTE_SIGNING_KEYS")
         .map(|s| s.to_string())
         .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is not set)"))?;
-    Keyring::parse(&spec)
-        .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))
+    let k = Keyring::parse(&spec)
+        .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))?;
+    KEYRING.with(|c| *c.borrow_mut() = Some(k.clone()));
+    Ok(k)
 }
 
 thread_local! {

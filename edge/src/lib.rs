@@ -38,7 +38,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();
-    let settings = match Settings::from_env(&env) {
+    let settings = match Settings::cached(&env) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };

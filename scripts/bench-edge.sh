@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Estimate throughput and latency of the worker in workerd, as a ratio
 # against a trivial handler (GET /health) of the same worker, same run.
-# Usage: scripts/bench-edge.sh [seconds per round, default 15] [connections, default 16]
+# Usage: scripts/bench-edge.sh [seconds per round, default 8] [connections, default 16] [rounds, default 7]
+# Rounds alternate (trivial, estimate) so drift on a shared machine hits both;
+# medians are reported, with workerd's CPU time per request from /proc.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-SECS="${1:-15}"
+SECS="${1:-8}"
 CONNS="${2:-16}"
+ROUNDS="${3:-7}"
 
 bash scripts/setup.sh >/dev/null
 if ! command -v wrk >/dev/null; then
@@ -48,16 +51,30 @@ wrk.headers["content-type"] = "application/json"
 wrk.body = '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
 LUA
 
-# rps p50_ms p99_ms non2xx of one wrk run
+# CPU ticks (user + system) of every workerd process of this server.
+workerd_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -g "$(ps -o pgid= "$PID" | tr -d ' ')" workerd); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+# rps p50_ms p99_ms non2xx workerd_cpu_us_per_request of one wrk run
 run() {
-  local out
+  local out before after
+  before=$(workerd_ticks)
   out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@")
-  local rps p50 p99 bad
+  after=$(workerd_ticks)
+  local rps p50 p99 bad reqs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${bad:-0}"
+  local cpu_us=$(( (after - before) * 1000000 / HZ / (reqs > 0 ? reqs : 1) ))
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${bad:-0} $cpu_us"
 }
 to_ms() { python3 -c "
 import re,sys; v=sys.argv[1]; n=float(re.match(r'[0-9.]+',v).group()); u=v[len(re.match(r'[0-9.]+',v).group()):]
@@ -67,22 +84,24 @@ step "warm-up"
 wrk -t2 -c"$CONNS" -d3s "http://127.0.0.1:$PORT/health" >/dev/null
 wrk -t2 -c"$CONNS" -d3s -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate" >/dev/null
 
-step "alternating rounds: ${SECS}s each, $CONNS connections, 2 wrk threads"
-printf '%-10s %10s %8s %8s %7s\n' round req/s p50_ms p99_ms non2xx
+step "alternating rounds: $ROUNDS x (${SECS}s trivial, ${SECS}s estimate), $CONNS connections, 2 wrk threads"
+printf '%-11s %10s %8s %8s %7s %12s\n' round req/s p50_ms p99_ms non2xx workerd_us/req
 declare -a B E
-for r in 1 2 3; do
-  b=$(run "http://127.0.0.1:$PORT/health"); B+=("$b"); printf '%-10s %10s %8s %8s %7s\n' "trivial$r" $b
-  e=$(run -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate"); E+=("$e"); printf '%-10s %10s %8s %8s %7s\n' "estimate$r" $e
+for r in $(seq 1 "$ROUNDS"); do
+  b=$(run "http://127.0.0.1:$PORT/health"); B+=("$b"); printf '%-11s %10s %8s %8s %7s %12s\n' "trivial$r" $b
+  e=$(run -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate"); E+=("$e"); printf '%-11s %10s %8s %8s %7s %12s\n' "estimate$r" $e
 done
 python3 - "${B[@]}" "${E[@]}" <<'PY'
 import sys, statistics as st
 vals=[list(map(float,x.split())) for x in sys.argv[1:]]
-b, e = vals[:3], vals[3:]
+half=len(vals)//2
+b, e = vals[:half], vals[half:]
 med=lambda rows,i: st.median(r[i] for r in rows)
 print()
 print(f"median trivial:  {med(b,0):9.0f} req/s  p50 {med(b,1):.2f} ms  p99 {med(b,2):.2f} ms")
 print(f"median estimate: {med(e,0):9.0f} req/s  p50 {med(e,1):.2f} ms  p99 {med(e,2):.2f} ms")
 print(f"throughput ratio estimate/trivial: {med(e,0)/med(b,0):.2f}   (target >= 0.90)")
 print(f"p99 ratio estimate/trivial:        {med(e,2)/med(b,2):.2f}   (target <= 1.50)")
+print(f"workerd CPU per request: trivial {med(b,4):.0f} us, estimate {med(e,4):.0f} us (ratio {med(e,4)/max(med(b,4),1):.2f})")
 print(f"non-2xx responses: {sum(r[3] for r in b+e):.0f}")
 PY

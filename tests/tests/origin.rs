@@ -250,6 +250,66 @@ fn bad_batches_are_refused_or_partially_accepted() {
     assert_eq!(origin.metric("equilibrium_ingest_locations_total"), 2.0);
     assert_eq!(origin.metric("equilibrium_ingest_rejected_total"), 3.0);
     assert!(origin.metric("equilibrium_ingest_batches_refused_total") >= 2.0);
+
+    // A continuous stream over WebSocket: each message an NDJSON batch,
+    // each answered with its report.
+    let ws_url = origin
+        .url("/v1/ingest/ws?kind=demand")
+        .replace("http://", "ws://");
+    let (mut ws, _) = tungstenite::connect(ws_url).expect("ws connect");
+    let batch = format!(
+        "{}\n{}\n",
+        json!({"kind": "quote", "latitude": SF.0, "longitude": SF.1, "timestamp": t}),
+        json!({"kind": "quote", "latitude": SF.0, "longitude": 200.0, "timestamp": t}),
+    );
+    for _ in 0..3 {
+        ws.send(tungstenite::Message::Text(batch.clone().into()))
+            .expect("ws send");
+        let reply = loop {
+            if let tungstenite::Message::Text(t) = ws.read().expect("ws read") {
+                break serde_json::from_str::<Value>(&t).expect("report");
+            }
+        };
+        assert_eq!(
+            (reply["accepted"].as_u64(), reply["rejected"].as_u64()),
+            (Some(1), Some(1)),
+            "{reply}"
+        );
+        assert_eq!(reply["errors"][0]["line"], 2);
+    }
+    let _ = ws.close(None);
+    assert_eq!(origin.metric("equilibrium_ingest_demand_total"), 3.0);
+}
+
+#[test]
+fn sigterm_finishes_a_last_tick_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("graceful.sqlite");
+    // Ticks every 60 s: only the shutdown tick can persist the events.
+    let mut origin = Origin::start(&db, "", 60.0);
+    post_busy_market(&origin);
+    let before_term = now_ms();
+    assert!(
+        origin.terminate(),
+        "origin did not exit 0 on SIGTERM:\n{}",
+        origin.log()
+    );
+    assert!(origin.log().contains("shutting down"), "{}", origin.log());
+    let store = origin::store::Store::open(&db).expect("store");
+    let last = store
+        .last_tick_at()
+        .expect("read")
+        .expect("a tick was persisted");
+    assert!(
+        last >= before_term,
+        "last tick {last} predates SIGTERM at {before_term}"
+    );
+    let grids = store.last_grids().expect("grids");
+    assert_eq!(grids.len(), 1);
+    assert!(
+        grids[0].grid_json.contains("\"multiplier\""),
+        "the shutdown tick saw the events"
+    );
 }
 
 #[test]

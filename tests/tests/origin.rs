@@ -263,7 +263,7 @@ fn bad_batches_are_refused_or_partially_accepted() {
         json!({"kind": "quote", "latitude": SF.0, "longitude": 200.0, "timestamp": t}),
     );
     for _ in 0..3 {
-        ws.send(tungstenite::Message::Text(batch.clone().into()))
+        ws.send(tungstenite::Message::Text(batch.clone()))
             .expect("ws send");
         let reply = loop {
             if let tungstenite::Message::Text(t) = ws.read().expect("ws read") {

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -31,7 +31,12 @@ bash scripts/build-worker.sh
 step "cargo test (unit, property, fixture, end-to-end)"
 cargo test --workspace --locked 2>&1 | tee -a "$LOG"
 
+step "the map in headless Chromium (web-demo)"
+bash web-demo/build.sh
+node --test web-demo/test/ 2>&1 | tee -a "$LOG"
+
 # One closing line over every test binary above (pipefail already stopped
 # the script if any of them failed).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     /^# pass [0-9]+$/ { p += $3 } /^# fail [0-9]+$/ { f += $3 }
      END { printf "\nsummary: %d passed, %d failed\n", p, f }' "$LOG"

@@ -1,0 +1,935 @@
+//! The market simulator: drivers who move, go on and off line and reposition
+//! toward surge; riders who arrive at a time-varying rate (with spikes, such
+//! as a concert letting out), see a price, accept or decline, wait for a
+//! match and cancel when it takes too long.
+//!
+//! [`Simulation`] is deterministic for a seed: its own generator, fixed
+//! iteration orders, time as simulated seconds. It prices with the real
+//! pricing core (`shared::market` + `shared::surge::SurgeEngine`), with any
+//! [`Policy`], so policies can be compared on the same scenario
+//! ([`compare`]). The `live` module drives the real origin and edge instead.
+
+pub mod live;
+pub mod report;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use shared::fare::{price, RouteModel, Tariff, VehicleClass};
+use shared::geo::{Cell, LatLng, Level};
+use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
+use shared::surge::{
+    Caps, CellInput, DefaultCurve, Multiplier, NoSurge, Policy, SurgeConfig, SurgeEngine,
+};
+use shared::time::{Millis, Timestamp};
+
+/// A small deterministic generator (splitmix64): the same numbers on every
+/// platform and crate version.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// A Poisson count with mean `lambda` (Knuth; lambda is small per tick).
+    pub fn poisson(&mut self, lambda: f64) -> u32 {
+        if lambda <= 0.0 {
+            return 0;
+        }
+        if lambda > 30.0 {
+            // Normal approximation for large means.
+            let u1 = self.unit().max(1e-12);
+            let u2 = self.unit();
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            return (lambda + z * lambda.sqrt()).round().max(0.0) as u32;
+        }
+        let l = (-lambda).exp();
+        let (mut k, mut p) = (0u32, 1.0);
+        loop {
+            p *= self.unit();
+            if p <= l {
+                return k;
+            }
+            k += 1;
+        }
+    }
+}
+
+/// A burst of extra demand at a place, e.g. a concert letting out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spike {
+    /// Where.
+    pub at: (f64, f64),
+    /// Radius of the crowd, metres.
+    pub radius_m: f64,
+    /// Start, seconds into the scenario.
+    pub start_s: f64,
+    /// Length in seconds.
+    pub duration_s: f64,
+    /// Extra riders per minute at its peak.
+    pub riders_per_min: f64,
+}
+
+/// A scenario: the city, the fleet, the riders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Random seed.
+    pub seed: u64,
+    /// `[south, west, north, east]`.
+    pub bounds: [f64; 4],
+    /// Simulated length, seconds.
+    pub duration_s: f64,
+    /// Step, seconds.
+    pub tick_s: f64,
+    /// How often prices are recomputed, seconds.
+    pub reprice_s: f64,
+    /// Drivers online at the start.
+    pub drivers_online: u32,
+    /// Drivers who could come online (the pool).
+    pub drivers_offline: u32,
+    /// Base riders per minute over the city.
+    pub riders_per_min: f64,
+    /// Spikes.
+    pub spikes: Vec<Spike>,
+    /// Price elasticity: a rider accepts with probability exp(−e·(m − 1)).
+    pub elasticity: f64,
+    /// A rider cancels after waiting this long for a match, seconds.
+    pub patience_s: f64,
+    /// A rider cancels if the matched driver is further than this, seconds.
+    pub max_eta_s: f64,
+    /// Average speed, km/h.
+    pub speed_kmh: f64,
+    /// Drivers are matched within this radius, metres.
+    pub match_radius_m: f64,
+    /// Cell level.
+    pub level: u8,
+}
+
+impl Scenario {
+    /// The spike scenario: an evening in San Francisco with a concert
+    /// letting out for 26 minutes (the length of the outage in Hall,
+    /// Kendrick & Nosko 2015).
+    pub fn concert(seed: u64) -> Self {
+        Self {
+            seed,
+            bounds: [37.70, -122.52, 37.81, -122.38],
+            duration_s: 3.0 * 3_600.0,
+            tick_s: 10.0,
+            reprice_s: 30.0,
+            drivers_online: 220,
+            drivers_offline: 120,
+            riders_per_min: 7.0,
+            spikes: vec![Spike {
+                at: (37.7786, -122.3893), // a waterfront arena
+                radius_m: 600.0,
+                start_s: 80.0 * 60.0,
+                duration_s: 26.0 * 60.0,
+                riders_per_min: 40.0,
+            }],
+            elasticity: 0.9,
+            patience_s: 300.0,
+            max_eta_s: 900.0,
+            speed_kmh: 24.0,
+            match_radius_m: 6_000.0,
+            // Level 12 (~3 km²): at level 13 most cells of this fleet have
+            // no idle driver, and zero supply means the zone maximum.
+            level: 12,
+        }
+    }
+
+    /// A short scenario for tests and the live demo.
+    pub fn short(seed: u64, minutes: f64) -> Self {
+        let mut s = Self::concert(seed);
+        s.duration_s = minutes * 60.0;
+        s.drivers_online = 60;
+        s.drivers_offline = 30;
+        s.riders_per_min = 6.0;
+        if let Some(spike) = s.spikes.first_mut() {
+            spike.start_s = minutes * 60.0 / 3.0;
+            spike.duration_s = minutes * 60.0 / 3.0;
+            spike.riders_per_min = 12.0;
+        }
+        s
+    }
+
+    fn random_point(&self, rng: &mut Rng) -> (f64, f64) {
+        let [s, w, n, e] = self.bounds;
+        (s + rng.unit() * (n - s), w + rng.unit() * (e - w))
+    }
+
+    /// Base demand multiplier over the scenario: an evening curve.
+    fn daily_curve(&self, t: f64) -> f64 {
+        let phase = t / self.duration_s.max(1.0) * std::f64::consts::PI;
+        0.8 + 0.4 * phase.sin()
+    }
+}
+
+/// One of the policies compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// No surge at all (as during an outage).
+    None,
+    /// The default curve and engine settings.
+    Default,
+    /// The default curve, smoothed harder, steps of 0.2, capped at 2.5x.
+    Smoothed,
+}
+
+impl PolicyKind {
+    /// Every policy, in report order.
+    pub const ALL: [PolicyKind; 3] = [PolicyKind::None, PolicyKind::Default, PolicyKind::Smoothed];
+
+    /// The report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::None => "no surge",
+            PolicyKind::Default => "default curve",
+            PolicyKind::Smoothed => "smoothed + capped",
+        }
+    }
+
+    fn engine(self) -> Engine {
+        match self {
+            PolicyKind::None => {
+                Engine::None(SurgeEngine::new(NoSurge, SurgeConfig::default()).ok())
+            }
+            PolicyKind::Default => {
+                Engine::Curve(SurgeEngine::new(DefaultCurve, SurgeConfig::default()).ok())
+            }
+            PolicyKind::Smoothed => Engine::Curve(
+                SurgeEngine::new(
+                    DefaultCurve,
+                    SurgeConfig {
+                        neighbour_weight: 0.5,
+                        ema_alpha: 0.3,
+                        max_step_tenths: 2,
+                        emergency_cap: Multiplier::from_tenths(25).ok(),
+                    },
+                )
+                .ok(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Engine {
+    None(Option<SurgeEngine<NoSurge>>),
+    Curve(Option<SurgeEngine<DefaultCurve>>),
+}
+
+impl Engine {
+    fn update(&mut self, inputs: &[CellInput]) -> Vec<(Cell, Multiplier)> {
+        fn run<P: Policy>(
+            e: &mut Option<SurgeEngine<P>>,
+            inputs: &[CellInput],
+        ) -> Vec<(Cell, Multiplier)> {
+            e.as_mut()
+                .map(|e| {
+                    e.update(inputs)
+                        .into_iter()
+                        .map(|r| (r.cell, r.multiplier))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        match self {
+            Engine::None(e) => run(e, inputs),
+            Engine::Curve(e) => run(e, inputs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DriverState {
+    Offline,
+    Idle,
+    /// Driving to a pickup; arrives at `until`.
+    EnRoute {
+        until: f64,
+        request: usize,
+    },
+    /// On a trip; free at `until`, at `to`.
+    OnTrip {
+        until: f64,
+        to: (f64, f64),
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Driver {
+    pos: (f64, f64),
+    state: DriverState,
+    online_since: f64,
+    online_s: f64,
+    earnings: i64,
+}
+
+/// What became of a ride request (a rider who accepted the price).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fate {
+    /// Still waiting for a driver.
+    Waiting,
+    /// A driver is on the way.
+    Matched,
+    /// Picked up after `wait_s`.
+    PickedUp {
+        /// Request to pickup, seconds.
+        wait_s: f64,
+    },
+    /// Gave up: no driver in time, or the driver was too far.
+    Cancelled,
+}
+
+/// A rider who accepted a price.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// When, seconds.
+    pub at: f64,
+    /// Pickup.
+    pub from: (f64, f64),
+    /// Drop-off.
+    pub to: (f64, f64),
+    /// Multiplier accepted.
+    pub multiplier: Multiplier,
+    /// Fare accepted, minor units.
+    pub fare: i64,
+    /// What happened.
+    pub fate: Fate,
+}
+
+/// Counters of one reporting bucket (10 simulated minutes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bucket {
+    /// Start, seconds.
+    pub start_s: f64,
+    /// Requests (accepted prices) made in the bucket.
+    pub requests: u32,
+    /// Of which completed (picked up).
+    pub completed: u32,
+    /// Riders who declined the price.
+    pub declined: u32,
+    /// Pickup waits of the completed, seconds.
+    pub waits: Vec<f64>,
+    /// Mean multiplier quoted.
+    pub mean_multiplier: f64,
+    quotes: u32,
+    multiplier_sum: f64,
+}
+
+/// The results of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Riders who saw a price.
+    pub riders: u32,
+    /// Riders who declined it.
+    pub declined: u32,
+    /// Requests (riders who accepted).
+    pub requests: u32,
+    /// Requests picked up.
+    pub completed: u32,
+    /// Pickup waits of completed requests, seconds, sorted.
+    pub waits: Vec<f64>,
+    /// Mean multiplier quoted to riders.
+    pub mean_multiplier: f64,
+    /// Mean absolute change of a cell's multiplier between repricings.
+    pub volatility: f64,
+    /// Mean fare paid per completed ride, minor units.
+    pub mean_fare: f64,
+    /// Drivers' gross earnings per online hour, minor units.
+    pub earnings_per_hour: f64,
+    /// Per 10-minute bucket, for charts.
+    pub buckets: Vec<Bucket>,
+}
+
+impl Outcome {
+    /// Completed requests / requests.
+    pub fn completion_rate(&self) -> f64 {
+        if self.requests == 0 {
+            return 1.0;
+        }
+        f64::from(self.completed) / f64::from(self.requests)
+    }
+
+    /// Share of requests never picked up.
+    pub fn unfulfilled_share(&self) -> f64 {
+        1.0 - self.completion_rate()
+    }
+
+    /// A wait percentile, seconds.
+    pub fn wait_percentile(&self, p: f64) -> f64 {
+        percentile(&self.waits, p)
+    }
+
+    /// The same figures restricted to requests made in the buckets that
+    /// overlap `[start_s, end_s)`: (requests, completed, sorted waits).
+    pub fn window(&self, start_s: f64, end_s: f64) -> Window {
+        let mut w = Window::default();
+        for b in self
+            .buckets
+            .iter()
+            .filter(|b| b.start_s < end_s && b.start_s + 600.0 > start_s)
+        {
+            w.requests += b.requests;
+            w.completed += b.completed;
+            w.waits.extend_from_slice(&b.waits);
+        }
+        w.waits.sort_by(f64::total_cmp);
+        w
+    }
+}
+
+/// Figures of a time window of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// Requests made in the window.
+    pub requests: u32,
+    /// Of which picked up.
+    pub completed: u32,
+    /// Their pickup waits, seconds, sorted.
+    pub waits: Vec<f64>,
+}
+
+impl Window {
+    /// Share of the window's requests never picked up.
+    pub fn unfulfilled_share(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        1.0 - f64::from(self.completed) / f64::from(self.requests)
+    }
+
+    /// Median pickup wait, seconds.
+    pub fn median_wait(&self) -> f64 {
+        percentile(&self.waits, 0.5)
+    }
+}
+
+/// The `p` quantile (0..1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    match (LatLng::new(a.0, a.1), LatLng::new(b.0, b.1)) {
+        (Ok(x), Ok(y)) => x.distance_m(y),
+        _ => f64::INFINITY,
+    }
+}
+
+fn step_toward(from: (f64, f64), to: (f64, f64), metres: f64) -> (f64, f64) {
+    let d = distance_m(from, to);
+    if d <= metres || d == 0.0 {
+        return to;
+    }
+    let f = metres / d;
+    (from.0 + (to.0 - from.0) * f, from.1 + (to.1 - from.1) * f)
+}
+
+/// A running simulation with one policy.
+#[derive(Debug)]
+pub struct Simulation {
+    scenario: Scenario,
+    policy: PolicyKind,
+    rng: Rng,
+    t: f64,
+    drivers: Vec<Driver>,
+    /// Requests in arrival order; waiting ones also in `queue`.
+    pub requests: Vec<Request>,
+    queue: VecDeque<usize>,
+    market: Option<Market>,
+    engine: Engine,
+    multipliers: BTreeMap<Cell, Multiplier>,
+    next_reprice: f64,
+    level: Level,
+    tariff: Tariff,
+    route: RouteModel,
+    riders: u32,
+    declined: u32,
+    volatility_sum: f64,
+    volatility_n: u32,
+    buckets: Vec<Bucket>,
+}
+
+/// A tick's events, for live mode: what the drivers and riders did.
+#[derive(Debug, Clone, Default)]
+pub struct TickEvents {
+    /// (driver index, position, available) of every online driver.
+    pub drivers: Vec<(usize, (f64, f64), bool)>,
+    /// Riders who opened the app this tick: (position, destination).
+    pub riders: Vec<((f64, f64), (f64, f64))>,
+}
+
+impl Simulation {
+    /// A fresh simulation.
+    pub fn new(scenario: Scenario, policy: PolicyKind) -> Self {
+        let mut rng = Rng::new(scenario.seed);
+        let total = scenario.drivers_online + scenario.drivers_offline;
+        let drivers = (0..total)
+            .map(|i| Driver {
+                pos: scenario.random_point(&mut rng),
+                state: if i < scenario.drivers_online {
+                    DriverState::Idle
+                } else {
+                    DriverState::Offline
+                },
+                online_since: 0.0,
+                online_s: 0.0,
+                earnings: 0,
+            })
+            .collect();
+        let market = Market::new(MarketConfig {
+            supply_ttl: Millis::from_secs(60),
+            demand_window: Millis::from_secs(300),
+            bucket: Millis::from_secs(10),
+            ..MarketConfig::default()
+        })
+        .ok();
+        let level = Level::new(scenario.level).unwrap_or_default();
+        let route = RouteModel {
+            speed_kmh: scenario.speed_kmh,
+            ..RouteModel::default()
+        };
+        Self {
+            policy,
+            rng,
+            t: 0.0,
+            drivers,
+            requests: Vec::new(),
+            queue: VecDeque::new(),
+            market,
+            engine: policy.engine(),
+            multipliers: BTreeMap::new(),
+            next_reprice: 0.0,
+            level,
+            tariff: Tariff::default_for(VehicleClass::Standard),
+            route,
+            riders: 0,
+            declined: 0,
+            volatility_sum: 0.0,
+            volatility_n: 0,
+            buckets: Vec::new(),
+            scenario,
+        }
+    }
+
+    /// Simulated seconds elapsed.
+    pub fn time(&self) -> f64 {
+        self.t
+    }
+
+    /// Whether the scenario is over.
+    pub fn done(&self) -> bool {
+        self.t >= self.scenario.duration_s
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The multiplier in force at a point (1.0 where none).
+    pub fn multiplier_at(&self, p: (f64, f64)) -> Multiplier {
+        LatLng::new(p.0, p.1)
+            .ok()
+            .and_then(|ll| self.multipliers.get(&Cell::at(ll, self.level)).copied())
+            .unwrap_or(Multiplier::ONE)
+    }
+
+    fn cell(&self, p: (f64, f64)) -> Option<Cell> {
+        LatLng::new(p.0, p.1)
+            .ok()
+            .map(|ll| Cell::at(ll, self.level))
+    }
+
+    fn bucket(&mut self) -> &mut Bucket {
+        let idx = (self.t / 600.0) as usize;
+        while self.buckets.len() <= idx {
+            let start_s = self.buckets.len() as f64 * 600.0;
+            self.buckets.push(Bucket {
+                start_s,
+                ..Bucket::default()
+            });
+        }
+        &mut self.buckets[idx]
+    }
+
+    fn now_ts(&self) -> Timestamp {
+        Timestamp((self.t * 1_000.0) as u64)
+    }
+
+    fn reprice(&mut self) {
+        let now = self.now_ts();
+        let Some(market) = self.market.as_mut() else {
+            return;
+        };
+        let counts = market.snapshot(now);
+        let inputs: Vec<CellInput> = counts
+            .iter()
+            .map(|((cell, _), c)| CellInput {
+                cell: *cell,
+                supply: c.supply,
+                demand: c.demand,
+                caps: Caps::DEFAULT,
+            })
+            .collect();
+        let next: BTreeMap<Cell, Multiplier> = self.engine.update(&inputs).into_iter().collect();
+        for (cell, m) in &next {
+            let before = self
+                .multipliers
+                .get(cell)
+                .copied()
+                .unwrap_or(Multiplier::ONE);
+            self.volatility_sum += (m.as_f64() - before.as_f64()).abs();
+            self.volatility_n += 1;
+        }
+        self.multipliers = next;
+    }
+
+    /// Advances one tick; returns what drivers and riders did (for live
+    /// mode, which mirrors them to the real stack).
+    pub fn step(&mut self) -> TickEvents {
+        let dt = self.scenario.tick_s;
+        let mut events = TickEvents::default();
+        if self.t >= self.next_reprice {
+            self.reprice();
+            self.next_reprice += self.scenario.reprice_s;
+        }
+        let hot = self.hottest_cells();
+        self.move_drivers(dt, &hot);
+        self.arrivals(dt, &mut events);
+        self.cancel_and_match();
+        let now = self.now_ts();
+        for (i, d) in self.drivers.iter().enumerate() {
+            if d.state == DriverState::Offline {
+                continue;
+            }
+            let available = d.state == DriverState::Idle;
+            events.drivers.push((i, d.pos, available));
+            if let (Some(cell), Some(m)) = (self.cell(d.pos), self.market.as_mut()) {
+                m.driver_seen(DriverSeen {
+                    driver: DriverId(i as u64),
+                    cell,
+                    class: VehicleClass::Standard,
+                    available,
+                    at: now,
+                });
+            }
+        }
+        self.t += dt;
+        events
+    }
+
+    fn hottest_cells(&self) -> Vec<(Cell, Multiplier)> {
+        let mut hot: Vec<(Cell, Multiplier)> = self
+            .multipliers
+            .iter()
+            .filter(|(_, m)| m.tenths() >= 13)
+            .map(|(c, m)| (*c, *m))
+            .collect();
+        hot.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        hot.truncate(20);
+        hot
+    }
+
+    fn move_drivers(&mut self, dt: f64, hot: &[(Cell, Multiplier)]) {
+        let metres = self.scenario.speed_kmh / 3.6 * dt;
+        let mean_surge = if self.multipliers.is_empty() {
+            1.0
+        } else {
+            self.multipliers.values().map(|m| m.as_f64()).sum::<f64>()
+                / self.multipliers.len() as f64
+        };
+        let t = self.t;
+        for i in 0..self.drivers.len() {
+            let state = self.drivers[i].state;
+            match state {
+                DriverState::Offline => {
+                    // Surge draws drivers online (positive supply elasticity).
+                    let p = 0.002 + 0.03 * (mean_surge - 1.0).max(0.0);
+                    if self.rng.chance(p * dt / 10.0) {
+                        let pos = self.scenario.random_point(&mut self.rng);
+                        let d = &mut self.drivers[i];
+                        d.state = DriverState::Idle;
+                        d.pos = pos;
+                        d.online_since = t;
+                    }
+                }
+                DriverState::Idle => {
+                    if self.rng.chance(0.0015 * dt / 10.0) {
+                        let d = &mut self.drivers[i];
+                        d.online_s += t - d.online_since;
+                        d.state = DriverState::Offline;
+                        continue;
+                    }
+                    // Reposition toward a nearby surging cell, else drift.
+                    let here = self.multiplier_at(self.drivers[i].pos);
+                    let pos = self.drivers[i].pos;
+                    let target = hot
+                        .iter()
+                        .filter(|(_, m)| m.tenths() >= here.tenths() + 2)
+                        .map(|(c, _)| (c.center().lat(), c.center().lng()))
+                        .find(|c| distance_m(pos, *c) < 4_000.0);
+                    let next = match target {
+                        Some(c) if self.rng.chance(0.5) => step_toward(pos, c, metres),
+                        _ => {
+                            let drift = self.scenario.random_point(&mut self.rng);
+                            step_toward(pos, drift, metres * 0.3)
+                        }
+                    };
+                    self.drivers[i].pos = next;
+                }
+                DriverState::EnRoute { until, request } => {
+                    let from = self.requests[request].from;
+                    let d = &mut self.drivers[i];
+                    d.pos = step_toward(d.pos, from, metres);
+                    if t + dt >= until {
+                        let wait_s = until - self.requests[request].at;
+                        self.requests[request].fate = Fate::PickedUp { wait_s };
+                        let to = self.requests[request].to;
+                        let trip = distance_m(from, to) * 1.3 / (self.scenario.speed_kmh / 3.6);
+                        d.state = DriverState::OnTrip {
+                            until: until + trip,
+                            to,
+                        };
+                        d.earnings += self.requests[request].fare;
+                        let at = self.requests[request].at;
+                        let idx = (at / 600.0) as usize;
+                        if let Some(b) = self.buckets.get_mut(idx) {
+                            b.completed += 1;
+                            b.waits.push(wait_s);
+                        }
+                    }
+                }
+                DriverState::OnTrip { until, to } => {
+                    let d = &mut self.drivers[i];
+                    d.pos = step_toward(d.pos, to, metres);
+                    if t + dt >= until {
+                        d.pos = to;
+                        d.state = DriverState::Idle;
+                    }
+                }
+            }
+        }
+    }
+
+    fn arrivals(&mut self, dt: f64, events: &mut TickEvents) {
+        let minutes = dt / 60.0;
+        let base = self.scenario.riders_per_min * self.scenario.daily_curve(self.t) * minutes;
+        let mut spots: Vec<(f64, f64)> = (0..self.rng.poisson(base))
+            .map(|_| self.scenario.random_point(&mut self.rng))
+            .collect();
+        for s in self.scenario.spikes.clone() {
+            if (s.start_s..s.start_s + s.duration_s).contains(&self.t) {
+                for _ in 0..self.rng.poisson(s.riders_per_min * minutes) {
+                    let ang = self.rng.unit() * std::f64::consts::TAU;
+                    let r = self.rng.unit().sqrt() * s.radius_m / 111_000.0;
+                    spots.push((
+                        s.at.0 + r * ang.sin(),
+                        s.at.1 + r * ang.cos() / s.at.0.to_radians().cos(),
+                    ));
+                }
+            }
+        }
+        let now = self.now_ts();
+        for from in spots {
+            let to = self.scenario.random_point(&mut self.rng);
+            events.riders.push((from, to));
+            self.riders += 1;
+            let m = self.multiplier_at(from);
+            if let (Some(cell), Some(market)) = (self.cell(from), self.market.as_mut()) {
+                market.demand_seen(DemandSeen {
+                    cell,
+                    class: VehicleClass::Standard,
+                    kind: DemandKind::Quote,
+                    at: now,
+                });
+            }
+            let accept = (-self.scenario.elasticity * (m.as_f64() - 1.0)).exp();
+            let b = self.bucket();
+            b.quotes += 1;
+            b.multiplier_sum += m.as_f64();
+            if !self.rng.chance(accept) {
+                self.declined += 1;
+                self.bucket().declined += 1;
+                continue;
+            }
+            let fare = match (LatLng::new(from.0, from.1), LatLng::new(to.0, to.1)) {
+                (Ok(a), Ok(z)) => self
+                    .route
+                    .estimate(a, z)
+                    .map(|trip| price(&self.tariff, trip, m).total)
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            self.requests.push(Request {
+                at: self.t,
+                from,
+                to,
+                multiplier: m,
+                fare,
+                fate: Fate::Waiting,
+            });
+            self.queue.push_back(self.requests.len() - 1);
+            self.bucket().requests += 1;
+        }
+    }
+
+    fn cancel_and_match(&mut self) {
+        let speed = self.scenario.speed_kmh / 3.6;
+        let mut idle: Vec<usize> = (0..self.drivers.len())
+            .filter(|i| self.drivers[*i].state == DriverState::Idle)
+            .collect();
+        let mut still = VecDeque::with_capacity(self.queue.len());
+        while let Some(r) = self.queue.pop_front() {
+            let req = &self.requests[r];
+            if self.t - req.at > self.scenario.patience_s {
+                self.requests[r].fate = Fate::Cancelled;
+                continue;
+            }
+            let from = req.from;
+            let best = idle
+                .iter()
+                .enumerate()
+                .map(|(k, i)| (k, *i, distance_m(self.drivers[*i].pos, from)))
+                .filter(|(_, _, m)| *m <= self.scenario.match_radius_m)
+                .min_by(|a, b| a.2.total_cmp(&b.2));
+            match best {
+                Some((k, i, dist)) => {
+                    idle.swap_remove(k);
+                    let eta = dist * 1.3 / speed;
+                    if self.t - self.requests[r].at + eta > self.scenario.max_eta_s {
+                        self.requests[r].fate = Fate::Cancelled;
+                        continue;
+                    }
+                    self.drivers[i].state = DriverState::EnRoute {
+                        until: self.t + eta,
+                        request: r,
+                    };
+                    self.requests[r].fate = Fate::Matched;
+                }
+                None => still.push_back(r),
+            }
+        }
+        self.queue = still;
+    }
+
+    /// Runs to the end; `progress` is called every simulated 10 minutes.
+    pub fn run(mut self, mut progress: impl FnMut(f64)) -> Outcome {
+        let mut next_report = 0.0;
+        while !self.done() {
+            if self.t >= next_report {
+                progress(self.t / self.scenario.duration_s);
+                next_report += 600.0;
+            }
+            self.step();
+        }
+        progress(1.0);
+        self.finish()
+    }
+
+    /// The results so far (requests still open count as not completed).
+    pub fn finish(mut self) -> Outcome {
+        let t = self.t;
+        for d in &mut self.drivers {
+            if d.state != DriverState::Offline {
+                d.online_s += t - d.online_since;
+            }
+        }
+        let mut waits: Vec<f64> = self
+            .requests
+            .iter()
+            .filter_map(|r| match r.fate {
+                Fate::PickedUp { wait_s } => Some(wait_s),
+                _ => None,
+            })
+            .collect();
+        waits.sort_by(f64::total_cmp);
+        let completed = waits.len() as u32;
+        let fares: Vec<i64> = self
+            .requests
+            .iter()
+            .filter(|r| matches!(r.fate, Fate::PickedUp { .. }))
+            .map(|r| r.fare)
+            .collect();
+        let quoted: (f64, u32) = self
+            .buckets
+            .iter()
+            .fold((0.0, 0), |(s, n), b| (s + b.multiplier_sum, n + b.quotes));
+        let online_h: f64 = self.drivers.iter().map(|d| d.online_s).sum::<f64>() / 3_600.0;
+        let earned: i64 = self.drivers.iter().map(|d| d.earnings).sum();
+        for b in &mut self.buckets {
+            b.mean_multiplier = if b.quotes > 0 {
+                b.multiplier_sum / f64::from(b.quotes)
+            } else {
+                1.0
+            };
+            b.waits.sort_by(f64::total_cmp);
+        }
+        Outcome {
+            policy: self.policy,
+            riders: self.riders,
+            declined: self.declined,
+            requests: self.requests.len() as u32,
+            completed,
+            waits,
+            mean_multiplier: if quoted.1 > 0 {
+                quoted.0 / f64::from(quoted.1)
+            } else {
+                1.0
+            },
+            volatility: if self.volatility_n > 0 {
+                self.volatility_sum / f64::from(self.volatility_n)
+            } else {
+                0.0
+            },
+            mean_fare: if fares.is_empty() {
+                0.0
+            } else {
+                fares.iter().sum::<i64>() as f64 / fares.len() as f64
+            },
+            earnings_per_hour: if online_h > 0.0 {
+                earned as f64 / online_h
+            } else {
+                0.0
+            },
+            buckets: self.buckets,
+        }
+    }
+}
+
+/// Runs every policy on the same scenario (same seed, same riders' random
+/// draws up to their reactions to price).
+pub fn compare(scenario: &Scenario, mut progress: impl FnMut(PolicyKind, f64)) -> Vec<Outcome> {
+    PolicyKind::ALL
+        .iter()
+        .map(|p| Simulation::new(scenario.clone(), *p).run(|f| progress(*p, f)))
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! `sim`: compare pricing policies in process, or drive the live stack.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sim::live::{self, LiveConfig};
+use sim::{compare, report, Scenario};
+
+/// Equilibrium market simulator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the concert scenario under every policy, in process, and write
+    /// the comparison table (Markdown) and chart (SVG).
+    Compare {
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Scenario length in minutes (default: 3 hours).
+        #[arg(long, default_value_t = 180.0)]
+        minutes: f64,
+        /// Where to write the table and chart.
+        #[arg(long, default_value = "docs/simulation")]
+        out: PathBuf,
+    },
+    /// Drive the real origin and edge with a short scenario.
+    Live {
+        /// Origin base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8790")]
+        origin: String,
+        /// Edge base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        edge: String,
+        /// Region.
+        #[arg(long, default_value = "sf")]
+        region: String,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Scenario length, simulated minutes.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 10.0)]
+        speedup: f64,
+        /// Stop after this many real seconds (0: run the whole scenario).
+        #[arg(long, default_value_t = 0.0)]
+        max_seconds: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Compare { seed, minutes, out } => {
+            let mut scenario = Scenario::concert(seed);
+            scenario.duration_s = minutes * 60.0;
+            let outcomes = compare(&scenario, |p, f| {
+                eprint!("\r{:<18} {:>5.1} %", p.name(), f * 100.0);
+                if f >= 1.0 {
+                    eprintln!();
+                }
+                let _ = std::io::stderr().flush();
+            });
+            std::fs::create_dir_all(&out)?;
+            let spike = scenario
+                .spikes
+                .first()
+                .map(|s| (s.start_s, s.start_s + s.duration_s));
+            let mut table = report::table(&outcomes);
+            if let Some((a, b)) = spike {
+                table.push('\n');
+                table.push_str(&report::spike_table(&outcomes, a, b));
+            }
+            std::fs::write(out.join("policies.md"), &table)?;
+            std::fs::write(out.join("policies.svg"), report::svg(&outcomes, spike))?;
+            println!("{table}");
+            println!(
+                "wrote {} and {}",
+                out.join("policies.md").display(),
+                out.join("policies.svg").display()
+            );
+            Ok(())
+        }
+        Command::Live {
+            origin,
+            edge,
+            region,
+            seed,
+            minutes,
+            speedup,
+            max_seconds,
+        } => {
+            let cfg = LiveConfig {
+                origin,
+                edge,
+                region,
+                speedup,
+                max_seconds,
+            };
+            let rep = live::run(Scenario::short(seed, minutes), &cfg, |r| {
+                eprint!("\r{}", r.summary());
+                let _ = std::io::stderr().flush();
+            })?;
+            eprintln!();
+            println!("{}", rep.summary());
+            Ok(())
+        }
+    }
+}

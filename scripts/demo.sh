@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The demo. Today it runs the edge worker under `wrangler dev` (workerd)
-# with local state, seeds one sample surge grid through the real admin
-# push, and shows a quote. The origin, the simulator and the map are not
-# built yet (see the open issues); this script says so rather than fake them.
+# The whole thing, locally: the edge worker under `wrangler dev` (workerd),
+# the origin, the market simulator in live mode feeding both, and the live
+# surge map. Prints where to look; ctrl-c stops everything.
+#
+# Ports (override with env): EDGE_PORT=8787 ORIGIN_PORT=8790 MAP_PORT=8788
+# SIM_MINUTES=180 (simulated) SIM_SPEEDUP=10 (simulated seconds per second)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
-PORT="${EDGE_PORT:-8787}"
-STATE="${EQ_STATE_DIR:-$ROOT/.wrangler/demo-state}"
+EDGE_PORT="${EDGE_PORT:-8787}"
+ORIGIN_PORT="${ORIGIN_PORT:-8790}"
+MAP_PORT="${MAP_PORT:-8788}"
+SIM_MINUTES="${SIM_MINUTES:-180}"
+SIM_SPEEDUP="${SIM_SPEEDUP:-10}"
+STATE="${EQ_STATE_DIR:-$ROOT/.wrangler/demo}"
+mkdir -p "$STATE"
 
 bash scripts/setup.sh
 
@@ -20,46 +27,67 @@ if [ ! -f .dev.vars ]; then
     echo "QUOTE_SIGNING_KEYS=\"local1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\""
   } > .dev.vars
 fi
-# shellcheck disable=SC1091
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\(.*\)"$/\1/p' .dev.vars)"
 
-step "building the worker"
+step "building the worker, the origin, the simulator and the map"
 bash scripts/build-worker.sh
+cargo build -q --release -p equilibrium-origin -p equilibrium-sim
+bash web-demo/build.sh
 
-step "starting the worker: wrangler dev on http://127.0.0.1:$PORT (state in $STATE)"
-mkdir -p "$STATE"
-wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \
-  --show-interactive-dev-session=false > "$STATE/wrangler.log" 2>&1 &
-WRANGLER_PID=$!
-trap 'echo; step "stopping"; kill $WRANGLER_PID 2>/dev/null; wait $WRANGLER_PID 2>/dev/null; exit 0' INT TERM
+PIDS=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  step "stopping"
+  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  note "stopped; logs in $STATE"
+  exit 0
+}
+trap stop INT TERM EXIT
+start() { # name, command...
+  local name=$1; shift
+  setsid "$@" > "$STATE/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+wait_http() { # name, url
+  for i in $(seq 1 120); do
+    curl -fsS "$2" >/dev/null 2>&1 && return 0
+    [ $((i % 10)) -eq 0 ] && note "waiting for the $1 ($i s)..."
+    sleep 1
+  done
+  echo "the $1 did not start; see $STATE/$1.log" >&2
+  exit 1
+}
 
-for i in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  if ! kill -0 $WRANGLER_PID 2>/dev/null; then echo "wrangler dev exited; see $STATE/wrangler.log" >&2; exit 1; fi
-  [ $((i % 10)) -eq 0 ] && note "waiting for the worker ($i s)..."
-  sleep 1
-done
+step "starting the edge worker (wrangler dev) on :$EDGE_PORT"
+start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
+  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT"
+wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
 
-step "seeding a sample grid (one hot cell in San Francisco) through the admin push"
-now=$(($(date +%s) * 1000))
-gen=$(date +%s)
-curl -fsS -X PUT "http://127.0.0.1:$PORT/admin/v1/grids/sf" \
-  -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
-  -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":$gen,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}"
-echo
+step "starting the origin on :$ORIGIN_PORT (pushing to the edge)"
+EQ_EDGE_TOKEN="$ADMIN_TOKEN" start origin target/release/origin serve \
+  --listen "127.0.0.1:$ORIGIN_PORT" --database "$STATE/origin.sqlite" \
+  --edge-url "http://127.0.0.1:$EDGE_PORT"
+wait_http origin "http://127.0.0.1:$ORIGIN_PORT/health"
 
-step "a quote from the edge"
-curl -fsS -X POST "http://127.0.0.1:$PORT/api/v1/pricing/estimate" -H 'content-type: application/json' \
-  -d '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
-echo
+step "serving the map on :$MAP_PORT"
+start map node web-demo/serve.mjs "$MAP_PORT"
+wait_http map "http://127.0.0.1:$MAP_PORT/"
 
 cat <<MSG
 
-  Edge worker:   http://127.0.0.1:$PORT  (OpenAPI: /openapi.json)
-  Worker log:    $STATE/wrangler.log
-  Not built yet: the origin, the market simulator and the live map
-                 (their issues are open); the grid above is a sample.
+  Live surge map:  http://127.0.0.1:$MAP_PORT/?edge=http://127.0.0.1:$EDGE_PORT
+  Edge API:        http://127.0.0.1:$EDGE_PORT  (OpenAPI: /openapi.json)
+  Origin:          http://127.0.0.1:$ORIGIN_PORT  (/metrics, /v1/analytics/least-efficient)
+  Logs:            $STATE/*.log
 
-  Press ctrl-c to stop.
+  The simulator now plays a ${SIM_MINUTES}-minute evening at ${SIM_SPEEDUP}x (a concert
+  lets out a third of the way in). Press ctrl-c to stop everything.
+
 MSG
-wait $WRANGLER_PID
+step "simulator (live mode)"
+target/release/sim live --origin "http://127.0.0.1:$ORIGIN_PORT" --edge "http://127.0.0.1:$EDGE_PORT" \
+  --minutes "$SIM_MINUTES" --speedup "$SIM_SPEEDUP"
+note "the scenario is over; the stack keeps running until ctrl-c"
+wait

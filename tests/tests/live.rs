@@ -1,0 +1,56 @@
+//! The simulator's live mode against the real origin and the real worker.
+
+use std::time::Duration;
+
+use equilibrium_tests::{wait_for, Client, Origin, Worker};
+use serde_json::Value;
+use sim::live::{self, LiveConfig};
+use sim::Scenario;
+
+#[test]
+fn live_mode_drives_the_real_stack() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let worker = Worker::start_with_vars(&[("GRID_CACHE_MS", "200")]);
+    let origin = Origin::start(&dir.path().join("live.sqlite"), &worker.base, 0.5);
+    let cfg = LiveConfig {
+        origin: origin.base.clone(),
+        edge: worker.base.clone(),
+        region: "sf".into(),
+        speedup: 60.0,
+        max_seconds: 20.0,
+    };
+    let mut ticks = 0;
+    let report = live::run(Scenario::short(11, 20.0), &cfg, |_| ticks += 1).expect("live run");
+    assert!(ticks > 10, "progress reported per tick ({ticks})");
+    assert!(report.simulated_minutes > 5.0, "{}", report.summary());
+    assert!(report.locations_accepted > 500, "{}", report.summary());
+    assert!(report.demand_accepted > 10, "{}", report.summary());
+    assert!(report.quotes > 10, "{}", report.summary());
+    assert_eq!(report.quote_errors, 0, "{}", report.summary());
+    assert!(report.confirmed > 0, "{}", report.summary());
+    assert!(report.latencies_ms.iter().all(|l| *l > 0.0));
+    // The origin turned the stream into grids that reached the edge.
+    let http = Client::new();
+    wait_for(
+        "a grid with cells at the edge",
+        Duration::from_secs(20),
+        || {
+            let h: Value = http
+                .get(worker.url(
+                    "/api/v1/pricing/heatmap?bounds=37.6,-122.6,37.9,-122.3&zoom=13&region=sf",
+                ))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            h["total_zones"].as_u64() > Some(10) && h["generation"].as_u64() > Some(0)
+        },
+    );
+    // Confirmed rides reached the origin's store.
+    let m: Value = http
+        .get(origin.url("/v1/analytics/least-efficient?days=1&limit=5"))
+        .send()
+        .expect("analytics")
+        .json()
+        .expect("json");
+    assert!(m["zones"].is_array());
+}

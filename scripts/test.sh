@@ -33,6 +33,7 @@ cargo test --workspace --locked 2>&1 | tee -a "$LOG"
 
 step "the map in headless Chromium (web-demo)"
 bash web-demo/build.sh
+cargo build -q --locked -p equilibrium-origin --bin origin
 node --test web-demo/test/ 2>&1 | tee -a "$LOG"
 
 # One closing line over every test binary above (pipefail already stopped

@@ -44,6 +44,9 @@ pub struct LiveReport {
     pub demand_accepted: u64,
     /// Simulated minutes run.
     pub simulated_minutes: f64,
+    /// The simulation's own figures (completion, waits, multipliers, fares,
+    /// earnings) once the run ends.
+    pub outcome: Option<crate::Outcome>,
 }
 
 impl LiveReport {
@@ -179,5 +182,6 @@ pub fn run(
             std::thread::sleep(rest);
         }
     }
+    rep.outcome = Some(sim.finish());
     Ok(rep)
 }

@@ -110,6 +110,9 @@ fn main() -> anyhow::Result<()> {
             })?;
             eprintln!();
             println!("{}", rep.summary());
+            if let Some(o) = &rep.outcome {
+                println!("\n{}", report::table(std::slice::from_ref(o)));
+            }
             Ok(())
         }
     }

@@ -29,6 +29,10 @@ fn live_mode_drives_the_real_stack() {
     assert_eq!(report.quote_errors, 0, "{}", report.summary());
     assert!(report.confirmed > 0, "{}", report.summary());
     assert!(report.latencies_ms.iter().all(|l| *l > 0.0));
+    // The same metrics as in-process mode, from the live run.
+    let outcome = report.outcome.as_ref().expect("outcome");
+    assert!(outcome.requests > 0 && outcome.completed > 0, "{outcome:?}");
+    assert!(sim::report::table(std::slice::from_ref(outcome)).contains("| default curve |"));
     // The origin turned the stream into grids that reached the edge.
     let http = Client::new();
     wait_for(

@@ -1,10 +1,13 @@
 // The map in real headless Chromium (Debian's, driven by playwright-core)
-// against the real worker under `wrangler dev`: cells render, a pushed
-// generation recolours a cell without a reload, a quote shows its price
-// and breakdown and confirms. Saves a screenshot and prints its path.
+// against the running stack — the worker under `wrangler dev` and the real
+// origin pushing to it: cells render, a generation the origin pushes
+// recolours a cell without a reload, a quote shows its price and breakdown
+// and confirms, the driver view lists cells. Saves a screenshot and prints
+// its path.
 //
-// Run: node --test web-demo/test/   (after scripts/build-worker.sh and
-// web-demo/build.sh; scripts/test.sh does all of it).
+// Run: node --test web-demo/test/   (after scripts/build-worker.sh,
+// web-demo/build.sh and `cargo build -p equilibrium-origin`; scripts/test.sh
+// does all of it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -35,13 +38,13 @@ async function waitFor(what, fn, ms = 60000) {
   }
 }
 
-function grid(generation, multiplier) {
-  const cells = [
-    { cell: HOT_CELL, multiplier, supply: 2, demand: 9, trend: "increasing" },
-    { cell: "80858094", multiplier: 1.0, supply: 5, demand: 1, trend: "stable" },
-    { cell: "808580a4", multiplier: 1.3, supply: 4, demand: 6, trend: "stable" },
-  ];
-  return { format: 1, region: "sf", level: 13, generation, computed_at: Date.now(), cells };
+const SF = [37.7749, -122.4194];
+
+async function post(url, body, type = "application/json") {
+  const r = await fetch(url, { method: "POST", headers: { "content-type": type }, body });
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text);
 }
 
 test("live surge map in headless Chromium", async (t) => {
@@ -63,13 +66,25 @@ test("live surge map in headless Chromium", async (t) => {
   });
   const edge = `http://127.0.0.1:${edgePort}`;
   await waitFor("the worker", async () => (await fetch(`${edge}/health`)).ok, 120000);
-  const push = async (g) => {
-    const r = await fetch(`${edge}/admin/v1/grids/sf`, {
-      method: "PUT", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(g),
-    });
-    assert.equal(r.status, 200, await r.text());
-  };
-  await push(grid(1, 1.2));
+
+  // The real origin, ticking every 0.5 s, pushing to the worker.
+  const originPort = await freePort();
+  const origin = spawn(join(ROOT, "target/debug/origin"), [
+    "serve", "--listen", `127.0.0.1:${originPort}`, "--database", join(state, "origin.sqlite"), "--edge-url", edge,
+  ], { stdio: "ignore", env: { ...process.env, EQ_EDGE_TOKEN: TOKEN, EQ_TICK_SECONDS: "0.5" } });
+  t.after(() => origin.kill("SIGKILL"));
+  const originUrl = `http://127.0.0.1:${originPort}`;
+  await waitFor("the origin", async () => (await fetch(`${originUrl}/health`)).ok, 60000);
+  // Calm market: available drivers around the centre, no demand.
+  const now = Date.now();
+  const drivers = [0, 1, 2, 3, 4, 5].map((i) => JSON.stringify({
+    driver_id: `d${i}`, latitude: SF[0] + (i - 2.5) * 0.004, longitude: SF[1] + (i % 3 - 1) * 0.006, available: true, timestamp: now,
+  })).join("\n");
+  await post(`${originUrl}/v1/ingest/locations`, drivers, "application/x-ndjson");
+  await waitFor("the origin's grid at the edge", async () => {
+    const h = await (await fetch(`${edge}/api/v1/pricing/heatmap?bounds=37.7,-122.5,37.85,-122.35&zoom=13&region=sf`)).json();
+    return h.zones.some((z) => z.zone_id === HOT_CELL);
+  }, 30000);
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -90,14 +105,22 @@ test("live surge map in headless Chromium", async (t) => {
   const count = await page.locator("path[data-cell]").count();
   assert.ok(count > 0, "cells rendered");
   const before = await page.getAttribute(hot, "fill");
-  assert.equal(before, "#a3d977"); // 1.2x
-  assert.equal(await page.textContent("#generation"), "1");
+  assert.equal(before, "#2ecc71"); // 1.0x: drivers, no demand
+  const genBefore = Number(await page.textContent("#generation"));
+  assert.ok(genBefore > 0);
   await waitFor("the live stream", async () => (await page.textContent("#live")) === "live", 30000);
 
-  // A new generation recolours the cell without a reload.
-  await push(grid(2, 2.2));
-  await page.waitForFunction((sel) => document.querySelector(sel)?.getAttribute("fill") === "#e74c3c", hot, { timeout: 30000 });
-  assert.equal(await page.textContent("#generation"), "2");
+  // Demand at the centre: the origin's next generations surge the cell,
+  // and the page recolours it from the WebSocket, without a reload.
+  const demand = Array.from({ length: 40 }, (_, i) => ({ kind: "ride_request", latitude: SF[0], longitude: SF[1], timestamp: Date.now() + i }));
+  await post(`${originUrl}/v1/ingest/demand`, JSON.stringify(demand));
+  await page.waitForFunction((sel) => {
+    const m = Number(document.querySelector(sel)?.getAttribute("data-multiplier"));
+    return m >= 1.5;
+  }, hot, { timeout: 30000 });
+  const after = await page.getAttribute(hot, "fill");
+  assert.notEqual(after, before, "the cell changed colour");
+  assert.ok(Number(await page.textContent("#generation")) > genBefore);
 
   // Click pickup and drop-off: a quote with its breakdown; confirm it.
   const box = await page.locator("#map").boundingBox();
@@ -109,7 +132,7 @@ test("live surge map in headless Chromium", async (t) => {
   const breakdown = await page.locator(".quote-popup .breakdown tr").count();
   assert.ok(breakdown >= 4, `breakdown has ${breakdown} rows`);
   const text = await page.textContent(".quote-popup");
-  assert.match(text, /surge x2\.2/);
+  assert.match(text, /surge x\d\.\d on/);
   const km = Number(/· ([\d.]+) km/.exec(text)?.[1]);
   assert.ok(km > 0.5, `pickup and drop-off are distinct points (${km} km)`);
   await page.click(".quote-popup .confirm");

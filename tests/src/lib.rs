@@ -45,6 +45,11 @@ pub fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool)
 
 static BUILD: Once = Once::new();
 
+/// Concurrent `wrangler dev` starts in one project directory interfere
+/// with each other (its bundling scratch space is shared), so starts are
+/// serialised; the workers then run side by side.
+static START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds the worker once per test binary (skipped when up to date).
 pub fn build_worker() {
     BUILD.call_once(|| {
@@ -94,6 +99,7 @@ impl Worker {
     /// already pushes).
     pub fn start_on(port: u16, state_dir: &Path, vars: &[(&str, &str)]) -> Self {
         build_worker();
+        let _one_at_a_time = START.lock().unwrap_or_else(|p| p.into_inner());
         let log = std::fs::File::create(state_dir.join("wrangler.log")).expect("log file");
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.current_dir(root())
@@ -105,13 +111,18 @@ impl Worker {
                 "--log-level",
                 "warn",
             ])
-            .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
-            .args(["--var", &format!("QUOTE_SIGNING_KEYS:{SIGNING_KEYS}")])
             .env("WRANGLER_SEND_METRICS", "false")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
-        for (k, v) in vars {
+        // Defaults, unless the caller sets them (key rotation tests do).
+        let mut all: Vec<(&str, &str)> = vec![
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("QUOTE_SIGNING_KEYS", SIGNING_KEYS),
+        ];
+        all.retain(|(k, _)| !vars.iter().any(|(name, _)| name == k));
+        all.extend_from_slice(vars);
+        for (k, v) in all {
             cmd.args(["--var", &format!("{k}:{v}")]);
         }
         // Own process group, so drop can stop wrangler and workerd together.
@@ -174,9 +185,13 @@ impl Worker {
     /// Stops the worker (as at drop), keeping the state directory.
     pub fn stop(&mut self) {
         let pgid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", "--", &format!("-{pgid}")])
-            .status();
+        let quiet = |sig: &str| {
+            let _ = Command::new("kill")
+                .args(["-s", sig, "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet("TERM");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -184,9 +199,7 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{pgid}")])
-            .status();
+        quiet("KILL");
         let _ = self.child.wait();
     }
 }

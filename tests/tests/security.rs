@@ -1,0 +1,189 @@
+//! Security against the real worker and origin: key rotation, rate limits
+//! that trigger and recover, no secrets or raw rider ids in logs, CORS.
+
+use std::time::Duration;
+
+use equilibrium_tests::{wait_for, Client, Origin, Worker, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn estimate(w: &Worker, user: &str) -> (u16, Value) {
+    let r = http()
+        .post(w.url("/api/v1/pricing/estimate"))
+        .json(&json!({
+            "pickup_location": {"latitude": 37.7749, "longitude": -122.4194},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "user_id": user,
+        }))
+        .send()
+        .expect("estimate");
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+fn confirm(w: &Worker, q: &Value) -> u16 {
+    http()
+        .post(w.url(&format!(
+            "/api/v1/quotes/{}/confirm",
+            q["quote_id"].as_str().unwrap_or("")
+        )))
+        .json(&json!({"quote_token": q["quote_token"]}))
+        .send()
+        .expect("confirm")
+        .status()
+        .as_u16()
+}
+
+fn key_id(q: &Value) -> String {
+    use base64::Engine as _;
+    let token = q["quote_token"].as_str().expect("token");
+    let body = token.split('.').next().expect("body");
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .expect("b64");
+    String::from_utf8(text)
+        .expect("utf8")
+        .split('|')
+        .nth(1)
+        .expect("kid")
+        .to_owned()
+}
+
+#[test]
+fn signing_keys_rotate_without_breaking_unexpired_quotes() {
+    let state = tempfile::tempdir().expect("tmp");
+    let old = "k1:the-old-signing-key-0123456789";
+    let new = "k2:the-new-signing-key-0123456789";
+    let mut w = Worker::start_at(state.path(), &[("QUOTE_SIGNING_KEYS", old)]);
+    let (_, a) = estimate(&w, "rider-a");
+    let (_, b) = estimate(&w, "rider-b");
+    assert_eq!(key_id(&a), "k1");
+    w.stop();
+    // Rotation: k2 signs, k1 still verifies.
+    let mut w = Worker::start_at(
+        state.path(),
+        &[("QUOTE_SIGNING_KEYS", &format!("{new},{old}"))],
+    );
+    assert_eq!(
+        confirm(&w, &a),
+        200,
+        "a k1 quote confirms after the rotation"
+    );
+    let (_, c) = estimate(&w, "rider-c");
+    assert_eq!(key_id(&c), "k2");
+    w.stop();
+    // k1 retired: its remaining quote is refused, k2's is fine.
+    let w = Worker::start_at(state.path(), &[("QUOTE_SIGNING_KEYS", new)]);
+    assert_eq!(confirm(&w, &b), 403);
+    assert_eq!(confirm(&w, &c), 200);
+}
+
+#[test]
+fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
+    let w = Worker::start();
+    let rider = "raw-rider-id-4815162342";
+    // USER_LIMITER: 60 per 10 s.
+    let mut limited = false;
+    for _ in 0..100 {
+        let (s, body) = estimate(&w, rider);
+        if s == 429 {
+            assert_eq!(body["error"]["code"], "rate_limited");
+            limited = true;
+            break;
+        }
+        assert_eq!(s, 200, "{body}");
+    }
+    assert!(limited, "the per-user limit never triggered");
+    wait_for("the limit to recover", Duration::from_secs(40), || {
+        estimate(&w, rider).0 == 200
+    });
+    // Per-IP limit (600 per 10 s) with many distinct users.
+    let mut ip_limited = false;
+    for i in 0..800 {
+        let (s, body) = estimate(&w, &format!("u{i}"));
+        if s == 429 {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("address"),
+                "{body}"
+            );
+            ip_limited = true;
+            break;
+        }
+    }
+    assert!(ip_limited, "the per-IP limit never triggered");
+    // A refused admin push is logged, with neither token.
+    let r = http()
+        .put(w.url("/admin/v1/grids/sf"))
+        .bearer_auth("wrong-token-xyz")
+        .json(&json!({}))
+        .send()
+        .expect("push");
+    assert_eq!(r.status().as_u16(), 401);
+    wait_for("the refusal in the log", Duration::from_secs(10), || {
+        w.log().contains("admin push refused")
+    });
+    let log = w.log();
+    for secret in [
+        rider,
+        ADMIN_TOKEN,
+        "wrong-token-xyz",
+        "test-signing-key-0123456789",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the worker's log"
+        );
+    }
+}
+
+#[test]
+fn cors_allows_only_the_demo_origin() {
+    let w = Worker::start();
+    let ask = |origin: &str| {
+        http()
+            .get(w.url("/health"))
+            .header("origin", origin)
+            .send()
+            .expect("get")
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(
+        ask("http://127.0.0.1:8788").as_deref(),
+        Some("http://127.0.0.1:8788")
+    );
+    assert_eq!(ask("https://evil.example"), None);
+    let pre = http()
+        .request(reqwest::Method::OPTIONS, w.url("/api/v1/pricing/estimate"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .expect("preflight");
+    assert_eq!(pre.status().as_u16(), 204);
+    assert!(pre.headers().get("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn the_origin_does_not_log_its_edge_token() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let origin = Origin::start(&dir.path().join("o.sqlite"), "http://127.0.0.1:9", 0.2);
+    let r = http()
+        .post(origin.url("/v1/ingest/demand"))
+        .json(&json!([{"kind": "quote", "latitude": 37.77, "longitude": -122.42, "timestamp": equilibrium_tests::now_ms()}]))
+        .send()
+        .expect("demand");
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("a failed push in the log", Duration::from_secs(20), || {
+        origin.log().contains("will retry")
+    });
+    assert!(!origin.log().contains(ADMIN_TOKEN));
+}

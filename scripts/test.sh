@@ -36,6 +36,9 @@ bash web-demo/build.sh
 cargo build -q --locked -p equilibrium-origin --bin origin
 node --test web-demo/test/ 2>&1 | tee -a "$LOG"
 
+step "schemathesis against the worker's OpenAPI document"
+bash scripts/schemathesis.sh 40
+
 # One closing line over every test binary above (pipefail already stopped
 # the script if any of them failed).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

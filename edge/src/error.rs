@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<u32>,
+    /// The methods a 405 path accepts (the `Allow` header).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -41,8 +44,11 @@ impl ApiError {
     }
 
     /// 405 for a known path with the wrong method.
-    pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(405, "method_not_allowed", format!("use {allowed}"))
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        Self {
+            allow: Some(allowed),
+            ..Self::new(405, "method_not_allowed", format!("use {allowed}"))
+        }
     }
 
     /// 429 with a retry hint.

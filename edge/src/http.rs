@@ -20,6 +20,9 @@ pub fn json<T: Serialize>(value: &T, status: u16) -> worker::Result<Response> {
 /// The error's JSON response.
 pub fn error_response(e: &ApiError) -> worker::Result<Response> {
     let mut r = json(&e.body(), e.status)?;
+    if let Some(a) = e.allow {
+        r.headers_mut().set("allow", a)?;
+    }
     if let Some(s) = e.retry_after {
         r.headers_mut().set("retry-after", &s.to_string())?;
     }

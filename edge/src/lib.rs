@@ -60,7 +60,17 @@ async fn route(req: Request, env: &Env, settings: &Settings) -> Result<Response,
     let now = Date::now().as_millis();
     let path = req.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method();
+    // workers-rs maps methods it does not know (QUERY, ...) to GET; look at
+    // the raw one so those get a 405 rather than a GET's answer.
+    let raw = req.inner().method();
+    let known = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    let method = if known.contains(&raw.to_ascii_uppercase().as_str()) {
+        req.method()
+    } else {
+        Method::Trace
+    };
     let enc = |_| ApiError::unavailable("response encoding");
     match (segments.as_slice(), method) {
         (["health"], Method::Get) => json(

@@ -54,6 +54,9 @@ fn random_hex() -> Result<String, ApiError> {
     Ok(id)
 }
 
+/// Longest accepted `user_id`, bytes.
+pub const MAX_USER_ID: usize = 256;
+
 /// Parses the region a request names, or the default one.
 pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, ApiError> {
     match requested {
@@ -147,6 +150,12 @@ pub async fn estimate(
     })?;
     let class = class_of(r.vehicle_type.as_deref())?;
     let region = region_of(r.region.as_deref(), settings)?;
+    if r.user_id.as_ref().is_some_and(|u| u.len() > MAX_USER_ID) {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("user_id is longer than {MAX_USER_ID} bytes"),
+        ));
+    }
     crate::limits::check(env, &req, r.user_id.as_deref()).await?;
 
     let trip = RouteModel::default()

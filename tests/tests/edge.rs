@@ -508,6 +508,7 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         ("trip across the world", ok_body(json!({"latitude": -33.86, "longitude": 151.2}), "standard"), "application/json", 400, "trip_too_long"),
         ("wrong content type", ok_body(json!({"latitude": 37.77, "longitude": -122.42}), "standard"), "text/plain", 415, "unsupported_media_type"),
         ("huge body", format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000)), "application/json", 413, "body_too_large"),
+        ("user id too long", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "user_id": "u".repeat(300)}).to_string(), "application/json", 400, "invalid_user_id"),
         ("bad region", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "region": "no such|region"}).to_string(), "application/json", 400, "invalid_region"),
     ];
     for (what, body, ct, status, want) in cases {
@@ -570,6 +571,20 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         let (got, resp) = get(path);
         assert_eq!((got, code(&resp)), (status, want), "{path}: {resp}");
     }
+    // A method workers-rs does not know is refused, not served as a GET.
+    let q = api
+        .http
+        .request(
+            reqwest::Method::from_bytes(b"QUERY").expect("method"),
+            api.w.url("/health"),
+        )
+        .send()
+        .expect("query");
+    assert_eq!(q.status().as_u16(), 405);
+    assert_eq!(
+        q.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
     // Admin push: bad bodies with a valid token.
     let push = |region: &str, body: String| {
         let r = api

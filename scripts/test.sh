@@ -39,6 +39,9 @@ node --test web-demo/test/ 2>&1 | tee -a "$LOG"
 step "schemathesis against the worker's OpenAPI document"
 bash scripts/schemathesis.sh 40
 
+step "fuzz targets, 20 s each"
+bash scripts/fuzz.sh 20
+
 # One closing line over every test binary above (pipefail already stopped
 # the script if any of them failed).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

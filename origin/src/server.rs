@@ -500,24 +500,21 @@ async fn outcomes(
             quote_id: o.quote_id,
         });
     }
-    let store = s.store.clone();
-    let inserted = tokio::task::spawn_blocking(move || lock(&store).record_outcomes(&rows))
-        .await
-        .map_err(|_| {
-            Problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "store task failed".into(),
-            )
-        })?
-        .map_err(|e| {
-            Problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
+    let inserted = with_store(&s, move |st| st.record_outcomes(&rows)).await?;
     Ok(Json(json!({ "inserted": inserted })).into_response())
+}
+
+/// Runs a store query on a blocking thread; failures are 503s.
+async fn with_store<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Problem> {
+    let store = s.store.clone();
+    let unavailable = |m: String| Problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+    tokio::task::spawn_blocking(move || f(&mut lock(&store)))
+        .await
+        .map_err(|_| unavailable("store task failed".into()))?
+        .map_err(|e| unavailable(e.to_string()))
 }
 
 async fn grid(
@@ -553,24 +550,7 @@ async fn least_efficient(
         ));
     }
     let now = s.clock.now().0;
-    let store = s.store.clone();
-    let zones =
-        tokio::task::spawn_blocking(move || lock(&store).least_efficient_zones(now, days, limit))
-            .await
-            .map_err(|_| {
-                Problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "store task failed".into(),
-                )
-            })?
-            .map_err(|e| {
-                Problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                )
-            })?;
+    let zones = with_store(&s, move |st| st.least_efficient_zones(now, days, limit)).await?;
     let zones: Vec<_> = zones
         .into_iter()
         .map(|z| {
@@ -603,26 +583,8 @@ async fn history(
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 366);
     let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
     let since = s.clock.now().0.saturating_sub(u64::from(hours) * 3_600_000);
-    let store = s.store.clone();
     let (region, token) = (q.region.clone(), cell.token());
-    let rows = tokio::task::spawn_blocking(move || {
-        lock(&store).zone_history(&region, &token, since, limit)
-    })
-    .await
-    .map_err(|_| {
-        Problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "store task failed".into(),
-        )
-    })?
-    .map_err(|e| {
-        Problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )
-    })?;
+    let rows = with_store(&s, move |st| st.zone_history(&region, &token, since, limit)).await?;
     let rows: Vec<_> = rows
         .into_iter()
         .map(|r| json!({"at": r.at_ms, "class": r.class, "supply": r.supply, "demand": r.demand, "multiplier": r.multiplier}))

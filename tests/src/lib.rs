@@ -316,6 +316,33 @@ impl Origin {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// A busy market at a point: one available driver and `requests` ride
+    /// requests, through the ingest API (NDJSON and a JSON array).
+    pub fn post_busy_market(&self, at: (f64, f64), requests: usize) {
+        let t = now_ms();
+        let http = Client::new();
+        let driver = serde_json::json!({"driver_id": "d-1", "latitude": at.0, "longitude": at.1,
+            "available": true, "timestamp": t});
+        let r = http
+            .post(self.url("/v1/ingest/locations"))
+            .header("content-type", "application/x-ndjson")
+            .body(driver.to_string())
+            .send()
+            .expect("post locations");
+        assert_eq!(r.status().as_u16(), 200);
+        let demand: Vec<serde_json::Value> = (0..requests as u64)
+            .map(|i| serde_json::json!({"kind": "ride_request", "latitude": at.0, "longitude": at.1, "timestamp": t + i}))
+            .collect();
+        let r = http
+            .post(self.url("/v1/ingest/demand"))
+            .json(&demand)
+            .send()
+            .expect("post demand");
+        assert_eq!(r.status().as_u16(), 200);
+        let report: serde_json::Value = r.json().expect("report");
+        assert_eq!(report["accepted"].as_u64(), Some(requests as u64));
+    }
+
     /// A counter or gauge from `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
         let text = Client::new()

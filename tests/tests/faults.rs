@@ -29,27 +29,6 @@ fn quote(w: &Worker) -> (u16, Value) {
     (r.status().as_u16(), r.json().unwrap_or(Value::Null))
 }
 
-fn busy_market(o: &Origin) {
-    let t = now_ms();
-    let body = json!({"driver_id": "d-1", "latitude": SF.0, "longitude": SF.1, "available": true, "timestamp": t}).to_string();
-    let r = http()
-        .post(o.url("/v1/ingest/locations"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .expect("locations");
-    assert_eq!(r.status().as_u16(), 200);
-    let demand: Vec<Value> = (0..30)
-        .map(|i| json!({"kind": "ride_request", "latitude": SF.0, "longitude": SF.1, "timestamp": t + i}))
-        .collect();
-    let r = http()
-        .post(o.url("/v1/ingest/demand"))
-        .json(&demand)
-        .send()
-        .expect("demand");
-    assert_eq!(r.status().as_u16(), 200);
-}
-
 #[test]
 fn origin_killed_under_load_quotes_continue_and_decay_to_one() {
     // Fresh for 2 s, then decaying to 1.0 over 4 s.
@@ -60,7 +39,7 @@ fn origin_killed_under_load_quotes_continue_and_decay_to_one() {
     ]);
     let dir = tempfile::tempdir().expect("tmp");
     let mut origin = Origin::start(&dir.path().join("o.sqlite"), &worker.base, 0.3);
-    busy_market(&origin);
+    origin.post_busy_market(SF, 30);
     wait_for("surge at the edge", Duration::from_secs(30), || {
         let (s, q) = quote(&worker);
         s == 200
@@ -165,7 +144,7 @@ fn a_slow_edge_does_not_stall_the_origins_ticks() {
     });
     let dir = tempfile::tempdir().expect("tmp");
     let origin = Origin::start(&dir.path().join("o.sqlite"), &format!("http://{addr}"), 0.2);
-    busy_market(&origin);
+    origin.post_busy_market(SF, 30);
     let start = origin.metric("equilibrium_tick_total");
     wait_for(
         "ten more ticks while pushes hang",
@@ -178,7 +157,7 @@ fn a_slow_edge_does_not_stall_the_origins_ticks() {
         "nothing was delivered"
     );
     // Ingest is not blocked either.
-    busy_market(&origin);
+    origin.post_busy_market(SF, 30);
     drop(origin);
     drop(holder);
 }

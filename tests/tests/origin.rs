@@ -16,36 +16,6 @@ fn http() -> Client {
         .expect("client")
 }
 
-fn ndjson(lines: &[Value]) -> String {
-    lines.iter().map(|l| l.to_string() + "\n").collect()
-}
-
-/// One available driver and many ride requests in the SF cell: a surge.
-fn post_busy_market(o: &Origin) {
-    let t = now_ms();
-    let drivers = ndjson(&[
-        json!({"driver_id": "d-1", "latitude": SF.0, "longitude": SF.1, "available": true, "timestamp": t}),
-    ]);
-    let r = http()
-        .post(o.url("/v1/ingest/locations"))
-        .header("content-type", "application/x-ndjson")
-        .body(drivers)
-        .send()
-        .expect("post locations");
-    assert_eq!(r.status().as_u16(), 200);
-    let demand: Vec<Value> = (0..20)
-        .map(|i| json!({"kind": "ride_request", "latitude": SF.0, "longitude": SF.1, "timestamp": t + i}))
-        .collect();
-    let r = http()
-        .post(o.url("/v1/ingest/demand"))
-        .json(&demand)
-        .send()
-        .expect("post demand");
-    assert_eq!(r.status().as_u16(), 200);
-    let report: Value = r.json().expect("report");
-    assert_eq!(report["accepted"], 20);
-}
-
 fn edge_quote(w: &Worker) -> Value {
     http()
         .post(w.url("/api/v1/pricing/estimate"))
@@ -79,7 +49,7 @@ fn origin_feeds_the_edge_survives_outages_and_restarts() {
     let mut origin = Origin::start(&db, &format!("http://127.0.0.1:{edge_port}"), 0.5);
 
     // 1. Events become a grid in the origin while the edge is unreachable.
-    post_busy_market(&origin);
+    origin.post_busy_market(SF, 20);
     wait_for(
         "a surge in the origin's grid",
         Duration::from_secs(20),
@@ -287,7 +257,7 @@ fn sigterm_finishes_a_last_tick_and_exits_cleanly() {
     let db = dir.path().join("graceful.sqlite");
     // Ticks every 60 s: only the shutdown tick can persist the events.
     let mut origin = Origin::start(&db, "", 60.0);
-    post_busy_market(&origin);
+    origin.post_busy_market(SF, 20);
     let before_term = now_ms();
     assert!(
         origin.terminate(),

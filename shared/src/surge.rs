@@ -207,7 +207,8 @@ impl Policy for NoSurge {
 
 /// The original design's curve on r = demand / supply:
 /// r ≤ 1 → 1.0; r ≤ 2 → 1 + (r − 1)·0.5; above → 1.5 + min((r − 2)·0.3, 3.5).
-/// Zero supply with demand → the zone's maximum; no demand → 1.0.
+/// Zero supply with demand → the zone's maximum; no demand → 1.0; never
+/// above the zone's maximum.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultCurve;
 
@@ -233,7 +234,10 @@ impl Policy for DefaultCurve {
         match (supply, demand) {
             (_, 0) => 1.0,
             (0, _) => max.as_f64(),
-            (s, d) => Self::of_ratio(f64::from(d) / f64::from(s)),
+            // Saturate at the zone maximum, so that zero supply (the
+            // maximum) is never below one driver's value: the curve stays
+            // monotone in supply whatever the caps (found by proptest).
+            (s, d) => Self::of_ratio(f64::from(d) / f64::from(s)).min(max.as_f64()),
         }
     }
 }
@@ -262,7 +266,7 @@ impl Policy for LinearCurve {
                 } else {
                     0.0
                 };
-                1.0 + (r - 1.0).max(0.0) * slope
+                (1.0 + (r - 1.0).max(0.0) * slope).min(max.as_f64())
             }
         }
     }

@@ -257,3 +257,10 @@ proptest! {
         prop_assert_eq!(slot.generation(), *gens.iter().max().expect("non-empty"));
     }
 }
+
+#[test]
+fn zero_supply_is_never_cheaper_than_one_driver_under_a_low_cap() {
+    // The case proptest found: zone max 1.0, demand 19.
+    let max = Multiplier::ONE;
+    assert!(DefaultCurve.raw(1, 19, max) <= DefaultCurve.raw(0, 19, max));
+}

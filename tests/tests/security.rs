@@ -119,6 +119,11 @@ fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
         }
     }
     assert!(ip_limited, "the per-IP limit never triggered");
+    wait_for(
+        "the per-IP limit to recover",
+        Duration::from_secs(40),
+        || estimate(&w, "after-the-burst").0 == 200,
+    );
     // A refused admin push is logged, with neither token.
     let r = http()
         .put(w.url("/admin/v1/grids/sf"))

@@ -9,6 +9,8 @@ const params = new URLSearchParams(location.search);
 const EDGE = (params.get("edge") || "http://127.0.0.1:8787").replace(/\/$/, "");
 const REGION = params.get("region") || "sf";
 const TILES = params.get("tiles") || "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+// Grid age beyond which the page warns (the edge's GRID_FRESH_SECONDS).
+const FRESH_S = Number(params.get("fresh") || 30);
 const CENTER = [Number(params.get("lat") || 37.7749), Number(params.get("lng") || -122.4194)];
 
 const $ = (id) => document.getElementById(id);
@@ -60,8 +62,7 @@ function tickAge() {
   if (!grid.computed_at) return;
   const age = Math.max(0, (Date.now() - grid.computed_at) / 1000);
   $("age").textContent = `${age.toFixed(0)} s`;
-  // The edge's default fresh limit is 30 s.
-  $("stale-warning").hidden = age <= 30;
+  $("stale-warning").hidden = age <= FRESH_S;
 }
 
 async function loadHeatmap(map) {

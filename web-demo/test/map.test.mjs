@@ -96,7 +96,7 @@ test("live surge map in headless Chromium", async (t) => {
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
   // No internet here: the page runs without base tiles.
-  await page.goto(`http://127.0.0.1:${sitePort}/?edge=${encodeURIComponent(edge)}&region=sf&tiles=off`);
+  await page.goto(`http://127.0.0.1:${sitePort}/?edge=${encodeURIComponent(edge)}&region=sf&tiles=off&fresh=3`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 30000 });
 
   // Cells render, coloured by multiplier.
@@ -142,6 +142,11 @@ test("live surge map in headless Chromium", async (t) => {
   await page.click("#mode-driver");
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.waitForSelector(`#recommended li[data-zone="${HOT_CELL}"]`, { timeout: 30000 });
+
+  // The origin stops: no new generations, and the page says the grid is stale.
+  assert.equal(await page.isHidden("#stale-warning"), true);
+  origin.kill("SIGKILL");
+  await page.waitForSelector("#stale-warning", { state: "visible", timeout: 30000 });
 
   const shot = join(tmpdir(), `equilibrium-map-${Date.now()}.png`);
   await page.screenshot({ path: shot });

@@ -250,6 +250,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let cfg: Config =
+            toml::from_str(include_str!("../origin.example.toml")).expect("example parses");
+        let regions = cfg.regions().expect("example regions are valid");
+        assert_eq!(regions.len(), 2);
+        assert_eq!(regions[1].caps.max().tenths(), 40);
+    }
+
+    #[test]
     fn file_is_parsed_and_validated() {
         let cfg: Config = toml::from_str(
             r#"

@@ -12,7 +12,7 @@ use shared::geo::{BoundingBox, Cell, LatLng, Level, DEFAULT_LEVEL};
 use shared::grid::{Freshness, GridCell};
 use shared::surge::Multiplier;
 use shared::time::Timestamp;
-use worker::{Env, Request, Response, Url};
+use worker::{Env, Request, Response};
 
 use crate::config::{self, Settings};
 use crate::error::ApiError;
@@ -27,10 +27,15 @@ pub const MAX_RADIUS_M: f64 = 50_000.0;
 /// Most cells recommended to a driver.
 pub const MAX_RECOMMENDED: usize = 10;
 
-fn query(url: &Url) -> BTreeMap<String, String> {
-    url.query_pairs()
+/// The request's query parameters (the last of a repeated name wins).
+fn query(req: &Request) -> Result<BTreeMap<String, String>, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
+    Ok(url
+        .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+        .collect())
 }
 
 fn number(
@@ -102,10 +107,7 @@ pub async fn rider(
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
-    let q = query(&url);
+    let q = query(req)?;
     let bounds = parse_bounds(q.get("bounds").ok_or_else(|| {
         ApiError::bad_request(
             "missing_parameter",
@@ -192,10 +194,7 @@ pub async fn driver(
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
-    let q = query(&url);
+    let q = query(req)?;
     let lat = number(&q, "lat", "invalid_coordinates")?;
     let lng = number(&q, "lng", "invalid_coordinates")?;
     let (Some(lat), Some(lng)) = (lat, lng) else {

@@ -31,6 +31,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// An HTTP client with a generous timeout, for the end-to-end tests.
+pub fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
 /// Polls `check` until it returns true or `deadline` passes.
 pub fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();

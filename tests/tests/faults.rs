@@ -4,17 +4,10 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use equilibrium_tests::{now_ms, wait_for, Client, Origin, Worker, ADMIN_TOKEN};
+use equilibrium_tests::{http, now_ms, wait_for, Origin, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const SF: (f64, f64) = (37.7749, -122.4194);
-
-fn http() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
 
 fn quote(w: &Worker) -> (u16, Value) {
     let r = http()

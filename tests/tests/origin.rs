@@ -3,18 +3,11 @@
 
 use std::time::Duration;
 
-use equilibrium_tests::{free_port, now_ms, wait_for, Client, Origin, Worker};
+use equilibrium_tests::{free_port, http, now_ms, wait_for, Origin, Worker};
 use serde_json::{json, Value};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 
 const SF: (f64, f64) = (37.7749, -122.4194);
-
-fn http() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
 
 fn edge_quote(w: &Worker) -> Value {
     http()

@@ -3,15 +3,8 @@
 
 use std::time::Duration;
 
-use equilibrium_tests::{wait_for, Client, Origin, Worker, ADMIN_TOKEN};
+use equilibrium_tests::{http, wait_for, Origin, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
-
-fn http() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
 
 fn estimate(w: &Worker, user: &str) -> (u16, Value) {
     let r = http()

@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use shared::fare::{Currency, Tariff, VehicleClass};
@@ -89,25 +90,25 @@ impl Settings {
 thread_local! {
     /// Vars and secrets are fixed for an isolate's lifetime (changing one
     /// deploys a new version, hence new isolates), so they are read once.
-    static SETTINGS: RefCell<Option<Settings>> = const { RefCell::new(None) };
-    static KEYRING: RefCell<Option<Keyring>> = const { RefCell::new(None) };
+    static SETTINGS: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
+    static KEYRING: RefCell<Option<Rc<Keyring>>> = const { RefCell::new(None) };
 }
 
 impl Settings {
     /// The isolate's settings, read from the environment on first use.
-    pub fn cached(env: &Env) -> Result<Settings, ApiError> {
+    pub fn cached(env: &Env) -> Result<Rc<Settings>, ApiError> {
         if let Some(s) = SETTINGS.with(|c| c.borrow().clone()) {
             return Ok(s);
         }
-        let s = Settings::from_env(env)?;
-        SETTINGS.with(|c| *c.borrow_mut() = Some(s.clone()));
+        let s = Rc::new(Settings::from_env(env)?);
+        SETTINGS.with(|c| *c.borrow_mut() = Some(Rc::clone(&s)));
         Ok(s)
     }
 }
 
 /// The quote signing keys from the `QUOTE_SIGNING_KEYS` secret
 /// (`id:secret,id:secret`, first one signs), parsed once per isolate.
-pub fn keyring(env: &Env) -> Result<Keyring, ApiError> {
+pub fn keyring(env: &Env) -> Result<Rc<Keyring>, ApiError> {
     if let Some(k) = KEYRING.with(|c| c.borrow().clone()) {
         return Ok(k);
     }
@@ -117,7 +118,8 @@ pub fn keyring(env: &Env) -> Result<Keyring, ApiError> {
         .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is not set)"))?;
     let k = Keyring::parse(&spec)
         .map_err(|_| ApiError::unavailable("quote signing (QUOTE_SIGNING_KEYS is invalid)"))?;
-    KEYRING.with(|c| *c.borrow_mut() = Some(k.clone()));
+    let k = Rc::new(k);
+    KEYRING.with(|c| *c.borrow_mut() = Some(Rc::clone(&k)));
     Ok(k)
 }
 
@@ -201,7 +203,7 @@ pub async fn tariff(
     class: VehicleClass,
     now: u64,
 ) -> Tariff {
-    let key = format!("tariff:{region}:{}", class.as_str());
+    let key = ["tariff:", region.as_str(), ":", class.as_str()].concat();
     config_value(env, &key, now, s.config_cache)
         .await
         .and_then(|t| parse_tariff(&t))
@@ -210,10 +212,15 @@ pub async fn tariff(
 
 /// The caps in force for a region, emergency cap applied.
 pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> Caps {
-    let caps = config_value(env, &format!("caps:{region}"), now, s.config_cache)
-        .await
-        .and_then(|t| parse_caps(&t))
-        .unwrap_or(Caps::DEFAULT);
+    let caps = config_value(
+        env,
+        &["caps:", region.as_str()].concat(),
+        now,
+        s.config_cache,
+    )
+    .await
+    .and_then(|t| parse_caps(&t))
+    .unwrap_or(Caps::DEFAULT);
     let emergency = config_value(env, "emergency_cap", now, s.config_cache)
         .await
         .and_then(|t| parse_emergency(&t));

@@ -22,7 +22,7 @@ async fn allowed(env: &Env, binding: &str, key: String) -> bool {
 
 /// Refuses the request with 429 if its IP or user is over the limit.
 pub async fn check(env: &Env, req: &Request, user_id: Option<&str>) -> Result<(), ApiError> {
-    if !allowed(env, "IP_LIMITER", format!("ip:{}", client_ip(req))).await {
+    if !allowed(env, "IP_LIMITER", ["ip:", &client_ip(req)].concat()).await {
         return Err(ApiError::rate_limited("client address", PERIOD_SECS));
     }
     if let Some(user) = user_id {

@@ -39,19 +39,22 @@ fn random_bytes(n: u32) -> Result<Vec<u8>, ApiError> {
     Ok(buf.to_vec())
 }
 
-/// 16 random bytes from the platform CSPRNG, as hex.
-fn random_hex() -> Result<String, ApiError> {
+/// A new quote id: `q_` and 16 random bytes from the platform CSPRNG, as hex.
+fn new_quote_id() -> Result<Ident, ApiError> {
     const ID_BYTES: usize = 16;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut pool = RANDOM_POOL.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if pool.len() < ID_BYTES {
         pool = random_bytes(4_096)?;
     }
-    let id: String = pool
-        .drain(pool.len() - ID_BYTES..)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mut id = String::with_capacity(2 + 2 * ID_BYTES);
+    id.push_str("q_");
+    for b in pool.drain(pool.len() - ID_BYTES..) {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
     RANDOM_POOL.with(|p| *p.borrow_mut() = pool);
-    Ok(id)
+    Ident::new(&id).map_err(|_| ApiError::unavailable("quote id generation"))
 }
 
 /// Longest accepted `user_id`, bytes.
@@ -167,8 +170,7 @@ pub async fn estimate(
 
     let issued = Timestamp(now);
     let claims = QuoteClaims {
-        quote_id: Ident::new(&format!("q_{}", random_hex()?))
-            .map_err(|_| ApiError::unavailable("quote id generation"))?,
+        quote_id: new_quote_id()?,
         region: region.clone(),
         cell: priced.cell,
         class,
@@ -184,6 +186,7 @@ pub async fn estimate(
     };
     let token = config::keyring(env)?.sign(&claims);
     let degraded = matches!(priced.source, "stale" | "default");
+    let zone_id = priced.cell.token();
     let resp = EstimateResponse {
         quote_id: claims.quote_id.to_string(),
         quote_token: token,
@@ -196,8 +199,8 @@ pub async fn estimate(
         estimated_distance: (f64::from(trip.distance_m) / 100.0).round() / 10.0,
         vehicle_type: class.as_str().to_owned(),
         zone_info: ZoneInfo {
-            zone_id: priced.cell.token(),
-            zone_name: format!("{region} {}", priced.cell.token()),
+            zone_name: [region.as_str(), " ", &zone_id].concat(),
+            zone_id,
             current_demand_level: demand_level(priced.published).to_owned(),
             region: region.to_string(),
         },

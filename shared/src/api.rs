@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fare::{minor_to_decimal, FareBreakdown, Tariff, VehicleClass};
+use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, Tariff, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
 use crate::grid::{GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT};
 use crate::quote::{Ident, InvalidIdent};
@@ -100,26 +100,32 @@ pub struct FareBreakdownWire {
 
 impl From<&FareBreakdown> for FareBreakdownWire {
     fn from(f: &FareBreakdown) -> Self {
-        let cur = f.currency;
+        let cur = f.currency.as_str();
         let d = minor_to_decimal;
-        let mut explanation = vec![
-            format!("base {:.2} {cur}", d(f.base)),
-            format!("distance {:.2} {cur}", d(f.distance)),
-            format!("time {:.2} {cur}", d(f.time)),
-        ];
+        // "<label><amount> <currency>", built without float formatting.
+        let line = |label: &str, minor: i64| {
+            let mut s = String::with_capacity(label.len() + 16);
+            s.push_str(label);
+            push_decimal(&mut s, minor);
+            s.push(' ');
+            s.push_str(cur);
+            s
+        };
+        let mut explanation = Vec::with_capacity(6);
+        explanation.push(line("base ", f.base));
+        explanation.push(line("distance ", f.distance));
+        explanation.push(line("time ", f.time));
         if f.surge_amount > 0 {
-            explanation.push(format!(
-                "surge x{} on {:.2}: +{:.2} {cur}",
-                f.surge_multiplier,
-                d(f.subtotal),
-                d(f.surge_amount)
-            ));
+            let mut label = format!("surge x{} on ", f.surge_multiplier);
+            push_decimal(&mut label, f.subtotal);
+            label.push_str(": +");
+            explanation.push(line(&label, f.surge_amount));
         }
-        explanation.push(format!("booking fee {:.2} {cur}", d(f.booking_fee)));
+        explanation.push(line("booking fee ", f.booking_fee));
         if f.minimum_fare_adjustment > 0 {
-            explanation.push(format!(
-                "raised to the minimum fare: +{:.2} {cur}",
-                d(f.minimum_fare_adjustment)
+            explanation.push(line(
+                "raised to the minimum fare: +",
+                f.minimum_fare_adjustment,
             ));
         }
         Self {
@@ -574,6 +580,40 @@ pub fn hourly_earnings(tariff: &Tariff, speed_kmh: f64, utilisation: f64, m: Mul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fare_explanation_lists_every_component() {
+        let f = FareBreakdown {
+            currency: crate::fare::Currency::new("USD").expect("currency"),
+            base: 250,
+            distance: 1_205,
+            time: 90,
+            subtotal: 1_545,
+            surge_multiplier: Multiplier::from_tenths(18).expect("m"),
+            surge_amount: 1_236,
+            booking_fee: 200,
+            minimum_fare_adjustment: 5,
+            total: 2_986,
+        };
+        let w = FareBreakdownWire::from(&f);
+        assert_eq!(
+            w.explanation,
+            [
+                "base 2.50 USD",
+                "distance 12.05 USD",
+                "time 0.90 USD",
+                "surge x1.8 on 15.45: +12.36 USD",
+                "booking fee 2.00 USD",
+                "raised to the minimum fare: +0.05 USD",
+            ]
+        );
+        let no_surge = FareBreakdown {
+            surge_amount: 0,
+            minimum_fare_adjustment: 0,
+            ..f
+        };
+        assert_eq!(FareBreakdownWire::from(&no_surge).explanation.len(), 4);
+    }
 
     #[test]
     fn estimate_request_accepts_the_design_shape() {

@@ -282,6 +282,21 @@ pub fn minor_to_decimal(minor: i64) -> f64 {
     minor as f64 / 100.0
 }
 
+/// Appends minor units as a decimal with 2 places (`1234` → `12.34`,
+/// `-5` → `-0.05`): the text `format!("{:.2}", minor_to_decimal(m))` gives,
+/// from integers alone (float formatting is the slow part of a quote in wasm).
+pub fn push_decimal(out: &mut String, minor: i64) {
+    if minor < 0 {
+        out.push('-');
+    }
+    let abs = minor.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(abs / 100));
+    out.push('.');
+    let cents = (abs % 100) as u8;
+    out.push(char::from(b'0' + cents / 10));
+    out.push(char::from(b'0' + cents % 10));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;
-use shared::fare::{Currency, VehicleClass};
+use shared::fare::{minor_to_decimal, push_decimal, Currency, VehicleClass};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, GridSlot, Offer, SurgeGrid};
 use shared::quote::{Ident, Keyring, QuoteClaims, QuoteError};
@@ -230,6 +230,14 @@ proptest! {
         let token = r.sign(&claims);
         let now = Timestamp(claims.expires_at.0 + late);
         prop_assert_eq!(r.verify(&token, now), Err(QuoteError::Expired(claims.expires_at)));
+    }
+
+    #[test]
+    fn money_text_matches_float_formatting(minor in -10_000_000_000i64..10_000_000_000) {
+        let mut text = String::new();
+        push_decimal(&mut text, minor);
+        // -0.00 cannot occur: minor units are integers, -1 → "-0.01".
+        prop_assert_eq!(text, format!("{:.2}", minor_to_decimal(minor)));
     }
 
     #[test]

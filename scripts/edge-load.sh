@@ -1,0 +1,75 @@
+# Sourced by bench-edge.sh and profile-edge.sh: starts the worker under
+# `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
+#   PORT, PID (wrangler's process group), STATE (temp dir), LUA (a wrk script
+#   posting the benchmark estimate), LOAD_CPU (prefix pinning wrk).
+# Usage: start_load_worker [extra wrangler dev arguments...]
+
+# The worker (wrangler, workerd) on CPU 0, the load generator on CPU 1: on a
+# 2-core machine they would otherwise fight for the same cores, and which
+# one the scheduler favours in a round swings throughput by ±20 %.
+SERVER_CPU=()
+LOAD_CPU=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_CPU=(taskset -c 0)
+  LOAD_CPU=(taskset -c 1)
+fi
+
+start_load_worker() {
+  bash "$ROOT/scripts/setup.sh" >/dev/null
+  if ! command -v wrk >/dev/null; then
+    step "installing wrk (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+  bash "$ROOT/scripts/build-worker.sh"
+
+  STATE="$(mktemp -d)"
+  # The same worker and bindings, with the rate limits lifted: a load test
+  # from one address would otherwise measure the limiter's 429s. (The config
+  # must sit beside wrangler.toml: its paths are relative to it.)
+  CONFIG="$ROOT/wrangler.load-$$.toml"
+  if [ "${EQ_BENCH_NO_LIMITER:-0}" = 1 ]; then
+    # Diagnostic: no rate-limit bindings at all (the worker then skips the check).
+    python3 -c 'import re; t=open("wrangler.toml").read(); print(re.sub(r"\[\[ratelimits\]\][^\[]*", "", t))' > "$CONFIG"
+  else
+    sed -e 's/limit = [0-9]*/limit = 100000000/' "$ROOT/wrangler.toml" > "$CONFIG"
+  fi
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  local token=bench-admin-token
+  setsid "${SERVER_CPU[@]}" wrangler dev --config "$CONFIG" --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \
+    --show-interactive-dev-session=false --log-level error \
+    --var "ADMIN_TOKEN:$token" --var "QUOTE_SIGNING_KEYS:b1:bench-signing-key-0123456789" \
+    --var "GRID_FRESH_SECONDS:3600" "$@" > "$STATE/wrangler.log" 2>&1 &
+  PID=$!
+  trap 'kill -- -"$PID" 2>/dev/null || true; rm -rf "$STATE" "$CONFIG"' EXIT
+  local ready=0
+  for _ in $(seq 1 120); do
+    if curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then ready=1; break; fi
+    sleep 1
+  done
+  if [ "$ready" != 1 ]; then
+    echo "wrangler dev did not become ready; its log:" >&2
+    cat "$STATE/wrangler.log" >&2
+    exit 1
+  fi
+
+  local now=$(($(date +%s) * 1000))
+  curl -fsS -X PUT "http://127.0.0.1:$PORT/admin/v1/grids/sf" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' \
+    -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":1,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}" >/dev/null
+
+  LUA="$STATE/estimate.lua"
+  cat > "$LUA" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
+LUA
+}
+
+# CPU ticks (user + system) of every workerd process of the worker.
+workerd_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -g "$(ps -o pgid= "$PID" | tr -d ' ')" workerd); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}

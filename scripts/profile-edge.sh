@@ -52,7 +52,7 @@ busy = lambda d: sum(v for k, v in d.items() if k != "(idle)")
 print(f"\nisolate busy time per request (profiler on): trivial {busy(ts):.0f} us, estimate {busy(es):.0f} us")
 for title, t, e in (("self time", ts, es), ("inclusive time", ti, ei)):
     print(f"\n{title}, us per request:  trivial  estimate  difference  function")
-    keys = sorted(set(t) | set(e), key=lambda k: -(e.get(k, 0) - t.get(k, 0)))
+    keys = sorted((set(t) | set(e)) - {"(idle)"}, key=lambda k: -(e.get(k, 0) - t.get(k, 0)))
     for k in keys[:rows]:
         print(f"{'':20}{t.get(k, 0):8.1f}  {e.get(k, 0):8.1f}  {e.get(k, 0) - t.get(k, 0):+10.1f}  {k[:110]}")
 PY

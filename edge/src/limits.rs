@@ -22,14 +22,34 @@ async fn allowed(env: &Env, binding: &str, key: String) -> bool {
 
 /// Refuses the request with 429 if its IP or user is over the limit.
 pub async fn check(env: &Env, req: &Request, user_id: Option<&str>) -> Result<(), ApiError> {
-    if !allowed(env, "IP_LIMITER", ["ip:", &client_ip(req)].concat()).await {
-        return Err(ApiError::rate_limited("client address", PERIOD_SECS));
+    check_ip(env, ip_key(req)).await?;
+    check_user(env, user_id).await
+}
+
+/// The IP limiter's key for a request (taken before its body is read, so
+/// the check can run while the body arrives).
+pub fn ip_key(req: &Request) -> String {
+    ["ip:", &client_ip(req)].concat()
+}
+
+/// 429 if the client address is over its limit.
+pub async fn check_ip(env: &Env, key: String) -> Result<(), ApiError> {
+    if allowed(env, "IP_LIMITER", key).await {
+        Ok(())
+    } else {
+        Err(ApiError::rate_limited("client address", PERIOD_SECS))
     }
-    if let Some(user) = user_id {
-        let key = format!("user:{:016x}", DriverId::from_external(user).0);
-        if !allowed(env, "USER_LIMITER", key).await {
-            return Err(ApiError::rate_limited("user", PERIOD_SECS));
-        }
+}
+
+/// 429 if the user (when the request names one) is over its limit.
+pub async fn check_user(env: &Env, user_id: Option<&str>) -> Result<(), ApiError> {
+    let Some(user) = user_id else {
+        return Ok(());
+    };
+    let key = format!("user:{:016x}", DriverId::from_external(user).0);
+    if allowed(env, "USER_LIMITER", key).await {
+        Ok(())
+    } else {
+        Err(ApiError::rate_limited("user", PERIOD_SECS))
     }
-    Ok(())
 }

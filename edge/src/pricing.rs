@@ -143,7 +143,15 @@ pub async fn estimate(
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
-    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
+    // The address limit is checked while the body arrives: one wait, not two.
+    let ip_key = crate::limits::ip_key(&req);
+    let (ip_allowed, body) = futures_util::future::join(
+        crate::limits::check_ip(env, ip_key),
+        read_json_body(&mut req, MAX_BODY_BYTES),
+    )
+    .await;
+    ip_allowed?;
+    let body = body?;
     let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     let pickup = r.pickup_location.to_latlng().map_err(|e| {
         ApiError::bad_request("invalid_coordinates", format!("pickup_location: {e}"))
@@ -159,7 +167,7 @@ pub async fn estimate(
             format!("user_id is longer than {MAX_USER_ID} bytes"),
         ));
     }
-    crate::limits::check(env, &req, r.user_id.as_deref()).await?;
+    crate::limits::check_user(env, r.user_id.as_deref()).await?;
 
     let trip = RouteModel::default()
         .estimate(pickup, dropoff)

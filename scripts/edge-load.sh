@@ -1,4 +1,5 @@
-# Sourced by bench-edge.sh and profile-edge.sh: starts the worker under
+# Sourced by bench-edge.sh and profile-edge.sh (soak.sh uses only
+# write_estimate_lua): starts the worker under
 # `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
 #   PORT, PID (wrangler's process group), STATE (temp dir), LUA (a wrk script
 #   posting the benchmark estimate), LOAD_CPU (prefix pinning wrk).
@@ -58,7 +59,12 @@ start_load_worker() {
     -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":1,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}" >/dev/null
 
   LUA="$STATE/estimate.lua"
-  cat > "$LUA" <<'LUA'
+  write_estimate_lua "$LUA"
+}
+
+# write_estimate_lua <path>: a wrk script posting the benchmark's estimate.
+write_estimate_lua() {
+  cat > "$1" <<'LUA'
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.body = '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'

@@ -40,11 +40,8 @@ setsid target/release/sim live --origin "http://127.0.0.1:$ORIGIN" --edge "http:
 SPID=$!
 trap 'kill -- -"$SPID" 2>/dev/null || true; cleanup' EXIT
 LUA="$STATE/estimate.lua"
-cat > "$LUA" <<'LUA'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
-LUA
+source "$ROOT/scripts/edge-load.sh"
+write_estimate_lua "$LUA"
 # workerd under wrangler dev grows to a plateau (a few hundred MiB) in its
 # first minute of load whatever the handler (measured with /health alone);
 # memory is sampled after that warm-up.

@@ -7,9 +7,9 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 N="${1:-2000000}"
-python3 -c 'import s2sphere' 2>/dev/null || pip install -q s2sphere==0.2.5
+py_venv "s2sphere==0.2.5"
 step "Python baseline (original design's per-event loop), 200,000 events"
-py=$(python3 scripts/bench/python_baseline.py 200000)
+py=$("$PY_VENV/bin/python" scripts/bench/python_baseline.py 200000)
 echo "$py"
 step "Rust origin: $N events in process, then HTTP for 10 s"
 rs=$(EQ_BENCH_EVENTS="$N" cargo bench -q -p equilibrium-origin --bench ingest 2>/dev/null | tail -n 1)

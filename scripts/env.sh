@@ -16,3 +16,17 @@ note() { printf '    %s\n' "$*"; }
 lock_version() {
   awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
 }
+
+# The project's own Python environment (target/py): pinned PyPI tools go
+# there, not into the system Python (which Debian marks externally managed,
+# so a plain `pip install` fails on a fresh machine). Usage:
+#   py_venv "schemathesis==4.32.5" "s2sphere==0.2.5" ...   → sets PY_VENV
+py_venv() {
+  PY_VENV="$ROOT/target/py"
+  if [ ! -x "$PY_VENV/bin/python" ]; then
+    step "Python environment for pinned tools ($PY_VENV)"
+    python3 -m venv "$PY_VENV"
+  fi
+  # Already-satisfied pins are checked locally, without the network.
+  "$PY_VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"
+}

@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 EXAMPLES="${1:-40}"
-command -v schemathesis >/dev/null || python3 -m pip install -q "schemathesis==4.32.5"
+py_venv "schemathesis==4.32.5"
 bash scripts/build-worker.sh >/dev/null
 STATE="$(mktemp -d)"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -25,7 +25,7 @@ trap 'kill -- -"$PID" 2>/dev/null || true; rm -rf "$STATE"' EXIT
 for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 1; done
 step "schemathesis: $EXAMPLES examples per operation"
 # The WebSocket endpoint is not HTTP request/response; it is tested in tests/edge.rs.
-schemathesis run "http://127.0.0.1:$PORT/openapi.json" --url "http://127.0.0.1:$PORT" \
+"$PY_VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" --url "http://127.0.0.1:$PORT" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,unsupported_method \
   --max-examples "$EXAMPLES" --seed 20261122 --exclude-path /api/v1/pricing/stream \
   -H "Authorization: Bearer $TOKEN" --no-color 2>&1 | tee "$STATE/report.txt" | grep -vE "^\s*$" | tail -n 60

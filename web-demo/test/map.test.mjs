@@ -1,8 +1,9 @@
 // The map in real headless Chromium (Debian's, driven by playwright-core)
 // against the running stack — the worker under `wrangler dev` and the real
 // origin pushing to it: cells render, a generation the origin pushes
-// recolours a cell without a reload, a quote shows its price and breakdown
-// and confirms, the driver view lists cells. Saves a screenshot and prints
+// recolours a cell without a reload, a dropped stream is noticed and
+// reconnected (the next generations arrive on the new connection), a quote
+// shows its price and breakdown and confirms, the driver view lists cells. Saves a screenshot and prints
 // its path.
 //
 // Run: node --test web-demo/test/   (after scripts/build-worker.sh,
@@ -92,6 +93,12 @@ test("live surge map in headless Chromium", async (t) => {
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  // The stream passes through Playwright's WebSocket route to the real
+  // worker, so the test can drop a connection and watch the page recover.
+  const streams = [];
+  await page.routeWebSocket(/\/api\/v1\/pricing\/stream/, (ws) => {
+    streams.push({ page: ws, server: ws.connectToServer() });
+  });
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
@@ -121,6 +128,18 @@ test("live surge map in headless Chromium", async (t) => {
   const after = await page.getAttribute(hot, "fill");
   assert.notEqual(after, before, "the cell changed colour");
   assert.ok(Number(await page.textContent("#generation")) > genBefore);
+
+  // The stream drops: the page says so, reconnects (backoff from 0.5 s) and
+  // takes the next generations from the new connection.
+  const noticed = page.waitForFunction(() => document.querySelector("#live")?.textContent === "reconnecting…",
+    null, { polling: 20, timeout: 10000 });
+  const dropped = streams.length;
+  await streams[dropped - 1].server.close({ code: 1012, reason: "test: connection dropped" });
+  await streams[dropped - 1].page.close({ code: 1012, reason: "test: connection dropped" });
+  await noticed;
+  await waitFor("a new stream", async () => streams.length > dropped && (await page.textContent("#live")) === "live", 30000);
+  const genAtReconnect = Number(await page.textContent("#generation"));
+  await waitFor("a generation over the new stream", async () => Number(await page.textContent("#generation")) > genAtReconnect, 30000);
 
   // Click pickup and drop-off: a quote with its breakdown; confirm it.
   const box = await page.locator("#map").boundingBox();

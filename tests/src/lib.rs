@@ -14,6 +14,8 @@ pub use reqwest::blocking::Client;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// The signing keys the test worker is started with (`k1` signs).
 pub const SIGNING_KEYS: &str = "k1:test-signing-key-0123456789";
+/// Central San Francisco, the tests' pickup point.
+pub const SF: (f64, f64) = (37.7749, -122.4194);
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -159,6 +161,29 @@ impl Worker {
     /// A URL on this worker.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Asks for a quote from [`SF`] to a point ~1.4 km away in region `sf`,
+    /// as `user_id` when given: the status and the JSON body (`Null` if
+    /// the body is not JSON).
+    pub fn estimate_sf(&self, user_id: Option<&str>) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({
+            "pickup_location": {"latitude": SF.0, "longitude": SF.1},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "region": "sf",
+        });
+        if let Some(user) = user_id {
+            body["user_id"] = user.into();
+        }
+        let r = http()
+            .post(self.url("/api/v1/pricing/estimate"))
+            .json(&body)
+            .send()
+            .expect("estimate");
+        (
+            r.status().as_u16(),
+            r.json().unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// `ws://` URL on this worker.

@@ -4,23 +4,8 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use equilibrium_tests::{http, now_ms, wait_for, Origin, Worker, ADMIN_TOKEN};
+use equilibrium_tests::{http, now_ms, wait_for, Origin, Worker, ADMIN_TOKEN, SF};
 use serde_json::{json, Value};
-
-const SF: (f64, f64) = (37.7749, -122.4194);
-
-fn quote(w: &Worker) -> (u16, Value) {
-    let r = http()
-        .post(w.url("/api/v1/pricing/estimate"))
-        .json(&json!({
-            "pickup_location": {"latitude": SF.0, "longitude": SF.1},
-            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
-            "region": "sf",
-        }))
-        .send()
-        .expect("estimate");
-    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-}
 
 #[test]
 fn origin_killed_under_load_quotes_continue_and_decay_to_one() {
@@ -34,7 +19,7 @@ fn origin_killed_under_load_quotes_continue_and_decay_to_one() {
     let mut origin = Origin::start(&dir.path().join("o.sqlite"), &worker.base, 0.3);
     origin.post_busy_market(SF, 30);
     wait_for("surge at the edge", Duration::from_secs(30), || {
-        let (s, q) = quote(&worker);
+        let (s, q) = worker.estimate_sf(None);
         s == 200
             && q["surge_multiplier"].as_f64() > Some(1.0)
             && q["surge_source"]["source"] != "stale"
@@ -45,7 +30,9 @@ fn origin_killed_under_load_quotes_continue_and_decay_to_one() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let batch: Vec<(u16, Value)> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4).map(|_| s.spawn(|| quote(&worker))).collect();
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| worker.estimate_sf(None)))
+                .collect();
             hs.into_iter().map(|h| h.join().expect("client")).collect()
         });
         for (status, q) in batch {
@@ -97,7 +84,7 @@ fn worker_restart_keeps_confirmed_quotes_and_grids() {
         .send()
         .expect("push");
     assert_eq!(r.status().as_u16(), 200);
-    let (_, q) = quote(&w);
+    let (_, q) = w.estimate_sf(None);
     let (id, token) = (
         q["quote_id"].as_str().expect("id").to_owned(),
         q["quote_token"].as_str().expect("t").to_owned(),
@@ -119,7 +106,7 @@ fn worker_restart_keeps_confirmed_quotes_and_grids() {
         409,
         "confirmed before the restart, refused after it"
     );
-    let (_, q2) = quote(&w2);
+    let (_, q2) = w2.estimate_sf(None);
     assert_eq!(q2["surge_multiplier"], 1.7, "the grid survived: {q2}");
     assert_eq!(q2["surge_source"]["grid_generation"], 7);
 }

@@ -3,25 +3,9 @@
 
 use std::time::Duration;
 
-use equilibrium_tests::{free_port, http, now_ms, wait_for, Origin, Worker};
+use equilibrium_tests::{free_port, http, now_ms, wait_for, Origin, Worker, SF};
 use serde_json::{json, Value};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
-
-const SF: (f64, f64) = (37.7749, -122.4194);
-
-fn edge_quote(w: &Worker) -> Value {
-    http()
-        .post(w.url("/api/v1/pricing/estimate"))
-        .json(&json!({
-            "pickup_location": {"latitude": SF.0, "longitude": SF.1},
-            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
-            "region": "sf",
-        }))
-        .send()
-        .expect("estimate")
-        .json()
-        .expect("json")
-}
 
 fn origin_generation(o: &Origin) -> u64 {
     http()
@@ -77,12 +61,12 @@ fn origin_feeds_the_edge_survives_outages_and_restarts() {
         "the edge to price with the origin's grid",
         Duration::from_secs(60),
         || {
-            let q = edge_quote(&worker);
+            let q = worker.estimate_sf(None).1;
             q["surge_multiplier"].as_f64() > Some(1.0)
                 && q["surge_source"]["grid_generation"].as_u64() >= Some(seen_when_up)
         },
     );
-    let q = edge_quote(&worker);
+    let q = worker.estimate_sf(None).1;
     assert!(
         matches!(
             q["surge_source"]["source"].as_str(),

@@ -6,19 +6,6 @@ use std::time::Duration;
 use equilibrium_tests::{http, wait_for, Origin, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
-fn estimate(w: &Worker, user: &str) -> (u16, Value) {
-    let r = http()
-        .post(w.url("/api/v1/pricing/estimate"))
-        .json(&json!({
-            "pickup_location": {"latitude": 37.7749, "longitude": -122.4194},
-            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
-            "user_id": user,
-        }))
-        .send()
-        .expect("estimate");
-    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-}
-
 fn confirm(w: &Worker, q: &Value) -> u16 {
     http()
         .post(w.url(&format!(
@@ -53,8 +40,8 @@ fn signing_keys_rotate_without_breaking_unexpired_quotes() {
     let old = "k1:the-old-signing-key-0123456789";
     let new = "k2:the-new-signing-key-0123456789";
     let mut w = Worker::start_at(state.path(), &[("QUOTE_SIGNING_KEYS", old)]);
-    let (_, a) = estimate(&w, "rider-a");
-    let (_, b) = estimate(&w, "rider-b");
+    let (_, a) = w.estimate_sf(Some("rider-a"));
+    let (_, b) = w.estimate_sf(Some("rider-b"));
     assert_eq!(key_id(&a), "k1");
     w.stop();
     // Rotation: k2 signs, k1 still verifies.
@@ -67,7 +54,7 @@ fn signing_keys_rotate_without_breaking_unexpired_quotes() {
         200,
         "a k1 quote confirms after the rotation"
     );
-    let (_, c) = estimate(&w, "rider-c");
+    let (_, c) = w.estimate_sf(Some("rider-c"));
     assert_eq!(key_id(&c), "k2");
     w.stop();
     // k1 retired: its remaining quote is refused, k2's is fine.
@@ -83,7 +70,7 @@ fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
     // USER_LIMITER: 60 per 10 s.
     let mut limited = false;
     for _ in 0..100 {
-        let (s, body) = estimate(&w, rider);
+        let (s, body) = w.estimate_sf(Some(rider));
         if s == 429 {
             assert_eq!(body["error"]["code"], "rate_limited");
             limited = true;
@@ -93,12 +80,12 @@ fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
     }
     assert!(limited, "the per-user limit never triggered");
     wait_for("the limit to recover", Duration::from_secs(40), || {
-        estimate(&w, rider).0 == 200
+        w.estimate_sf(Some(rider)).0 == 200
     });
     // Per-IP limit (600 per 10 s) with many distinct users.
     let mut ip_limited = false;
     for i in 0..800 {
-        let (s, body) = estimate(&w, &format!("u{i}"));
+        let (s, body) = w.estimate_sf(Some(&format!("u{i}")));
         if s == 429 {
             assert!(
                 body["error"]["message"]
@@ -115,7 +102,7 @@ fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
     wait_for(
         "the per-IP limit to recover",
         Duration::from_secs(40),
-        || estimate(&w, "after-the-burst").0 == 200,
+        || w.estimate_sf(Some("after-the-burst")).0 == 200,
     );
     // A refused admin push is logged, with neither token.
     let r = http()

@@ -10,13 +10,14 @@
 # each cycle gives ratios measured at nearly the same host speed, and the
 # median over all cycles is the result (quartiles shown).
 #
-# Three handlers: `trivial` (GET /health, the target's baseline), `estimate`
-# (POST /api/v1/pricing/estimate), and `read-body`: the estimate's request
-# sent to POST /api/v1/quotes/q_bench/confirm, which reads and parses the
-# body exactly as the estimate does, then refuses it (400, no quote_token)
-# before any other work. Not a target: it shows how much of the gap is the
-# cost of receiving a JSON body at all. (POST /health would not do: its
-# unread body is drained by wrangler dev's middleware in JS, a dev-only cost.)
+# Two handlers, `trivial` (GET /health, the target's baseline) and
+# `estimate` (POST /api/v1/pricing/estimate), each measured two ways:
+# through wrangler dev's proxy (the port it prints; the target's figures)
+# and straight at the runtime workerd process behind the proxy (`@runtime`).
+# The proxy costs ~4x the worker's own time per request and dilutes any
+# difference between handlers; the @runtime ratio shows the worker's own
+# costs (body, limiter, pricing, response) undiluted. What a request body
+# costs by itself in this harness: scripts/bench-body-floor.sh.
 # Also reported: workerd's CPU time per request, from /proc.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -49,24 +50,30 @@ to_ms() { python3 -c "
 import re,sys; v=sys.argv[1]; n=float(re.match(r'[0-9.]+',v).group()); u=v[len(re.match(r'[0-9.]+',v).group()):]
 print(round(n*{'us':0.001,'ms':1,'s':1000}[u],3))" "$1"; }
 
+find_runtime_port /health '"status":"ok"'
+note "proxy on :$PORT, runtime on :$RUNTIME"
+
 step "warm-up"
 wrk -t2 -c"$CONNS" -d3s "http://127.0.0.1:$PORT/health" >/dev/null
 wrk -t2 -c"$CONNS" -d3s -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate" >/dev/null
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$RUNTIME/health" >/dev/null
+wrk -t2 -c"$CONNS" -d2s -s "$LUA" "http://127.0.0.1:$RUNTIME/api/v1/pricing/estimate" >/dev/null
 
-step "$CYCLES cycles of ${SECS}s rounds (trivial, read-body, estimate; rotating order), $CONNS connections, wrk -t1"
-printf '%-6s %-13s %10s %8s %8s %7s %12s\n' cycle handler req/s p50_ms p99_ms non2xx workerd_us/req
+step "$CYCLES cycles of ${SECS}s rounds (trivial, estimate, each through the proxy and @runtime; rotating order), $CONNS connections, wrk -t1"
+printf '%-6s %-17s %10s %8s %8s %7s %12s\n' cycle handler req/s p50_ms p99_ms non2xx workerd_us/req
 ROWS="$STATE/rows"
 : > "$ROWS"
 trivial() { run "http://127.0.0.1:$PORT/health"; }
-read-body() { run -s "$LUA" "http://127.0.0.1:$PORT/api/v1/quotes/q_bench/confirm"; }
 estimate() { run -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate"; }
-handlers=(trivial read-body estimate)
+trivial@runtime() { run "http://127.0.0.1:$RUNTIME/health"; }
+estimate@runtime() { run -s "$LUA" "http://127.0.0.1:$RUNTIME/api/v1/pricing/estimate"; }
+handlers=(trivial estimate trivial@runtime estimate@runtime)
 for c in $(seq 1 "$CYCLES"); do
-  for i in 0 1 2; do
-    h=${handlers[$(((i + c) % 3))]}
+  for i in 0 1 2 3; do
+    h=${handlers[$(((i + c) % 4))]}
     row=$("$h")
     echo "$c $h $row" >> "$ROWS"
-    printf '%-6s %-13s %10s %8s %8s %7s %12s\n' "$c" "$h" $row
+    printf '%-6s %-17s %10s %8s %8s %7s %12s\n' "$c" "$h" $row
   done
 done
 python3 - "$ROWS" <<'PY'
@@ -75,20 +82,22 @@ by = {}
 for line in open(sys.argv[1]):
     c, h, *v = line.split()
     by.setdefault(int(c), {})[h] = list(map(float, v))
-cycles = [d for d in by.values() if len(d) == 3]
+cycles = [d for d in by.values() if len(d) == 4]
 def ratio(a, b, i):
     xs = [d[a][i] / max(d[b][i], 1e-9) for d in cycles]
     q = st.quantiles(xs, n=4)
     return f"{st.median(xs):.2f} (quartiles {q[0]:.2f}-{q[2]:.2f})"
+def extra_us(a, b):
+    return f"{st.median(1e6 / d[a][0] - 1e6 / d[b][0] for d in cycles):.0f} us"
 med = lambda h, i: st.median(d[h][i] for d in cycles)
 print()
-for h in ("trivial", "read-body", "estimate"):
-    print(f"median {h:12} {med(h,0):8.0f} req/s  p50 {med(h,1):6.2f} ms  p99 {med(h,2):7.2f} ms  workerd {med(h,4):5.0f} us/req")
+for h in ("trivial", "estimate", "trivial@runtime", "estimate@runtime"):
+    print(f"median {h:16} {med(h,0):8.0f} req/s  p50 {med(h,1):6.2f} ms  p99 {med(h,2):7.2f} ms  workerd {med(h,4):5.0f} us/req")
 print(f"\nmedians of {len(cycles)} cycles:")
 print(f"throughput estimate/trivial:       {ratio('estimate', 'trivial', 0)}   (target >= 0.90)")
 print(f"p99 estimate/trivial:              {ratio('estimate', 'trivial', 2)}   (target <= 1.50)")
 print(f"workerd CPU estimate/trivial:      {ratio('estimate', 'trivial', 4)}")
-print(f"throughput read-body/trivial:      {ratio('read-body', 'trivial', 0)}   (receiving and parsing the body)")
-print(f"throughput estimate/read-body:     {ratio('estimate', 'read-body', 0)}   (the rest of the estimate's work)")
-print(f"non-2xx responses: estimate {sum(d['estimate'][3] for d in cycles):.0f}, trivial {sum(d['trivial'][3] for d in cycles):.0f} (read-body answers 400 by design)")
+print(f"throughput estimate/trivial @runtime: {ratio('estimate@runtime', 'trivial@runtime', 0)}   (no proxy)")
+print(f"server time an estimate adds over GET /health: {extra_us('estimate', 'trivial')} through the proxy, {extra_us('estimate@runtime', 'trivial@runtime')} @runtime")
+print(f"non-2xx responses: {sum(d[h][3] for d in cycles for h in d):.0f}")
 PY

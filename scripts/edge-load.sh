@@ -62,13 +62,36 @@ start_load_worker() {
   write_estimate_lua "$LUA"
 }
 
-# write_estimate_lua <path>: a wrk script posting the benchmark's estimate.
-write_estimate_lua() {
-  cat > "$1" <<'LUA'
+# The benchmark's estimate request body.
+ESTIMATE_BODY='{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
+
+# write_post_lua <path> <json body>: a wrk script posting that body (which
+# must not contain a single quote).
+write_post_lua() {
+  cat > "$1" <<LUA
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
-wrk.body = '{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
+wrk.body = '$2'
 LUA
+}
+
+# write_estimate_lua <path>: a wrk script posting the benchmark's estimate.
+write_estimate_lua() { write_post_lua "$1" "$ESTIMATE_BODY"; }
+
+# find_runtime_port <path> <text>: sets RUNTIME to the runtime workerd's own
+# entry socket, the one behind wrangler's proxy (PORT): the listening socket
+# of wrangler's processes, other than PORT, whose answer to GET <path>
+# contains <text>. Requests sent there skip wrangler dev's proxy process.
+find_runtime_port() {
+  RUNTIME=""
+  local pid p
+  for pid in $(pgrep -g "$(ps -o pgid= "$PID" | tr -d ' ')" workerd); do
+    for p in $(ss -ltnp | grep "pid=$pid," | awk '{print $4}' | sed 's/.*://'); do
+      [ "$p" = "$PORT" ] && continue
+      if curl -fsS -m 2 "http://127.0.0.1:$p$1" 2>/dev/null | grep -qF "$2"; then RUNTIME=$p; fi
+    done
+  done
+  [ -n "$RUNTIME" ] || { echo "could not find the runtime's entry socket behind :$PORT" >&2; return 1; }
 }
 
 # CPU ticks (user + system) of every workerd process of the worker.

@@ -40,7 +40,7 @@ export default {
 JS
 compat=$(awk -F'"' '/^compatibility_date/ {print $2}' "$ROOT/wrangler.toml")
 printf 'name = "body-floor"\nmain = "worker.js"\ncompatibility_date = "%s"\n' "$compat" > "$STATE/wrangler.toml"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 setsid "${SERVER_CPU[@]}" wrangler dev --config "$STATE/wrangler.toml" --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE/state" \
   --show-interactive-dev-session=false --log-level error > "$STATE/wrangler.log" 2>&1 &
 PID=$!

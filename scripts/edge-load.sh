@@ -34,7 +34,7 @@ start_load_worker() {
   else
     sed -e 's/limit = [0-9]*/limit = 100000000/' "$ROOT/wrangler.toml" > "$CONFIG"
   fi
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   local token=bench-admin-token
   setsid "${SERVER_CPU[@]}" wrangler dev --config "$CONFIG" --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \
     --show-interactive-dev-session=false --log-level error \

@@ -16,7 +16,7 @@ SECS="${1:-8}"
 ROWS="${2:-30}"
 
 source "$ROOT/scripts/edge-load.sh"
-INSPECTOR=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+INSPECTOR=$(free_port)
 start_load_worker --inspector-port "$INSPECTOR"
 OUT="$ROOT/target/profile"
 mkdir -p "$OUT"

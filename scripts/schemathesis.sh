@@ -15,7 +15,7 @@ EXAMPLES="${1:-40}"
 py_venv "schemathesis==4.32.5"
 bash scripts/build-worker.sh >/dev/null
 STATE="$(mktemp -d)"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 TOKEN=schemathesis-admin-token
 setsid wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \
   --show-interactive-dev-session=false --log-level error \

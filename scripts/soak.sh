@@ -17,7 +17,6 @@ cargo build -q --release -p equilibrium-origin -p equilibrium-sim
 STATE="$(mktemp -d)"
 CONFIG="$ROOT/wrangler.bench.toml"
 sed -e 's/limit = [0-9]*/limit = 100000000/' wrangler.toml > "$CONFIG"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 EDGE=$(free_port); ORIGIN=$(free_port)
 TOKEN=soak-admin-token
 setsid wrangler dev --config "$CONFIG" --ip 127.0.0.1 --port "$EDGE" --persist-to "$STATE/edge" \

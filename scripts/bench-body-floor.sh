@@ -24,7 +24,7 @@ CYCLES="${3:-20}"
 source "$ROOT/scripts/edge-load.sh"
 
 bash "$ROOT/scripts/setup.sh" >/dev/null
-command -v wrk >/dev/null || { echo "wrk is missing: run scripts/bench-edge.sh once (it installs it)" >&2; exit 1; }
+ensure_load_tools
 
 STATE="$(mktemp -d)"
 cat > "$STATE/worker.js" <<'JS'

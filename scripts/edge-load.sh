@@ -15,12 +15,20 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   LOAD_CPU=(taskset -c 1)
 fi
 
+# wrk (the load generator) and ss (find_runtime_port), from Debian if missing.
+ensure_load_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v ss >/dev/null || missing+=(iproute2)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    step "installing ${missing[*]} (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 start_load_worker() {
   bash "$ROOT/scripts/setup.sh" >/dev/null
-  if ! command -v wrk >/dev/null; then
-    step "installing wrk (Debian)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  fi
+  ensure_load_tools
   bash "$ROOT/scripts/build-worker.sh"
 
   STATE="$(mktemp -d)"

@@ -14,7 +14,7 @@
 # `estimate` (POST /api/v1/pricing/estimate), each measured two ways:
 # through wrangler dev's proxy (the port it prints; the target's figures)
 # and straight at the runtime workerd process behind the proxy (`@runtime`).
-# The proxy costs ~4x the worker's own time per request and dilutes any
+# A request through the proxy costs ~4x one sent to the runtime, which dilutes any
 # difference between handlers; the @runtime ratio shows the worker's own
 # costs (body, limiter, pricing, response) undiluted. What a request body
 # costs by itself in this harness: scripts/bench-body-floor.sh.

@@ -23,6 +23,8 @@
 //!   edge verifies any quote with no shared state.
 //! * [`grid`]: the validated surge grid the origin pushes, and the
 //!   newest-generation-wins rule.
+//! * [`state`]: compact binary snapshots of a region's market windows and
+//!   engine smoothing, so a restart resumes exactly where a tick left off.
 //! * [`api`]: serde request/response types of every endpoint. Only this
 //!   module (and the few core types that *are* the wire format) knows serde.
 
@@ -32,5 +34,6 @@ pub mod geo;
 pub mod grid;
 pub mod market;
 pub mod quote;
+pub mod state;
 pub mod surge;
 pub mod time;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::fare::VehicleClass;
 use crate::geo::Cell;
+use crate::state::{Reader, StateError, Writer};
 use crate::time::{Millis, Timestamp};
 
 /// A driver, identified by a 64-bit key (see [`DriverId::from_external`]).
@@ -278,6 +279,144 @@ impl Market {
             !b.0.is_empty()
         });
         out
+    }
+}
+
+/// A market's windows as decoded from a snapshot (`crate::state`).
+#[derive(Debug)]
+pub(crate) struct MarketData {
+    drivers: HashMap<DriverId, DriverState>,
+    demand: HashMap<(Cell, VehicleClass), DemandBuckets>,
+}
+
+/// A vehicle class as one byte in snapshots.
+fn class_code(c: VehicleClass) -> u8 {
+    match c {
+        VehicleClass::Economy => 0,
+        VehicleClass::Standard => 1,
+        VehicleClass::Premium => 2,
+        VehicleClass::Xl => 3,
+    }
+}
+
+fn class_of(code: u8) -> Result<VehicleClass, StateError> {
+    match code {
+        0 => Ok(VehicleClass::Economy),
+        1 => Ok(VehicleClass::Standard),
+        2 => Ok(VehicleClass::Premium),
+        3 => Ok(VehicleClass::Xl),
+        _ => Err(StateError::Invalid("unknown vehicle class")),
+    }
+}
+
+fn cell_of(id: u64) -> Result<Cell, StateError> {
+    Cell::from_id(id).map_err(|_| StateError::Invalid("invalid cell id"))
+}
+
+/// Bit 7 of a driver's class byte: available.
+const AVAILABLE: u8 = 0x80;
+
+impl Market {
+    /// Appends the drivers and demand buckets, sorted by key.
+    pub(crate) fn write_state(&self, w: &mut Writer) {
+        let mut drivers: Vec<_> = self.drivers.iter().collect();
+        drivers.sort_unstable_by_key(|(id, _)| **id);
+        let newest = drivers.iter().map(|(_, d)| d.seen.0).max().unwrap_or(0);
+        w.varint(drivers.len() as u64);
+        w.varint(newest);
+        for (id, d) in drivers {
+            w.fixed64(id.0);
+            w.fixed64(d.cell.id());
+            w.u8(class_code(d.class) | if d.available { AVAILABLE } else { 0 });
+            w.varint(newest - d.seen.0);
+        }
+        let mut demand: Vec<_> = self
+            .demand
+            .iter()
+            .filter(|(_, b)| !b.0.is_empty())
+            .collect();
+        demand.sort_unstable_by_key(|(k, _)| **k);
+        w.varint(demand.len() as u64);
+        for ((cell, class), b) in demand {
+            w.fixed64(cell.id());
+            w.u8(class_code(*class));
+            w.varint(b.0.len() as u64);
+            let mut prev = 0;
+            for (idx, units) in &b.0 {
+                w.varint(idx - prev);
+                w.varint(u64::from(*units));
+                prev = *idx;
+            }
+        }
+    }
+
+    /// Reads what [`Market::write_state`] wrote, validating every value.
+    pub(crate) fn read_state(r: &mut Reader<'_>) -> Result<MarketData, StateError> {
+        let n = r.count(18)?;
+        let newest = r.varint()?;
+        let mut drivers = HashMap::with_capacity(n);
+        let mut last: Option<u64> = None;
+        for _ in 0..n {
+            let id = r.fixed64()?;
+            if last.is_some_and(|l| l >= id) {
+                return Err(StateError::Invalid("drivers not in ascending order"));
+            }
+            last = Some(id);
+            let cell = cell_of(r.fixed64()?)?;
+            let byte = r.u8()?;
+            let class = class_of(byte & !AVAILABLE)?;
+            let below = r.varint()?;
+            let seen = newest
+                .checked_sub(below)
+                .ok_or(StateError::Invalid("driver seen before the epoch"))?;
+            drivers.insert(
+                DriverId(id),
+                DriverState {
+                    cell,
+                    class,
+                    available: byte & AVAILABLE != 0,
+                    seen: Timestamp(seen),
+                },
+            );
+        }
+        let n = r.count(10)?;
+        let mut demand = HashMap::with_capacity(n);
+        let mut last_key = None;
+        for _ in 0..n {
+            let key = (cell_of(r.fixed64()?)?, class_of(r.u8()?)?);
+            if last_key.is_some_and(|l| l >= key) {
+                return Err(StateError::Invalid("demand keys not in ascending order"));
+            }
+            last_key = Some(key);
+            let len = r.count(2)?;
+            if len == 0 {
+                return Err(StateError::Invalid("demand key without buckets"));
+            }
+            let mut buckets = VecDeque::with_capacity(len);
+            let mut idx: u64 = 0;
+            for i in 0..len {
+                let delta = r.varint()?;
+                if i > 0 && delta == 0 {
+                    return Err(StateError::Invalid("demand buckets not ascending"));
+                }
+                idx = idx
+                    .checked_add(delta)
+                    .ok_or(StateError::Invalid("demand bucket index overflows"))?;
+                let units = r.u32()?;
+                if units == 0 {
+                    return Err(StateError::Invalid("empty demand bucket"));
+                }
+                buckets.push_back((idx, units));
+            }
+            demand.insert(key, DemandBuckets(buckets));
+        }
+        Ok(MarketData { drivers, demand })
+    }
+
+    /// Replaces the windows with decoded ones; the configuration stays.
+    pub(crate) fn replace_state(&mut self, data: MarketData) {
+        self.drivers = data.drivers;
+        self.demand = data.demand;
     }
 }
 

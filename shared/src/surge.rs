@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::geo::Cell;
+use crate::state::{Reader, StateError, Writer};
 
 /// A surge multiplier in tenths: 1.0, 1.1, ... Never below 1.0, never NaN.
 ///
@@ -547,6 +548,68 @@ impl<P: Policy> SurgeEngine<P> {
         self.neighbours.retain(|cell, _| active.contains_key(cell));
         out.sort_unstable_by_key(|c| c.cell);
         out
+    }
+}
+
+/// An engine's per-cell state as decoded from a snapshot (`crate::state`).
+#[derive(Debug)]
+pub(crate) struct EngineData(HashMap<Cell, CellState>);
+
+impl<P: Policy> SurgeEngine<P> {
+    /// Appends every tracked cell's smoothing state, sorted by cell.
+    pub(crate) fn write_state(&self, w: &mut Writer) {
+        let mut cells: Vec<_> = self.cells.iter().collect();
+        cells.sort_unstable_by_key(|(c, _)| **c);
+        w.varint(cells.len() as u64);
+        for (cell, s) in cells {
+            w.fixed64(cell.id());
+            w.fixed64(s.ema.to_bits());
+            w.varint(u64::from(s.published.tenths()));
+            w.varint(u64::from(s.caps.min().tenths()));
+            w.varint(u64::from(s.caps.max().tenths()));
+        }
+    }
+
+    /// Reads what [`SurgeEngine::write_state`] wrote, validating every value.
+    pub(crate) fn read_state(r: &mut Reader<'_>) -> Result<EngineData, StateError> {
+        let n = r.count(19)?;
+        let mut cells = HashMap::with_capacity(n);
+        let mut last = None;
+        for _ in 0..n {
+            let cell =
+                Cell::from_id(r.fixed64()?).map_err(|_| StateError::Invalid("invalid cell id"))?;
+            if last.is_some_and(|l| l >= cell) {
+                return Err(StateError::Invalid("engine cells not in ascending order"));
+            }
+            last = Some(cell);
+            let ema = f64::from_bits(r.fixed64()?);
+            if !(ema.is_finite() && ema >= 0.0) {
+                return Err(StateError::Invalid(
+                    "EMA is not a finite non-negative number",
+                ));
+            }
+            let m = |t: u16| {
+                Multiplier::from_tenths(t).map_err(|_| StateError::Invalid("multiplier below 1.0"))
+            };
+            let published = m(r.u16()?)?;
+            let caps = Caps::new(m(r.u16()?)?, m(r.u16()?)?)
+                .map_err(|_| StateError::Invalid("caps minimum above maximum"))?;
+            cells.insert(
+                cell,
+                CellState {
+                    ema,
+                    published,
+                    caps,
+                },
+            );
+        }
+        Ok(EngineData(cells))
+    }
+
+    /// Replaces the per-cell state with decoded state; the policy and the
+    /// configuration stay.
+    pub(crate) fn replace_state(&mut self, data: EngineData) {
+        self.cells = data.0;
     }
 }
 

@@ -28,6 +28,17 @@ if [ ! -f .dev.vars ]; then
   } > .dev.vars
 fi
 ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\(.*\)"$/\1/p' .dev.vars)"
+# The origin's producer and reader tokens: generated once per state
+# directory, kept beside it (never committed).
+if [ ! -f "$STATE/origin-tokens" ]; then
+  {
+    echo "EQ_PRODUCER_TOKENS=producer-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    echo "EQ_READER_TOKENS=reader-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  } > "$STATE/origin-tokens"
+  chmod 600 "$STATE/origin-tokens"
+fi
+set -a; source "$STATE/origin-tokens"; set +a
+export EQ_PRODUCER_TOKEN="$EQ_PRODUCER_TOKENS"
 
 step "building the worker, the origin, the simulator and the map"
 bash scripts/build-worker.sh
@@ -79,7 +90,9 @@ cat <<MSG
 
   Live surge map:  http://127.0.0.1:$MAP_PORT/?edge=http://127.0.0.1:$EDGE_PORT
   Edge API:        http://127.0.0.1:$EDGE_PORT  (OpenAPI: /openapi.json)
-  Origin:          http://127.0.0.1:$ORIGIN_PORT  (/metrics, /v1/analytics/least-efficient)
+  Origin:          http://127.0.0.1:$ORIGIN_PORT  (/metrics, /openapi.json; reads need the
+                   reader token in $STATE/origin-tokens, e.g.
+                   curl -H "Authorization: Bearer \$EQ_READER_TOKENS" .../v1/analytics/least-efficient)
   Logs:            $STATE/*.log
 
   The simulator now plays a ${SIM_MINUTES}-minute evening at ${SIM_SPEEDUP}x (a concert

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use origin::aggregate::{market_config, Aggregator, Settings};
+use origin::clock::SystemClock;
 use origin::config::Config;
+use origin::http::app;
 use origin::ingest::{self, Format};
-use origin::server::{app, AppState, SystemClock};
+use origin::state::AppState;
 use origin::store::Store;
 use shared::fare::VehicleClass;
 use shared::market::{DriverId, DriverSeen};
@@ -125,6 +127,9 @@ fn ndjson_in_process(body: &[u8], n: usize, now: Timestamp, cfg: &Config) -> f64
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The producer token the HTTP bench posts with.
+const BENCH_TOKEN: &str = "bench-producer-token-0123";
+
 /// HTTP: a real origin server (axum, SQLite store, ticks) on loopback and
 /// `clients` concurrent clients posting 10,000-line NDJSON batches.
 fn http(events: &[Decoded], cfg: &Config, seconds: f64, clients: usize) -> (f64, u64) {
@@ -136,6 +141,8 @@ fn http(events: &[Decoded], cfg: &Config, seconds: f64, clients: usize) -> (f64,
     let dir = tempfile::tempdir().expect("tmp");
     let mut cfg = cfg.clone();
     cfg.database = dir.path().join("bench.sqlite");
+    cfg.auth.producer_tokens = vec![BENCH_TOKEN.into()];
+    cfg.auth.reader_tokens = vec!["bench-reader-token-0123".into()];
     rt.block_on(async move {
         let store = Store::open(&cfg.database).expect("store");
         let state = AppState::new(cfg, store, Arc::new(SystemClock)).expect("state");
@@ -168,6 +175,7 @@ fn http(events: &[Decoded], cfg: &Config, seconds: f64, clients: usize) -> (f64,
                     let r = client
                         .post(&url)
                         .header("content-type", "application/x-ndjson")
+                        .bearer_auth(BENCH_TOKEN)
                         .body(body)
                         .send()
                         .await

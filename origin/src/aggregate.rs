@@ -133,6 +133,36 @@ impl Aggregator {
         true
     }
 
+    /// A region's market windows and engine smoothing, encoded
+    /// (`shared::state`), to persist with its tick.
+    pub fn encode_state(&self, region: usize) -> Vec<u8> {
+        self.regions
+            .get(region)
+            .map(|r| shared::state::encode(&r.market, &r.engine))
+            .unwrap_or_default()
+    }
+
+    /// Restores a region's windows and smoothing from [`Self::encode_state`]
+    /// bytes. Call after [`Self::restore`] (which sets the generation and the
+    /// last published cells from the grid): the decoded engine state then
+    /// replaces the approximation the grid alone gives. `Ok(false)`: no such
+    /// region.
+    pub fn restore_state(
+        &mut self,
+        region: &str,
+        bytes: &[u8],
+    ) -> Result<bool, shared::state::StateError> {
+        let Some(r) = self
+            .regions
+            .iter_mut()
+            .find(|r| r.region.id.as_str() == region)
+        else {
+            return Ok(false);
+        };
+        shared::state::decode_into(bytes, &mut r.market, &mut r.engine)?;
+        Ok(true)
+    }
+
     /// The generation a region last produced (0: none).
     pub fn generation(&self, region: usize) -> u64 {
         self.regions.get(region).map_or(0, |r| r.generation)

@@ -37,7 +37,8 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
+/// A [`ConfigError::Invalid`] for `name`.
+pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name: name.to_owned(),
         reason: reason.into(),
@@ -86,8 +87,37 @@ pub struct Region {
     pub caps: shared::surge::Caps,
 }
 
+/// Who may call what (see [`crate::auth`]).
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens that may post locations, demand and outcomes (prefer
+    /// `EQ_PRODUCER_TOKENS`, comma-separated, to keep them out of files).
+    pub producer_tokens: Vec<String>,
+    /// Tokens that may read grids and analytics (`EQ_READER_TOKENS`).
+    pub reader_tokens: Vec<String>,
+    /// `/metrics` without a token (the default, for a scraper on a private
+    /// network), or only with a reader token (`EQ_METRICS_OPEN=false`).
+    #[serde(default = "yes")]
+    pub metrics_open: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("producer_tokens", &self.producer_tokens.len())
+            .field("reader_tokens", &self.reader_tokens.len())
+            .field("metrics_open", &self.metrics_open)
+            .finish()
+    }
+}
+
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -99,6 +129,9 @@ pub struct Config {
     pub edge_url: String,
     /// The edge's admin bearer token (prefer `EQ_EDGE_TOKEN`).
     pub edge_token: String,
+    /// A PEM file of extra CA certificates trusted for the edge, besides
+    /// the platform's roots (a private deployment, a test proxy).
+    pub edge_ca_file: Option<PathBuf>,
     /// Seconds between grid recomputes.
     pub tick_seconds: f64,
     /// A driver counts as supply this long after their last report.
@@ -107,10 +140,42 @@ pub struct Config {
     pub demand_window_seconds: u64,
     /// Largest ingest body, bytes.
     pub max_body_bytes: usize,
-    /// Snapshots and logs older than this are pruned.
+    /// Snapshots, change-log rows and ride outcomes older than this are
+    /// pruned.
     pub retention_days: u32,
+    /// Seconds between retention runs.
+    pub prune_interval_seconds: u64,
+    /// Rows deleted per table per transaction while pruning; a tick waits
+    /// for at most one such batch.
+    pub prune_batch_rows: u32,
+    /// Who may call what.
+    pub auth: AuthConfig,
     /// Regions priced.
     pub regions: Vec<RegionConfig>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("edge_url", &self.edge_url)
+            .field(
+                "edge_token",
+                &(!self.edge_token.is_empty()).then_some("<set>"),
+            )
+            .field("edge_ca_file", &self.edge_ca_file)
+            .field("tick_seconds", &self.tick_seconds)
+            .field("supply_ttl_seconds", &self.supply_ttl_seconds)
+            .field("demand_window_seconds", &self.demand_window_seconds)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("retention_days", &self.retention_days)
+            .field("prune_interval_seconds", &self.prune_interval_seconds)
+            .field("prune_batch_rows", &self.prune_batch_rows)
+            .field("auth", &self.auth)
+            .field("regions", &self.regions)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -120,11 +185,18 @@ impl Default for Config {
             database: PathBuf::from("equilibrium-origin.sqlite"),
             edge_url: String::new(),
             edge_token: String::new(),
+            edge_ca_file: None,
             tick_seconds: 5.0,
             supply_ttl_seconds: 60,
             demand_window_seconds: 300,
             max_body_bytes: 16 * 1024 * 1024,
             retention_days: 35,
+            prune_interval_seconds: 600,
+            prune_batch_rows: 5_000,
+            auth: AuthConfig {
+                metrics_open: true,
+                ..AuthConfig::default()
+            },
             regions: vec![RegionConfig {
                 id: "sf".into(),
                 bounds: [37.60, -122.55, 37.85, -122.35],
@@ -154,11 +226,15 @@ impl Config {
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.regions()?;
+        crate::auth::Tokens::new(&cfg.auth)?;
         Ok(cfg)
     }
 
     /// Applies `EQ_LISTEN`, `EQ_DATABASE`, `EQ_EDGE_URL`, `EQ_EDGE_TOKEN`,
-    /// `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`, `EQ_DEMAND_WINDOW_SECONDS`.
+    /// `EQ_EDGE_CA_FILE`, `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`,
+    /// `EQ_DEMAND_WINDOW_SECONDS`, `EQ_RETENTION_DAYS`,
+    /// `EQ_PRODUCER_TOKENS` and `EQ_READER_TOKENS` (comma-separated; they
+    /// replace the file's lists) and `EQ_METRICS_OPEN` (`true`/`false`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("EQ_LISTEN") {
             self.listen = v
@@ -173,6 +249,32 @@ impl Config {
         }
         if let Some(v) = get("EQ_EDGE_TOKEN") {
             self.edge_token = v;
+        }
+        if let Some(v) = get("EQ_EDGE_CA_FILE") {
+            self.edge_ca_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        if let Some(v) = get("EQ_PRODUCER_TOKENS") {
+            self.auth.producer_tokens = list(v);
+        }
+        if let Some(v) = get("EQ_READER_TOKENS") {
+            self.auth.reader_tokens = list(v);
+        }
+        if let Some(v) = get("EQ_METRICS_OPEN") {
+            self.auth.metrics_open = v
+                .parse()
+                .map_err(|_| invalid("EQ_METRICS_OPEN", "not true or false"))?;
+        }
+        if let Some(v) = get("EQ_RETENTION_DAYS") {
+            self.retention_days = v
+                .parse()
+                .map_err(|_| invalid("EQ_RETENTION_DAYS", "not a number"))?;
         }
         if let Some(v) = get("EQ_TICK_SECONDS") {
             self.tick_seconds = v
@@ -191,6 +293,15 @@ impl Config {
         }
         if !(self.tick_seconds.is_finite() && (0.05..=3_600.0).contains(&self.tick_seconds)) {
             return Err(invalid("tick_seconds", "must be between 0.05 and 3600"));
+        }
+        if !(1..=36_500).contains(&self.retention_days) {
+            return Err(invalid("retention_days", "must be between 1 and 36500"));
+        }
+        if self.prune_interval_seconds == 0 || self.prune_batch_rows == 0 {
+            return Err(invalid(
+                "prune_interval_seconds, prune_batch_rows",
+                "must be positive",
+            ));
         }
         Ok(())
     }

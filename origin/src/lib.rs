@@ -5,19 +5,35 @@
 //! # Layout
 //!
 //! * [`config`]: the TOML file, `EQ_*` environment overrides, defaults.
+//! * [`auth`]: producer and reader bearer tokens, compared in constant time.
+//! * [`clock`]: `now` from the system, or a manual clock in tests.
 //! * [`ingest`]: parsing and validating JSON-array and NDJSON batches.
 //! * [`aggregate`]: per region, `shared::market` + `shared::surge`; one grid
-//!   per region per tick, driven by `now` (a manual clock in tests).
-//! * [`push`]: delivery to the edge, newest grid per region, backoff.
-//! * [`store`]: the embedded SQLite store (zones, snapshots, change log,
-//!   last grids, ride outcomes, analytics queries).
+//!   per region per tick, driven by `now`; its state encoded with
+//!   `shared::state`.
+//! * [`state`]: the server's shared state and what a start restores.
+//! * [`tick`]: one tick: recompute, persist (one transaction), offer pushes.
+//! * [`push`]: delivery to the edge over HTTPS, newest grid per region,
+//!   backoff.
+//! * [`retention`]: pruning history older than `retention_days`, in batches.
+//! * [`store`]: the embedded SQLite store (schema, tick persistence,
+//!   analytics).
 //! * [`metrics`]: Prometheus text.
-//! * [`server`]: the axum router, the tick loop, graceful shutdown.
+//! * [`http`]: the axum router, handlers by family, the JSON error shape,
+//!   the OpenAPI document.
+//! * [`server`]: serving with the ticker, pusher and retention; graceful
+//!   shutdown.
 
 pub mod aggregate;
+pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod push;
+pub mod retention;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod tick;

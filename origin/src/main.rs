@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use origin::clock::SystemClock;
 use origin::config::Config;
-use origin::server::{serve, AppState, SystemClock};
+use origin::server::serve;
+use origin::state::AppState;
 use origin::store::Store;
 
 /// Equilibrium origin: ingest driver locations and demand, recompute surge
@@ -87,6 +89,14 @@ fn main() -> anyhow::Result<()> {
             if !cfg.edge_token.is_empty() {
                 cfg.edge_token = "<set>".into();
             }
+            for t in cfg
+                .auth
+                .producer_tokens
+                .iter_mut()
+                .chain(cfg.auth.reader_tokens.iter_mut())
+            {
+                *t = "<set>".into();
+            }
             println!("{}", toml::to_string_pretty(&ConfigView(&cfg))?);
             Ok(())
         }
@@ -123,16 +133,25 @@ impl serde::Serialize for ConfigView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let c = self.0;
-        let mut st = s.serialize_struct("Config", 9)?;
+        let mut st = s.serialize_struct("Config", 14)?;
         st.serialize_field("listen", &c.listen.to_string())?;
         st.serialize_field("database", &c.database.display().to_string())?;
         st.serialize_field("edge_url", &c.edge_url)?;
         st.serialize_field("edge_token", &c.edge_token)?;
+        st.serialize_field(
+            "edge_ca_file",
+            &c.edge_ca_file.as_ref().map(|p| p.display().to_string()),
+        )?;
         st.serialize_field("tick_seconds", &c.tick_seconds)?;
         st.serialize_field("supply_ttl_seconds", &c.supply_ttl_seconds)?;
         st.serialize_field("demand_window_seconds", &c.demand_window_seconds)?;
         st.serialize_field("max_body_bytes", &c.max_body_bytes)?;
         st.serialize_field("retention_days", &c.retention_days)?;
+        st.serialize_field("prune_interval_seconds", &c.prune_interval_seconds)?;
+        st.serialize_field("prune_batch_rows", &c.prune_batch_rows)?;
+        st.serialize_field("producer_tokens", &c.auth.producer_tokens)?;
+        st.serialize_field("reader_tokens", &c.auth.reader_tokens)?;
+        st.serialize_field("metrics_open", &c.auth.metrics_open)?;
         st.end()
     }
 }
@@ -153,8 +172,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if r.last_tick_at.is_some() {
         tracing::info!(
             grids = r.grids,
+            windows = r.windows,
             lost_seconds = format!("{:.1}", r.lost_seconds),
-            "restored state; events after the last persisted tick were lost (at most one tick)"
+            "restored state as of the last persisted tick; events accepted after it were lost"
         );
     }
     tracing::info!(%addr, edge = %state.config.edge_url, "origin listening");

@@ -28,14 +28,35 @@ pub struct Metrics {
     pub push_micros_sum: AtomicU64,
     /// Regions waiting to be pushed.
     pub pushes_pending: AtomicU64,
-    /// Seconds of events lost at the last restart (upper bound).
-    pub restored_lost_seconds: AtomicU64,
+    /// Milliseconds between the last persisted tick and this start.
+    pub restored_lost_ms: AtomicU64,
+    /// Ticks whose persistence failed (their grids were still pushed).
+    pub tick_persist_failures: AtomicU64,
+    /// Bytes of market state written by the last tick (all regions).
+    pub state_bytes: AtomicU64,
+    /// Pushes that failed because the edge's certificate was not trusted.
+    pub push_tls_failures: AtomicU64,
+    /// Requests refused for a missing or unknown token (401).
+    pub auth_unauthorized: AtomicU64,
+    /// Requests refused for a token of the wrong role (403).
+    pub auth_forbidden: AtomicU64,
+    /// Ride outcomes stored (repeats of a stored ride are not counted).
+    pub outcomes_stored: AtomicU64,
+    /// Rows deleted by retention.
+    pub pruned_rows: AtomicU64,
+    /// Retention runs that failed (retried at the next interval).
+    pub prune_failures: AtomicU64,
 }
 
 impl Metrics {
-    /// Records a tick's duration.
-    pub fn tick(&self, micros: u64) {
+    /// Records a tick: its duration, the state it persisted, and whether
+    /// persisting failed.
+    pub fn tick(&self, micros: u64, state_bytes: u64, persist_failed: bool) {
         self.ticks.fetch_add(1, Relaxed);
+        self.state_bytes.store(state_bytes, Relaxed);
+        if persist_failed {
+            self.tick_persist_failures.fetch_add(1, Relaxed);
+        }
         self.tick_micros_sum.fetch_add(micros, Relaxed);
         self.tick_micros_max.fetch_max(micros, Relaxed);
     }
@@ -120,8 +141,56 @@ impl Metrics {
         put(
             "equilibrium_restore_lost_seconds",
             "gauge",
-            "Upper bound of event seconds lost at the last restart.",
-            g(&self.restored_lost_seconds).to_string(),
+            "Seconds between the last persisted tick and this start (events accepted then were lost).",
+            format!("{:.3}", g(&self.restored_lost_ms) as f64 / 1e3),
+        );
+        put(
+            "equilibrium_tick_persist_failures_total",
+            "counter",
+            "Ticks whose persistence failed (grids were still pushed).",
+            g(&self.tick_persist_failures).to_string(),
+        );
+        put(
+            "equilibrium_market_state_bytes",
+            "gauge",
+            "Bytes of market state persisted by the last tick.",
+            g(&self.state_bytes).to_string(),
+        );
+        put(
+            "equilibrium_push_tls_failures_total",
+            "counter",
+            "Grid pushes that failed because the edge's certificate was not trusted.",
+            g(&self.push_tls_failures).to_string(),
+        );
+        put(
+            "equilibrium_auth_unauthorized_total",
+            "counter",
+            "Requests refused for a missing or unknown token (401).",
+            g(&self.auth_unauthorized).to_string(),
+        );
+        put(
+            "equilibrium_auth_forbidden_total",
+            "counter",
+            "Requests refused for a token of the wrong role (403).",
+            g(&self.auth_forbidden).to_string(),
+        );
+        put(
+            "equilibrium_outcomes_stored_total",
+            "counter",
+            "Ride outcomes stored (a repeated ride id is not counted again).",
+            g(&self.outcomes_stored).to_string(),
+        );
+        put(
+            "equilibrium_retention_pruned_rows_total",
+            "counter",
+            "History rows deleted by retention.",
+            g(&self.pruned_rows).to_string(),
+        );
+        put(
+            "equilibrium_retention_failures_total",
+            "counter",
+            "Retention runs that failed.",
+            g(&self.prune_failures).to_string(),
         );
         s
     }

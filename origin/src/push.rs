@@ -5,8 +5,15 @@
 //! edge is unreachable only the newest grid of each region is kept, so the
 //! backlog is bounded by the number of regions, and the edge receives the
 //! newest grid when it returns.
+//!
+//! Deployed workers are `https://` only: the client speaks TLS (rustls)
+//! and trusts the platform's roots plus, optionally, the CA certificates
+//! of a PEM file (`edge_ca_file`), for private deployments and tests. A
+//! certificate the client does not trust is logged as such, counted in
+//! `equilibrium_push_tls_failures_total`, and retried like any failure.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +31,90 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 struct Pending {
     generation: u64,
     body: String,
+}
+
+/// Why the edge client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PushSetupError {
+    /// The CA file could not be read.
+    #[error("cannot read edge_ca_file {path}: {source}")]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable PEM certificate.
+    #[error("edge_ca_file {path} holds no valid PEM certificate: {reason}")]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the edge client: {0}")]
+    Client(String),
+}
+
+/// An HTTP client for the edge: rustls with the platform's roots, plus the
+/// certificates of `ca_file` when given. Shared with the simulator's live
+/// mode, which talks to the same edges.
+pub fn edge_client(ca_file: Option<&Path>) -> Result<reqwest::Client, PushSetupError> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(path) = ca_file {
+        for cert in read_ca(path)? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| PushSetupError::Client(e.to_string()))
+}
+
+/// The certificates of a PEM file (at least one).
+pub fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, PushSetupError> {
+    let pem = std::fs::read(path).map_err(|source| PushSetupError::ReadCa {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| PushSetupError::BadCa {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+/// Whether a request failed because the server's certificate was refused
+/// (unknown issuer, wrong name, expired): a configuration problem retrying
+/// will not fix, so it is logged and counted apart.
+pub fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // io::Error's source() skips the error it wraps: look inside.
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_)
+                        | rustls::Error::NoCertificatesPresented
+                        | rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)
+                        | rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
+                );
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The push queue: at most one grid per region.
@@ -49,21 +140,22 @@ enum Outcome {
 }
 
 impl Pusher {
-    /// A pusher to `edge_url` (empty: pushing disabled).
-    pub fn new(edge_url: &str, token: &str, metrics: Arc<Metrics>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default();
-        Self {
+    /// A pusher to `edge_url` (empty: pushing disabled), trusting the
+    /// platform's roots and the certificates in `ca_file`.
+    pub fn new(
+        edge_url: &str,
+        token: &str,
+        ca_file: Option<&Path>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PushSetupError> {
+        Ok(Self {
             pending: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             edge_url: edge_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            client,
+            client: edge_client(ca_file)?,
             metrics,
-        }
+        })
     }
 
     /// Whether an edge is configured.
@@ -125,8 +217,17 @@ impl Pusher {
                 );
                 Outcome::Retry
             }
+            Err(e) if is_certificate_error(&e) => {
+                self.metrics.push_tls_failures.fetch_add(1, Relaxed);
+                tracing::error!(
+                    region,
+                    error = %error_chain(&e),
+                    "edge TLS certificate not trusted (for a private CA set edge_ca_file or EQ_EDGE_CA_FILE); will retry"
+                );
+                Outcome::Retry
+            }
             Err(e) => {
-                tracing::warn!(region, error = %e, "edge unreachable; will retry");
+                tracing::warn!(region, error = %error_chain(&e), "edge unreachable; will retry");
                 Outcome::Retry
             }
         }
@@ -197,4 +298,19 @@ impl Pusher {
             }
         }
     }
+}
+
+/// An error and its causes on one line ("a: b: c"), so a log says why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }

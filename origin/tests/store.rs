@@ -51,6 +51,7 @@ fn tick(
         grid_json: format!(r#"{{"region":"{region}","generation":{generation}}}"#),
         snapshots,
         changes,
+        state: vec![],
     }
 }
 
@@ -62,7 +63,8 @@ fn outcome(ride_id: &str, region: &str, cell: &str, at_ms: u64, completed: bool)
         at_ms,
         completed,
         multiplier: 1.5,
-        fare: completed.then_some(12.5),
+        fare_minor: completed.then_some(1_250),
+        currency: completed.then(|| "USD".to_owned()),
         quote_id: Some(format!("q-{ride_id}")),
     }
 }
@@ -109,6 +111,7 @@ fn a_recorded_tick_reads_back_through_every_view() {
             supply: 12,
             demand: 30,
         }],
+        state: b"EQS-state-bytes".to_vec(),
     };
     s.record_tick(&t).unwrap();
 
@@ -632,4 +635,96 @@ fn history_and_price_changes_are_newest_first_and_limited() {
     assert_eq!(c[0].new_multiplier, 1.0 + 6.0 / 10.0);
     assert_eq!(s.price_changes("nyc", 2_000, 100).unwrap().len(), 5);
     assert_eq!(s.price_changes("sf", 0, 100).unwrap().len(), 1);
+}
+
+#[test]
+fn a_tick_stores_the_market_state_with_its_grid() {
+    let mut s = Store::open_in_memory().unwrap();
+    let mut t = tick("sf", 1_000, 5, vec![], vec![]);
+    t.state = b"EQS\x01windows".to_vec();
+    s.record_tick(&t).unwrap();
+    let st = s.market_states().unwrap();
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].generation, st[0].at_ms), (5, 1_000));
+    assert_eq!(st[0].state, t.state);
+    // An older generation keeps both the grid and the state.
+    let mut older = tick("sf", 2_000, 4, vec![], vec![]);
+    older.state = b"older".to_vec();
+    s.record_tick(&older).unwrap();
+    assert_eq!(s.market_states().unwrap()[0].state, t.state);
+    assert_eq!(s.last_grids().unwrap()[0].generation, 5);
+}
+
+/// The version 1 schema as shipped, to test the migration.
+const V1_SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema_version', 1), ('last_tick_at', 5000);
+CREATE TABLE zones (region TEXT NOT NULL, cell TEXT NOT NULL, name TEXT NOT NULL,
+    min_multiplier REAL NOT NULL, max_multiplier REAL NOT NULL,
+    active INTEGER NOT NULL CHECK (active IN (0, 1)), PRIMARY KEY (region, cell));
+CREATE TABLE snapshots (id INTEGER PRIMARY KEY, region TEXT NOT NULL, cell TEXT NOT NULL,
+    class TEXT NOT NULL, at_ms INTEGER NOT NULL, supply INTEGER NOT NULL,
+    demand INTEGER NOT NULL, multiplier REAL NOT NULL);
+CREATE INDEX snapshots_by_zone_time ON snapshots (region, cell, at_ms);
+CREATE INDEX snapshots_by_time ON snapshots (at_ms);
+CREATE TABLE price_changes (id INTEGER PRIMARY KEY, region TEXT NOT NULL, cell TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, old_multiplier REAL NOT NULL, new_multiplier REAL NOT NULL,
+    reason TEXT NOT NULL, supply INTEGER NOT NULL, demand INTEGER NOT NULL);
+CREATE INDEX price_changes_by_region_time ON price_changes (region, at_ms);
+CREATE INDEX price_changes_by_time ON price_changes (at_ms);
+CREATE TABLE last_grids (region TEXT PRIMARY KEY, generation INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL, grid_json TEXT NOT NULL);
+INSERT INTO last_grids VALUES ('sf', 42, 5000, '{}');
+CREATE TABLE ride_outcomes (ride_id TEXT PRIMARY KEY, region TEXT NOT NULL, cell TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, completed INTEGER NOT NULL, multiplier REAL NOT NULL,
+    fare REAL, quote_id TEXT);
+CREATE INDEX ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
+CREATE INDEX ride_outcomes_by_time ON ride_outcomes (at_ms);
+INSERT INTO ride_outcomes VALUES ('r1', 'sf', 'c', 1000, 1, 1.5, 23.45, 'q1');
+INSERT INTO ride_outcomes VALUES ('r2', 'sf', 'c', 1000, 0, 1.5, NULL, NULL);
+";
+
+#[test]
+fn a_version_1_file_is_migrated_with_fares_in_minor_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(V1_SCHEMA)
+        .unwrap();
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.last_tick_at().unwrap(), Some(5_000));
+    assert_eq!(s.last_grids().unwrap()[0].generation, 42);
+    assert!(s.market_states().unwrap().is_empty());
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let fares: Vec<(String, Option<i64>)> = c
+        .prepare("SELECT ride_id, fare_minor FROM ride_outcomes ORDER BY ride_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(fares, vec![("r1".into(), Some(2_345)), ("r2".into(), None)]);
+    let has_real_fare: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('ride_outcomes') WHERE name = 'fare'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has_real_fare, 0, "the REAL column is gone");
+    drop(c);
+    // The migrated file takes new outcomes and opens again unchanged.
+    s = Store::open(&path).unwrap();
+    let o = outcome("r3", "sf", "c", 2_000, true);
+    assert_eq!(s.record_outcomes(&[o]).unwrap(), 1);
 }

@@ -288,10 +288,12 @@ pub struct DriverHeatmapResponse {
 
 /// One cell of a pushed grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GridCellWire {
     /// Cell token.
     pub cell: String,
     /// Published multiplier.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = 1.0))]
     pub multiplier: Multiplier,
     /// Available drivers.
     pub supply: u32,
@@ -304,6 +306,7 @@ pub struct GridCellWire {
 /// `PUT /admin/v1/grids/{region}` body: the grid wire format, version
 /// [`GRID_FORMAT`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GridPush {
     /// Wire format version.
     pub format: u32,
@@ -431,6 +434,7 @@ pub struct GridPushResponse {
 
 /// A driver position report, as the origin ingests it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriverLocationEvent {
     /// The driver's external id.
     pub driver_id: String,
@@ -450,6 +454,7 @@ pub struct DriverLocationEvent {
 
 /// A demand signal, as the origin ingests it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DemandEvent {
     /// `ride_request`, `quote` or `app_open`.
     pub kind: String,
@@ -471,6 +476,8 @@ fn default_class() -> String {
 /// A ride's outcome, reported to the origin (by the simulator, or the
 /// dispatch system) for the efficiency analytics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RideOutcomeEvent {
     /// Unique ride id; a repeated id is ignored.
     pub ride_id: String,
@@ -484,9 +491,12 @@ pub struct RideOutcomeEvent {
     pub completed: bool,
     /// Multiplier the rider was quoted.
     pub multiplier: f64,
-    /// Fare paid, decimal currency units.
+    /// Fare paid, in integer minor units of `currency` (cents for USD).
     #[serde(default)]
-    pub fare: Option<f64>,
+    pub fare_minor: Option<u64>,
+    /// ISO 4217 code of `fare_minor` (required with it).
+    #[serde(default)]
+    pub currency: Option<String>,
     /// The confirmed quote, if any.
     #[serde(default)]
     pub quote_id: Option<String>,
@@ -496,6 +506,7 @@ pub struct RideOutcomeEvent {
 
 /// One refused record of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordError {
     /// 1-based line (NDJSON) or array index + 1 (JSON).
     pub line: usize,
@@ -507,6 +518,7 @@ pub struct RecordError {
 
 /// What happened to an ingest batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestReport {
     /// Records taken.
     pub accepted: usize,
@@ -518,6 +530,7 @@ pub struct IngestReport {
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -525,6 +538,7 @@ pub struct ErrorBody {
 
 /// A machine-readable code and a human message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, snake_case (e.g. `invalid_coordinates`).
     pub code: String,
@@ -542,6 +556,107 @@ impl ErrorBody {
             },
         }
     }
+}
+
+/// `POST /v1/outcomes` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutcomesResponse {
+    /// Outcomes stored; a ride already stored is not counted again.
+    pub inserted: usize,
+}
+
+/// What the origin restored at its start (`GET /health`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestoredWire {
+    /// Regions whose last grid was restored.
+    pub grids: usize,
+    /// Regions whose market windows were restored as of the last tick.
+    pub windows: usize,
+    /// The last persisted tick, ms since the epoch (none on a fresh store).
+    pub last_tick_at: Option<u64>,
+    /// Seconds between that tick and the start: events accepted then were
+    /// lost.
+    pub lost_seconds: f64,
+}
+
+/// `GET /health` of the origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OriginHealth {
+    /// Always `ok` when the origin answers.
+    pub status: String,
+    /// The regions priced.
+    pub regions: Vec<String>,
+    /// What the start restored.
+    pub restored: RestoredWire,
+    /// Regions with a grid waiting to be pushed to the edge.
+    pub pending_pushes: usize,
+}
+
+/// One zone of the least-efficient-zones report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ZoneEfficiencyWire {
+    /// Region.
+    pub region: String,
+    /// S2 cell token.
+    pub zone_id: String,
+    /// The zone's name.
+    pub zone_name: String,
+    /// Mean multiplier over the window, 2 decimals.
+    pub average_multiplier: f64,
+    /// Completed rides in percent (0 with no rides).
+    pub completion_rate: f64,
+    /// Ride outcomes in the window.
+    pub rides: u64,
+    /// Price rises in the window.
+    pub surge_events: u64,
+    /// Price falls in the window.
+    pub decrease_events: u64,
+    /// `average_multiplier × 0.7 + (100 − completion_rate) × 0.3`, 2 decimals.
+    pub inefficiency_score: f64,
+    /// Rank by score, highest first; ties share a rank.
+    pub inefficiency_rank: u32,
+}
+
+/// `GET /v1/analytics/least-efficient` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeastEfficientResponse {
+    /// The window, days.
+    pub days: u32,
+    /// The zones, by rank.
+    pub zones: Vec<ZoneEfficiencyWire>,
+}
+
+/// One snapshot of a zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryPoint {
+    /// When the tick ran, ms since the epoch.
+    pub at: u64,
+    /// Vehicle class.
+    pub class: String,
+    /// Available drivers.
+    pub supply: u32,
+    /// Demand units.
+    pub demand: u32,
+    /// The multiplier published.
+    pub multiplier: f64,
+}
+
+/// `GET /v1/analytics/history` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryResponse {
+    /// Region.
+    pub region: String,
+    /// S2 cell token.
+    pub zone_id: String,
+    /// Snapshots, newest first.
+    pub history: Vec<HistoryPoint>,
 }
 
 /// How busy a cell looks to a rider, from its multiplier.

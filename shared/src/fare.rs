@@ -282,6 +282,14 @@ pub fn minor_to_decimal(minor: i64) -> f64 {
     minor as f64 / 100.0
 }
 
+/// A decimal amount from JSON (2 decimals) back to minor units, the
+/// inverse of [`minor_to_decimal`]; `None` for a negative, non-finite or
+/// absurdly large amount.
+pub fn decimal_to_minor(amount: f64) -> Option<u64> {
+    let minor = (amount * 100.0).round();
+    (minor.is_finite() && (0.0..=9.0e15).contains(&minor)).then_some(minor as u64)
+}
+
 /// Appends minor units as a decimal with 2 places (`1234` → `12.34`,
 /// `-5` → `-0.05`): the text `format!("{:.2}", minor_to_decimal(m))` gives,
 /// from integers alone (float formatting is the slow part of a quote in wasm).
@@ -300,6 +308,19 @@ pub fn push_decimal(out: &mut String, minor: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_amounts_round_trip_through_minor_units() {
+        for minor in [0i64, 1, 5, 99, 100, 1_234, 987_654_321] {
+            assert_eq!(
+                decimal_to_minor(minor_to_decimal(minor)),
+                Some(minor as u64)
+            );
+        }
+        assert_eq!(decimal_to_minor(12.345_000_1), Some(1_235));
+        assert_eq!(decimal_to_minor(-0.01), None);
+        assert_eq!(decimal_to_minor(f64::NAN), None);
+    }
 
     fn ll(lat: f64, lng: f64) -> LatLng {
         LatLng::new(lat, lng).expect("coordinate")

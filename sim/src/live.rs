@@ -23,6 +23,26 @@ pub struct LiveConfig {
     pub speedup: f64,
     /// Stop after this many real seconds (0: the whole scenario).
     pub max_seconds: f64,
+    /// The origin's producer token.
+    pub origin_token: String,
+    /// Extra CA certificates (PEM) to trust for `https://` URLs.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The live mode's HTTP client: rustls with the platform's roots, plus the
+/// certificates of `ca_file` when given (a private CA, a test proxy).
+pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut b = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(10));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    Ok(b.build()?)
 }
 
 /// What live mode measured.
@@ -74,15 +94,23 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Stops the run on a refused token: nothing it sends would count.
+fn authorised(r: reqwest::blocking::Response) -> anyhow::Result<reqwest::blocking::Response> {
+    let status = r.status().as_u16();
+    anyhow::ensure!(
+        !matches!(status, 401 | 403),
+        "the origin refused the producer token ({status}): set --origin-token or EQ_PRODUCER_TOKEN"
+    );
+    Ok(r)
+}
+
 /// Runs the scenario against the stack; `progress` gets each tick's report.
 pub fn run(
     scenario: Scenario,
     cfg: &LiveConfig,
     mut progress: impl FnMut(&LiveReport),
 ) -> anyhow::Result<LiveReport> {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = client(cfg.ca_file.as_deref())?;
     let mut sim = Simulation::new(scenario, PolicyKind::Default);
     let mut rep = LiveReport::default();
     let started = Instant::now();
@@ -107,9 +135,12 @@ pub fn run(
             .collect();
         let r: Value = http
             .post(format!("{}/v1/ingest/locations", cfg.origin))
+            .bearer_auth(&cfg.origin_token)
             .header("content-type", "application/x-ndjson")
             .body(locations)
-            .send()?
+            .send()
+            .map_err(anyhow::Error::from)
+            .and_then(authorised)?
             .json()?;
         rep.locations_accepted += r["accepted"].as_u64().unwrap_or(0);
         if !ev.riders.is_empty() {
@@ -120,8 +151,11 @@ pub fn run(
                 .collect();
             let r: Value = http
                 .post(format!("{}/v1/ingest/demand", cfg.origin))
+                .bearer_auth(&cfg.origin_token)
                 .json(&demand)
-                .send()?
+                .send()
+                .map_err(anyhow::Error::from)
+                .and_then(authorised)?
                 .json()?;
             rep.demand_accepted += r["accepted"].as_u64().unwrap_or(0);
         }
@@ -167,13 +201,22 @@ pub fn run(
             if c.status().is_success() {
                 rep.confirmed += 1;
                 outcomes.push(json!({"ride_id": id, "region": cfg.region, "latitude": from.0, "longitude": from.1,
-                    "completed": true, "multiplier": m, "fare": quote["final_fare"], "quote_id": id, "timestamp": ts}));
+                    "completed": true, "multiplier": m, "fare_minor": quote["final_fare"].as_f64().and_then(shared::fare::decimal_to_minor),
+                    "currency": quote["currency"], "quote_id": id, "timestamp": ts}));
             }
         }
         if !outcomes.is_empty() {
-            http.post(format!("{}/v1/outcomes", cfg.origin))
+            let r = http
+                .post(format!("{}/v1/outcomes", cfg.origin))
+                .bearer_auth(&cfg.origin_token)
                 .json(&outcomes)
                 .send()?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "the origin refused outcomes: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
         }
         rep.simulated_minutes = sim.time() / 60.0;
         rep.latencies_ms.sort_by(f64::total_cmp);

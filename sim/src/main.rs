@@ -53,6 +53,13 @@ enum Command {
         /// Stop after this many real seconds (0: run the whole scenario).
         #[arg(long, default_value_t = 0.0)]
         max_seconds: f64,
+        /// The origin's producer token (ingest and outcomes).
+        #[arg(long, env = "EQ_PRODUCER_TOKEN", hide_env_values = true)]
+        origin_token: String,
+        /// A PEM file of extra CA certificates to trust for `https://`
+        /// origins and edges (a private deployment, a test proxy).
+        #[arg(long, env = "EQ_EDGE_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -96,6 +103,8 @@ fn main() -> anyhow::Result<()> {
             minutes,
             speedup,
             max_seconds,
+            origin_token,
+            ca_file,
         } => {
             let cfg = LiveConfig {
                 origin,
@@ -103,6 +112,8 @@ fn main() -> anyhow::Result<()> {
                 region,
                 speedup,
                 max_seconds,
+                origin_token,
+                ca_file,
             };
             let rep = live::run(Scenario::short(seed, minutes), &cfg, |r| {
                 eprint!("\r{}", r.summary());

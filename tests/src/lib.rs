@@ -2,6 +2,8 @@
 //! (the worker under `wrangler dev`, i.e. workerd), wait for readiness by
 //! polling, and stop them (whole process group) when dropped.
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,10 @@ pub use reqwest::blocking::Client;
 
 /// The admin token the test worker is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The origin's producer token in the tests (ingest, outcomes).
+pub const PRODUCER_TOKEN: &str = "test-producer-token-0123456789";
+/// The origin's reader token in the tests (grids, analytics).
+pub const READER_TOKEN: &str = "test-reader-token-0123456789";
 /// The signing keys the test worker is started with (`k1` signs).
 pub const SIGNING_KEYS: &str = "k1:test-signing-key-0123456789";
 /// Central San Francisco, the tests' pickup point.
@@ -277,6 +283,16 @@ impl Origin {
     /// Starts `origin serve` on a free port with `database`, pushing to
     /// `edge_url` (may be unreachable), ticking every `tick_seconds`.
     pub fn start(database: &Path, edge_url: &str, tick_seconds: f64) -> Self {
+        Self::start_with_env(database, edge_url, tick_seconds, &[])
+    }
+
+    /// As [`Origin::start`], with extra environment (e.g. `EQ_EDGE_CA_FILE`).
+    pub fn start_with_env(
+        database: &Path,
+        edge_url: &str,
+        tick_seconds: f64,
+        env: &[(&str, &str)],
+    ) -> Self {
         let bin = origin_bin();
         let port = free_port();
         let log_path = database.with_extension("log");
@@ -291,8 +307,11 @@ impl Origin {
             .arg(database)
             .args(["--edge-url", edge_url])
             .env("EQ_EDGE_TOKEN", ADMIN_TOKEN)
+            .env("EQ_PRODUCER_TOKENS", PRODUCER_TOKEN)
+            .env("EQ_READER_TOKENS", READER_TOKEN)
             .env("EQ_TICK_SECONDS", tick_seconds.to_string())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -320,6 +339,16 @@ impl Origin {
     /// A URL on this origin.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A GET with the reader token.
+    pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        http().get(self.url(path)).bearer_auth(READER_TOKEN)
+    }
+
+    /// A POST with the producer token.
+    pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        http().post(self.url(path)).bearer_auth(PRODUCER_TOKEN)
     }
 
     /// `kill -9`: no shutdown, no flush.
@@ -353,11 +382,10 @@ impl Origin {
     /// requests, through the ingest API (NDJSON and a JSON array).
     pub fn post_busy_market(&self, at: (f64, f64), requests: usize) {
         let t = now_ms();
-        let http = Client::new();
         let driver = serde_json::json!({"driver_id": "d-1", "latitude": at.0, "longitude": at.1,
             "available": true, "timestamp": t});
-        let r = http
-            .post(self.url("/v1/ingest/locations"))
+        let r = self
+            .post("/v1/ingest/locations")
             .header("content-type", "application/x-ndjson")
             .body(driver.to_string())
             .send()
@@ -366,8 +394,8 @@ impl Origin {
         let demand: Vec<serde_json::Value> = (0..requests as u64)
             .map(|i| serde_json::json!({"kind": "ride_request", "latitude": at.0, "longitude": at.1, "timestamp": t + i}))
             .collect();
-        let r = http
-            .post(self.url("/v1/ingest/demand"))
+        let r = self
+            .post("/v1/ingest/demand")
             .json(&demand)
             .send()
             .expect("post demand");

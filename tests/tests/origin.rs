@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use equilibrium_tests::{free_port, http, now_ms, wait_for, Origin, Worker, SF};
+use equilibrium_tests::{free_port, now_ms, wait_for, Origin, Worker, SF};
 use serde_json::{json, Value};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 
 fn origin_generation(o: &Origin) -> u64 {
-    http()
-        .get(o.url("/v1/grids/sf"))
+    o.get("/v1/grids/sf")
         .send()
         .ok()
         .and_then(|r| r.json::<Value>().ok())
@@ -31,8 +30,8 @@ fn origin_feeds_the_edge_survives_outages_and_restarts() {
         "a surge in the origin's grid",
         Duration::from_secs(20),
         || {
-            let g: Value = http()
-                .get(origin.url("/v1/grids/sf"))
+            let g: Value = origin
+                .get("/v1/grids/sf")
                 .send()
                 .ok()
                 .and_then(|r| r.json().ok())
@@ -77,31 +76,43 @@ fn origin_feeds_the_edge_survives_outages_and_restarts() {
     assert_eq!(q["degraded"], false);
     assert!(origin.metric("equilibrium_push_total") >= 1.0);
 
-    // 3. kill -9, restart on the same database: the grid is restored and
-    //    the loss is reported (at most one tick).
+    // 3. kill -9, restart on the same database: the grid and the windows
+    //    are restored as of the last tick, and the loss reported is the
+    //    true time since that tick.
     let before = origin_generation(&origin);
     assert!(before > 0);
+    let killed_at = now_ms();
     origin.kill_hard();
     let origin = Origin::start(&db, &worker.base, 0.5);
-    let health: Value = http()
-        .get(origin.url("/health"))
+    let health: Value = origin
+        .get("/health")
         .send()
         .expect("health")
         .json()
         .expect("json");
+    let read_at = now_ms();
     assert_eq!(health["restored"]["grids"], 1, "{health}");
-    let lost = health["restored"]["lost_seconds"]
-        .as_f64()
-        .expect("lost_seconds");
-    assert!((0.0..=0.5).contains(&lost), "lost {lost} s, tick is 0.5 s");
+    assert_eq!(health["restored"]["windows"], 1, "{health}");
+    let last_tick = health["restored"]["last_tick_at"]
+        .as_u64()
+        .expect("last tick");
+    let lost_ms =
+        (health["restored"]["lost_seconds"].as_f64().expect("lost") * 1_000.0).round() as u64;
+    assert!(last_tick <= killed_at, "{health}");
+    assert!(
+        (killed_at - last_tick..=read_at - last_tick).contains(&lost_ms),
+        "lost {lost_ms} ms: between the kill ({} ms after the last tick) and the health read ({} ms)",
+        killed_at - last_tick,
+        read_at - last_tick
+    );
     assert!(origin.log().contains("restored state"), "restart is logged");
     assert!(
         origin_generation(&origin) >= before.saturating_sub(0),
         "generation restored"
     );
     // The restored surge is still priced while markets refill.
-    let restored: Value = http()
-        .get(origin.url("/v1/grids/sf"))
+    let restored: Value = origin
+        .get("/v1/grids/sf")
         .send()
         .expect("grid")
         .json()
@@ -117,17 +128,24 @@ fn origin_feeds_the_edge_survives_outages_and_restarts() {
     );
 
     // 4. Analytics answer from the same store.
-    let r: Value = http()
-        .get(origin.url("/v1/analytics/least-efficient?days=30&limit=5"))
+    let r: Value = origin
+        .get("/v1/analytics/least-efficient?days=30&limit=5")
         .send()
         .expect("analytics")
         .json()
         .expect("json");
-    assert!(r["zones"].is_array(), "{r}");
-    let h: Value = http()
-        .get(origin.url(&format!(
+    let zones = r["zones"].as_array().expect("zones");
+    assert!(
+        zones.iter().any(|z| z["zone_id"] == cell.as_str()
+            && z["region"] == "sf"
+            && z["average_multiplier"].as_f64() > Some(1.2)
+            && z["inefficiency_rank"].as_u64() >= Some(1)),
+        "the surging SF zone is ranked: {r}"
+    );
+    let h: Value = origin
+        .get(&format!(
             "/v1/analytics/history?region=sf&cell={cell}&hours=1"
-        )))
+        ))
         .send()
         .expect("history")
         .json()
@@ -141,8 +159,8 @@ fn bad_batches_are_refused_or_partially_accepted() {
     let origin = Origin::start(&dir.path().join("o.sqlite"), "", 5.0);
     let t = now_ms();
     let post = |path: &str, ct: &str, body: String| {
-        let r = http()
-            .post(origin.url(path))
+        let r = origin
+            .post(path)
             .header("content-type", ct)
             .body(body)
             .send()
@@ -203,7 +221,15 @@ fn bad_batches_are_refused_or_partially_accepted() {
     let ws_url = origin
         .url("/v1/ingest/ws?kind=demand")
         .replace("http://", "ws://");
-    let (mut ws, _) = tungstenite::connect(ws_url).expect("ws connect");
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str())
+        .expect("ws request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", equilibrium_tests::PRODUCER_TOKEN)
+            .parse()
+            .expect("header"),
+    );
+    let (mut ws, _) = tungstenite::connect(req).expect("ws connect");
     let batch = format!(
         "{}\n{}\n",
         json!({"kind": "quote", "latitude": SF.0, "longitude": SF.1, "timestamp": t}),
@@ -293,6 +319,7 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
                     grid_json: "{}".into(),
                     snapshots,
                     changes: vec![],
+                    state: vec![],
                 })
                 .expect("seed");
         }
@@ -305,8 +332,8 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
         json!({"ride_id": id, "region": "sf", "latitude": lat, "longitude": lng,
                "completed": completed, "multiplier": 2.0, "timestamp": now - 3_600_000})
     };
-    let r = http()
-        .post(origin.url("/v1/outcomes"))
+    let r = origin
+        .post("/v1/outcomes")
         .json(&vec![
             outcome("r1", 0, true),
             outcome("r2", 0, false),
@@ -322,8 +349,8 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
         "the repeated ride id is ignored"
     );
 
-    let r: Value = http()
-        .get(origin.url("/v1/analytics/least-efficient?days=30&limit=5"))
+    let r: Value = origin
+        .get("/v1/analytics/least-efficient?days=30&limit=5")
         .send()
         .expect("analytics")
         .json()
@@ -352,8 +379,8 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
         "{r}"
     );
     // Bad parameters are a 400 with a code.
-    let bad = http()
-        .get(origin.url("/v1/analytics/least-efficient?days=0"))
+    let bad = origin
+        .get("/v1/analytics/least-efficient?days=0")
         .send()
         .expect("bad");
     assert_eq!(bad.status().as_u16(), 400);

@@ -41,8 +41,15 @@ async function waitFor(what, fn, ms = 60000) {
 
 const SF = [37.7749, -122.4194];
 
+// The origin's producer token in this test.
+const PRODUCER_TOKEN = "map-test-producer-token-0123";
+
 async function post(url, body, type = "application/json") {
-  const r = await fetch(url, { method: "POST", headers: { "content-type": type }, body });
+  const r = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": type, authorization: `Bearer ${PRODUCER_TOKEN}` },
+    body,
+  });
   const text = await r.text();
   assert.equal(r.status, 200, text);
   return JSON.parse(text);
@@ -72,7 +79,8 @@ test("live surge map in headless Chromium", async (t) => {
   const originPort = await freePort();
   const origin = spawn(join(ROOT, "target/debug/origin"), [
     "serve", "--listen", `127.0.0.1:${originPort}`, "--database", join(state, "origin.sqlite"), "--edge-url", edge,
-  ], { stdio: "ignore", env: { ...process.env, EQ_EDGE_TOKEN: TOKEN, EQ_TICK_SECONDS: "0.5" } });
+  ], { stdio: "ignore", env: { ...process.env, EQ_EDGE_TOKEN: TOKEN, EQ_TICK_SECONDS: "0.5",
+    EQ_PRODUCER_TOKENS: PRODUCER_TOKEN, EQ_READER_TOKENS: "map-test-reader-token-0123" } });
   t.after(() => origin.kill("SIGKILL"));
   const originUrl = `http://127.0.0.1:${originPort}`;
   await waitFor("the origin", async () => (await fetch(`${originUrl}/health`)).ok, 60000);

@@ -1,0 +1,204 @@
+//! Bearer tokens: producers write (ingest, outcomes), readers read (grids,
+//! analytics, and `/metrics` when configured so). Several tokens per role
+//! at once, so a token is rotated by adding the new one, moving clients,
+//! then removing the old one.
+//!
+//! Tokens are kept only as SHA-256 digests, and a presented token is
+//! compared against every digest of both roles with no early exit, so the
+//! time a check takes says nothing about how close a guess was. Tokens are
+//! never logged; refusals are logged with their reason only.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{invalid, AuthConfig, ConfigError};
+
+/// Shortest token accepted in the configuration.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May post locations, demand and outcomes.
+    Producer,
+    /// May read grids, analytics (and metrics when they are not open).
+    Reader,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Bearer …` header (401 `missing_token`).
+    Missing,
+    /// A token that is not (or no longer) configured (401 `invalid_token`).
+    Invalid,
+    /// A valid token of the other role (403 `forbidden`).
+    WrongRole,
+}
+
+type Digest32 = [u8; 32];
+
+/// The configured tokens, as digests.
+#[derive(Clone)]
+pub struct Tokens {
+    producers: Vec<Digest32>,
+    readers: Vec<Digest32>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("producers", &self.producers.len())
+            .field("readers", &self.readers.len())
+            .finish()
+    }
+}
+
+fn digest(token: &[u8]) -> Digest32 {
+    Sha256::digest(token).into()
+}
+
+/// Equality of two digests in time independent of where they differ.
+fn same(a: &Digest32, b: &Digest32) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks one role's list: non-empty, long enough, no whitespace.
+fn check_list(name: &str, tokens: &[String]) -> Result<Vec<Digest32>, ConfigError> {
+    if tokens.is_empty() {
+        return Err(invalid(
+            name,
+            "no tokens configured; set at least one (e.g. EQ_PRODUCER_TOKENS / EQ_READER_TOKENS, comma-separated)",
+        ));
+    }
+    tokens
+        .iter()
+        .map(|t| {
+            if t.len() < MIN_TOKEN_LEN {
+                Err(invalid(
+                    name,
+                    format!("a token is shorter than {MIN_TOKEN_LEN} characters"),
+                ))
+            } else if t.bytes().any(|b| !b.is_ascii_graphic()) {
+                Err(invalid(
+                    name,
+                    "a token holds whitespace or non-ASCII characters",
+                ))
+            } else {
+                Ok(digest(t.as_bytes()))
+            }
+        })
+        .collect()
+}
+
+impl Tokens {
+    /// Validates the configured tokens: each role has at least one, each is
+    /// at least [`MIN_TOKEN_LEN`] printable ASCII characters, and no token
+    /// serves both roles.
+    pub fn new(cfg: &AuthConfig) -> Result<Self, ConfigError> {
+        let producers = check_list("auth.producer_tokens", &cfg.producer_tokens)?;
+        let readers = check_list("auth.reader_tokens", &cfg.reader_tokens)?;
+        if producers.iter().any(|p| readers.iter().any(|r| same(p, r))) {
+            return Err(invalid(
+                "auth",
+                "a token is both a producer and a reader token; give each role its own",
+            ));
+        }
+        Ok(Self { producers, readers })
+    }
+
+    /// Checks an `Authorization` header value for `need`.
+    pub fn check(&self, authorization: Option<&[u8]>, need: Role) -> Result<(), Refusal> {
+        let token = authorization
+            .and_then(bearer)
+            .filter(|t| !t.is_empty())
+            .ok_or(Refusal::Missing)?;
+        let d = digest(token);
+        // Every digest is compared, whatever matched earlier.
+        let producer = self.producers.iter().fold(false, |m, p| m | same(p, &d));
+        let reader = self.readers.iter().fold(false, |m, r| m | same(r, &d));
+        match (need, producer, reader) {
+            (Role::Producer, true, _) | (Role::Reader, _, true) => Ok(()),
+            (_, false, false) => Err(Refusal::Invalid),
+            _ => Err(Refusal::WrongRole),
+        }
+    }
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&AuthConfig {
+            producer_tokens: vec![
+                "producer-new-0123456789".into(),
+                "producer-old-0123456789".into(),
+            ],
+            reader_tokens: vec!["reader-token-0123456789".into()],
+            ..AuthConfig::default()
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn roles_rotation_and_refusals() {
+        let t = tokens();
+        let h = |s: &str| Some(s.as_bytes().to_vec());
+        let check = |v: Option<Vec<u8>>, r| t.check(v.as_deref(), r);
+        assert_eq!(
+            check(h("Bearer producer-new-0123456789"), Role::Producer),
+            Ok(())
+        );
+        assert_eq!(
+            check(h("bearer producer-old-0123456789"), Role::Producer),
+            Ok(())
+        );
+        assert_eq!(
+            check(h("Bearer reader-token-0123456789"), Role::Reader),
+            Ok(())
+        );
+        assert_eq!(check(None, Role::Producer), Err(Refusal::Missing));
+        assert_eq!(check(h("Bearer "), Role::Producer), Err(Refusal::Missing));
+        assert_eq!(check(h("Basic abc"), Role::Producer), Err(Refusal::Missing));
+        assert_eq!(
+            check(h("Bearer nope-nope-nope-nope"), Role::Reader),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(
+            check(h("Bearer reader-token-0123456789"), Role::Producer),
+            Err(Refusal::WrongRole)
+        );
+        assert_eq!(
+            check(h("Bearer producer-new-0123456789"), Role::Reader),
+            Err(Refusal::WrongRole)
+        );
+    }
+
+    #[test]
+    fn weak_missing_or_shared_tokens_are_refused() {
+        let cfg = |p: &[&str], r: &[&str]| AuthConfig {
+            producer_tokens: p.iter().map(|s| s.to_string()).collect(),
+            reader_tokens: r.iter().map(|s| s.to_string()).collect(),
+            ..AuthConfig::default()
+        };
+        let ok = "a-long-enough-token-1";
+        assert!(Tokens::new(&cfg(&[], &[ok])).is_err());
+        assert!(Tokens::new(&cfg(&[ok], &[])).is_err());
+        assert!(Tokens::new(&cfg(&["short"], &["another-long-token-2"])).is_err());
+        assert!(Tokens::new(&cfg(&["has a space in it 123"], &[ok])).is_err());
+        assert!(Tokens::new(&cfg(&[ok], &[ok])).is_err());
+        let dbg = format!(
+            "{:?}",
+            Tokens::new(&cfg(&[ok], &["another-long-token-2"])).expect("ok")
+        );
+        assert!(!dbg.contains(ok), "{dbg}");
+    }
+}

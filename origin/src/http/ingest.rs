@@ -1,0 +1,333 @@
+//! Producer endpoints: driver locations and demand (JSON array, NDJSON,
+//! WebSocket) and ride outcomes.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use shared::api::{
+    DemandEvent, DriverLocationEvent, ErrorBody, IngestReport, OutcomesResponse, RideOutcomeEvent,
+};
+use shared::fare::Currency;
+use shared::geo::{Cell, LatLng};
+
+use super::{bad, Problem, Query};
+use crate::ingest::{self, Format};
+use crate::state::{lock, AppState};
+use crate::store::{RideOutcome, Store};
+
+fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match ct.split(';').next().unwrap_or("").trim() {
+        "application/json" => Ok(Format::JsonArray),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Format::Ndjson),
+        _ => Err(Problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json (an array) or application/x-ndjson".into(),
+        )),
+    }
+}
+
+async fn read_body(s: &AppState, body: Body) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, s.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            s.metrics.batches_refused.fetch_add(1, Relaxed);
+            Problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "body larger than {} bytes; split the batch",
+                    s.config.max_body_bytes
+                ),
+            )
+        })
+}
+
+fn report_response(report: IngestReport) -> Response {
+    let status = if report.accepted == 0 && report.rejected > 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Which stream a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Driver locations.
+    Locations,
+    /// Demand events.
+    Demand,
+}
+
+/// Parses and applies one batch. The aggregator lock is taken once per
+/// batch, after parsing.
+pub fn apply_batch(
+    s: &AppState,
+    kind: Kind,
+    body: &[u8],
+    format: Format,
+) -> Result<IngestReport, Problem> {
+    let now = s.clock.now();
+    let refused = |e: ingest::BatchError| {
+        s.metrics.batches_refused.fetch_add(1, Relaxed);
+        bad("invalid_batch", e.to_string())
+    };
+    let report = match kind {
+        Kind::Locations => {
+            let p = ingest::locations(body, format, &s.regions, now).map_err(refused)?;
+            lock(&s.agg).drivers(&p.events);
+            s.metrics
+                .locations_accepted
+                .fetch_add(p.report.accepted as u64, Relaxed);
+            p.report
+        }
+        Kind::Demand => {
+            let p = ingest::demands(body, format, &s.regions, now).map_err(refused)?;
+            lock(&s.agg).demand(&p.events);
+            s.metrics
+                .demand_accepted
+                .fetch_add(p.report.accepted as u64, Relaxed);
+            p.report
+        }
+    };
+    s.metrics
+        .records_rejected
+        .fetch_add(report.rejected as u64, Relaxed);
+    Ok(report)
+}
+
+async fn ingest(
+    s: Arc<AppState>,
+    kind: Kind,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let format = format_of(&headers)?;
+    let bytes = read_body(&s, body).await?;
+    Ok(report_response(apply_batch(&s, kind, &bytes, format)?))
+}
+
+/// `POST /v1/ingest/locations`.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest/locations",
+    tag = "ingest",
+    request_body(
+        description = "A JSON array of reports, or NDJSON (one report per line, `application/x-ndjson`).",
+        content(
+            (Vec<DriverLocationEvent> = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Accepted (possibly partly: see `rejected` and `errors`)", body = IngestReport),
+        (status = 400, description = "Every record refused, or not a JSON array", body = IngestReport),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody),
+    ),
+    security(("producer" = [])),
+)]
+pub async fn locations(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    ingest(s, Kind::Locations, headers, body).await
+}
+
+/// `POST /v1/ingest/demand`.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest/demand",
+    tag = "ingest",
+    request_body(
+        description = "A JSON array of demand events, or NDJSON (`application/x-ndjson`).",
+        content(
+            (Vec<DemandEvent> = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Accepted (possibly partly)", body = IngestReport),
+        (status = 400, description = "Every record refused, or not a JSON array", body = IngestReport),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody),
+    ),
+    security(("producer" = [])),
+)]
+pub async fn demand(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    ingest(s, Kind::Demand, headers, body).await
+}
+
+/// The WebSocket's query.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    kind: Kind,
+}
+
+/// `GET /v1/ingest/ws?kind=locations|demand`: each text message is an
+/// NDJSON batch; each is answered with its report. (Not in the OpenAPI
+/// document: not a request/response endpoint.)
+pub async fn ws(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Problem> {
+    let ws = ws.map_err(|e| {
+        Problem(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            format!("this endpoint speaks WebSocket only: {}", e.body_text()),
+        )
+    })?;
+    let limit = s.config.max_body_bytes;
+    Ok(ws
+        .max_message_size(limit)
+        .on_upgrade(move |socket| ws_loop(s, q.kind, socket)))
+}
+
+async fn ws_loop(s: Arc<AppState>, kind: Kind, mut socket: WebSocket) {
+    while let Some(Ok(msg)) = socket.recv().await {
+        let data: Bytes = match msg {
+            Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+            Message::Binary(b) => b,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let reply = match apply_batch(&s, kind, &data, Format::Ndjson) {
+            Ok(report) => serde_json::to_string(&report),
+            Err(Problem(_, code, message)) => serde_json::to_string(&ErrorBody::new(code, message)),
+        };
+        let Ok(text) = reply else { break };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// `POST /v1/outcomes`: what became of rides, for the efficiency report.
+/// The whole batch is validated before anything is stored.
+#[utoipa::path(
+    post,
+    path = "/v1/outcomes",
+    tag = "ingest",
+    request_body(content = Vec<RideOutcomeEvent>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (repeated ride ids are not counted again)", body = OutcomesResponse),
+        (status = 400, description = "Not a JSON array of outcomes, or an invalid outcome", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A reader token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("producer" = [])),
+)]
+pub async fn outcomes(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<OutcomesResponse>, Problem> {
+    if format_of(&headers)? != Format::JsonArray {
+        return Err(Problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send outcomes as a JSON array (application/json)".into(),
+        ));
+    }
+    let bytes = read_body(&s, body).await?;
+    let items: Vec<RideOutcomeEvent> =
+        serde_json::from_slice(&bytes).map_err(|e| bad("invalid_batch", e.to_string()))?;
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, o) in items.into_iter().enumerate() {
+        rows.push(
+            outcome_row(&s, o)
+                .map_err(|m| bad("invalid_record", format!("outcome {}: {m}", i + 1)))?,
+        );
+    }
+    let inserted = with_store(&s, move |st| st.record_outcomes(&rows)).await?;
+    s.metrics
+        .outcomes_stored
+        .fetch_add(inserted as u64, Relaxed);
+    Ok(Json(OutcomesResponse { inserted }))
+}
+
+/// Validates one outcome into a store row.
+fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String> {
+    let region = s
+        .regions
+        .iter()
+        .find(|r| r.id.as_str() == o.region)
+        .ok_or_else(|| format!("unknown region {:?}", o.region))?;
+    let p = LatLng::new(o.latitude, o.longitude).map_err(|e| e.to_string())?;
+    if !(o.multiplier.is_finite() && o.multiplier >= 1.0) {
+        return Err("multiplier must be a number >= 1".into());
+    }
+    if o.ride_id.is_empty() || o.ride_id.len() > 128 {
+        return Err("ride_id must be 1-128 characters".into());
+    }
+    if o.timestamp > i64::MAX as u64 {
+        return Err("timestamp out of range".into());
+    }
+    let currency = match (&o.fare_minor, &o.currency) {
+        (Some(f), _) if *f > i64::MAX as u64 => return Err("fare_minor out of range".into()),
+        (Some(_), None) => return Err("fare_minor needs a currency".into()),
+        (_, Some(c)) => Some(
+            Currency::new(c)
+                .map_err(|e| e.to_string())?
+                .as_str()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(RideOutcome {
+        ride_id: o.ride_id,
+        region: o.region,
+        cell: Cell::at(p, region.level).token(),
+        at_ms: o.timestamp,
+        completed: o.completed,
+        multiplier: o.multiplier,
+        fare_minor: o.fare_minor,
+        currency,
+        quote_id: o.quote_id,
+    })
+}
+
+/// Runs a store operation on a blocking thread; failures are 503s.
+pub(crate) async fn with_store<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Problem> {
+    let store = s.store.clone();
+    let unavailable = |m: String| Problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+    tokio::task::spawn_blocking(move || f(&mut lock(&store)))
+        .await
+        .map_err(|_| unavailable("store task failed".into()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "store operation failed");
+            unavailable("the store is unavailable; retry".into())
+        })
+}

@@ -1,0 +1,68 @@
+//! Operations endpoints: health, metrics, the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shared::api::{ErrorBody, OriginHealth, RestoredWire};
+
+use crate::state::AppState;
+
+/// `GET /health`: always open; what the start restored and what waits to
+/// be pushed.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ops",
+    responses((status = 200, description = "The origin is up", body = OriginHealth)),
+)]
+pub async fn health(State(s): State<Arc<AppState>>) -> Json<OriginHealth> {
+    Json(OriginHealth {
+        status: "ok".into(),
+        regions: s.regions.iter().map(|r| r.id.as_str().to_owned()).collect(),
+        restored: RestoredWire {
+            grids: s.restored.grids,
+            windows: s.restored.windows,
+            last_tick_at: s.restored.last_tick_at,
+            lost_seconds: s.restored.lost_seconds,
+        },
+        pending_pushes: s.pusher.pending(),
+    })
+}
+
+/// `GET /metrics`: Prometheus text; open unless `auth.metrics_open` is
+/// false, then a reader token is needed.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No or unknown token (when metrics are not open)", body = ErrorBody),
+        (status = 403, description = "A producer token (when metrics are not open)", body = ErrorBody),
+    ),
+)]
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`: this API's OpenAPI 3 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")),
+)]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document_json(),
+    )
+        .into_response()
+}

@@ -1,0 +1,139 @@
+//! The store's schema, its version, and the migrations from older files.
+//!
+//! A fresh file gets [`SCHEMA`] and `schema_version` = [`SCHEMA_VERSION`].
+//! An older file is migrated forward in the same transaction that opens it,
+//! one version step at a time, so a crash mid-migration leaves the old
+//! version intact. A newer file is refused: this build would misread it.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::StoreError;
+
+/// The schema version this build reads and writes, kept in `meta`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The whole schema at [`SCHEMA_VERSION`]; every statement is idempotent.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS zones (
+    region          TEXT    NOT NULL,
+    cell            TEXT    NOT NULL,
+    name            TEXT    NOT NULL,
+    min_multiplier  REAL    NOT NULL,
+    max_multiplier  REAL    NOT NULL,
+    active          INTEGER NOT NULL CHECK (active IN (0, 1)),
+    PRIMARY KEY (region, cell)
+);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    id          INTEGER PRIMARY KEY,
+    region      TEXT    NOT NULL,
+    cell        TEXT    NOT NULL,
+    class       TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    supply      INTEGER NOT NULL CHECK (supply >= 0),
+    demand      INTEGER NOT NULL CHECK (demand >= 0),
+    multiplier  REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_zone_time ON snapshots (region, cell, at_ms);
+CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (at_ms);
+
+CREATE TABLE IF NOT EXISTS price_changes (
+    id              INTEGER PRIMARY KEY,
+    region          TEXT    NOT NULL,
+    cell            TEXT    NOT NULL,
+    at_ms           INTEGER NOT NULL CHECK (at_ms >= 0),
+    old_multiplier  REAL    NOT NULL,
+    new_multiplier  REAL    NOT NULL,
+    reason          TEXT    NOT NULL,
+    supply          INTEGER NOT NULL CHECK (supply >= 0),
+    demand          INTEGER NOT NULL CHECK (demand >= 0)
+);
+CREATE INDEX IF NOT EXISTS price_changes_by_region_time ON price_changes (region, at_ms);
+CREATE INDEX IF NOT EXISTS price_changes_by_time ON price_changes (at_ms);
+
+CREATE TABLE IF NOT EXISTS last_grids (
+    region      TEXT    PRIMARY KEY,
+    generation  INTEGER NOT NULL CHECK (generation >= 0),
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    grid_json   TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ride_outcomes (
+    ride_id     TEXT    PRIMARY KEY,
+    region      TEXT    NOT NULL,
+    cell        TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    completed   INTEGER NOT NULL CHECK (completed IN (0, 1)),
+    multiplier  REAL    NOT NULL,
+    quote_id    TEXT,
+    fare_minor  INTEGER CHECK (fare_minor >= 0),
+    currency    TEXT
+);
+CREATE INDEX IF NOT EXISTS ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
+CREATE INDEX IF NOT EXISTS ride_outcomes_by_time ON ride_outcomes (at_ms);
+
+CREATE TABLE IF NOT EXISTS market_state (
+    region      TEXT    PRIMARY KEY,
+    generation  INTEGER NOT NULL CHECK (generation >= 0),
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    state       BLOB    NOT NULL
+);
+";
+
+/// Version 1 → 2: money in integer minor units (`fare` REAL becomes
+/// `fare_minor` INTEGER plus `currency`), and the `market_state` table of
+/// durable windows. Version 1 stored decimal fares of two-decimal
+/// currencies (the only kind the edge's tariffs have), so `fare × 100`
+/// rounded is exact; the currency of those rows is unknown (NULL).
+const V1_TO_V2: &str = "
+ALTER TABLE ride_outcomes ADD COLUMN fare_minor INTEGER CHECK (fare_minor >= 0);
+ALTER TABLE ride_outcomes ADD COLUMN currency TEXT;
+UPDATE ride_outcomes SET fare_minor = MAX(0, CAST(ROUND(fare * 100) AS INTEGER))
+    WHERE fare IS NOT NULL;
+ALTER TABLE ride_outcomes DROP COLUMN fare;
+CREATE TABLE IF NOT EXISTS market_state (
+    region      TEXT    PRIMARY KEY,
+    generation  INTEGER NOT NULL CHECK (generation >= 0),
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    state       BLOB    NOT NULL
+);
+";
+
+/// Creates the schema in a fresh file or migrates an older one, inside the
+/// caller's transaction.
+pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);")?;
+    let found: Option<rusqlite::types::Value> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut version = match found {
+        None => {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION],
+            )?;
+            return Ok(());
+        }
+        Some(rusqlite::types::Value::Integer(v)) if (1..=SCHEMA_VERSION).contains(&v) => v,
+        Some(other) => {
+            return Err(StoreError::UnsupportedSchema {
+                found: format!("{other:?}"),
+            })
+        }
+    };
+    if version == 1 {
+        tx.execute_batch(V1_TO_V2)?;
+        version = 2;
+        tracing::info!("store migrated from schema version 1 to 2");
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        params![version],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,558 @@
+//! The origin's HTTP API in process (`app(state)` with `oneshot`, no
+//! network) and its ticks, restores and retention with a manual clock.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use origin::clock::ManualClock;
+use origin::config::Config;
+use origin::http::app;
+use origin::state::AppState;
+use origin::store::Store;
+use origin::tick::tick_once;
+use serde_json::{json, Value};
+use shared::time::Timestamp;
+use tower::ServiceExt as _;
+
+const PRODUCER: &str = "producer-token-0123456789";
+const OLD_PRODUCER: &str = "producer-token-old-0123456789";
+const READER: &str = "reader-token-0123456789";
+const T0: u64 = 1_800_000_000_000;
+const SF: (f64, f64) = (37.7749, -122.4194);
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.auth.producer_tokens = vec![PRODUCER.into()];
+    c.auth.reader_tokens = vec![READER.into()];
+    c
+}
+
+fn state_with(c: Config, store: Store, clock: &Arc<ManualClock>) -> Arc<AppState> {
+    AppState::new(c, store, clock.clone()).expect("state")
+}
+
+fn fresh() -> (Arc<AppState>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let s = state_with(config(), Store::open_in_memory().expect("store"), &clock);
+    (s, clock)
+}
+
+/// One request through the router: status, the body as JSON (`Null` if it
+/// is not JSON), and the raw response headers.
+async fn call(
+    s: &Arc<AppState>,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: String,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let res = app(s.clone())
+        .oneshot(req.body(Body::from(body)).expect("request"))
+        .await
+        .expect("response");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+async fn get(s: &Arc<AppState>, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let (st, v, _) = call(s, "GET", uri, token, None, String::new()).await;
+    (st, v)
+}
+
+async fn post_json(
+    s: &Arc<AppState>,
+    uri: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let (st, v, _) = call(
+        s,
+        "POST",
+        uri,
+        token,
+        Some("application/json"),
+        body.to_string(),
+    )
+    .await;
+    (st, v)
+}
+
+/// A busy market at `at`: `drivers` available drivers and `requests` ride
+/// requests, all at `t`.
+async fn busy(s: &Arc<AppState>, at: (f64, f64), drivers: usize, requests: usize, t: u64) {
+    let locs: Vec<Value> = (0..drivers)
+        .map(|i| json!({"driver_id": format!("d{i}"), "latitude": at.0, "longitude": at.1, "available": true, "timestamp": t}))
+        .collect();
+    let (st, r) = post_json(s, "/v1/ingest/locations", Some(PRODUCER), json!(locs)).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let demand: Vec<Value> = (0..requests)
+        .map(|i| json!({"kind": "ride_request", "latitude": at.0 + (i % 3) as f64 * 0.004, "longitude": at.1, "timestamp": t}))
+        .collect();
+    let (st, r) = post_json(s, "/v1/ingest/demand", Some(PRODUCER), json!(demand)).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["accepted"], requests);
+}
+
+fn assert_error(st: StatusCode, body: &Value, status: u16, code: &str) {
+    assert_eq!(st.as_u16(), status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_guard_every_endpoint_by_role() {
+    let (s, _) = fresh();
+    let demand = json!([{"kind": "quote", "latitude": SF.0, "longitude": SF.1, "timestamp": T0}]);
+    // No token, a wrong token, the other role's token.
+    let (st, b, h) = call(
+        &s,
+        "POST",
+        "/v1/ingest/demand",
+        None,
+        Some("application/json"),
+        demand.to_string(),
+    )
+    .await;
+    assert_error(st, &b, 401, "missing_token");
+    assert_eq!(
+        h.get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let (st, b) = post_json(
+        &s,
+        "/v1/ingest/demand",
+        Some("not-a-token-at-all-xyz"),
+        demand.clone(),
+    )
+    .await;
+    assert_error(st, &b, 401, "invalid_token");
+    let (st, b) = post_json(&s, "/v1/ingest/demand", Some(READER), demand.clone()).await;
+    assert_error(st, &b, 403, "forbidden");
+    let (st, b) = post_json(&s, "/v1/outcomes", Some(READER), json!([])).await;
+    assert_error(st, &b, 403, "forbidden");
+    for uri in [
+        "/v1/grids/sf",
+        "/v1/analytics/least-efficient",
+        "/v1/analytics/history?region=sf&cell=8085",
+    ] {
+        let (st, b) = get(&s, uri, None).await;
+        assert_error(st, &b, 401, "missing_token");
+        let (st, b) = get(&s, uri, Some(PRODUCER)).await;
+        assert_error(st, &b, 403, "forbidden");
+    }
+    // The right tokens work; nothing was applied by the refused requests.
+    let (st, b) = post_json(&s, "/v1/ingest/demand", Some(PRODUCER), demand).await;
+    assert_eq!((st, b["accepted"].as_u64()), (StatusCode::OK, Some(1)));
+    assert_eq!(
+        s.metrics
+            .demand_accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let (st, b) = get(&s, "/v1/analytics/least-efficient", Some(READER)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    // Health, the document and (by default) metrics are open.
+    for uri in ["/health", "/openapi.json", "/metrics"] {
+        assert_eq!(get(&s, uri, None).await.0, StatusCode::OK, "{uri}");
+    }
+    assert_eq!(
+        s.metrics
+            .auth_unauthorized
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+    assert_eq!(
+        s.metrics
+            .auth_forbidden
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_several_tokens_and_retires_old_ones() {
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let mut c = config();
+    c.auth.producer_tokens = vec![PRODUCER.into(), OLD_PRODUCER.into()];
+    let s = state_with(c.clone(), Store::open_in_memory().expect("store"), &clock);
+    let body = json!([{"kind": "quote", "latitude": SF.0, "longitude": SF.1, "timestamp": T0}]);
+    for t in [PRODUCER, OLD_PRODUCER] {
+        assert_eq!(
+            post_json(&s, "/v1/ingest/demand", Some(t), body.clone())
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    // The old token is removed from the configuration: refused.
+    c.auth.producer_tokens = vec![PRODUCER.into()];
+    let s = state_with(c, Store::open_in_memory().expect("store"), &clock);
+    let (st, b) = post_json(&s, "/v1/ingest/demand", Some(OLD_PRODUCER), body.clone()).await;
+    assert_error(st, &b, 401, "invalid_token");
+    assert_eq!(
+        post_json(&s, "/v1/ingest/demand", Some(PRODUCER), body)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_reader_token() {
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let mut c = config();
+    c.auth.metrics_open = false;
+    let s = state_with(c, Store::open_in_memory().expect("store"), &clock);
+    let (st, b) = get(&s, "/metrics", None).await;
+    assert_error(st, &b, 401, "missing_token");
+    let (st, b) = get(&s, "/metrics", Some(PRODUCER)).await;
+    assert_error(st, &b, 403, "forbidden");
+    assert_eq!(get(&s, "/metrics", Some(READER)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_rejection_is_the_json_error_shape() {
+    let (s, _) = fresh();
+    let r = Some(READER);
+    let cases: Vec<(&str, &str, Option<&str>, u16, &str)> = vec![
+        (
+            "GET",
+            "/v1/analytics/least-efficient?days=abc",
+            r,
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "GET",
+            "/v1/analytics/least-efficient?days=0",
+            r,
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "GET",
+            "/v1/analytics/least-efficient?limit=-1",
+            r,
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "GET",
+            "/v1/analytics/history?region=sf",
+            r,
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "GET",
+            "/v1/analytics/history?region=sf&cell=zz",
+            r,
+            400,
+            "invalid_cell",
+        ),
+        (
+            "GET",
+            "/v1/analytics/history?region=sf&cell=8085&hours=99999",
+            r,
+            400,
+            "invalid_parameter",
+        ),
+        ("GET", "/v1/grids/nowhere", r, 404, "no_grid"),
+        ("GET", "/no/such/path", None, 404, "not_found"),
+        ("DELETE", "/health", None, 405, "method_not_allowed"),
+        (
+            "GET",
+            "/v1/ingest/ws?kind=demand",
+            Some(PRODUCER),
+            426,
+            "websocket_required",
+        ),
+        (
+            "GET",
+            "/v1/ingest/ws?kind=nonsense",
+            Some(PRODUCER),
+            400,
+            "invalid_parameter",
+        ),
+    ];
+    for (method, uri, token, status, code) in cases {
+        let (st, b, _) = call(&s, method, uri, token, None, String::new()).await;
+        assert_eq!(st.as_u16(), status, "{method} {uri}: {b}");
+        assert_eq!(b["error"]["code"], code, "{method} {uri}: {b}");
+    }
+    let p = Some(PRODUCER);
+    let (st, b, _) = call(
+        &s,
+        "POST",
+        "/v1/ingest/demand",
+        p,
+        Some("text/csv"),
+        "a,b".into(),
+    )
+    .await;
+    assert_error(st, &b, 415, "unsupported_media_type");
+    let (st, b) = post_json(&s, "/v1/ingest/demand", p, json!({"a": 1})).await;
+    assert_error(st, &b, 400, "invalid_batch");
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!("nope")).await;
+    assert_error(st, &b, 400, "invalid_batch");
+}
+
+fn outcome(id: &str) -> Value {
+    json!({"ride_id": id, "region": "sf", "latitude": SF.0, "longitude": SF.1, "completed": true,
+           "multiplier": 1.5, "fare_minor": 2_350, "currency": "USD", "quote_id": "q", "timestamp": T0})
+}
+
+#[tokio::test]
+async fn outcomes_store_money_in_minor_units_and_refuse_floats() {
+    let (s, _) = fresh();
+    let p = Some(PRODUCER);
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("r1"), outcome("r2")])).await;
+    assert_eq!(
+        (st, b["inserted"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{b}"
+    );
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("r1")])).await;
+    assert_eq!(
+        (st, b["inserted"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "a retried outcome counts once"
+    );
+    let mut float = outcome("r3");
+    float["fare"] = json!(23.5);
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([float])).await;
+    assert_error(st, &b, 400, "invalid_batch");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fare"),
+        "{b}"
+    );
+    let mut no_currency = outcome("r4");
+    no_currency
+        .as_object_mut()
+        .expect("object")
+        .remove("currency");
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("r5"), no_currency])).await;
+    assert_error(st, &b, 400, "invalid_record");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("outcome 2"),
+        "{b}"
+    );
+    let mut bad_currency = outcome("r6");
+    bad_currency["currency"] = json!("dollars");
+    assert_eq!(
+        post_json(&s, "/v1/outcomes", p, json!([bad_currency]))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    // Nothing of the refused batches was stored: r5 went with its batch.
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("r5")])).await;
+    assert_eq!((st, b["inserted"].as_u64()), (StatusCode::OK, Some(1)));
+}
+
+#[tokio::test]
+async fn events_become_a_grid_on_a_manual_clock() {
+    let (s, clock) = fresh();
+    busy(&s, SF, 1, 12, T0).await;
+    clock.advance(1_000);
+    assert_eq!(tick_once(&s).await, 1);
+    let (st, g) = get(&s, "/v1/grids/sf", Some(READER)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(g["generation"].as_u64(), Some(T0 + 1_000));
+    assert_eq!(g["computed_at"].as_u64(), Some(T0 + 1_000));
+    let cells = g["cells"].as_array().expect("cells");
+    assert!(
+        cells.iter().any(|c| c["multiplier"].as_f64() > Some(1.0)),
+        "{g}"
+    );
+    // The analytics see the tick's snapshots.
+    let cell = cells[0]["cell"].as_str().expect("cell").to_owned();
+    let (st, h) = get(
+        &s,
+        &format!("/v1/analytics/history?region=sf&cell={cell}&hours=1"),
+        Some(READER),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let rows = h["history"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{h}");
+    assert!(
+        rows.iter().all(|r| r["at"].as_u64() == Some(T0 + 1_000)),
+        "{h}"
+    );
+}
+
+/// Ticks `state` at `at` after feeding it second `s` of a busy evening.
+async fn evening_step(st: &Arc<AppState>, clock: &ManualClock, s: u64) -> Value {
+    let t = T0 + s * 5_000;
+    clock.set(Timestamp(t));
+    let spot = (SF.0 + (s % 4) as f64 * 0.01, SF.1 - (s % 3) as f64 * 0.01);
+    busy(st, spot, (s % 3) as usize, 4 + (s % 7) as usize, t).await;
+    clock.set(Timestamp(t + 4_000));
+    tick_once(st).await;
+    get(st, "/v1/grids/sf", Some(READER)).await.1
+}
+
+#[tokio::test]
+async fn a_restart_resumes_the_windows_and_publishes_what_an_uninterrupted_run_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let open = |name: &str| Store::open(&dir.path().join(name)).expect("store");
+    let clock_a = Arc::new(ManualClock::new(Timestamp(T0)));
+    let clock_b = Arc::new(ManualClock::new(Timestamp(T0)));
+    let a = state_with(config(), open("a.sqlite"), &clock_a);
+    let b = state_with(config(), open("b.sqlite"), &clock_b);
+    for s in 0..30 {
+        assert_eq!(
+            evening_step(&a, &clock_a, s).await,
+            evening_step(&b, &clock_b, s).await
+        );
+    }
+    // b dies without a shutdown (nothing after its last tick is flushed) and
+    // comes back 7 s after that tick, on the same file.
+    drop(b);
+    let last_tick = T0 + 29 * 5_000 + 4_000;
+    clock_b.set(Timestamp(last_tick + 7_000));
+    let b = state_with(config(), open("b.sqlite"), &clock_b);
+    assert_eq!(b.restored.grids, 1);
+    assert_eq!(b.restored.windows, 1);
+    assert_eq!(b.restored.last_tick_at, Some(last_tick));
+    assert_eq!(
+        b.restored.lost_seconds, 7.0,
+        "the true time since the last tick"
+    );
+    // The first grid after the restart, from restored windows alone, equals
+    // the uninterrupted run's grid at the same tick, cell by cell.
+    clock_a.set(Timestamp(last_tick + 7_000));
+    tick_once(&a).await;
+    tick_once(&b).await;
+    let (ga, gb) = (
+        get(&a, "/v1/grids/sf", Some(READER)).await.1,
+        get(&b, "/v1/grids/sf", Some(READER)).await.1,
+    );
+    assert_eq!(ga, gb);
+    let cells = ga["cells"].as_array().expect("cells");
+    assert!(
+        cells
+            .iter()
+            .any(|c| c["demand"].as_u64() > Some(0) && c["multiplier"].as_f64() > Some(1.0)),
+        "the windows still hold demand and surge: {ga}"
+    );
+    // And so on, tick after tick.
+    for s in 31..60 {
+        assert_eq!(
+            evening_step(&a, &clock_a, s).await,
+            evening_step(&b, &clock_b, s).await,
+            "tick {s}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_prunes_old_history_in_batches_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let mut c = config();
+    c.retention_days = 35;
+    c.prune_batch_rows = 2;
+    let s = state_with(
+        c,
+        Store::open(&dir.path().join("r.sqlite")).expect("store"),
+        &clock,
+    );
+    // Old history: ticks and an outcome 40 days before "now".
+    for i in 0..3 {
+        clock.set(Timestamp(T0 + i * 5_000));
+        busy(&s, SF, 1, 10, T0 + i * 5_000).await;
+        tick_once(&s).await;
+    }
+    let mut old = outcome("old");
+    old["timestamp"] = json!(T0);
+    assert_eq!(
+        post_json(&s, "/v1/outcomes", Some(PRODUCER), json!([old]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let day = 86_400_000;
+    let now = T0 + 40 * day;
+    clock.set(Timestamp(now));
+    busy(&s, SF, 1, 10, now).await;
+    tick_once(&s).await;
+    let mut new = outcome("new");
+    new["timestamp"] = json!(now);
+    assert_eq!(
+        post_json(&s, "/v1/outcomes", Some(PRODUCER), json!([new]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let cell = shared::geo::Cell::at(
+        shared::geo::LatLng::new(SF.0, SF.1).expect("ll"),
+        shared::geo::DEFAULT_LEVEL,
+    )
+    .token();
+    let rows = |s: &Arc<AppState>| {
+        let st = s.store.lock().expect("store");
+        st.zone_history("sf", &cell, 0, 1_000).expect("history")
+    };
+    let before = rows(&s);
+    assert!(before.iter().any(|r| r.at_ms < now - 35 * day));
+    let pruned = origin::retention::prune_once(&s).await.expect("prune");
+    assert_eq!(pruned.cutoff_ms, now - 35 * day);
+    assert!(pruned.rows >= 4, "{pruned:?}");
+    assert!(pruned.batches >= 3, "batches of 2 rows: {pruned:?}");
+    let after = rows(&s);
+    assert!(!after.is_empty());
+    assert!(after.iter().all(|r| r.at_ms >= now - 35 * day), "{after:?}");
+    assert_eq!(
+        after.len(),
+        before.iter().filter(|r| r.at_ms >= now - 35 * day).count()
+    );
+    // A second run finds nothing more.
+    assert_eq!(
+        origin::retention::prune_once(&s).await.expect("prune").rows,
+        0
+    );
+    // The old outcome is gone, the new one stays: re-posting shows which.
+    let p = Some(PRODUCER);
+    let (_, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("old")])).await;
+    assert_eq!(b["inserted"], 1, "the old outcome was pruned");
+    let mut again = outcome("new");
+    again["timestamp"] = json!(now);
+    let (_, b) = post_json(&s, "/v1/outcomes", p, json!([again])).await;
+    assert_eq!(b["inserted"], 0, "the new outcome was kept");
+    // The grid and the windows are never pruned.
+    assert_eq!(
+        get(&s, "/v1/grids/sf", Some(READER)).await.0,
+        StatusCode::OK
+    );
+}

@@ -93,6 +93,12 @@ pub fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, PushSetupError>
 /// Whether a request failed because the server's certificate was refused
 /// (unknown issuer, wrong name, expired): a configuration problem retrying
 /// will not fix, so it is logged and counted apart.
+///
+/// The rustls error sits several boxes deep in reqwest's chain (hyper's
+/// connect error boxes it again), where a downcast cannot always reach it;
+/// rustls's own wording for certificate errors ("invalid peer
+/// certificate", "received fatal alert: BadCertificate"/"UnknownCA") is the
+/// fallback.
 pub fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -110,6 +116,13 @@ pub fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
                         | rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)
                         | rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
                 );
+            }
+            let text = candidate.to_string();
+            if text.contains("invalid peer certificate")
+                || text.contains("received fatal alert: BadCertificate")
+                || text.contains("received fatal alert: UnknownCA")
+            {
+                return true;
             }
         }
         cur = err.source();
@@ -313,4 +326,21 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_errors_are_recognised_through_wrapping() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        assert!(is_certificate_error(&io));
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(io);
+        let wrapped = std::io::Error::other(boxed);
+        assert!(is_certificate_error(&wrapped));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!is_certificate_error(&refused));
+    }
 }

@@ -39,12 +39,19 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// An HTTP client with a generous timeout, for the end-to-end tests.
+/// An HTTP client with a generous timeout, for the end-to-end tests: one
+/// per test binary, cloned (building one loads the platform's CA roots,
+/// which costs milliseconds; a loop of requests must not pay it each time).
 pub fn http() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client")
+        })
+        .clone()
 }
 
 /// Polls `check` until it returns true or `deadline` passes.
@@ -151,7 +158,7 @@ impl Worker {
             state_dir: state_dir.to_path_buf(),
             _tmp: None,
         };
-        let client = Client::new();
+        let client = http();
         let url = w.url("/health");
         wait_for("the worker's /health", Duration::from_secs(120), || {
             client
@@ -323,7 +330,7 @@ impl Origin {
             database: database.to_path_buf(),
             log_path,
         };
-        let client = Client::new();
+        let client = http();
         let url = o.url("/health");
         wait_for("the origin's /health", Duration::from_secs(60), || {
             client
@@ -406,7 +413,7 @@ impl Origin {
 
     /// A counter or gauge from `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
-        let text = Client::new()
+        let text = http()
             .get(self.url("/metrics"))
             .send()
             .and_then(|r| r.text())

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use equilibrium_tests::{wait_for, Client, Origin, Worker};
+use equilibrium_tests::{wait_for, Origin, Worker};
 use serde_json::Value;
 use sim::live::{self, LiveConfig};
 use sim::Scenario;
@@ -38,7 +38,7 @@ fn live_mode_drives_the_real_stack() {
     assert!(outcome.requests > 0 && outcome.completed > 0, "{outcome:?}");
     assert!(sim::report::table(std::slice::from_ref(outcome)).contains("| default curve |"));
     // The origin turned the stream into grids that reached the edge.
-    let http = Client::new();
+    let http = equilibrium_tests::http();
     wait_for(
         "a grid with cells at the edge",
         Duration::from_secs(20),

@@ -55,7 +55,7 @@ origin_run() { # name, token, checks, path regex
   "$PY_VENV/bin/schemathesis" run "http://127.0.0.1:$OPORT/openapi.json" --url "http://127.0.0.1:$OPORT" \
     --checks "$3" --max-examples "$ORIGIN_EXAMPLES" --seed 20261124 \
     --include-path-regex "$4" -H "Authorization: Bearer $2" --no-color 2>&1 \
-    | tee "$STATE/origin-$1.txt" | grep -vE "^\s*$" | tail -n 30
+    | tee "$STATE/origin-$1.txt" | grep -vE "^\s*$" | tail -n 60 >&2
   grep -oE '[0-9]+ generated' "$STATE/origin-$1.txt" | head -1 | cut -d' ' -f1
 }
 BASE_CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance

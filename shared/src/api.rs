@@ -558,6 +558,19 @@ impl ErrorBody {
     }
 }
 
+/// A refused ingest batch (400): the report when every record was refused,
+/// the error shape when the body is not a batch at all. Documentation of
+/// the 400 response; the origin sends one or the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum IngestRefusal {
+    /// Every record was refused; see `errors`.
+    Report(IngestReport),
+    /// The body is not a batch (not a JSON array).
+    Error(ErrorBody),
+}
+
 /// `POST /v1/outcomes` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use shared::api::{
-    DemandEvent, DriverLocationEvent, ErrorBody, IngestReport, OutcomesResponse, RideOutcomeEvent,
+    DemandEvent, DriverLocationEvent, ErrorBody, IngestRefusal, IngestReport, OutcomesResponse,
+    RideOutcomeEvent,
 };
 use shared::fare::Currency;
 use shared::geo::{Cell, LatLng};
@@ -136,7 +137,7 @@ async fn ingest(
     ),
     responses(
         (status = 200, description = "Accepted (possibly partly: see `rejected` and `errors`)", body = IngestReport),
-        (status = 400, description = "Every record refused, or not a JSON array", body = IngestReport),
+        (status = 400, description = "Every record refused (the report), or not a JSON array (the error shape)", body = IngestRefusal),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "A reader token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -166,7 +167,7 @@ pub async fn locations(
     ),
     responses(
         (status = 200, description = "Accepted (possibly partly)", body = IngestReport),
-        (status = 400, description = "Every record refused, or not a JSON array", body = IngestReport),
+        (status = 400, description = "Every record refused (the report), or not a JSON array (the error shape)", body = IngestRefusal),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "A reader token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),

@@ -115,6 +115,7 @@ pub struct HistoryQuery {
     /// Region id.
     region: String,
     /// S2 cell token of the zone.
+    #[param(pattern = "^[0-9a-fA-F]{1,16}$")]
     cell: String,
     /// Look back this many hours (1-8784, default 24).
     #[param(minimum = 1, maximum = 8784)]

@@ -56,10 +56,12 @@ pub struct RegionConfig {
     /// S2 level of its cells (default 13).
     #[serde(default = "default_level")]
     pub level: u8,
-    /// Zone minimum multiplier for cells without their own caps.
+    /// The lowest multiplier any cell of the region publishes (every cell
+    /// of a region shares its caps; the edge can narrow them per region
+    /// with `caps:<region>` in KV).
     #[serde(default = "one")]
     pub min_multiplier: f64,
-    /// Zone maximum multiplier for cells without their own caps.
+    /// The highest multiplier any cell of the region publishes.
     #[serde(default = "five")]
     pub max_multiplier: f64,
 }

@@ -213,11 +213,101 @@ fn quote_sign_verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// The durable-windows snapshot a tick persists: a busy region (20,000
+/// drivers, demand in 10,000 cell × class keys with 60 buckets each, an
+/// engine tracking 10,000 cells), encoded and decoded, beside the grid
+/// recompute of the same 10,000 cells that every tick already runs.
+fn state_snapshot(c: &mut Criterion) {
+    use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
+    use shared::time::{Millis, Timestamp};
+    let sw = LatLng::new(37.2, -122.9).expect("sw");
+    let ne = LatLng::new(38.2, -121.75).expect("ne");
+    let mut cells = BoundingBox::new(sw, ne)
+        .expect("box")
+        .covering(DEFAULT_LEVEL, 20_000)
+        .expect("covering");
+    cells.truncate(10_000);
+    let config = MarketConfig {
+        demand_window: Millis::from_secs(300),
+        bucket: Millis::from_secs(5),
+        ..MarketConfig::default()
+    };
+    let mut market = Market::new(config).expect("market");
+    let t0 = 1_800_000_000_000u64;
+    for d in 0..20_000u64 {
+        market.driver_seen(DriverSeen {
+            driver: DriverId(mix(d)),
+            cell: cells[(mix(d + 7) % 10_000) as usize],
+            class: shared::fare::VehicleClass::Standard,
+            available: d % 5 != 0,
+            at: Timestamp(t0 + 240_000 + mix(d) % 60_000),
+        });
+    }
+    for (i, cell) in cells.iter().enumerate() {
+        for b in 0..60u64 {
+            market.demand_seen(DemandSeen {
+                cell: *cell,
+                class: shared::fare::VehicleClass::Standard,
+                kind: DemandKind::Quote,
+                at: Timestamp(t0 + b * 5_000 + i as u64 % 5_000),
+            });
+        }
+    }
+    let inputs: Vec<CellInput> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, cell)| CellInput {
+            cell: *cell,
+            supply: (mix(i as u64) % 20) as u32,
+            demand: (mix(i as u64 + 99) % 40) as u32,
+            caps: Caps::DEFAULT,
+        })
+        .collect();
+    let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
+    engine.update(&inputs);
+    let bytes = shared::state::encode(&market, &engine);
+    println!(
+        "state snapshot: {} bytes for 20,000 drivers, 10,000 demand keys x 60 buckets, 10,000 engine cells",
+        bytes.len()
+    );
+    let mut g = c.benchmark_group("state");
+    g.sample_size(20);
+    g.bench_function("encode_busy_region", |b| {
+        b.iter(|| {
+            black_box(shared::state::encode(
+                black_box(&market),
+                black_box(&engine),
+            ))
+        })
+    });
+    g.bench_function("decode_busy_region", |b| {
+        b.iter_batched(
+            || {
+                (
+                    Market::new(config).expect("market"),
+                    SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine"),
+                )
+            },
+            |(mut m, mut e)| {
+                shared::state::decode_into(black_box(&bytes), &mut m, &mut e).expect("decode");
+                black_box((m, e))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Baseline: the tick's grid recompute of the same 10,000 cells.
+    g.bench_function("baseline_grid_recompute_10k_cells", |b| {
+        b.iter(|| black_box(engine.update(black_box(&inputs))))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     latlng_to_cell,
     market_update,
     grid_recompute,
-    quote_sign_verify
+    quote_sign_verify,
+    state_snapshot
 );
 criterion_main!(benches);

@@ -158,16 +158,52 @@ fn cors_allows_only_the_demo_origin() {
 }
 
 #[test]
-fn the_origin_does_not_log_its_edge_token() {
+fn the_origin_does_not_log_its_tokens() {
     let dir = tempfile::tempdir().expect("tmp");
     let origin = Origin::start(&dir.path().join("o.sqlite"), "http://127.0.0.1:9", 0.2);
-    let r = origin.post("/v1/ingest/demand")
-        .json(&json!([{"kind": "quote", "latitude": 37.77, "longitude": -122.42, "timestamp": equilibrium_tests::now_ms()}]))
+    let demand = json!([{"kind": "quote", "latitude": 37.77, "longitude": -122.42, "timestamp": equilibrium_tests::now_ms()}]);
+    let r = origin
+        .post("/v1/ingest/demand")
+        .json(&demand)
         .send()
         .expect("demand");
     assert_eq!(r.status().as_u16(), 200);
+    // Refusals are logged with their reason, never with the token offered.
+    let wrong = "a-wrong-token-that-must-not-be-logged";
+    let r = http()
+        .post(origin.url("/v1/ingest/demand"))
+        .bearer_auth(wrong)
+        .json(&demand)
+        .send()
+        .expect("demand");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = origin
+        .get("/v1/analytics/least-efficient")
+        .send()
+        .expect("read");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http()
+        .get(origin.url("/v1/analytics/least-efficient"))
+        .bearer_auth(equilibrium_tests::PRODUCER_TOKEN)
+        .send()
+        .expect("read");
+    assert_eq!(r.status().as_u16(), 403);
     wait_for("a failed push in the log", Duration::from_secs(20), || {
         origin.log().contains("will retry")
     });
-    assert!(!origin.log().contains(ADMIN_TOKEN));
+    wait_for("the refusals in the log", Duration::from_secs(20), || {
+        origin.log().matches("request refused").count() >= 2
+    });
+    let log = origin.log();
+    for secret in [
+        ADMIN_TOKEN,
+        equilibrium_tests::PRODUCER_TOKEN,
+        equilibrium_tests::READER_TOKEN,
+        wrong,
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the origin's log"
+        );
+    }
 }

@@ -280,6 +280,7 @@ async fn every_rejection_is_the_json_error_shape() {
             "invalid_parameter",
         ),
         ("GET", "/v1/grids/nowhere", r, 404, "no_grid"),
+        ("GET", "/v1/grids/%FF", r, 400, "invalid_parameter"),
         ("GET", "/no/such/path", None, 404, "not_found"),
         ("DELETE", "/health", None, 405, "method_not_allowed"),
         (

@@ -69,6 +69,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A path parameter; one that cannot be decoded (e.g. `%FF`, not UTF-8) is
+/// a 400 `invalid_parameter`, not axum's plain text.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| bad("invalid_parameter", e.body_text()))
+    }
+}
+
 /// Refuses a request without a token of `role`: 401 without a (known)
 /// token, 403 with a token of the other role. Tokens are never logged.
 async fn require(

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use shared::api::{
 use shared::geo::Cell;
 
 use super::ingest::with_store;
-use super::{bad, Problem, Query};
+use super::{bad, Path, Problem, Query};
 use crate::state::AppState;
 
 /// `GET /v1/grids/{region}`: the newest grid, as pushed to the edge.

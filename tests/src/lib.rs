@@ -42,12 +42,15 @@ pub fn free_port() -> u16 {
 /// An HTTP client with a generous timeout, for the end-to-end tests: one
 /// per test binary, cloned (building one loads the platform's CA roots,
 /// which costs milliseconds; a loop of requests must not pay it each time).
+/// No connection is reused: a test that makes a server refuse a body
+/// mid-upload must not leave a broken connection for the next request.
 pub fn http() -> Client {
     static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
             Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("http client")
         })

@@ -20,13 +20,28 @@ let mode = "rider";
 let pickup = null;
 let markers = [];
 
-function fmtMoney(x, cur) { return `${x.toFixed(2)} ${cur}`; }
+function fmtMoney(x, cur) { return `${Number(x).toFixed(2)} ${cur}`; }
+
+// Builds an element; strings become text nodes, never HTML, so nothing the
+// edge (or the URL) says can add markup to the page.
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "style") Object.assign(e.style, v);
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+function show(id, ...children) { $(id).replaceChildren(...children); }
 
 function legend() {
   const stops = [1.0, 1.2, 1.4, 1.6, 2.0, 2.5, 3.0];
-  $("legend").innerHTML = "<b>Surge</b>" + stops
-    .map((m) => `<div><span style="background:${multiplier_color(m)}"></span>${m.toFixed(1)}×${m === 3.0 ? " and above" : ""}</div>`)
-    .join("");
+  show("legend", el("b", {}, "Surge"), ...stops.map((m) => el("div", {},
+    el("span", { style: { background: multiplier_color(m) } }),
+    `${m.toFixed(1)}×${m === 3.0 ? " and above" : ""}`)));
 }
 
 function drawCell(map, token, multiplier, info) {
@@ -46,7 +61,7 @@ function drawCell(map, token, multiplier, info) {
   c.polygon.setStyle({ fillColor: color });
   const el = c.polygon.getElement();
   if (el) { el.setAttribute("data-multiplier", String(multiplier)); el.setAttribute("data-color", color); }
-  c.polygon.bindTooltip(`${multiplier.toFixed(1)}× · supply ${info.supply} · demand ${info.demand} · ${info.trend}`);
+  c.polygon.bindTooltip(el("span", {}, `${multiplier.toFixed(1)}× · supply ${info.supply} · demand ${info.demand} · ${info.trend}`));
 }
 
 function showGrid(map, g) {
@@ -68,7 +83,7 @@ function tickAge() {
 async function loadHeatmap(map) {
   const b = map.getBounds();
   const bounds = [b.getSouth(), b.getWest(), b.getNorth(), b.getEast()].map((x) => x.toFixed(5)).join(",");
-  const r = await fetch(`${EDGE}/api/v1/pricing/heatmap?bounds=${bounds}&zoom=${Math.max(13, map.getZoom())}&region=${REGION}`);
+  const r = await fetch(`${EDGE}/api/v1/pricing/heatmap?bounds=${bounds}&zoom=${Math.max(13, map.getZoom())}&region=${encodeURIComponent(REGION)}`);
   if (!r.ok) return;
   const h = await r.json();
   if (h.generation < grid.generation) return;
@@ -80,7 +95,7 @@ async function loadHeatmap(map) {
 }
 
 function connect(map, attempt = 0) {
-  const ws = new WebSocket(`${EDGE.replace(/^http/, "ws")}/api/v1/pricing/stream?region=${REGION}`);
+  const ws = new WebSocket(`${EDGE.replace(/^http/, "ws")}/api/v1/pricing/stream?region=${encodeURIComponent(REGION)}`);
   ws.onopen = () => { attempt = 0; $("live").textContent = "live"; $("live").className = "on"; };
   ws.onmessage = (ev) => {
     try {
@@ -98,7 +113,7 @@ function connect(map, attempt = 0) {
 function clearMarkers(map) { for (const m of markers) map.removeLayer(m); markers = []; }
 
 async function quote(map, from, to) {
-  $("quote").innerHTML = "Pricing…";
+  show("quote", "Pricing…");
   const r = await fetch(`${EDGE}/api/v1/pricing/estimate`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -109,36 +124,40 @@ async function quote(map, from, to) {
     }),
   });
   const q = await r.json();
-  if (!r.ok) { $("quote").innerHTML = `<p class="error">${q.error?.message ?? "error"}</p>`; return; }
+  if (!r.ok) { show("quote", el("p", { className: "error" }, q.error?.message ?? "error")); return; }
   const f = q.fare_breakdown;
-  const rows = f.explanation.map((line) => `<tr><td colspan="2">${line}</td></tr>`).join("");
-  const html = `<div class="quote-popup">
-      <div class="final-fare">${fmtMoney(q.final_fare, q.currency)}</div>
-      <div>${q.surge_multiplier.toFixed(1)}× surge (${q.surge_source.source}) · ${q.estimated_distance} km · ${q.estimated_duration} min</div>
-      <table class="breakdown">${rows}<tr><td><b>Total</b></td><td><b>${fmtMoney(f.total, q.currency)}</b></td></tr></table>
-      <button class="confirm">Confirm at this price</button> <span class="confirm-status"></span>
-    </div>`;
-  $("quote").innerHTML = html;
-  L.popup().setLatLng(from).setContent(`<b>${fmtMoney(q.final_fare, q.currency)}</b> · ${q.surge_multiplier.toFixed(1)}×`).openOn(map);
-  $("quote").querySelector(".confirm").onclick = async () => {
-    const c = await fetch(`${EDGE}/api/v1/quotes/${q.quote_id}/confirm`, {
+  const status = el("span", { className: "confirm-status" });
+  const confirm = el("button", { className: "confirm" }, "Confirm at this price");
+  show("quote", el("div", { className: "quote-popup" },
+    el("div", { className: "final-fare" }, fmtMoney(q.final_fare, q.currency)),
+    el("div", {}, `${q.surge_multiplier.toFixed(1)}× surge (${q.surge_source.source}) · ${q.estimated_distance} km · ${q.estimated_duration} min`),
+    el("table", { className: "breakdown" },
+      ...f.explanation.map((line) => el("tr", {}, el("td", { colSpan: 2 }, line))),
+      el("tr", {}, el("td", {}, el("b", {}, "Total")), el("td", {}, el("b", {}, fmtMoney(f.total, q.currency))))),
+    confirm, " ", status));
+  L.popup().setLatLng(from)
+    .setContent(el("span", {}, el("b", {}, fmtMoney(q.final_fare, q.currency)), ` · ${q.surge_multiplier.toFixed(1)}×`))
+    .openOn(map);
+  confirm.onclick = async () => {
+    const c = await fetch(`${EDGE}/api/v1/quotes/${encodeURIComponent(q.quote_id)}/confirm`, {
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ quote_token: q.quote_token }),
     });
     const body = await c.json();
-    $("quote").querySelector(".confirm-status").textContent = c.ok
+    status.textContent = c.ok
       ? `confirmed at ${fmtMoney(body.final_fare, body.currency)}`
       : `refused: ${body.error?.code}`;
   };
 }
 
 async function recommend(map, at) {
-  const r = await fetch(`${EDGE}/api/v1/driver/heatmap?lat=${at.lat}&lng=${at.lng}&radius=5000&region=${REGION}`);
+  const r = await fetch(`${EDGE}/api/v1/driver/heatmap?lat=${at.lat}&lng=${at.lng}&radius=5000&region=${encodeURIComponent(REGION)}`);
   const d = await r.json();
-  if (!r.ok) { $("recommended").innerHTML = `<li class="error">${d.error?.message}</li>`; return; }
-  $("recommended").innerHTML = d.recommended_zones.length
-    ? d.recommended_zones.map((z) => `<li data-zone="${z.zone_id}">${z.surge_multiplier.toFixed(1)}× · ${(z.distance_meters / 1000).toFixed(1)} km · ${fmtMoney(z.estimated_earnings_per_hour, d.currency)}/h · ${z.demand_trend}</li>`).join("")
-    : "<li>No surge nearby.</li>";
+  if (!r.ok) { show("recommended", el("li", { className: "error" }, d.error?.message ?? "error")); return; }
+  show("recommended", ...(d.recommended_zones.length
+    ? d.recommended_zones.map((z) => el("li", { dataset: { zone: z.zone_id } },
+      `${z.surge_multiplier.toFixed(1)}× · ${(z.distance_meters / 1000).toFixed(1)} km · ${fmtMoney(z.estimated_earnings_per_hour, d.currency)}/h · ${z.demand_trend}`))
+    : [el("li", {}, "No surge nearby.")]));
   for (const z of d.recommended_zones) {
     const c = cells.get(z.zone_id);
     if (c) c.polygon.setStyle({ weight: 3, color: "#1f4e99" });

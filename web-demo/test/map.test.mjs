@@ -3,7 +3,9 @@
 // origin pushing to it: cells render, a generation the origin pushes
 // recolours a cell without a reload, a dropped stream is noticed and
 // reconnected (the next generations arrive on the new connection), a quote
-// shows its price and breakdown and confirms, the driver view lists cells. Saves a screenshot and prints
+// shows its price and breakdown and confirms, the driver view lists cells,
+// the page carries a Content-Security-Policy, and an error message that
+// echoes a crafted ?region= renders as text. Saves a screenshot and prints
 // its path.
 //
 // Run: node --test web-demo/test/   (after scripts/build-worker.sh,
@@ -111,8 +113,11 @@ test("live surge map in headless Chromium", async (t) => {
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
   // No internet here: the page runs without base tiles.
-  await page.goto(`http://127.0.0.1:${sitePort}/?edge=${encodeURIComponent(edge)}&region=sf&tiles=off&fresh=3`);
+  const resp = await page.goto(`http://127.0.0.1:${sitePort}/?edge=${encodeURIComponent(edge)}&region=sf&tiles=off&fresh=3`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+  const csp = resp.headers()["content-security-policy"] ?? "";
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/, `the page's CSP: ${csp}`);
+  assert.doesNotMatch(csp, /script-src[^;]*unsafe-inline/);
 
   // Cells render, coloured by multiplier.
   const hot = `path[data-cell="${HOT_CELL}"]`;
@@ -174,6 +179,23 @@ test("live surge map in headless Chromium", async (t) => {
   assert.equal(await page.isHidden("#stale-warning"), true);
   origin.kill("SIGKILL");
   await page.waitForSelector("#stale-warning", { state: "visible", timeout: 30000 });
+
+  // A crafted ?region= that the edge echoes in its error renders as text:
+  // no element is created from it and its handler never runs.
+  const crafted = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  crafted.on("pageerror", (e) => errors.push(String(e)));
+  const markup = `<img src=x onerror="window.__xss=1">`;
+  await crafted.goto(`http://127.0.0.1:${sitePort}/?edge=${encodeURIComponent(edge)}&region=${encodeURIComponent(markup)}&tiles=off`);
+  await crafted.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+  const cbox = await crafted.locator("#map").boundingBox();
+  await crafted.mouse.click(cbox.x + cbox.width / 2, cbox.y + cbox.height / 2);
+  await crafted.mouse.click(cbox.x + cbox.width / 2 + 120, cbox.y + cbox.height / 2 - 80);
+  await crafted.waitForSelector("#quote .error", { timeout: 30000 });
+  const shown = await crafted.textContent("#quote .error");
+  assert.ok(shown.includes("<img"), `the edge's message, as text: ${shown}`);
+  assert.equal(await crafted.locator("#quote img").count(), 0, "no element from the message");
+  assert.equal(await crafted.evaluate(() => window.__xss), undefined, "no script from the message");
+  await crafted.close();
 
   const shot = join(tmpdir(), `equilibrium-map-${Date.now()}.png`);
   await page.screenshot({ path: shot });

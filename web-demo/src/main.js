@@ -59,8 +59,8 @@ function drawCell(map, token, multiplier, info) {
   }
   c.multiplier = multiplier;
   c.polygon.setStyle({ fillColor: color });
-  const el = c.polygon.getElement();
-  if (el) { el.setAttribute("data-multiplier", String(multiplier)); el.setAttribute("data-color", color); }
+  const path = c.polygon.getElement();
+  if (path) { path.setAttribute("data-multiplier", String(multiplier)); path.setAttribute("data-color", color); }
   c.polygon.bindTooltip(el("span", {}, `${multiplier.toFixed(1)}× · supply ${info.supply} · demand ${info.demand} · ${info.trend}`));
 }
 

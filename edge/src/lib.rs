@@ -35,6 +35,13 @@ use crate::http::{apply_cors, error_response, json, preflight};
 /// The OpenAPI 3 description of every public endpoint.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// Once per isolate: panics are logged with their message and location
+/// (a panic still resets the isolate; none is expected on any input).
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();

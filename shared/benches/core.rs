@@ -110,7 +110,8 @@ fn market_update(c: &mut Criterion) {
     g.finish();
 }
 
-fn grid_recompute(c: &mut Criterion) {
+/// 10,000 level-13 cells around the Bay Area.
+fn ten_thousand_cells() -> Vec<shared::geo::Cell> {
     let sw = LatLng::new(37.2, -122.9).expect("sw");
     let ne = LatLng::new(38.2, -121.75).expect("ne");
     let mut cells = BoundingBox::new(sw, ne)
@@ -118,6 +119,11 @@ fn grid_recompute(c: &mut Criterion) {
         .covering(DEFAULT_LEVEL, 20_000)
         .expect("covering");
     cells.truncate(10_000);
+    cells
+}
+
+fn grid_recompute(c: &mut Criterion) {
+    let cells = ten_thousand_cells();
     assert_eq!(cells.len(), 10_000, "the box must hold 10,000 cells");
     let inputs: Vec<CellInput> = cells
         .iter()
@@ -220,13 +226,7 @@ fn quote_sign_verify(c: &mut Criterion) {
 fn state_snapshot(c: &mut Criterion) {
     use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
     use shared::time::{Millis, Timestamp};
-    let sw = LatLng::new(37.2, -122.9).expect("sw");
-    let ne = LatLng::new(38.2, -121.75).expect("ne");
-    let mut cells = BoundingBox::new(sw, ne)
-        .expect("box")
-        .covering(DEFAULT_LEVEL, 20_000)
-        .expect("covering");
-    cells.truncate(10_000);
+    let cells = ten_thousand_cells();
     let config = MarketConfig {
         demand_window: Millis::from_secs(300),
         bucket: Millis::from_secs(5),

@@ -12,7 +12,8 @@ use super::StoreError;
 /// The schema version this build reads and writes, kept in `meta`.
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// The whole schema at [`SCHEMA_VERSION`]; every statement is idempotent.
+/// The schema at [`SCHEMA_VERSION`] (with [`MARKET_STATE`]); every
+/// statement is idempotent.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS zones (
     region          TEXT    NOT NULL,
@@ -71,7 +72,11 @@ CREATE TABLE IF NOT EXISTS ride_outcomes (
 );
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_time ON ride_outcomes (at_ms);
+";
 
+/// The durable windows (schema 2): each region's market state as of its
+/// last stored grid. Part of a fresh schema and of the 1 → 2 migration.
+const MARKET_STATE: &str = "
 CREATE TABLE IF NOT EXISTS market_state (
     region      TEXT    PRIMARY KEY,
     generation  INTEGER NOT NULL CHECK (generation >= 0),
@@ -81,8 +86,7 @@ CREATE TABLE IF NOT EXISTS market_state (
 ";
 
 /// Version 1 → 2: money in integer minor units (`fare` REAL becomes
-/// `fare_minor` INTEGER plus `currency`), and the `market_state` table of
-/// durable windows. Version 1 stored decimal fares of two-decimal
+/// `fare_minor` INTEGER plus `currency`); then [`MARKET_STATE`]. Version 1 stored decimal fares of two-decimal
 /// currencies (the only kind the edge's tariffs have), so `fare × 100`
 /// rounded is exact; the currency of those rows is unknown (NULL).
 const V1_TO_V2: &str = "
@@ -91,12 +95,6 @@ ALTER TABLE ride_outcomes ADD COLUMN currency TEXT;
 UPDATE ride_outcomes SET fare_minor = MAX(0, CAST(ROUND(fare * 100) AS INTEGER))
     WHERE fare IS NOT NULL;
 ALTER TABLE ride_outcomes DROP COLUMN fare;
-CREATE TABLE IF NOT EXISTS market_state (
-    region      TEXT    PRIMARY KEY,
-    generation  INTEGER NOT NULL CHECK (generation >= 0),
-    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
-    state       BLOB    NOT NULL
-);
 ";
 
 /// Creates the schema in a fresh file or migrates an older one, inside the
@@ -113,6 +111,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
     let mut version = match found {
         None => {
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(MARKET_STATE)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION],
@@ -128,6 +127,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
     };
     if version == 1 {
         tx.execute_batch(V1_TO_V2)?;
+        tx.execute_batch(MARKET_STATE)?;
         version = 2;
         tracing::info!("store migrated from schema version 1 to 2");
     }

@@ -7,18 +7,16 @@ use shared::api::{
     demand_level, hourly_earnings, surge_color, DriverHeatmapResponse, DriverZone, HeatmapResponse,
     HeatmapZone, Location,
 };
+use shared::desk::{zone_name, Desk};
 use shared::fare::{minor_to_decimal, RouteModel};
 use shared::geo::{BoundingBox, Cell, LatLng, Level, DEFAULT_LEVEL};
-use shared::grid::{Freshness, GridCell};
-use shared::surge::Multiplier;
-use shared::time::Timestamp;
+use shared::grid::GridCell;
 use worker::{Env, Request, Response};
 
 use crate::config::{self, Settings};
 use crate::error::ApiError;
-use crate::grids;
 use crate::http::json;
-use crate::pricing::{class_of, region_of};
+use crate::pricing::{class_of, read_desk_inputs, region_of};
 
 /// Most zones in one heatmap answer.
 pub const MAX_ZONES: usize = 5_000;
@@ -126,7 +124,7 @@ pub async fn rider(
     };
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
-    let read = grids::read(env, &region, now, settings.grid_cache).await;
+    let (read, inputs) = read_desk_inputs(env, settings, &region, now).await;
     let Some(grid) = read.grid else {
         let empty = HeatmapResponse {
             zones: vec![],
@@ -139,10 +137,12 @@ pub async fn rider(
         };
         return json(&empty, 200).map_err(|_| ApiError::unavailable("response encoding"));
     };
-    let age = Timestamp(now).since(grid.computed_at());
-    let stale = settings.staleness.decay(Multiplier::ONE, age).1 != Freshness::Fresh;
-    let inside: Vec<&GridCell> = grid
-        .cells()
+    // The effective multipliers (caps and staleness applied): what a quote
+    // in each cell would charge.
+    let desk = Desk::new(Some(&grid), inputs);
+    let stale = desk.stale();
+    let priced = desk.cells();
+    let inside: Vec<&GridCell> = priced
         .iter()
         .filter(|c| bounds.contains(c.cell.center()))
         .collect();
@@ -165,7 +165,7 @@ pub async fn rider(
         .iter()
         .map(|c| HeatmapZone {
             zone_id: c.cell.token(),
-            zone_name: format!("{region} {}", c.cell.token()),
+            zone_name: zone_name(&region, c.cell),
             center: Location::from(c.cell.center()),
             surge_multiplier: c.multiplier,
             demand_level: demand_level(c.multiplier).to_owned(),
@@ -218,13 +218,16 @@ pub async fn driver(
     let class = class_of(q.get("vehicle_type").map(String::as_str))?;
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
-    let read = grids::read(env, &region, now, settings.grid_cache).await;
-    let tariff = config::tariff(env, settings, &region, class, now).await;
+    let ((read, inputs), tariff) = futures_util::future::join(
+        read_desk_inputs(env, settings, &region, now),
+        config::tariff(env, settings, &region, class, now),
+    )
+    .await;
     let speed = RouteModel::default().speed_kmh;
-    let mut zones: Vec<(i64, DriverZone)> = read
-        .grid
+    // Earnings at the effective multiplier: what riders there are charged.
+    let priced = Desk::new(read.grid.as_deref(), inputs).cells();
+    let mut zones: Vec<(i64, DriverZone)> = priced
         .iter()
-        .flat_map(|g| g.cells().iter())
         .filter_map(|c| {
             let d = here.distance_m(c.cell.center());
             (d <= radius).then_some((c, d))
@@ -237,7 +240,7 @@ pub async fn driver(
                 earn,
                 DriverZone {
                     zone_id: c.cell.token(),
-                    zone_name: format!("{region} {}", c.cell.token()),
+                    zone_name: zone_name(&region, c.cell),
                     center: Location::from(c.cell.center()),
                     distance_meters: d.round() as u32,
                     surge_multiplier: c.multiplier,

@@ -142,8 +142,11 @@ async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response
     let _ = headers.set("upgrade", "websocket");
     let mut init = worker::RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let zreq = Request::new_with_init("https://zone/stream", &init)
-        .map_err(|_| ApiError::unavailable("the zone object"))?;
+    let zreq = Request::new_with_init(
+        &["https://zone/stream?region=", region.as_str()].concat(),
+        &init,
+    )
+    .map_err(|_| ApiError::unavailable("the zone object"))?;
     stub.fetch_with_request(zreq)
         .await
         .map_err(|_| ApiError::unavailable("the zone object"))

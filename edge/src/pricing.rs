@@ -4,11 +4,9 @@ use shared::api::{
     demand_level, ConfirmRequest, ConfirmResponse, EstimateRequest, EstimateResponse,
     FareBreakdownWire, SurgeSource, ZoneInfo,
 };
+use shared::desk::{zone_name, Desk, DeskInputs};
 use shared::fare::{minor_to_decimal, price, RouteModel, VehicleClass};
-use shared::geo::{Cell, DEFAULT_LEVEL};
-use shared::grid::Freshness;
 use shared::quote::{Ident, QuoteClaims, QuoteError};
-use shared::surge::Multiplier;
 use shared::time::Timestamp;
 use worker::{Env, Method, Request, RequestInit, Response};
 
@@ -79,61 +77,26 @@ pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
     }
 }
 
-/// The multiplier a quote uses for a cell, and where it came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Priced {
-    /// Multiplier applied (decayed, capped).
-    pub multiplier: Multiplier,
-    /// Multiplier the grid published.
-    pub published: Multiplier,
-    /// `fresh`, `cached`, `stale` or `default`.
-    pub source: &'static str,
-    /// Grid age in ms, if a grid exists.
-    pub age_ms: Option<u64>,
-    /// Grid generation (0 none).
-    pub generation: u64,
-    /// The grid's level, or the default.
-    pub cell: Cell,
-}
-
-/// Looks up the multiplier for a pickup: grid, staleness decay, caps.
-pub async fn multiplier_at(
+/// The region's grid and the caps in force, read concurrently, as the
+/// desk's inputs at `now`: the one read path of every price the edge shows.
+pub async fn read_desk_inputs(
     env: &Env,
     settings: &Settings,
     region: &Ident,
-    pickup: shared::geo::LatLng,
     now: u64,
-) -> Priced {
-    let read = grids::read(env, region, now, settings.grid_cache).await;
-    let caps = config::effective_caps(env, settings, region, now).await;
-    let Some(grid) = read.grid else {
-        return Priced {
-            multiplier: caps.clamp(Multiplier::ONE),
-            published: Multiplier::ONE,
-            source: "default",
-            age_ms: None,
-            generation: 0,
-            cell: Cell::at(pickup, DEFAULT_LEVEL),
-        };
+) -> (grids::GridRead, DeskInputs) {
+    let (read, caps) = futures_util::future::join(
+        grids::read(env, region, now, settings.grid_cache),
+        config::effective_caps(env, settings, region, now),
+    )
+    .await;
+    let inputs = DeskInputs {
+        caps,
+        staleness: settings.staleness,
+        now: Timestamp(now),
+        from_cache: read.via == Via::Isolate,
     };
-    let cell = Cell::at(pickup, grid.level());
-    let published = grid.lookup(cell).map_or(Multiplier::ONE, |c| c.multiplier);
-    let age = Timestamp(now).since(grid.computed_at());
-    let (decayed, freshness) = settings.staleness.decay(published, age);
-    let source = match (freshness, read.via) {
-        (Freshness::Fresh, Via::Isolate) => "cached",
-        (Freshness::Fresh, _) => "fresh",
-        (Freshness::Stale, _) => "stale",
-        (Freshness::Default, _) => "default",
-    };
-    Priced {
-        multiplier: caps.clamp(decayed),
-        published,
-        source,
-        age_ms: Some(age.0),
-        generation: grid.generation(),
-        cell,
-    }
+    (read, inputs)
 }
 
 /// `POST /api/v1/pricing/estimate`.
@@ -172,8 +135,12 @@ pub async fn estimate(
     let trip = RouteModel::default()
         .estimate(pickup, dropoff)
         .map_err(|e| ApiError::bad_request("trip_too_long", e.to_string()))?;
-    let priced = multiplier_at(env, settings, &region, pickup, now).await;
-    let tariff = config::tariff(env, settings, &region, class, now).await;
+    let ((read, inputs), tariff) = futures_util::future::join(
+        read_desk_inputs(env, settings, &region, now),
+        config::tariff(env, settings, &region, class, now),
+    )
+    .await;
+    let priced = Desk::new(read.grid.as_deref(), inputs).at(pickup);
     let fare = price(&tariff, trip, priced.multiplier);
 
     let issued = Timestamp(now);
@@ -193,7 +160,7 @@ pub async fn estimate(
         expires_at: issued + settings.quote_ttl,
     };
     let token = config::keyring(env)?.sign(&claims);
-    let degraded = matches!(priced.source, "stale" | "default");
+    let degraded = priced.source.degraded();
     let zone_id = priced.cell.token();
     let resp = EstimateResponse {
         quote_id: claims.quote_id.to_string(),
@@ -207,15 +174,15 @@ pub async fn estimate(
         estimated_distance: (f64::from(trip.distance_m) / 100.0).round() / 10.0,
         vehicle_type: class.as_str().to_owned(),
         zone_info: ZoneInfo {
-            zone_name: [region.as_str(), " ", &zone_id].concat(),
+            zone_name: zone_name(&region, priced.cell),
             zone_id,
             current_demand_level: demand_level(priced.published).to_owned(),
             region: region.to_string(),
         },
         fare_breakdown: FareBreakdownWire::from(&fare),
         surge_source: SurgeSource {
-            source: priced.source.to_owned(),
-            age_seconds: priced.age_ms.map(|ms| ms as f64 / 1_000.0),
+            source: priced.source.as_str().to_owned(),
+            age_seconds: priced.age.map(|a| a.0 as f64 / 1_000.0),
             grid_generation: priced.generation,
             published_multiplier: priced.published,
         },

@@ -6,11 +6,16 @@
 //!   cannot interleave), then sent to every subscriber.
 //! * `GET /grid`: the held grid, 404 if none.
 //! * `GET /stream`: a WebSocket (hibernation API). The subscriber gets the
-//!   held grid at once, then every newer generation.
+//!   held grid at once, then every newer generation — each as the pricing
+//!   desk prices it (caps in force and staleness applied), so the stream
+//!   shows what a quote charges.
 
 use serde::Deserialize;
 use shared::api::{GridPush, GridPushResponse};
+use shared::desk::{Desk, DeskInputs};
 use shared::grid::SurgeGrid;
+use shared::surge::Caps;
+use shared::time::Timestamp;
 use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -23,6 +28,8 @@ use crate::http::{error_response, json};
 #[derive(Debug)]
 pub struct Zone {
     state: State,
+    /// For the caps in force (the `CONFIG` namespace) and the settings.
+    env: Env,
 }
 
 #[derive(Deserialize)]
@@ -42,7 +49,30 @@ impl Zone {
         Ok(rows.into_iter().next())
     }
 
-    fn offer(&self, body: String) -> Result<Response> {
+    /// The stream message for a grid: the grid as the desk prices it now.
+    fn stream_message(&self, grid: &SurgeGrid, caps: Caps, now: u64) -> Option<String> {
+        let settings = crate::config::Settings::cached(&self.env).ok()?;
+        let inputs = DeskInputs {
+            caps,
+            staleness: settings.staleness,
+            now: Timestamp(now),
+            from_cache: false,
+        };
+        let effective = Desk::new(Some(grid), inputs).effective_grid()?;
+        let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
+        Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
+    }
+
+    /// The caps in force for `region` now (read before any grid state is
+    /// read, so no await separates reading the held grid from writing it).
+    async fn caps(&self, region: &shared::quote::Ident, now: u64) -> Caps {
+        match crate::config::Settings::cached(&self.env) {
+            Ok(s) => crate::config::effective_caps(&self.env, &s, region, now).await,
+            Err(_) => Caps::DEFAULT,
+        }
+    }
+
+    async fn offer(&self, body: String) -> Result<Response> {
         let push: GridPush = match serde_json::from_str(&body) {
             Ok(p) => p,
             Err(e) => return error_response(&crate::error::from_json_error(&e)),
@@ -51,6 +81,8 @@ impl Zone {
             Ok(g) => g,
             Err(e) => return error_response(&ApiError::bad_request("invalid_grid", e.to_string())),
         };
+        let now = worker::Date::now().as_millis();
+        let caps = self.caps(grid.region(), now).await;
         let held = self.held()?;
         let current = held.as_ref().map_or(0, |r| r.generation.max(0) as u64);
         if grid.generation() <= current {
@@ -69,10 +101,11 @@ impl Zone {
              ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, body = excluded.body",
             vec![generation.into(), body.as_str().into()],
         )?;
-        let message = format!(r#"{{"type":"grid","grid":{body}}}"#);
-        for ws in self.state.get_websockets() {
-            // A socket that is closing cannot be sent to; the others can.
-            let _ = ws.send_with_str(&message);
+        if let Some(message) = self.stream_message(&grid, caps, now) {
+            for ws in self.state.get_websockets() {
+                // A socket that is closing cannot be sent to; the others can.
+                let _ = ws.send_with_str(&message);
+            }
         }
         json(
             &GridPushResponse {
@@ -84,27 +117,34 @@ impl Zone {
         )
     }
 
-    fn subscribe(&self) -> Result<Response> {
+    async fn subscribe(&self, region: Option<shared::quote::Ident>) -> Result<Response> {
+        let now = worker::Date::now().as_millis();
+        let caps = match &region {
+            Some(r) => self.caps(r, now).await,
+            None => Caps::DEFAULT,
+        };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        if let Some(row) = self.held()? {
-            let _ = pair
-                .server
-                .send_with_str(format!(r#"{{"type":"grid","grid":{}}}"#, row.body));
+        let held = self
+            .held()?
+            .and_then(|row| serde_json::from_str::<GridPush>(&row.body).ok())
+            .and_then(|p| SurgeGrid::try_from(p).ok());
+        if let Some(message) = held.and_then(|g| self.stream_message(&g, caps, now)) {
+            let _ = pair.server.send_with_str(message);
         }
         Response::from_websocket(pair.client)
     }
 }
 
 impl DurableObject for Zone {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         // Creating a table that exists is a no-op; failure surfaces on use.
         let _ = state.storage().sql().exec(
             "CREATE TABLE IF NOT EXISTS grid (id INTEGER PRIMARY KEY CHECK (id = 1), \
              generation INTEGER NOT NULL, body TEXT NOT NULL)",
             None,
         );
-        Self { state }
+        Self { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -119,9 +159,22 @@ impl DurableObject for Zone {
             },
             (Method::Put, "/grid") => {
                 let body = req.text().await?;
-                self.offer(body)
+                self.offer(body).await
             }
-            (Method::Get, "/stream") => self.subscribe(),
+            (Method::Get, "/stream") => {
+                // The caller names the region (the object does not know
+                // its own name).
+                let region = req
+                    .url()
+                    .ok()
+                    .and_then(|u| {
+                        u.query_pairs()
+                            .find(|(k, _)| k == "region")
+                            .map(|(_, v)| v.into_owned())
+                    })
+                    .and_then(|r| shared::quote::Ident::new(&r).ok());
+                self.subscribe(region).await
+            }
             _ => error_response(&ApiError::not_found(&req.path())),
         }
     }

@@ -23,12 +23,16 @@
 //!   edge verifies any quote with no shared state.
 //! * [`grid`]: the validated surge grid the origin pushes, and the
 //!   newest-generation-wins rule.
+//! * [`desk`]: the pricing desk: one effective multiplier (published,
+//!   decayed by age, clamped to the caps in force) for quotes, heatmaps and
+//!   the driver view; the multiplier's [`desk::Source`]; zone names.
 //! * [`state`]: compact binary snapshots of a region's market windows and
 //!   engine smoothing, so a restart resumes exactly where a tick left off.
 //! * [`api`]: serde request/response types of every endpoint. Only this
 //!   module (and the few core types that *are* the wire format) knows serde.
 
 pub mod api;
+pub mod desk;
 pub mod fare;
 pub mod geo;
 pub mod grid;

@@ -1,0 +1,308 @@
+//! The pricing desk: one view of the effective multiplier for every way a
+//! price is shown.
+//!
+//! A quote, the rider heatmap and the driver view all price from the same
+//! inputs — the region's grid (if any), the caps in force (the region's
+//! caps narrowed by an emergency cap), the staleness settings and `now` —
+//! and this module is the only place that turns them into a multiplier:
+//! the published value, decayed by the grid's age, clamped to the caps.
+//! What a map shows for a cell is therefore what a quote there charges.
+//!
+//! No I/O: the edge reads the inputs (concurrently) and calls the desk.
+
+use crate::geo::{Cell, LatLng, Level, DEFAULT_LEVEL};
+use crate::grid::{Freshness, GridCell, Staleness, SurgeGrid};
+use crate::quote::Ident;
+use crate::surge::{Caps, Multiplier};
+use crate::time::{Millis, Timestamp};
+
+/// Where a price's multiplier came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A fresh grid just read from KV or the zone object.
+    Fresh,
+    /// A fresh grid from this isolate's cache.
+    Cached,
+    /// A grid past its fresh age, decaying toward 1.0.
+    Stale,
+    /// No grid, or one fully decayed: 1.0 (clamped to the caps).
+    Default,
+}
+
+/// A multiplier source name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown multiplier source {0:?}; expected fresh, cached, stale or default")]
+pub struct UnknownSource(pub String);
+
+impl Source {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Fresh => "fresh",
+            Source::Cached => "cached",
+            Source::Stale => "stale",
+            Source::Default => "default",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Result<Self, UnknownSource> {
+        match s {
+            "fresh" => Ok(Source::Fresh),
+            "cached" => Ok(Source::Cached),
+            "stale" => Ok(Source::Stale),
+            "default" => Ok(Source::Default),
+            other => Err(UnknownSource(other.chars().take(32).collect())),
+        }
+    }
+
+    /// Whether a price from this source is degraded (stale or default).
+    pub fn degraded(self) -> bool {
+        matches!(self, Source::Stale | Source::Default)
+    }
+}
+
+/// The name of a zone: its region and its cell token. The one place zone
+/// names are built.
+pub fn zone_name(region: &Ident, cell: Cell) -> String {
+    [region.as_str(), " ", &cell.token()].concat()
+}
+
+/// Everything besides the grid that decides a multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeskInputs {
+    /// The caps in force: the region's caps narrowed by an emergency cap
+    /// ([`Caps::effective`]).
+    pub caps: Caps,
+    /// How long a grid is trusted and how fast it decays.
+    pub staleness: Staleness,
+    /// Now.
+    pub now: Timestamp,
+    /// Whether the grid came from the isolate's cache (only changes the
+    /// source's name, `cached` instead of `fresh`).
+    pub from_cache: bool,
+}
+
+/// One cell's effective price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    /// The multiplier every view shows and a quote charges: decayed by age,
+    /// clamped to the caps.
+    pub multiplier: Multiplier,
+    /// What the grid published (1.0 without a grid or a cell).
+    pub published: Multiplier,
+    /// Where it came from.
+    pub source: Source,
+    /// The grid's age, if there is a grid.
+    pub age: Option<Millis>,
+    /// The grid's generation (0: none).
+    pub generation: u64,
+    /// The cell priced, at the grid's level (or the default level).
+    pub cell: Cell,
+}
+
+/// A region's prices at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Desk<'g> {
+    grid: Option<&'g SurgeGrid>,
+    inputs: DeskInputs,
+}
+
+impl<'g> Desk<'g> {
+    /// A desk over `grid` (none: every price is the default).
+    pub fn new(grid: Option<&'g SurgeGrid>, inputs: DeskInputs) -> Self {
+        Self { grid, inputs }
+    }
+
+    /// The grid's age at `now`.
+    pub fn age(&self) -> Option<Millis> {
+        self.grid.map(|g| self.inputs.now.since(g.computed_at()))
+    }
+
+    /// The level prices are looked up at.
+    pub fn level(&self) -> Level {
+        self.grid.map_or(DEFAULT_LEVEL, SurgeGrid::level)
+    }
+
+    /// Whether the grid is past its fresh age (or missing).
+    pub fn stale(&self) -> bool {
+        match self.age() {
+            None => true,
+            Some(age) => age > self.inputs.staleness.fresh_for,
+        }
+    }
+
+    /// The effective price of a published multiplier in this region now.
+    fn apply(&self, published: Multiplier) -> (Multiplier, Source) {
+        let Some(age) = self.age() else {
+            return (self.inputs.caps.clamp(Multiplier::ONE), Source::Default);
+        };
+        let (decayed, freshness) = self.inputs.staleness.decay(published, age);
+        let source = match freshness {
+            Freshness::Fresh if self.inputs.from_cache => Source::Cached,
+            Freshness::Fresh => Source::Fresh,
+            Freshness::Stale => Source::Stale,
+            Freshness::Default => Source::Default,
+        };
+        (self.inputs.caps.clamp(decayed), source)
+    }
+
+    /// The price at a point (a quote's pickup).
+    pub fn at(&self, point: LatLng) -> Effective {
+        self.at_cell(Cell::at(point, self.level()))
+    }
+
+    /// The price of a cell at the grid's level.
+    pub fn at_cell(&self, cell: Cell) -> Effective {
+        let published = self
+            .grid
+            .and_then(|g| g.lookup(cell))
+            .map_or(Multiplier::ONE, |c| c.multiplier);
+        let (multiplier, source) = self.apply(published);
+        Effective {
+            multiplier,
+            published,
+            source,
+            age: self.age(),
+            generation: self.grid.map_or(0, SurgeGrid::generation),
+            cell,
+        }
+    }
+
+    /// The grid with every cell's effective multiplier in place of the
+    /// published one: the price stream's payload.
+    pub fn effective_grid(&self) -> Option<SurgeGrid> {
+        let g = self.grid?;
+        SurgeGrid::new(
+            g.region().clone(),
+            g.level(),
+            g.generation(),
+            g.computed_at(),
+            self.cells(),
+        )
+        .ok()
+    }
+
+    /// Every cell of the grid with its effective multiplier in place of the
+    /// published one (what the heatmaps and the stream show).
+    pub fn cells(&self) -> Vec<GridCell> {
+        self.grid
+            .map(|g| {
+                g.cells()
+                    .iter()
+                    .map(|c| GridCell {
+                        multiplier: self.apply(c.multiplier).0,
+                        ..*c
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::surge::Trend;
+
+    fn m(t: u16) -> Multiplier {
+        Multiplier::from_tenths(t).expect("tenths")
+    }
+
+    fn grid(at: u64) -> SurgeGrid {
+        let cells = [(37.77, -122.42, 40), (37.70, -122.45, 12)]
+            .iter()
+            .map(|(lat, lng, t)| GridCell {
+                cell: Cell::at(LatLng::new(*lat, *lng).expect("ll"), DEFAULT_LEVEL),
+                multiplier: m(*t),
+                supply: 1,
+                demand: 9,
+                trend: Trend::Increasing,
+            })
+            .collect();
+        SurgeGrid::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            7,
+            Timestamp(at),
+            cells,
+        )
+        .expect("grid")
+    }
+
+    fn inputs(caps: Caps, now: u64) -> DeskInputs {
+        DeskInputs {
+            caps,
+            staleness: Staleness {
+                fresh_for: Millis::from_secs(30),
+                decay_over: Millis::from_secs(300),
+            },
+            now: Timestamp(now),
+            from_cache: false,
+        }
+    }
+
+    /// Every view agrees: the map's value of each cell is the quote's.
+    fn assert_views_agree(desk: &Desk<'_>) {
+        for c in desk.cells() {
+            assert_eq!(desk.at(c.cell.center()).multiplier, c.multiplier, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn an_emergency_cap_holds_in_every_view() {
+        let g = grid(1_000);
+        let caps = Caps::DEFAULT.effective(Some(m(15)));
+        let desk = Desk::new(Some(&g), inputs(caps, 2_000));
+        let hot = desk.at(LatLng::new(37.77, -122.42).expect("ll"));
+        assert_eq!((hot.multiplier, hot.published), (m(15), m(40)));
+        assert_eq!(hot.source, Source::Fresh);
+        assert!(desk.cells().iter().all(|c| c.multiplier <= m(15)));
+        assert_views_agree(&desk);
+        let streamed = desk.effective_grid().expect("grid");
+        assert_eq!(streamed.generation(), 7);
+        assert_eq!(streamed.cells(), desk.cells().as_slice());
+    }
+
+    #[test]
+    fn a_stale_grid_decays_alike_in_every_view() {
+        let g = grid(0);
+        // 30 s fresh, then 150 of 300 s of decay: 4.0 → 2.5, 1.2 → 1.1.
+        let desk = Desk::new(Some(&g), inputs(Caps::DEFAULT, 180_000));
+        assert!(desk.stale());
+        let hot = desk.at(LatLng::new(37.77, -122.42).expect("ll"));
+        assert_eq!((hot.multiplier, hot.source), (m(25), Source::Stale));
+        assert!(hot.source.degraded());
+        assert_views_agree(&desk);
+    }
+
+    #[test]
+    fn no_grid_prices_the_default_within_the_caps() {
+        let caps = Caps::new(m(12), m(30)).expect("caps");
+        let desk = Desk::new(None, inputs(caps, 5));
+        let e = desk.at(LatLng::new(1.0, 1.0).expect("ll"));
+        assert_eq!(
+            (e.multiplier, e.source, e.generation),
+            (m(12), Source::Default, 0)
+        );
+        assert!(desk.cells().is_empty());
+    }
+
+    #[test]
+    fn sources_parse_their_names_and_zone_names_are_one_shape() {
+        for s in [
+            Source::Fresh,
+            Source::Cached,
+            Source::Stale,
+            Source::Default,
+        ] {
+            assert_eq!(Source::parse(s.as_str()), Ok(s));
+        }
+        assert!(Source::parse("fresh ").is_err());
+        let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
+        assert_eq!(
+            zone_name(&Ident::new("sf").expect("id"), cell),
+            format!("sf {}", cell.token())
+        );
+    }
+}

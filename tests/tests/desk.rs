@@ -1,0 +1,182 @@
+//! One price everywhere, in workerd: under an emergency cap, under a
+//! region's caps and with a stale grid, a quote, the rider heatmap, the
+//! driver view and the price stream show the same multiplier for the
+//! pickup's cell.
+
+use std::time::Duration;
+
+use equilibrium_tests::{http, now_ms, wait_for, Worker, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use shared::api::{GridCellWire, GridPush};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+use shared::grid::GRID_FORMAT;
+use shared::surge::Multiplier;
+
+const PICKUP: (f64, f64) = (37.7749, -122.4194);
+
+fn cell() -> Cell {
+    Cell::at(LatLng::new(PICKUP.0, PICKUP.1).expect("ll"), DEFAULT_LEVEL)
+}
+
+fn push(w: &Worker, generation: u64, computed_at: u64) {
+    let g = GridPush {
+        format: GRID_FORMAT,
+        region: "desk".into(),
+        level: DEFAULT_LEVEL.get(),
+        generation,
+        computed_at,
+        cells: vec![GridCellWire {
+            cell: cell().token(),
+            multiplier: Multiplier::from_tenths(40).expect("m"),
+            supply: 1,
+            demand: 9,
+            trend: "increasing".into(),
+        }],
+    };
+    let r = http()
+        .put(w.url("/admin/v1/grids/desk"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&g)
+        .send()
+        .expect("push");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+fn get(w: &Worker, path: &str) -> Value {
+    let r = http().get(w.url(path)).send().expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().expect("json")
+}
+
+/// (quote, rider heatmap, driver view) multipliers of the pickup's cell,
+/// and the quote's source.
+fn views(w: &Worker) -> (f64, f64, f64, String) {
+    let r = http()
+        .post(w.url("/api/v1/pricing/estimate"))
+        .json(&json!({
+            "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "region": "desk",
+        }))
+        .send()
+        .expect("estimate");
+    assert_eq!(r.status().as_u16(), 200);
+    let q: Value = r.json().expect("json");
+    let token = cell().token();
+    let h = get(
+        w,
+        "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=desk",
+    );
+    let on_map = h["zones"]
+        .as_array()
+        .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
+        .and_then(|z| z["surge_multiplier"].as_f64())
+        .unwrap_or(f64::NAN);
+    let d = get(
+        w,
+        &format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=3000&region=desk",
+            PICKUP.0, PICKUP.1
+        ),
+    );
+    let for_driver = d["recommended_zones"]
+        .as_array()
+        .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
+        .and_then(|z| z["surge_multiplier"].as_f64())
+        .unwrap_or(f64::NAN);
+    (
+        q["surge_multiplier"].as_f64().unwrap_or(f64::NAN),
+        on_map,
+        for_driver,
+        q["surge_source"]["source"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+/// The pickup cell's multiplier in the next grid message of a stream.
+fn next_streamed(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+) -> (u64, f64) {
+    loop {
+        match ws.read().expect("ws read") {
+            tungstenite::Message::Text(t) => {
+                let m: Value = serde_json::from_str(&t).expect("json");
+                let token = cell().token();
+                let multiplier = m["grid"]["cells"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["cell"] == token.as_str()))
+                    .and_then(|c| c["multiplier"].as_f64())
+                    .unwrap_or(f64::NAN);
+                return (m["grid"]["generation"].as_u64().unwrap_or(0), multiplier);
+            }
+            tungstenite::Message::Close(_) => panic!("socket closed"),
+            _ => continue,
+        }
+    }
+}
+
+fn subscribe(
+    w: &Worker,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
+    tungstenite::connect(w.ws_url("/api/v1/pricing/stream?region=desk"))
+        .expect("websocket connect")
+        .0
+}
+
+#[test]
+fn quotes_heatmaps_and_the_driver_view_agree_under_caps_and_staleness() {
+    // A decay slow enough that a stale value holds for the whole test.
+    let w = Worker::start_with_vars(&[
+        ("GRID_CACHE_MS", "200"),
+        ("CONFIG_CACHE_MS", "200"),
+        ("GRID_DECAY_SECONDS", "100000"),
+    ]);
+    push(&w, 1, now_ms());
+    let (q, map, driver, source) = views(&w);
+    assert_eq!((q, map, driver), (4.0, 4.0, 4.0));
+    assert!(matches!(source.as_str(), "fresh" | "cached"), "{source}");
+
+    // An emergency: every view shows the capped price a quote charges.
+    w.kv_put("CONFIG", "emergency_cap", "1.5");
+    wait_for("the emergency cap", Duration::from_secs(30), || {
+        views(&w).0 == 1.5
+    });
+    let (q, map, driver, _) = views(&w);
+    assert_eq!((q, map, driver), (1.5, 1.5, 1.5));
+    // The stream too: the grid held at connection, then the next push.
+    let mut ws = subscribe(&w);
+    assert_eq!(next_streamed(&mut ws), (1, 1.5));
+    push(&w, 2, now_ms());
+    assert_eq!(next_streamed(&mut ws), (2, 1.5));
+
+    // The region's own caps, the emergency lifted.
+    w.kv_put("CONFIG", "emergency_cap", "100");
+    w.kv_put("CONFIG", "caps:desk", r#"{"min":1.0,"max":2.0}"#);
+    wait_for("the region's caps", Duration::from_secs(30), || {
+        views(&w).0 == 2.0
+    });
+    let (q, map, driver, _) = views(&w);
+    assert_eq!((q, map, driver), (2.0, 2.0, 2.0));
+    push(&w, 3, now_ms());
+    assert_eq!(next_streamed(&mut ws), (3, 2.0));
+
+    // A stale grid (1,030 s old, fresh for 30 s, decaying over 100,000 s):
+    // 4.0 decays to 3.9 in every view.
+    w.kv_put("CONFIG", "caps:desk", r#"{"min":1.0,"max":5.0}"#);
+    wait_for("the caps lifted", Duration::from_secs(30), || {
+        views(&w).0 == 4.0
+    });
+    push(&w, 4, now_ms() - 1_030_000);
+    wait_for("the stale grid uncapped", Duration::from_secs(30), || {
+        views(&w).3 == "stale" && views(&w).0 == 3.9
+    });
+    assert_eq!(views(&w), (3.9, 3.9, 3.9, "stale".into()));
+    assert_eq!(next_streamed(&mut ws), (4, 3.9));
+    let h = get(
+        &w,
+        "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=desk",
+    );
+    assert_eq!(h["stale"], true, "{h}");
+}

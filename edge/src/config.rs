@@ -212,19 +212,16 @@ pub async fn tariff(
 
 /// The caps in force for a region, emergency cap applied.
 pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> Caps {
-    let caps = config_value(
-        env,
-        &["caps:", region.as_str()].concat(),
-        now,
-        s.config_cache,
+    // Both keys at once: a cold isolate waits for one KV round trip, not two.
+    let key = ["caps:", region.as_str()].concat();
+    let (caps, emergency) = futures_util::future::join(
+        config_value(env, &key, now, s.config_cache),
+        config_value(env, "emergency_cap", now, s.config_cache),
     )
-    .await
-    .and_then(|t| parse_caps(&t))
-    .unwrap_or(Caps::DEFAULT);
-    let emergency = config_value(env, "emergency_cap", now, s.config_cache)
-        .await
-        .and_then(|t| parse_emergency(&t));
-    caps.effective(emergency)
+    .await;
+    caps.and_then(|t| parse_caps(&t))
+        .unwrap_or(Caps::DEFAULT)
+        .effective(emergency.and_then(|t| parse_emergency(&t)))
 }
 
 #[cfg(test)]

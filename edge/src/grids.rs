@@ -70,11 +70,8 @@ pub fn remember(region: &Ident, grid: Option<SurgeGrid>, now: u64) -> Option<Rc<
         });
         entry.checked_at = now;
         if let Some(new) = grid {
-            let newer = entry
-                .grid
-                .as_ref()
-                .is_none_or(|cur| new.generation() > cur.generation());
-            if newer {
+            let held = entry.grid.as_ref().map(|g| g.generation());
+            if shared::grid::supersedes(new.generation(), held) {
                 entry.grid = Some(Rc::new(new));
             }
         }

@@ -85,7 +85,7 @@ impl Zone {
         let caps = self.caps(grid.region(), now).await;
         let held = self.held()?;
         let current = held.as_ref().map_or(0, |r| r.generation.max(0) as u64);
-        if grid.generation() <= current {
+        if !shared::grid::supersedes(grid.generation(), held.as_ref().map(|_| current)) {
             return json(
                 &GridPushResponse {
                     status: "stale".into(),

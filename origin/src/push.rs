@@ -188,8 +188,7 @@ impl Pusher {
             return;
         }
         let mut p = self.lock();
-        let newer = p.get(region).is_none_or(|cur| generation > cur.generation);
-        if newer {
+        if shared::grid::supersedes(generation, p.get(region).map(|cur| cur.generation)) {
             p.insert(region.to_owned(), Pending { generation, body });
         }
         self.metrics.pushes_pending.store(p.len() as u64, Relaxed);

@@ -143,6 +143,15 @@ impl SurgeGrid {
     }
 }
 
+/// The newest-generation-wins rule, the one place it is written: a grid of
+/// generation `candidate` replaces the held one only if it is strictly
+/// newer (an equal generation is a duplicate). Every holder of grids — the
+/// slot below, the edge's isolate cache and zone object, the origin's push
+/// queue — asks this.
+pub fn supersedes(candidate: u64, held: Option<u64>) -> bool {
+    held.is_none_or(|h| candidate > h)
+}
+
 /// What [`GridSlot::offer`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
@@ -172,7 +181,7 @@ impl GridSlot {
     /// one. Equal generations are duplicates and ignored.
     pub fn offer(&mut self, grid: SurgeGrid) -> Offer {
         match &self.0 {
-            Some(cur) if cur.generation >= grid.generation => Offer::Stale {
+            Some(cur) if !supersedes(grid.generation, Some(cur.generation)) => Offer::Stale {
                 current: cur.generation,
             },
             cur => {
@@ -257,6 +266,14 @@ impl Staleness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_strictly_newer_generation_supersedes() {
+        assert!(supersedes(1, None));
+        assert!(supersedes(8, Some(7)));
+        assert!(!supersedes(7, Some(7)));
+        assert!(!supersedes(6, Some(7)));
+    }
     use crate::geo::{LatLng, DEFAULT_LEVEL};
 
     fn grid(generation: u64) -> SurgeGrid {

@@ -66,6 +66,7 @@ pub async fn push_grid(
 
     let stub =
         grids::zone_stub(env, &region).map_err(|_| ApiError::unavailable("the zone object"))?;
+    let text_for_location = text.clone();
     let zreq = zone_request("/grid", Method::Put, Some(text.clone()))
         .map_err(|_| ApiError::unavailable("the zone object"))?;
     let mut resp = stub
@@ -85,6 +86,7 @@ pub async fn push_grid(
                 let _ = put.execute().await;
             }
         }
+        grids::store_at_location(&region, text_for_location, now).await;
         grids::remember(&region, Some(grid), now);
     }
     let mut out = Response::ok(answer)

@@ -39,8 +39,12 @@ pub struct Settings {
     pub staleness: Staleness,
     /// How long a quote may be confirmed.
     pub quote_ttl: Millis,
-    /// How long an isolate reuses a grid before re-reading KV.
+    /// How long an isolate reuses a grid before re-reading the location's
+    /// copy.
     pub grid_cache: Millis,
+    /// How old the location's copy may get before it is refreshed from the
+    /// zone object in the background.
+    pub grid_refresh: Millis,
     /// Origins allowed by CORS (comma-separated, `*` for any).
     pub cors_origins: String,
     /// How long an isolate reuses admin KV values.
@@ -80,6 +84,7 @@ impl Settings {
             },
             quote_ttl: secs(env, "QUOTE_TTL_SECONDS", 120),
             grid_cache: millis(env, "GRID_CACHE_MS", 2_000),
+            grid_refresh: millis(env, "GRID_REFRESH_MS", 2_000),
             cors_origins: var(env, "CORS_ORIGINS")
                 .unwrap_or_else(|| "http://127.0.0.1:8788".into()),
             config_cache: millis(env, "CONFIG_CACHE_MS", CONFIG_CACHE_MS),

@@ -11,7 +11,7 @@ use shared::desk::{zone_name, Desk};
 use shared::fare::{minor_to_decimal, RouteModel};
 use shared::geo::{BoundingBox, Cell, LatLng, Level, DEFAULT_LEVEL};
 use shared::grid::GridCell;
-use worker::{Env, Request, Response};
+use worker::{Context, Env, Request, Response};
 
 use crate::config::{self, Settings};
 use crate::error::ApiError;
@@ -102,6 +102,7 @@ fn aggregate(cells: &[&GridCell], level: Level) -> Vec<GridCell> {
 pub async fn rider(
     req: &Request,
     env: &Env,
+    ctx: &Context,
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
@@ -124,7 +125,7 @@ pub async fn rider(
     };
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
-    let (read, inputs) = read_desk_inputs(env, settings, &region, now).await;
+    let (read, inputs) = read_desk_inputs(env, ctx, settings, &region, now).await;
     let Some(grid) = read.grid else {
         let empty = HeatmapResponse {
             zones: vec![],
@@ -191,6 +192,7 @@ pub async fn rider(
 pub async fn driver(
     req: &Request,
     env: &Env,
+    ctx: &Context,
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
@@ -219,7 +221,7 @@ pub async fn driver(
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
     let ((read, inputs), tariff) = futures_util::future::join(
-        read_desk_inputs(env, settings, &region, now),
+        read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),
     )
     .await;

@@ -43,7 +43,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();
     let settings = match Settings::cached(&env) {
         Ok(s) => s,
@@ -52,7 +52,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if req.method() == Method::Options {
         return preflight(origin.as_deref(), &settings.cors_origins);
     }
-    let mut resp = match route(req, &env, &settings).await {
+    let mut resp = match route(req, &env, &ctx, &settings).await {
         Ok(r) => r,
         Err(e) => error_response(&e)?,
     };
@@ -63,7 +63,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     Ok(resp)
 }
 
-async fn route(req: Request, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
+async fn route(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    settings: &Settings,
+) -> Result<Response, ApiError> {
     let now = Date::now().as_millis();
     let path = req.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -90,13 +95,13 @@ async fn route(req: Request, env: &Env, settings: &Settings) -> Result<Response,
             r.headers_mut().set("content-type", "application/json").map_err(enc)?;
             Ok(r)
         }
-        (["api", "v1", "pricing", "estimate"], Method::Post) => pricing::estimate(req, env, settings, now).await,
+        (["api", "v1", "pricing", "estimate"], Method::Post) => pricing::estimate(req, env, ctx, settings, now).await,
         (["api", "v1", "quotes", id, "confirm"], Method::Post) => {
             let id = (*id).to_owned();
             pricing::confirm(req, env, &id, now).await
         }
-        (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, settings, now).await,
-        (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, settings, now).await,
+        (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, ctx, settings, now).await,
+        (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, ctx, settings, now).await,
         (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings).await,
         (["admin", "v1", "grids", region], Method::Put) => {
             let region = (*region).to_owned();

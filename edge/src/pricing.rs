@@ -8,7 +8,7 @@ use shared::desk::{zone_name, Desk, DeskInputs};
 use shared::fare::{minor_to_decimal, price, RouteModel, VehicleClass};
 use shared::quote::{Ident, QuoteClaims, QuoteError};
 use shared::time::Timestamp;
-use worker::{Env, Method, Request, RequestInit, Response};
+use worker::{Context, Env, Method, Request, RequestInit, Response};
 
 use crate::config::{self, Settings};
 use crate::error::{from_json_error, ApiError};
@@ -81,12 +81,20 @@ pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
 /// desk's inputs at `now`: the one read path of every price the edge shows.
 pub async fn read_desk_inputs(
     env: &Env,
+    ctx: &Context,
     settings: &Settings,
     region: &Ident,
     now: u64,
 ) -> (grids::GridRead, DeskInputs) {
     let (read, caps) = futures_util::future::join(
-        grids::read(env, region, now, settings.grid_cache),
+        grids::read(
+            env,
+            ctx,
+            region,
+            now,
+            settings.grid_cache,
+            settings.grid_refresh,
+        ),
         config::effective_caps(env, settings, region, now),
     )
     .await;
@@ -94,7 +102,7 @@ pub async fn read_desk_inputs(
         caps,
         staleness: settings.staleness,
         now: Timestamp(now),
-        from_cache: read.via == Via::Isolate,
+        from_cache: matches!(read.via, Via::Isolate | Via::Location),
     };
     (read, inputs)
 }
@@ -103,6 +111,7 @@ pub async fn read_desk_inputs(
 pub async fn estimate(
     mut req: Request,
     env: &Env,
+    ctx: &Context,
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
@@ -136,7 +145,7 @@ pub async fn estimate(
         .estimate(pickup, dropoff)
         .map_err(|e| ApiError::bad_request("trip_too_long", e.to_string()))?;
     let ((read, inputs), tariff) = futures_util::future::join(
-        read_desk_inputs(env, settings, &region, now),
+        read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),
     )
     .await;

@@ -55,9 +55,6 @@ fn new_quote_id() -> Result<Ident, ApiError> {
     Ident::new(&id).map_err(|_| ApiError::unavailable("quote id generation"))
 }
 
-/// Longest accepted `user_id`, bytes.
-pub const MAX_USER_ID: usize = 256;
-
 /// Parses the region a request names, or the default one.
 pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, ApiError> {
     match requested {
@@ -125,25 +122,16 @@ pub async fn estimate(
     ip_allowed?;
     let body = body?;
     let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
-    let pickup = r.pickup_location.to_latlng().map_err(|e| {
-        ApiError::bad_request("invalid_coordinates", format!("pickup_location: {e}"))
-    })?;
-    let dropoff = r.dropoff_location.to_latlng().map_err(|e| {
-        ApiError::bad_request("invalid_coordinates", format!("dropoff_location: {e}"))
-    })?;
-    let class = class_of(r.vehicle_type.as_deref())?;
-    let region = region_of(r.region.as_deref(), settings)?;
-    if r.user_id.as_ref().is_some_and(|u| u.len() > MAX_USER_ID) {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            format!("user_id is longer than {MAX_USER_ID} bytes"),
-        ));
-    }
-    crate::limits::check_user(env, r.user_id.as_deref()).await?;
+    let v = r
+        .validate(&RouteModel::default())
+        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let region = v
+        .region
+        .clone()
+        .unwrap_or_else(|| settings.default_region.clone());
+    let (class, pickup, trip) = (v.class, v.pickup, v.trip);
+    crate::limits::check_user(env, v.user_id.as_deref()).await?;
 
-    let trip = RouteModel::default()
-        .estimate(pickup, dropoff)
-        .map_err(|e| ApiError::bad_request("trip_too_long", e.to_string()))?;
     let ((read, inputs), tariff) = futures_util::future::join(
         read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),

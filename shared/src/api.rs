@@ -60,6 +60,81 @@ pub struct EstimateRequest {
     pub region: Option<String>,
 }
 
+/// Longest accepted `user_id`, bytes.
+pub const MAX_USER_ID: usize = 256;
+
+/// An estimate request that passed validation: every field typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidEstimate {
+    /// Where the ride starts.
+    pub pickup: LatLng,
+    /// Where it ends.
+    pub dropoff: LatLng,
+    /// The class priced (`standard` when absent).
+    pub class: VehicleClass,
+    /// The region asked for (`None`: the edge's default).
+    pub region: Option<Ident>,
+    /// The rider, at most [`MAX_USER_ID`] bytes.
+    pub user_id: Option<String>,
+    /// The trip's estimate.
+    pub trip: crate::fare::Trip,
+}
+
+/// Why a request was refused: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable, snake_case (e.g. `invalid_coordinates`).
+    pub code: &'static str,
+    /// For humans.
+    pub message: String,
+}
+
+impl EstimateRequest {
+    /// Validates every field, in the order a client would fix them: the
+    /// two points, the class, the region, the rider id, the trip. The one
+    /// place estimate requests are validated (the worker and the fuzz
+    /// target call it).
+    pub fn validate(&self, route: &crate::fare::RouteModel) -> Result<ValidEstimate, Refusal> {
+        let refuse = |code, message: String| Refusal { code, message };
+        let pickup = self
+            .pickup_location
+            .to_latlng()
+            .map_err(|e| refuse("invalid_coordinates", format!("pickup_location: {e}")))?;
+        let dropoff = self
+            .dropoff_location
+            .to_latlng()
+            .map_err(|e| refuse("invalid_coordinates", format!("dropoff_location: {e}")))?;
+        let class = match self.vehicle_type.as_deref() {
+            None => VehicleClass::Standard,
+            Some(c) => VehicleClass::parse(c)
+                .map_err(|e| refuse("unknown_vehicle_class", e.to_string()))?,
+        };
+        let region = self
+            .region
+            .as_deref()
+            .map(Ident::new)
+            .transpose()
+            .map_err(|e| refuse("invalid_region", e.to_string()))?;
+        if self.user_id.as_ref().is_some_and(|u| u.len() > MAX_USER_ID) {
+            return Err(refuse(
+                "invalid_user_id",
+                format!("user_id is longer than {MAX_USER_ID} bytes"),
+            ));
+        }
+        let trip = route
+            .estimate(pickup, dropoff)
+            .map_err(|e| refuse("trip_too_long", e.to_string()))?;
+        Ok(ValidEstimate {
+            pickup,
+            dropoff,
+            class,
+            region,
+            user_id: self.user_id.clone(),
+            trip,
+        })
+    }
+}
+
 /// Where a zone is and how busy it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneInfo {

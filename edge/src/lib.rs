@@ -90,6 +90,13 @@ async fn route(
             200,
         )
         .map_err(enc),
+        // The benchmark's baseline: the same body cost as an estimate (read
+        // and checked the same way), none of its work.
+        (["health"], Method::Post) => {
+            let mut req = req;
+            let body = http::read_json_body(&mut req, http::MAX_BODY_BYTES).await?;
+            json(&serde_json::json!({"status": "ok", "bytes": body.len()}), 200).map_err(enc)
+        }
         (["openapi.json"], Method::Get) => {
             let mut r = Response::ok(OPENAPI).map_err(enc)?;
             r.headers_mut().set("content-type", "application/json").map_err(enc)?;
@@ -107,7 +114,8 @@ async fn route(
             let region = (*region).to_owned();
             admin::push_grid(req, env, &region, now).await
         }
-        (["health"] | ["openapi.json"] | ["api", "v1", "pricing", "heatmap"] | ["api", "v1", "driver", "heatmap"]
+        (["health"], _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (["openapi.json"] | ["api", "v1", "pricing", "heatmap"] | ["api", "v1", "driver", "heatmap"]
         | ["api", "v1", "pricing", "stream"], _) => Err(ApiError::method_not_allowed("GET")),
         (["api", "v1", "pricing", "estimate"] | ["api", "v1", "quotes", _, "confirm"], _) => {
             Err(ApiError::method_not_allowed("POST"))

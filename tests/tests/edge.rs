@@ -588,8 +588,27 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
     assert_eq!(q.status().as_u16(), 405);
     assert_eq!(
         q.headers().get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET")
+        Some("GET, POST")
     );
+    // POST /health reads a JSON body and says how long it was (the
+    // benchmark's body-reading baseline), with the estimate's body rules.
+    let r = api
+        .http
+        .post(api.w.url("/health"))
+        .json(&json!({"pickup_location": {"latitude": 1.0, "longitude": 2.0}}))
+        .send()
+        .expect("post health");
+    assert_eq!(r.status().as_u16(), 200);
+    let b: Value = r.json().expect("json");
+    assert_eq!((b["status"].as_str(), b["bytes"].as_u64()), (Some("ok"), Some(52)));
+    let r = api
+        .http
+        .post(api.w.url("/health"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .expect("post health");
+    assert_eq!(r.status().as_u16(), 415);
     // Admin push: bad bodies with a valid token.
     let push = |region: &str, body: String| {
         let r = api

@@ -54,7 +54,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
                     new_zones.push(Zone {
                         region: region.clone(),
                         cell: c.cell.token(),
-                        name: format!("{region} {}", c.cell.token()),
+                        name: shared::desk::zone_name(t.grid.region(), c.cell),
                         min_multiplier: caps.min().as_f64(),
                         max_multiplier: caps.max().as_f64(),
                         active: true,

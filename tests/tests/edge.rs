@@ -600,7 +600,10 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         .expect("post health");
     assert_eq!(r.status().as_u16(), 200);
     let b: Value = r.json().expect("json");
-    assert_eq!((b["status"].as_str(), b["bytes"].as_u64()), (Some("ok"), Some(52)));
+    assert_eq!(
+        (b["status"].as_str(), b["bytes"].as_u64()),
+        (Some("ok"), Some(52))
+    );
     let r = api
         .http
         .post(api.w.url("/health"))

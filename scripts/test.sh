@@ -21,9 +21,9 @@ cargo clippy -p equilibrium-shared -p equilibrium-edge --target wasm32-unknown-u
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 
-step "shared in wasm32: the cell and fare fixtures under wasm-bindgen-test (node)"
+step "shared in wasm32: the cell and fare fixtures and the desk's one-price rule under wasm-bindgen-test (node)"
 cargo test -p equilibrium-shared --target wasm32-unknown-unknown --locked \
-  --test s2_reference --test fare_fixture 2>&1 | tee -a "$LOG"
+  --test s2_reference --test fare_fixture --test desk_agree 2>&1 | tee -a "$LOG"
 
 step "build the worker"
 bash scripts/build-worker.sh

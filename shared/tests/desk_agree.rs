@@ -1,0 +1,94 @@
+//! The pricing desk's one-price rule on both targets: for 400 generated
+//! regions (grids of up to 40 cells, any caps, an emergency cap or none,
+//! any grid age), the price a quote gets at each cell's centre equals what
+//! the heatmap and the stream show for that cell. Runs natively and under
+//! `wasm-bindgen-test` in wasm32 (see `scripts/test.sh`), the target the
+//! worker runs the desk on.
+
+use shared::desk::{Desk, DeskInputs, Source};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+use shared::grid::{GridCell, Staleness, SurgeGrid};
+use shared::quote::Ident;
+use shared::surge::{Caps, Multiplier, Trend};
+use shared::time::{Millis, Timestamp};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// splitmix64: a tiny deterministic generator, identical on every target.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn tenths(seed: u64, lo: u16, hi: u16) -> Multiplier {
+    let span = u64::from(hi - lo + 1);
+    Multiplier::from_tenths(lo + (mix(seed) % span) as u16).expect("tenths")
+}
+
+#[test]
+fn every_view_shows_what_a_quote_charges() {
+    let t0 = 1_800_000_000_000u64;
+    let mut degraded = 0;
+    let mut capped = 0;
+    for case in 0..400u64 {
+        let s = case * 1_000;
+        let n = 1 + mix(s) % 40;
+        let mut cells: Vec<GridCell> = Vec::new();
+        for i in 0..n {
+            let lat = 37.6 + (mix(s + i * 7 + 1) % 2_000) as f64 * 1e-4;
+            let lng = -122.5 + (mix(s + i * 7 + 2) % 2_000) as f64 * 1e-4;
+            let cell = Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL);
+            if cells.iter().any(|c| c.cell == cell) {
+                continue;
+            }
+            cells.push(GridCell {
+                cell,
+                multiplier: tenths(s + i * 7 + 3, 10, 50),
+                supply: (mix(s + i * 7 + 4) % 9) as u32,
+                demand: (mix(s + i * 7 + 5) % 30) as u32,
+                trend: Trend::Stable,
+            });
+        }
+        let computed = t0 + mix(s + 900) % 1_000_000;
+        let grid = SurgeGrid::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            case + 1,
+            Timestamp(computed),
+            cells,
+        )
+        .expect("grid");
+        let lo = tenths(s + 901, 10, 20);
+        let hi = tenths(s + 902, lo.tenths(), 50);
+        let emergency = (mix(s + 903) % 3 == 0).then(|| tenths(s + 904, 10, 40));
+        let caps = Caps::new(lo, hi).expect("caps").effective(emergency);
+        let inputs = DeskInputs {
+            caps,
+            staleness: Staleness {
+                fresh_for: Millis::from_secs(30),
+                decay_over: Millis::from_secs(300),
+            },
+            now: Timestamp(computed + mix(s + 905) % 400_000),
+            from_cache: mix(s + 906) % 2 == 0,
+        };
+        let desk = Desk::new(Some(&grid), inputs);
+        let streamed = desk.effective_grid().expect("stream grid");
+        assert_eq!(streamed.cells(), desk.cells().as_slice(), "case {case}");
+        for c in desk.cells() {
+            let quote = desk.at(c.cell.center());
+            assert_eq!(quote.multiplier, c.multiplier, "case {case}, {c:?}");
+            assert!(caps.min() <= quote.multiplier && quote.multiplier <= caps.max());
+            assert!(quote.multiplier <= caps.clamp(quote.published));
+            degraded += usize::from(quote.source.degraded());
+            capped +=
+                usize::from(quote.multiplier < quote.published && quote.source != Source::Stale);
+        }
+    }
+    assert!(
+        degraded > 0 && capped > 0,
+        "the cases cover staleness ({degraded}) and caps ({capped})"
+    );
+}

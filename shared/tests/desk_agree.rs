@@ -63,7 +63,9 @@ fn every_view_shows_what_a_quote_charges() {
         .expect("grid");
         let lo = tenths(s + 901, 10, 20);
         let hi = tenths(s + 902, lo.tenths(), 50);
-        let emergency = (mix(s + 903) % 3 == 0).then(|| tenths(s + 904, 10, 40));
+        let emergency = mix(s + 903)
+            .is_multiple_of(3)
+            .then(|| tenths(s + 904, 10, 40));
         let caps = Caps::new(lo, hi).expect("caps").effective(emergency);
         let inputs = DeskInputs {
             caps,
@@ -72,7 +74,7 @@ fn every_view_shows_what_a_quote_charges() {
                 decay_over: Millis::from_secs(300),
             },
             now: Timestamp(computed + mix(s + 905) % 400_000),
-            from_cache: mix(s + 906) % 2 == 0,
+            from_cache: mix(s + 906).is_multiple_of(2),
         };
         let desk = Desk::new(Some(&grid), inputs);
         let streamed = desk.effective_grid().expect("stream grid");

@@ -4,6 +4,7 @@
 // recolours a cell without a reload, a dropped stream is noticed and
 // reconnected (the next generations arrive on the new connection), a quote
 // shows its price and breakdown and confirms, the driver view lists cells,
+// an emergency cap set with wrangler shows on the map as the capped value,
 // the page carries a Content-Security-Policy, and an error message that
 // echoes a crafted ?region= renders as text. Saves a screenshot and prints
 // its path.
@@ -13,7 +14,7 @@
 // does all of it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -174,6 +175,17 @@ test("live surge map in headless Chromium", async (t) => {
   await page.click("#mode-driver");
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.waitForSelector(`#recommended li[data-zone="${HOT_CELL}"]`, { timeout: 30000 });
+
+  // An emergency cap, set with the admin's command: the next generation the
+  // stream brings shows the capped value on the map, as a quote charges it.
+  const uncapped = Number(await page.getAttribute(hot, "data-multiplier"));
+  assert.ok(uncapped > 1.1, `the hot cell surges above the cap before it is set (${uncapped})`);
+  const put = spawnSync(join(ROOT, "node_modules/.bin/wrangler"), [
+    "kv", "key", "put", "--local", "--binding", "CONFIG", "--persist-to", state, "emergency_cap", "1.1",
+  ], { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+  assert.equal(put.status, 0, String(put.stderr));
+  await page.waitForFunction((sel) => document.querySelector(sel)?.getAttribute("data-multiplier") === "1.1",
+    hot, { timeout: 30000 });
 
   // The origin stops: no new generations, and the page says the grid is stale.
   assert.equal(await page.isHidden("#stale-warning"), true);

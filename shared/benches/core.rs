@@ -122,10 +122,9 @@ fn ten_thousand_cells() -> Vec<shared::geo::Cell> {
     cells
 }
 
-fn grid_recompute(c: &mut Criterion) {
-    let cells = ten_thousand_cells();
-    assert_eq!(cells.len(), 10_000, "the box must hold 10,000 cells");
-    let inputs: Vec<CellInput> = cells
+/// A tick's engine inputs for `cells`: 0-19 drivers, 0-39 demand units.
+fn busy_inputs(cells: &[shared::geo::Cell]) -> Vec<CellInput> {
+    cells
         .iter()
         .enumerate()
         .map(|(i, cell)| CellInput {
@@ -134,7 +133,13 @@ fn grid_recompute(c: &mut Criterion) {
             demand: (mix(i as u64 + 99) % 40) as u32,
             caps: Caps::DEFAULT,
         })
-        .collect();
+        .collect()
+}
+
+fn grid_recompute(c: &mut Criterion) {
+    let cells = ten_thousand_cells();
+    assert_eq!(cells.len(), 10_000, "the box must hold 10,000 cells");
+    let inputs = busy_inputs(&cells);
     let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
     engine.update(&inputs); // warm: neighbour lists and smoothing state
     let mut g = c.benchmark_group("surge");
@@ -253,16 +258,7 @@ fn state_snapshot(c: &mut Criterion) {
             });
         }
     }
-    let inputs: Vec<CellInput> = cells
-        .iter()
-        .enumerate()
-        .map(|(i, cell)| CellInput {
-            cell: *cell,
-            supply: (mix(i as u64) % 20) as u32,
-            demand: (mix(i as u64 + 99) % 40) as u32,
-            caps: Caps::DEFAULT,
-        })
-        .collect();
+    let inputs = busy_inputs(&cells);
     let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
     engine.update(&inputs);
     let bytes = shared::state::encode(&market, &engine);

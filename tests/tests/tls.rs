@@ -34,15 +34,11 @@ fn the_origin_pushes_through_tls_with_the_ca_and_fails_clearly_without_it() {
     // Untrusted: a clear error in the log, a metric, and ticks go on.
     let untrusted = Origin::start(&dir.path().join("untrusted.sqlite"), &proxy.base, 0.3);
     untrusted.post_busy_market(SF, 20);
-    let start = std::time::Instant::now();
-    while untrusted.metric("equilibrium_push_tls_failures_total") < 1.0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no counted certificate failure after 60 s; the origin's log:\n{}",
-            untrusted.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "a counted certificate failure",
+        Duration::from_secs(60),
+        || untrusted.metric("equilibrium_push_tls_failures_total") >= 1.0,
+    );
     let log = untrusted.log();
     assert!(
         log.contains("edge TLS certificate not trusted") && log.contains("EQ_EDGE_CA_FILE"),

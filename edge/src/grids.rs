@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use shared::api::GridPush;
-use shared::grid::SurgeGrid;
+use shared::grid::{GridSlot, SurgeGrid};
 use shared::quote::Ident;
 use shared::time::Millis;
 use worker::{Cache, Context, Env, Method, Request, RequestInit, Response};
@@ -56,7 +56,8 @@ pub struct GridRead {
 
 #[derive(Debug)]
 struct Entry {
-    grid: Option<Rc<SurgeGrid>>,
+    /// The newest grid this isolate has seen (the core's newest-wins slot).
+    slot: GridSlot<Rc<SurgeGrid>>,
     checked_at: u64,
     /// When this isolate last started a background refresh of the region.
     refresh_started: Option<u64>,
@@ -81,18 +82,15 @@ pub fn remember(region: &Ident, grid: Option<SurgeGrid>, now: u64) -> Option<Rc<
     GRIDS.with(|g| {
         let mut map = g.borrow_mut();
         let entry = map.entry(region.clone()).or_insert(Entry {
-            grid: None,
+            slot: GridSlot::new(),
             checked_at: now,
             refresh_started: None,
         });
         entry.checked_at = now;
         if let Some(new) = grid {
-            let held = entry.grid.as_ref().map(|g| g.generation());
-            if shared::grid::supersedes(new.generation(), held) {
-                entry.grid = Some(Rc::new(new));
-            }
+            entry.slot.offer(Rc::new(new));
         }
-        entry.grid.clone()
+        entry.slot.get().cloned()
     })
 }
 
@@ -218,7 +216,7 @@ pub async fn read(
         g.borrow()
             .get(region)
             .filter(|e| now.saturating_sub(e.checked_at) < cache.0)
-            .map(|e| e.grid.clone())
+            .map(|e| e.slot.get().cloned())
     });
     if let Some(grid) = cached {
         return GridRead {

@@ -3,27 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use shared::api::{
-    demand_level, hourly_earnings, surge_color, DriverHeatmapResponse, DriverZone, HeatmapResponse,
-    HeatmapZone, Location,
-};
-use shared::desk::{zone_name, Desk};
-use shared::fare::{minor_to_decimal, RouteModel};
-use shared::geo::{BoundingBox, Cell, LatLng, Level, DEFAULT_LEVEL};
-use shared::grid::GridCell;
+use shared::desk::{Desk, DriverAsk, MAX_RADIUS_M};
+use shared::fare::RouteModel;
+use shared::geo::{BoundingBox, LatLng};
 use worker::{Context, Env, Request, Response};
 
 use crate::config::{self, Settings};
 use crate::error::ApiError;
 use crate::http::json;
 use crate::pricing::{class_of, read_desk_inputs, region_of};
-
-/// Most zones in one heatmap answer.
-pub const MAX_ZONES: usize = 5_000;
-/// Largest driver search radius, metres.
-pub const MAX_RADIUS_M: f64 = 50_000.0;
-/// Most cells recommended to a driver.
-pub const MAX_RECOMMENDED: usize = 10;
 
 /// The request's query parameters (the last of a repeated name wins).
 fn query(req: &Request) -> Result<BTreeMap<String, String>, ApiError> {
@@ -71,33 +59,6 @@ pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
     BoundingBox::new(sw, ne).map_err(|e| bad(e.to_string()))
 }
 
-/// The cell level drawn at a map zoom: finer as the map zooms in, never
-/// finer than the grid.
-pub fn level_for_zoom(zoom: u8, grid_level: Level) -> Level {
-    let want = (zoom + 1).clamp(1, 30);
-    Level::new(want.min(grid_level.get())).unwrap_or(grid_level)
-}
-
-/// Aggregates grid cells into coarser cells: highest multiplier, summed
-/// supply and demand (what a zoomed-out map should show).
-fn aggregate(cells: &[&GridCell], level: Level) -> Vec<GridCell> {
-    let mut out: BTreeMap<Cell, GridCell> = BTreeMap::new();
-    for c in cells {
-        let parent = c.cell.parent(level);
-        out.entry(parent)
-            .and_modify(|a| {
-                a.multiplier = a.multiplier.max(c.multiplier);
-                a.supply = a.supply.saturating_add(c.supply);
-                a.demand = a.demand.saturating_add(c.demand);
-            })
-            .or_insert(GridCell {
-                cell: parent,
-                ..**c
-            });
-    }
-    out.into_values().collect()
-}
-
 /// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r]`.
 pub async fn rider(
     req: &Request,
@@ -126,65 +87,10 @@ pub async fn rider(
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
     let (read, inputs) = read_desk_inputs(env, ctx, settings, &region, now).await;
-    let Some(grid) = read.grid else {
-        let empty = HeatmapResponse {
-            zones: vec![],
-            last_updated: None,
-            total_zones: 0,
-            region: region.to_string(),
-            generation: 0,
-            level: DEFAULT_LEVEL.get(),
-            stale: true,
-        };
-        return json(&empty, 200).map_err(|_| ApiError::unavailable("response encoding"));
-    };
-    // The effective multipliers (caps and staleness applied): what a quote
-    // in each cell would charge.
-    let desk = Desk::new(Some(&grid), inputs);
-    let stale = desk.stale();
-    let priced = desk.cells();
-    let inside: Vec<&GridCell> = priced
-        .iter()
-        .filter(|c| bounds.contains(c.cell.center()))
-        .collect();
-    let level = level_for_zoom(zoom, grid.level());
-    let cells = if level < grid.level() {
-        aggregate(&inside, level)
-    } else {
-        inside.into_iter().copied().collect()
-    };
-    if cells.len() > MAX_ZONES {
-        return Err(ApiError::bad_request(
-            "too_many_zones",
-            format!(
-                "{} zones in these bounds; zoom in or narrow the bounds (limit {MAX_ZONES})",
-                cells.len()
-            ),
-        ));
-    }
-    let zones: Vec<HeatmapZone> = cells
-        .iter()
-        .map(|c| HeatmapZone {
-            zone_id: c.cell.token(),
-            zone_name: zone_name(&region, c.cell),
-            center: Location::from(c.cell.center()),
-            surge_multiplier: c.multiplier,
-            demand_level: demand_level(c.multiplier).to_owned(),
-            supply_count: c.supply,
-            demand_count: c.demand,
-            color: surge_color(c.multiplier).to_owned(),
-            trend: c.trend.as_str().to_owned(),
-        })
-        .collect();
-    let resp = HeatmapResponse {
-        total_zones: zones.len(),
-        zones,
-        last_updated: Some(grid.computed_at().to_rfc3339()),
-        region: region.to_string(),
-        generation: grid.generation(),
-        level: level.get(),
-        stale,
-    };
+    // Every cell at its effective multiplier: what a quote there charges.
+    let resp = Desk::new(read.grid.as_deref(), inputs)
+        .rider_heatmap(&region, &bounds, zoom)
+        .map_err(|e| ApiError::bad_request("too_many_zones", e.to_string()))?;
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
 }
 
@@ -225,44 +131,14 @@ pub async fn driver(
         config::tariff(env, settings, &region, class, now),
     )
     .await;
-    let speed = RouteModel::default().speed_kmh;
     // Earnings at the effective multiplier: what riders there are charged.
-    let priced = Desk::new(read.grid.as_deref(), inputs).cells();
-    let mut zones: Vec<(i64, DriverZone)> = priced
-        .iter()
-        .filter_map(|c| {
-            let d = here.distance_m(c.cell.center());
-            (d <= radius).then_some((c, d))
-        })
-        .map(|(c, d)| {
-            // Busy cells keep a driver on trips more of the hour.
-            let util = f64::from(c.demand) / f64::from(c.supply + c.demand).max(1.0);
-            let earn = hourly_earnings(&tariff, speed, util.clamp(0.3, 0.9), c.multiplier);
-            (
-                earn,
-                DriverZone {
-                    zone_id: c.cell.token(),
-                    zone_name: zone_name(&region, c.cell),
-                    center: Location::from(c.cell.center()),
-                    distance_meters: d.round() as u32,
-                    surge_multiplier: c.multiplier,
-                    estimated_earnings_per_hour: minor_to_decimal(earn),
-                    demand_trend: c.trend.as_str().to_owned(),
-                },
-            )
-        })
-        .collect();
-    // Best earnings first; nearer first among equals.
-    zones.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(a.1.distance_meters.cmp(&b.1.distance_meters))
+    let resp = Desk::new(read.grid.as_deref(), inputs).driver_zones(DriverAsk {
+        region: &region,
+        here,
+        radius_m: radius,
+        tariff: &tariff,
+        route: &RouteModel::default(),
     });
-    zones.truncate(MAX_RECOMMENDED);
-    let resp = DriverHeatmapResponse {
-        recommended_zones: zones.into_iter().map(|(_, z)| z).collect(),
-        current_location: Location::from(here),
-        currency: tariff.currency.to_string(),
-    };
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
 }
 
@@ -287,12 +163,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn zoom_levels() {
-        assert_eq!(level_for_zoom(15, DEFAULT_LEVEL), DEFAULT_LEVEL);
-        assert_eq!(level_for_zoom(9, DEFAULT_LEVEL).get(), 10);
-        assert_eq!(level_for_zoom(0, DEFAULT_LEVEL).get(), 1);
     }
 }

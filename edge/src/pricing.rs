@@ -1,12 +1,9 @@
 //! `POST /api/v1/pricing/estimate` and `POST /api/v1/quotes/{id}/confirm`.
 
-use shared::api::{
-    demand_level, ConfirmRequest, ConfirmResponse, EstimateRequest, EstimateResponse,
-    FareBreakdownWire, SurgeSource, ZoneInfo,
-};
-use shared::desk::{zone_name, Desk, DeskInputs};
-use shared::fare::{minor_to_decimal, price, RouteModel, VehicleClass};
-use shared::quote::{Ident, QuoteClaims, QuoteError};
+use shared::api::{ConfirmRequest, ConfirmResponse, EstimateRequest};
+use shared::desk::{Desk, DeskInputs, QuoteAsk};
+use shared::fare::{minor_to_decimal, RouteModel, VehicleClass};
+use shared::quote::{Ident, QuoteError};
 use shared::time::Timestamp;
 use worker::{Context, Env, Method, Request, RequestInit, Response};
 
@@ -137,54 +134,17 @@ pub async fn estimate(
         config::tariff(env, settings, &region, class, now),
     )
     .await;
-    let priced = Desk::new(read.grid.as_deref(), inputs).at(pickup);
-    let fare = price(&tariff, trip, priced.multiplier);
-
-    let issued = Timestamp(now);
-    let claims = QuoteClaims {
-        quote_id: new_quote_id()?,
-        region: region.clone(),
-        cell: priced.cell,
+    let quote = Desk::new(read.grid.as_deref(), inputs).quote(QuoteAsk {
+        region: &region,
         class,
-        surge: priced.multiplier,
-        base_fare: fare.subtotal + fare.booking_fee,
-        final_fare: fare.total,
-        currency: fare.currency,
-        distance_m: trip.distance_m,
-        duration_s: trip.duration_s,
-        grid_generation: priced.generation,
-        issued_at: issued,
-        expires_at: issued + settings.quote_ttl,
-    };
-    let token = config::keyring(env)?.sign(&claims);
-    let degraded = priced.source.degraded();
-    let zone_id = priced.cell.token();
-    let resp = EstimateResponse {
-        quote_id: claims.quote_id.to_string(),
-        quote_token: token,
-        base_fare: minor_to_decimal(claims.base_fare),
-        surge_multiplier: priced.multiplier,
-        final_fare: minor_to_decimal(fare.total),
-        currency: fare.currency.to_string(),
-        quote_valid_until: claims.expires_at.to_rfc3339(),
-        estimated_duration: (f64::from(trip.duration_s) / 6.0).round() / 10.0,
-        estimated_distance: (f64::from(trip.distance_m) / 100.0).round() / 10.0,
-        vehicle_type: class.as_str().to_owned(),
-        zone_info: ZoneInfo {
-            zone_name: zone_name(&region, priced.cell),
-            zone_id,
-            current_demand_level: demand_level(priced.published).to_owned(),
-            region: region.to_string(),
-        },
-        fare_breakdown: FareBreakdownWire::from(&fare),
-        surge_source: SurgeSource {
-            source: priced.source.as_str().to_owned(),
-            age_seconds: priced.age.map(|a| a.0 as f64 / 1_000.0),
-            grid_generation: priced.generation,
-            published_multiplier: priced.published,
-        },
-        degraded,
-    };
+        pickup,
+        trip,
+        tariff: &tariff,
+        quote_id: new_quote_id()?,
+        valid_for: settings.quote_ttl,
+    });
+    let token = config::keyring(env)?.sign(&quote.claims);
+    let resp = quote.response(token);
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
 }
 

@@ -1,19 +1,23 @@
 //! The zone Durable Object: one per region, the authoritative grid and the
 //! live subscribers.
 //!
-//! * `PUT /grid`: offer a grid; kept only if its generation is newer
-//!   (SQLite row, read and written with no await in between, so two pushes
-//!   cannot interleave), then sent to every subscriber.
+//! * `PUT /grid`: offer a grid to the object's [`GridSlot`] (the core's
+//!   newest-wins rule, loaded from the object's SQLite row on first use);
+//!   if kept, it is written to the row with no await between the offer and
+//!   the write, so two pushes cannot interleave, then sent to every
+//!   subscriber.
 //! * `GET /grid`: the held grid, 404 if none.
 //! * `GET /stream`: a WebSocket (hibernation API). The subscriber gets the
 //!   held grid at once, then every newer generation — each as the pricing
 //!   desk prices it (caps in force and staleness applied), so the stream
 //!   shows what a quote charges.
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 use shared::api::{GridPush, GridPushResponse};
 use shared::desk::{Desk, DeskInputs};
-use shared::grid::SurgeGrid;
+use shared::grid::{GridSlot, Offer, SurgeGrid};
 use shared::surge::Caps;
 use shared::time::Timestamp;
 use worker::{
@@ -30,21 +34,41 @@ pub struct Zone {
     state: State,
     /// For the caps in force (the `CONFIG` namespace) and the settings.
     env: Env,
+    /// The held grid; `None` until loaded from storage (and again after a
+    /// failed write, so storage stays the authority).
+    slot: RefCell<Option<GridSlot>>,
 }
 
 #[derive(Deserialize)]
 struct Row {
-    generation: i64,
     body: String,
 }
 
 impl Zone {
+    /// Runs `f` on the held grid's slot, loading it from storage first if
+    /// this instance has not yet.
+    fn with_slot<R>(&self, f: impl FnOnce(&mut GridSlot) -> R) -> Result<R> {
+        let mut loaded = self.slot.borrow_mut();
+        if loaded.is_none() {
+            let mut slot = GridSlot::new();
+            let stored = self
+                .held()?
+                .and_then(|row| serde_json::from_str::<GridPush>(&row.body).ok())
+                .and_then(|p| SurgeGrid::try_from(p).ok());
+            if let Some(grid) = stored {
+                slot.offer(grid);
+            }
+            *loaded = Some(slot);
+        }
+        Ok(f(loaded.get_or_insert_with(GridSlot::new)))
+    }
+
     fn held(&self) -> Result<Option<Row>> {
         let rows: Vec<Row> = self
             .state
             .storage()
             .sql()
-            .exec("SELECT generation, body FROM grid WHERE id = 1", None)?
+            .exec("SELECT body FROM grid WHERE id = 1", None)?
             .to_array()?;
         Ok(rows.into_iter().next())
     }
@@ -83,25 +107,37 @@ impl Zone {
         };
         let now = worker::Date::now().as_millis();
         let caps = self.caps(grid.region(), now).await;
-        let held = self.held()?;
-        let current = held.as_ref().map_or(0, |r| r.generation.max(0) as u64);
-        if !shared::grid::supersedes(grid.generation(), held.as_ref().map(|_| current)) {
-            return json(
-                &GridPushResponse {
-                    status: "stale".into(),
-                    generation: current,
-                    previous: None,
-                },
-                409,
-            );
-        }
-        let generation = i64::try_from(grid.generation()).unwrap_or(i64::MAX);
-        self.state.storage().sql().exec(
+        // From here to the write, no await: pushes cannot interleave.
+        let generation = grid.generation();
+        let previous = match self.with_slot(|slot| slot.offer(grid))? {
+            Offer::Stale { current } => {
+                return json(
+                    &GridPushResponse {
+                        status: "stale".into(),
+                        generation: current,
+                        previous: None,
+                    },
+                    409,
+                )
+            }
+            Offer::Applied { previous } => previous,
+        };
+        let written = self.state.storage().sql().exec(
             "INSERT INTO grid (id, generation, body) VALUES (1, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, body = excluded.body",
-            vec![generation.into(), body.as_str().into()],
-        )?;
-        if let Some(message) = self.stream_message(&grid, caps, now) {
+            vec![
+                i64::try_from(generation).unwrap_or(i64::MAX).into(),
+                body.as_str().into(),
+            ],
+        );
+        if let Err(e) = written {
+            // Storage is the authority: forget the unsaved grid.
+            self.slot.replace(None);
+            return Err(e);
+        }
+        let message =
+            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, caps, now)))?;
+        if let Some(message) = message {
             for ws in self.state.get_websockets() {
                 // A socket that is closing cannot be sent to; the others can.
                 let _ = ws.send_with_str(&message);
@@ -110,8 +146,8 @@ impl Zone {
         json(
             &GridPushResponse {
                 status: "applied".into(),
-                generation: grid.generation(),
-                previous: (current > 0).then_some(current),
+                generation,
+                previous,
             },
             200,
         )
@@ -125,11 +161,9 @@ impl Zone {
         };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        let held = self
-            .held()?
-            .and_then(|row| serde_json::from_str::<GridPush>(&row.body).ok())
-            .and_then(|p| SurgeGrid::try_from(p).ok());
-        if let Some(message) = held.and_then(|g| self.stream_message(&g, caps, now)) {
+        let message =
+            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, caps, now)))?;
+        if let Some(message) = message {
             let _ = pair.server.send_with_str(message);
         }
         Response::from_websocket(pair.client)
@@ -144,7 +178,11 @@ impl DurableObject for Zone {
              generation INTEGER NOT NULL, body TEXT NOT NULL)",
             None,
         );
-        Self { state, env }
+        Self {
+            state,
+            env,
+            slot: RefCell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {

@@ -1,14 +1,16 @@
 //! The edge's estimate path without I/O: JSON → `EstimateRequest` → the
-//! core's validation (the same call the worker makes) → the pricing desk
-//! with no grid. Valid requests must price within the caps; nothing panics.
+//! core's validation (the same call the worker makes) → the pricing desk's
+//! quote with no grid (the same call too). Valid requests must price within
+//! the caps and answer as JSON; nothing panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use shared::api::{EstimateRequest, MAX_USER_ID};
-use shared::desk::{Desk, DeskInputs};
-use shared::fare::{price, RouteModel, Tariff};
+use shared::desk::{Desk, DeskInputs, QuoteAsk};
+use shared::fare::{RouteModel, Tariff};
+use shared::quote::Ident;
 use shared::grid::Staleness;
 use shared::surge::Caps;
-use shared::time::Timestamp;
+use shared::time::{Millis, Timestamp};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(r) = serde_json::from_slice::<EstimateRequest>(data) else {
@@ -29,8 +31,19 @@ fuzz_target!(|data: &[u8]| {
             from_cache: false,
         },
     );
-    let e = desk.at(v.pickup);
-    assert!(e.multiplier >= caps.min() && e.multiplier <= caps.max());
-    let fare = price(&Tariff::default_for(v.class), v.trip, e.multiplier);
-    assert!(fare.total >= 0);
+    let region = v.region.clone().unwrap_or_else(|| Ident::new("sf").expect("id"));
+    let quote = desk.quote(QuoteAsk {
+        region: &region,
+        class: v.class,
+        pickup: v.pickup,
+        trip: v.trip,
+        tariff: &Tariff::default_for(v.class),
+        quote_id: Ident::new("q_fuzz").expect("id"),
+        valid_for: Millis::from_secs(120),
+    });
+    let m = quote.effective.multiplier;
+    assert!(m >= caps.min() && m <= caps.max());
+    assert!(quote.fare.total >= 0);
+    let answer = serde_json::to_vec(&quote.response("token".into())).expect("answer encodes");
+    assert!(!answer.is_empty());
 });

@@ -10,12 +10,34 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, Tariff, VehicleClass};
+use crate::desk::{DemandLevel, Source};
+use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
 use crate::grid::{GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT};
 use crate::quote::{Ident, InvalidIdent};
 use crate::surge::{Multiplier, Trend};
 use crate::time::Timestamp;
+
+/// Closed sets travel as their names: serialised with the type's
+/// `as_str`, read back with its `parse` (the one parser of each set).
+macro_rules! wire_name {
+    ($($t:ty),+) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                <$t>::parse(&name).map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
+wire_name!(Trend, VehicleClass, Source, DemandLevel);
 
 /// A point as apps send it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -142,8 +164,9 @@ pub struct ZoneInfo {
     pub zone_id: String,
     /// Human name (region and cell).
     pub zone_name: String,
-    /// `low`, `medium`, `high` or `very_high`.
-    pub current_demand_level: String,
+    /// `low`, `medium`, `high` or `very_high`, from the multiplier
+    /// charged.
+    pub current_demand_level: DemandLevel,
     /// The region.
     pub region: String,
 }
@@ -223,7 +246,7 @@ impl From<&FareBreakdown> for FareBreakdownWire {
 pub struct SurgeSource {
     /// `fresh` (KV or zone object, young), `cached` (isolate cache, young),
     /// `stale` (old grid, decaying toward 1.0) or `default` (no grid: 1.0).
-    pub source: String,
+    pub source: Source,
     /// Age of the grid in seconds, when there is one.
     pub age_seconds: Option<f64>,
     /// Generation of the grid used, 0 when none.
@@ -254,7 +277,7 @@ pub struct EstimateResponse {
     /// Kilometres.
     pub estimated_distance: f64,
     /// The vehicle class priced.
-    pub vehicle_type: String,
+    pub vehicle_type: VehicleClass,
     /// The zone of the pickup.
     pub zone_info: ZoneInfo,
     /// Itemised fare.
@@ -298,10 +321,10 @@ pub struct HeatmapZone {
     pub zone_name: String,
     /// Cell centre.
     pub center: Location,
-    /// Published multiplier.
+    /// The effective multiplier: what a quote in the cell charges.
     pub surge_multiplier: Multiplier,
     /// `low` .. `very_high`.
-    pub demand_level: String,
+    pub demand_level: DemandLevel,
     /// Available drivers.
     pub supply_count: u32,
     /// Demand units.
@@ -309,7 +332,7 @@ pub struct HeatmapZone {
     /// Display colour, `#rrggbb`.
     pub color: String,
     /// `increasing`, `stable` or `decreasing`.
-    pub trend: String,
+    pub trend: Trend,
 }
 
 /// `GET /api/v1/pricing/heatmap` response.
@@ -342,12 +365,12 @@ pub struct DriverZone {
     pub center: Location,
     /// Metres from the driver to the cell centre.
     pub distance_meters: u32,
-    /// Published multiplier.
+    /// The effective multiplier: what a quote in the cell charges.
     pub surge_multiplier: Multiplier,
     /// Rough gross earnings per hour in this cell, decimal currency units.
     pub estimated_earnings_per_hour: f64,
     /// `increasing`, `stable` or `decreasing`.
-    pub demand_trend: String,
+    pub demand_trend: Trend,
 }
 
 /// `GET /api/v1/driver/heatmap` response.
@@ -427,15 +450,6 @@ pub enum InvalidGridPush {
     Grid(#[from] InvalidGrid),
 }
 
-fn parse_trend(s: &str) -> Option<Trend> {
-    match s {
-        "increasing" => Some(Trend::Increasing),
-        "stable" => Some(Trend::Stable),
-        "decreasing" => Some(Trend::Decreasing),
-        _ => None,
-    }
-}
-
 impl TryFrom<GridPush> for SurgeGrid {
     type Error = InvalidGridPush;
 
@@ -451,7 +465,7 @@ impl TryFrom<GridPush> for SurgeGrid {
                 index,
                 token: c.cell.chars().take(20).collect(),
             })?;
-            let trend = parse_trend(&c.trend).ok_or_else(|| InvalidGridPush::Trend {
+            let trend = Trend::parse(&c.trend).map_err(|_| InvalidGridPush::Trend {
                 index,
                 trend: c.trend.chars().take(20).collect(),
             })?;
@@ -747,16 +761,6 @@ pub struct HistoryResponse {
     pub history: Vec<HistoryPoint>,
 }
 
-/// How busy a cell looks to a rider, from its multiplier.
-pub fn demand_level(m: Multiplier) -> &'static str {
-    match m.tenths() {
-        ..=10 => "low",
-        11..=15 => "medium",
-        16..=25 => "high",
-        _ => "very_high",
-    }
-}
-
 /// The map colour of a multiplier: green at 1.0 through yellow and orange
 /// to red at 3.0 and above.
 pub fn surge_color(m: Multiplier) -> &'static str {
@@ -769,15 +773,6 @@ pub fn surge_color(m: Multiplier) -> &'static str {
         22..=29 => "#e74c3c",
         _ => "#c0392b",
     }
-}
-
-/// Rough gross earnings per hour (minor units) of a driver working a cell:
-/// the tariff's per-km and per-minute income at the route model's speed,
-/// times the share of the hour spent on trips, times the surge.
-pub fn hourly_earnings(tariff: &Tariff, speed_kmh: f64, utilisation: f64, m: Multiplier) -> i64 {
-    let per_hour = tariff.per_minute as f64 * 60.0 + tariff.per_km as f64 * speed_kmh;
-    let base = per_hour * utilisation.clamp(0.0, 1.0);
-    libm::round(base * m.as_f64()) as i64
 }
 
 #[cfg(test)]
@@ -871,17 +866,37 @@ mod tests {
     }
 
     #[test]
-    fn levels_and_colours_are_monotone() {
+    fn demand_levels_are_monotone() {
         let ms: Vec<Multiplier> = (10..=60)
             .map(|t| Multiplier::from_tenths(t).expect("m"))
             .collect();
-        let rank = |s: &str| {
-            ["low", "medium", "high", "very_high"]
-                .iter()
-                .position(|x| *x == s)
-        };
         for w in ms.windows(2) {
-            assert!(rank(demand_level(w[0])) <= rank(demand_level(w[1])));
+            assert!(DemandLevel::of(w[0]) <= DemandLevel::of(w[1]));
         }
+    }
+
+    /// Every closed set reads back what it writes, through its one parser,
+    /// and refuses other names with the set's own message.
+    #[test]
+    fn closed_sets_travel_as_their_names() {
+        fn round_trip<T>(all: &[T])
+        where
+            T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+        {
+            for x in all {
+                let json = serde_json::to_string(x).expect("json");
+                assert_eq!(&serde_json::from_str::<T>(&json).expect("parse"), x);
+            }
+            let err = serde_json::from_str::<T>("\"Nonsense\"").expect_err("refused");
+            assert!(err.to_string().contains("Nonsense"), "{err}");
+        }
+        round_trip(&[Trend::Increasing, Trend::Stable, Trend::Decreasing]);
+        round_trip(&VehicleClass::ALL);
+        round_trip(&Source::ALL);
+        round_trip(&DemandLevel::ALL);
+        assert_eq!(
+            serde_json::to_string(&DemandLevel::VeryHigh).expect("json"),
+            "\"very_high\""
+        );
     }
 }

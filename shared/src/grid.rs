@@ -9,6 +9,8 @@
 //! quotes flowing: the multiplier holds while fresh, then falls linearly to
 //! 1.0, and the caller is told which of these it got.
 
+use std::borrow::Borrow;
+
 use crate::geo::{Cell, Level};
 use crate::quote::Ident;
 use crate::surge::{Multiplier, Trend};
@@ -167,11 +169,19 @@ pub enum Offer {
     },
 }
 
-/// Holds the newest grid of a region.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GridSlot(Option<SurgeGrid>);
+/// Holds the newest grid of a region: the edge's isolate cache (as
+/// `GridSlot<Rc<SurgeGrid>>`, shared by the requests of an isolate) and
+/// the zone object hold their grids in one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridSlot<G = SurgeGrid>(Option<G>);
 
-impl GridSlot {
+impl<G> Default for GridSlot<G> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<G: Borrow<SurgeGrid>> GridSlot<G> {
     /// An empty slot.
     pub fn new() -> Self {
         Self(None)
@@ -179,27 +189,25 @@ impl GridSlot {
 
     /// Offers a grid: kept only if its generation is newer than the held
     /// one. Equal generations are duplicates and ignored.
-    pub fn offer(&mut self, grid: SurgeGrid) -> Offer {
-        match &self.0 {
-            Some(cur) if !supersedes(grid.generation, Some(cur.generation)) => Offer::Stale {
-                current: cur.generation,
-            },
-            cur => {
-                let previous = cur.as_ref().map(|g| g.generation);
-                self.0 = Some(grid);
-                Offer::Applied { previous }
-            }
+    pub fn offer(&mut self, grid: G) -> Offer {
+        let held = self.0.as_ref().map(|g| g.borrow().generation);
+        if !supersedes(grid.borrow().generation, held) {
+            return Offer::Stale {
+                current: held.unwrap_or(0),
+            };
         }
+        self.0 = Some(grid);
+        Offer::Applied { previous: held }
     }
 
     /// The held grid.
-    pub fn get(&self) -> Option<&SurgeGrid> {
+    pub fn get(&self) -> Option<&G> {
         self.0.as_ref()
     }
 
     /// The held generation, 0 if none.
     pub fn generation(&self) -> u64 {
-        self.0.as_ref().map_or(0, |g| g.generation)
+        self.0.as_ref().map_or(0, |g| g.borrow().generation)
     }
 }
 

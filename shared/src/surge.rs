@@ -339,7 +339,22 @@ pub enum Trend {
     Decreasing,
 }
 
+/// A trend name that is not one of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trend {0:?}; expected increasing, stable or decreasing")]
+pub struct UnknownTrend(pub String);
+
 impl Trend {
+    /// Parses the wire name (the one parser of trends).
+    pub fn parse(s: &str) -> Result<Self, UnknownTrend> {
+        match s {
+            "increasing" => Ok(Trend::Increasing),
+            "stable" => Ok(Trend::Stable),
+            "decreasing" => Ok(Trend::Decreasing),
+            other => Err(UnknownTrend(other.chars().take(20).collect())),
+        }
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,8 +5,11 @@
 //! `wasm-bindgen-test` in wasm32 (see `scripts/test.sh`), the target the
 //! worker runs the desk on.
 
-use shared::desk::{Desk, DeskInputs, Source};
-use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+use std::collections::HashMap;
+
+use shared::desk::{Desk, DeskInputs, DriverAsk, QuoteAsk, Source};
+use shared::fare::{RouteModel, Tariff, Trip, VehicleClass};
+use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, Staleness, SurgeGrid};
 use shared::quote::Ident;
 use shared::surge::{Caps, Multiplier, Trend};
@@ -79,7 +82,56 @@ fn every_view_shows_what_a_quote_charges() {
         let desk = Desk::new(Some(&grid), inputs);
         let streamed = desk.effective_grid().expect("stream grid");
         assert_eq!(streamed.cells(), desk.cells().as_slice(), "case {case}");
+        // The whole answers agree too: the quote, the map's zone and the
+        // driver's recommendation of every cell show one multiplier.
+        let region = grid.region().clone();
+        let tariff = Tariff::default_for(VehicleClass::Standard);
+        let world = BoundingBox::new(
+            LatLng::new(-80.0, -179.0).expect("sw"),
+            LatLng::new(80.0, 179.0).expect("ne"),
+        )
+        .expect("bounds");
+        let map = desk.rider_heatmap(&region, &world, 22).expect("map");
+        assert_eq!(map.zones.len(), desk.cells().len(), "case {case}");
+        let zones: HashMap<&str, _> = map.zones.iter().map(|z| (z.zone_id.as_str(), z)).collect();
         for c in desk.cells() {
+            let answer = desk
+                .quote(QuoteAsk {
+                    region: &region,
+                    class: VehicleClass::Standard,
+                    pickup: c.cell.center(),
+                    trip: Trip {
+                        distance_m: 5_000,
+                        duration_s: 900,
+                    },
+                    tariff: &tariff,
+                    quote_id: Ident::new("q_1").expect("id"),
+                    valid_for: Millis::from_secs(120),
+                })
+                .response("token".into());
+            let zone = zones[answer.zone_info.zone_id.as_str()];
+            assert_eq!(
+                zone.surge_multiplier, answer.surge_multiplier,
+                "case {case}"
+            );
+            assert_eq!(zone.demand_level, answer.zone_info.current_demand_level);
+            assert_eq!(answer.degraded, answer.surge_source.source.degraded());
+            let driver = desk.driver_zones(DriverAsk {
+                region: &region,
+                here: c.cell.center(),
+                radius_m: 1.0,
+                tariff: &tariff,
+                route: &RouteModel::default(),
+            });
+            let [here] = &driver.recommended_zones[..] else {
+                panic!("case {case}: one cell within 1 m, got {driver:?}");
+            };
+            assert_eq!(here.zone_id, answer.zone_info.zone_id);
+            assert_eq!(
+                here.surge_multiplier, answer.surge_multiplier,
+                "case {case}"
+            );
+
             let quote = desk.at(c.cell.center());
             assert_eq!(quote.multiplier, c.multiplier, "case {case}, {c:?}");
             assert!(caps.min() <= quote.multiplier && quote.multiplier <= caps.max());

@@ -8,7 +8,20 @@
 //! the published value, decayed by the grid's age, clamped to the caps.
 //! What a map shows for a cell is therefore what a quote there charges.
 //!
+//! The desk also assembles every answer built on that multiplier: the
+//! quote ([`Desk::quote`]), the rider heatmap ([`Desk::rider_heatmap`]),
+//! the driver's recommendations ([`Desk::driver_zones`]) and the price
+//! stream's payload ([`Desk::effective_grid`]).
+//!
 //! No I/O: the edge reads the inputs (concurrently) and calls the desk.
+
+mod driver;
+mod heatmap;
+mod quote;
+
+pub use driver::{hourly_earnings, DriverAsk, MAX_RADIUS_M, MAX_RECOMMENDED};
+pub use heatmap::{level_for_zoom, TooManyZones, MAX_ZONES};
+pub use quote::{PricedQuote, QuoteAsk};
 
 use crate::geo::{Cell, LatLng, Level, DEFAULT_LEVEL};
 use crate::grid::{Freshness, GridCell, Staleness, SurgeGrid};
@@ -35,6 +48,9 @@ pub enum Source {
 pub struct UnknownSource(pub String);
 
 impl Source {
+    /// Every source.
+    pub const ALL: [Source; 4] = [Self::Fresh, Self::Cached, Self::Stale, Self::Default];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,18 +63,66 @@ impl Source {
 
     /// Parses the wire name.
     pub fn parse(s: &str) -> Result<Self, UnknownSource> {
-        match s {
-            "fresh" => Ok(Source::Fresh),
-            "cached" => Ok(Source::Cached),
-            "stale" => Ok(Source::Stale),
-            "default" => Ok(Source::Default),
-            other => Err(UnknownSource(other.chars().take(32).collect())),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| UnknownSource(s.chars().take(32).collect()))
     }
 
     /// Whether a price from this source is degraded (stale or default).
     pub fn degraded(self) -> bool {
         matches!(self, Source::Stale | Source::Default)
+    }
+}
+
+/// How busy a cell looks to a rider, from its effective multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DemandLevel {
+    /// Up to 1.0×.
+    Low,
+    /// 1.1× to 1.5×.
+    Medium,
+    /// 1.6× to 2.5×.
+    High,
+    /// Above 2.5×.
+    VeryHigh,
+}
+
+/// A demand level name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown demand level {0:?}; expected low, medium, high or very_high")]
+pub struct UnknownDemandLevel(pub String);
+
+impl DemandLevel {
+    /// Every level, lowest first.
+    pub const ALL: [DemandLevel; 4] = [Self::Low, Self::Medium, Self::High, Self::VeryHigh];
+
+    /// The level a multiplier shows as.
+    pub fn of(m: Multiplier) -> Self {
+        match m.tenths() {
+            ..=10 => Self::Low,
+            11..=15 => Self::Medium,
+            16..=25 => Self::High,
+            _ => Self::VeryHigh,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::VeryHigh => "very_high",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Result<Self, UnknownDemandLevel> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| UnknownDemandLevel(s.chars().take(32).collect()))
     }
 }
 
@@ -112,6 +176,16 @@ impl<'g> Desk<'g> {
     /// A desk over `grid` (none: every price is the default).
     pub fn new(grid: Option<&'g SurgeGrid>, inputs: DeskInputs) -> Self {
         Self { grid, inputs }
+    }
+
+    /// The grid priced from, if any.
+    pub fn grid(&self) -> Option<&'g SurgeGrid> {
+        self.grid
+    }
+
+    /// Now, as the desk sees it.
+    pub fn now(&self) -> Timestamp {
+        self.inputs.now
     }
 
     /// The grid's age at `now`.

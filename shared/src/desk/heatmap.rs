@@ -1,0 +1,127 @@
+//! The rider heatmap: the effective price of every cell in view, merged
+//! into coarser cells as the map zooms out.
+
+use std::collections::BTreeMap;
+
+use crate::api::{surge_color, HeatmapResponse, HeatmapZone, Location};
+use crate::geo::{BoundingBox, Cell, Level};
+use crate::grid::GridCell;
+use crate::quote::Ident;
+
+use super::{zone_name, DemandLevel, Desk};
+
+/// Most zones in one heatmap answer.
+pub const MAX_ZONES: usize = 5_000;
+
+/// More zones in view than one answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} zones in these bounds; zoom in or narrow the bounds (limit {MAX_ZONES})")]
+pub struct TooManyZones(pub usize);
+
+/// The cell level drawn at a map zoom: finer as the map zooms in, never
+/// finer than the grid.
+pub fn level_for_zoom(zoom: u8, grid_level: Level) -> Level {
+    let want = (zoom + 1).clamp(1, 30);
+    Level::new(want.min(grid_level.get())).unwrap_or(grid_level)
+}
+
+/// Merges cells into their parents at `level`: the highest multiplier (a
+/// zoomed-out map must not hide the dearest price in an area), summed
+/// supply and demand.
+fn merge(cells: &[GridCell], level: Level) -> Vec<GridCell> {
+    let mut out: BTreeMap<Cell, GridCell> = BTreeMap::new();
+    for c in cells {
+        let parent = c.cell.parent(level);
+        out.entry(parent)
+            .and_modify(|a| {
+                a.multiplier = a.multiplier.max(c.multiplier);
+                a.supply = a.supply.saturating_add(c.supply);
+                a.demand = a.demand.saturating_add(c.demand);
+            })
+            .or_insert(GridCell { cell: parent, ..*c });
+    }
+    out.into_values().collect()
+}
+
+impl Desk<'_> {
+    /// The rider heatmap of `region` inside `bounds` at map `zoom`, every
+    /// cell at its effective multiplier.
+    pub fn rider_heatmap(
+        &self,
+        region: &Ident,
+        bounds: &BoundingBox,
+        zoom: u8,
+    ) -> Result<HeatmapResponse, TooManyZones> {
+        let grid_level = self.level();
+        let inside: Vec<GridCell> = self
+            .cells()
+            .into_iter()
+            .filter(|c| bounds.contains(c.cell.center()))
+            .collect();
+        let level = level_for_zoom(zoom, grid_level);
+        let cells = if level < grid_level {
+            merge(&inside, level)
+        } else {
+            inside
+        };
+        if cells.len() > MAX_ZONES {
+            return Err(TooManyZones(cells.len()));
+        }
+        let zones: Vec<HeatmapZone> = cells
+            .iter()
+            .map(|c| HeatmapZone {
+                zone_id: c.cell.token(),
+                zone_name: zone_name(region, c.cell),
+                center: Location::from(c.cell.center()),
+                surge_multiplier: c.multiplier,
+                demand_level: DemandLevel::of(c.multiplier),
+                supply_count: c.supply,
+                demand_count: c.demand,
+                color: surge_color(c.multiplier).to_owned(),
+                trend: c.trend,
+            })
+            .collect();
+        let grid = self.grid();
+        Ok(HeatmapResponse {
+            total_zones: zones.len(),
+            zones,
+            last_updated: grid.map(|g| g.computed_at().to_rfc3339()),
+            region: region.to_string(),
+            generation: grid.map_or(0, |g| g.generation()),
+            level: if grid.is_some() { level } else { grid_level }.get(),
+            stale: self.stale(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::{LatLng, DEFAULT_LEVEL};
+    use crate::surge::{Multiplier, Trend};
+
+    #[test]
+    fn zoom_levels() {
+        assert_eq!(level_for_zoom(15, DEFAULT_LEVEL), DEFAULT_LEVEL);
+        assert_eq!(level_for_zoom(9, DEFAULT_LEVEL).get(), 10);
+        assert_eq!(level_for_zoom(0, DEFAULT_LEVEL).get(), 1);
+    }
+
+    #[test]
+    fn a_merged_cell_shows_its_dearest_child_and_sums_counts() {
+        let at = |lat, lng, t| GridCell {
+            cell: Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL),
+            multiplier: Multiplier::from_tenths(t).expect("m"),
+            supply: 2,
+            demand: 5,
+            trend: Trend::Stable,
+        };
+        let cells = [at(37.7700, -122.4200, 12), at(37.7705, -122.4205, 31)];
+        let parent = Level::new(8).expect("level");
+        let merged = merge(&cells, parent);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].multiplier.tenths(), 31);
+        assert_eq!((merged[0].supply, merged[0].demand), (4, 10));
+        assert_eq!(merged[0].cell, cells[0].cell.parent(parent));
+    }
+}

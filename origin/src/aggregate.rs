@@ -1,13 +1,14 @@
-//! The aggregator: per region, a [`Market`] and a [`SurgeEngine`]; events
-//! in, one surge grid per region per tick out. Pure and clock-free: `now`
-//! is an argument, so tests drive it with a manual clock.
-
-use std::collections::BTreeMap;
+//! The aggregator: one [`RegionPricer`] per configured region (the core's
+//! market → engine → grid pipeline, the same the simulator runs); events
+//! in, one surge grid per region per tick out, with the rows the store
+//! keeps. Pure and clock-free: `now` is an argument, so tests drive it with
+//! a manual clock.
 
 use shared::api::GridPush;
-use shared::grid::{GridCell, SurgeGrid};
-use shared::market::{DemandSeen, DriverSeen, Market, MarketConfig};
-use shared::surge::{CellInput, DefaultCurve, Multiplier, SurgeConfig, SurgeEngine};
+use shared::grid::SurgeGrid;
+use shared::market::{DemandSeen, DriverSeen, MarketConfig};
+use shared::pricer::{InvalidPricer, RegionPricer};
+use shared::surge::{DefaultCurve, SurgeConfig};
 use shared::time::{Millis, Timestamp};
 
 use crate::config::Region;
@@ -32,13 +33,10 @@ pub struct RegionTick {
 #[derive(Debug)]
 struct RegionState {
     region: Region,
-    market: Market,
-    engine: SurgeEngine<DefaultCurve>,
-    generation: u64,
-    last: BTreeMap<shared::geo::Cell, Multiplier>,
+    pricer: RegionPricer<DefaultCurve>,
 }
 
-/// Every region's market and engine.
+/// Every region's pricer.
 #[derive(Debug)]
 pub struct Aggregator {
     regions: Vec<RegionState>,
@@ -54,40 +52,22 @@ pub struct Settings {
 }
 
 /// Why the aggregator could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum AggregatorError {
-    /// Bad market windows.
-    #[error(transparent)]
-    Market(#[from] shared::market::InvalidMarketConfig),
-    /// Bad engine settings.
-    #[error(transparent)]
-    Surge(#[from] shared::surge::InvalidSurgeConfig),
-}
-
-fn reason(old: Multiplier, new: Multiplier, supply: u32, demand: u32) -> String {
-    let dir = if new > old { "up" } else { "down" };
-    match (supply, demand) {
-        (0, 0) => format!("{dir}: no activity, decaying"),
-        (0, d) => format!("{dir}: no available drivers for demand {d}"),
-        (s, d) => format!(
-            "{dir}: demand/supply {d}/{s} = {:.2}",
-            f64::from(d) / f64::from(s)
-        ),
-    }
-}
+pub type AggregatorError = InvalidPricer;
 
 impl Aggregator {
     /// An aggregator with empty markets.
     pub fn new(regions: Vec<Region>, settings: Settings) -> Result<Self, AggregatorError> {
         let mut out = Vec::with_capacity(regions.len());
         for region in regions {
-            out.push(RegionState {
-                region,
-                market: Market::new(settings.market)?,
-                engine: SurgeEngine::new(DefaultCurve, settings.surge)?,
-                generation: 0,
-                last: BTreeMap::new(),
-            });
+            let pricer = RegionPricer::new(
+                region.id.clone(),
+                region.level,
+                region.caps,
+                settings.market,
+                DefaultCurve,
+                settings.surge,
+            )?;
+            out.push(RegionState { region, pricer });
         }
         Ok(Self { regions: out })
     }
@@ -101,7 +81,7 @@ impl Aggregator {
     pub fn drivers(&mut self, events: &[(usize, DriverSeen)]) {
         for (idx, e) in events {
             if let Some(r) = self.regions.get_mut(*idx) {
-                r.market.driver_seen(*e);
+                r.pricer.driver_seen(*e);
             }
         }
     }
@@ -110,7 +90,7 @@ impl Aggregator {
     pub fn demand(&mut self, events: &[(usize, DemandSeen)]) {
         for (idx, e) in events {
             if let Some(r) = self.regions.get_mut(*idx) {
-                r.market.demand_seen(*e);
+                r.pricer.demand_seen(*e);
             }
         }
     }
@@ -118,19 +98,7 @@ impl Aggregator {
     /// Restores a region's last grid after a restart: its generation, and
     /// each cell's published multiplier so the step limit continues from it.
     pub fn restore(&mut self, grid: &SurgeGrid) -> bool {
-        let Some(r) = self
-            .regions
-            .iter_mut()
-            .find(|r| &r.region.id == grid.region())
-        else {
-            return false;
-        };
-        r.generation = r.generation.max(grid.generation());
-        for c in grid.cells() {
-            r.engine.restore(c.cell, c.multiplier, r.region.caps);
-            r.last.insert(c.cell, c.multiplier);
-        }
-        true
+        self.regions.iter_mut().any(|r| r.pricer.restore(grid))
     }
 
     /// A region's market windows and engine smoothing, encoded
@@ -138,7 +106,7 @@ impl Aggregator {
     pub fn encode_state(&self, region: usize) -> Vec<u8> {
         self.regions
             .get(region)
-            .map(|r| shared::state::encode(&r.market, &r.engine))
+            .map(|r| r.pricer.encode_state())
             .unwrap_or_default()
     }
 
@@ -159,101 +127,64 @@ impl Aggregator {
         else {
             return Ok(false);
         };
-        shared::state::decode_into(bytes, &mut r.market, &mut r.engine)?;
+        r.pricer.decode_state(bytes)?;
         Ok(true)
     }
 
     /// The generation a region last produced (0: none).
     pub fn generation(&self, region: usize) -> u64 {
-        self.regions.get(region).map_or(0, |r| r.generation)
+        self.regions
+            .get(region)
+            .map_or(0, |r| r.pricer.generation())
     }
 
-    /// One tick at `now`: snapshot every market, run every engine, build
-    /// every region's grid. Generations are `max(previous + 1, now in ms)`,
-    /// so they keep increasing across restarts even without the store.
+    /// One tick at `now`: every region's pricer ticks
+    /// (`shared::pricer::next_generation` keeps generations rising across
+    /// restarts even without the store), and its counts and changes become
+    /// store rows.
     pub fn tick(&mut self, now: Timestamp) -> Vec<RegionTick> {
         let mut out = Vec::with_capacity(self.regions.len());
         for (idx, r) in self.regions.iter_mut().enumerate() {
-            let counts = r.market.snapshot(now);
-            let mut per_cell: BTreeMap<shared::geo::Cell, (u32, u32)> = BTreeMap::new();
-            for ((cell, _class), c) in &counts {
-                let e = per_cell.entry(*cell).or_default();
-                e.0 = e.0.saturating_add(c.supply);
-                e.1 = e.1.saturating_add(c.demand);
-            }
-            let inputs: Vec<CellInput> = per_cell
-                .iter()
-                .map(|(cell, (supply, demand))| CellInput {
-                    cell: *cell,
-                    supply: *supply,
-                    demand: *demand,
-                    caps: r.region.caps,
-                })
-                .collect();
-            let results = r.engine.update(&inputs);
-            let mut changes = Vec::new();
-            let mut cells = Vec::with_capacity(results.len());
-            let mut next = BTreeMap::new();
-            for s in &results {
-                let before = r.last.get(&s.cell).copied().unwrap_or(Multiplier::ONE);
-                if before != s.multiplier {
-                    changes.push(PriceChange {
-                        cell: s.cell.token(),
-                        old_multiplier: before.as_f64(),
-                        new_multiplier: s.multiplier.as_f64(),
-                        reason: reason(before, s.multiplier, s.supply, s.demand),
-                        supply: s.supply,
-                        demand: s.demand,
-                    });
+            let t = match r.pricer.tick(now) {
+                Ok(t) => t,
+                // Cells come from the region's own market at its level,
+                // unique by construction; a failure here would be a bug,
+                // reported as such.
+                Err(e) => {
+                    tracing::error!(region = %r.region.id, error = %e, "grid construction failed");
+                    continue;
                 }
-                next.insert(s.cell, s.multiplier);
-                cells.push(GridCell {
-                    cell: s.cell,
-                    multiplier: s.multiplier,
-                    supply: s.supply,
-                    demand: s.demand,
-                    trend: s.trend,
-                });
-            }
-            let changed = next != r.last;
-            r.last = next;
-            let snapshots = counts
+            };
+            let snapshots = t
+                .counts
                 .iter()
                 .map(|((cell, class), c)| SnapshotRow {
                     cell: cell.token(),
                     class: class.as_str().to_owned(),
                     supply: c.supply,
                     demand: c.demand,
-                    multiplier: r
-                        .last
-                        .get(cell)
-                        .copied()
-                        .unwrap_or(Multiplier::ONE)
-                        .as_f64(),
+                    multiplier: t.multiplier(*cell).as_f64(),
                 })
                 .collect();
-            r.generation = (r.generation + 1).max(now.0);
-            let grid = SurgeGrid::new(
-                r.region.id.clone(),
-                r.region.level,
-                r.generation,
-                now,
-                cells,
-            );
-            // Cells come from the region's own market at its level, unique by
-            // construction; a failure here would be a bug, reported as such.
-            match grid {
-                Ok(grid) => out.push(RegionTick {
-                    region: idx,
-                    grid,
-                    changed,
-                    snapshots,
-                    changes,
-                }),
-                Err(e) => {
-                    tracing::error!(region = %r.region.id, error = %e, "grid construction failed")
-                }
-            }
+            let changes = t
+                .changes
+                .iter()
+                .map(|c| PriceChange {
+                    cell: c.cell.token(),
+                    old_multiplier: c.before.as_f64(),
+                    new_multiplier: c.after.as_f64(),
+                    reason: c.reason(),
+                    supply: c.supply,
+                    demand: c.demand,
+                })
+                .collect();
+            out.push(RegionTick {
+                region: idx,
+                grid: t.grid,
+                changed: t.changed,
+                snapshots,
+                changes,
+            });
         }
         out
     }
@@ -282,6 +213,7 @@ mod tests {
     use shared::fare::VehicleClass;
     use shared::geo::{Cell, LatLng};
     use shared::market::{DemandKind, DriverId};
+    use shared::surge::Multiplier;
 
     fn agg() -> Aggregator {
         let settings = Settings {

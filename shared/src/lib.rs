@@ -17,6 +17,9 @@
 //!   below 1.0), zone [`surge::Caps`], the [`surge::Policy`] trait with the
 //!   default curve, and [`surge::SurgeEngine`], which turns market counts
 //!   into multipliers with spatial and time smoothing and a step limit.
+//! * [`pricer`]: [`pricer::RegionPricer`], a region's market → engine →
+//!   grid pipeline with the generation rule; surge is per cell, the
+//!   vehicle classes of a cell pooled (why: the module's documentation).
 //! * [`fare`]: tariffs per vehicle class, trip estimates, and an itemised
 //!   [`fare::FareBreakdown`] in integer minor units.
 //! * [`quote`]: HMAC-SHA256 signed quotes with expiry and a key id, so any
@@ -37,6 +40,7 @@ pub mod fare;
 pub mod geo;
 pub mod grid;
 pub mod market;
+pub mod pricer;
 pub mod quote;
 pub mod state;
 pub mod surge;

@@ -5,9 +5,9 @@
 //!
 //! [`Simulation`] is deterministic for a seed: its own generator, fixed
 //! iteration orders, time as simulated seconds. It prices with the real
-//! pricing core (`shared::market` + `shared::surge::SurgeEngine`), with any
-//! [`Policy`], so policies can be compared on the same scenario
-//! ([`compare`]). The `live` module drives the real origin and edge instead.
+//! pricing core (`shared::pricer::RegionPricer`, the pipeline the origin
+//! runs), with any [`Policy`], so policies can be compared on the same
+//! scenario ([`compare`]). The `live` module drives the real origin and edge instead.
 
 pub mod live;
 pub mod report;
@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use shared::fare::{price, RouteModel, Tariff, VehicleClass};
 use shared::geo::{Cell, LatLng, Level};
-use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
-use shared::surge::{
-    Caps, CellInput, DefaultCurve, Multiplier, NoSurge, Policy, SurgeConfig, SurgeEngine,
-};
+use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, MarketConfig};
+use shared::pricer::RegionPricer;
+use shared::quote::Ident;
+use shared::surge::{Caps, DefaultCurve, Multiplier, NoSurge, Policy, SurgeConfig};
 use shared::time::{Millis, Timestamp};
 
 /// A small deterministic generator (splitmix64): the same numbers on every
@@ -209,54 +209,52 @@ impl PolicyKind {
         }
     }
 
-    fn engine(self) -> Engine {
-        match self {
-            PolicyKind::None => {
-                Engine::None(SurgeEngine::new(NoSurge, SurgeConfig::default()).ok())
-            }
-            PolicyKind::Default => {
-                Engine::Curve(SurgeEngine::new(DefaultCurve, SurgeConfig::default()).ok())
-            }
-            PolicyKind::Smoothed => Engine::Curve(
-                SurgeEngine::new(
-                    DefaultCurve,
-                    SurgeConfig {
-                        neighbour_weight: 0.5,
-                        ema_alpha: 0.3,
-                        max_step_tenths: 2,
-                        emergency_cap: Multiplier::from_tenths(25).ok(),
-                    },
-                )
-                .ok(),
+    /// A pricer for the simulated city: the core's `RegionPricer`, the
+    /// pipeline the origin runs, with this policy.
+    fn pricer(self, level: Level) -> Option<RegionPricer<SimPolicy>> {
+        let (policy, surge) = match self {
+            PolicyKind::None => (SimPolicy::None(NoSurge), SurgeConfig::default()),
+            PolicyKind::Default => (SimPolicy::Curve(DefaultCurve), SurgeConfig::default()),
+            PolicyKind::Smoothed => (
+                SimPolicy::Curve(DefaultCurve),
+                SurgeConfig {
+                    neighbour_weight: 0.5,
+                    ema_alpha: 0.3,
+                    max_step_tenths: 2,
+                    emergency_cap: Multiplier::from_tenths(25).ok(),
+                },
             ),
-        }
+        };
+        let market = MarketConfig {
+            supply_ttl: Millis::from_secs(60),
+            demand_window: Millis::from_secs(300),
+            bucket: Millis::from_secs(10),
+            ..MarketConfig::default()
+        };
+        let region = Ident::new("sim").ok()?;
+        RegionPricer::new(region, level, Caps::DEFAULT, market, policy, surge).ok()
     }
 }
 
-#[derive(Debug)]
-enum Engine {
-    None(Option<SurgeEngine<NoSurge>>),
-    Curve(Option<SurgeEngine<DefaultCurve>>),
+/// The simulator's policies as one type, so one pricer runs any of them.
+#[derive(Debug, Clone, Copy)]
+enum SimPolicy {
+    None(NoSurge),
+    Curve(DefaultCurve),
 }
 
-impl Engine {
-    fn update(&mut self, inputs: &[CellInput]) -> Vec<(Cell, Multiplier)> {
-        fn run<P: Policy>(
-            e: &mut Option<SurgeEngine<P>>,
-            inputs: &[CellInput],
-        ) -> Vec<(Cell, Multiplier)> {
-            e.as_mut()
-                .map(|e| {
-                    e.update(inputs)
-                        .into_iter()
-                        .map(|r| (r.cell, r.multiplier))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
+impl Policy for SimPolicy {
+    fn name(&self) -> &str {
         match self {
-            Engine::None(e) => run(e, inputs),
-            Engine::Curve(e) => run(e, inputs),
+            SimPolicy::None(p) => p.name(),
+            SimPolicy::Curve(p) => p.name(),
+        }
+    }
+
+    fn raw(&self, supply: u32, demand: u32, max: Multiplier) -> f64 {
+        match self {
+            SimPolicy::None(p) => p.raw(supply, demand, max),
+            SimPolicy::Curve(p) => p.raw(supply, demand, max),
         }
     }
 }
@@ -464,8 +462,7 @@ pub struct Simulation {
     /// Requests in arrival order; waiting ones also in `queue`.
     pub requests: Vec<Request>,
     queue: VecDeque<usize>,
-    market: Option<Market>,
-    engine: Engine,
+    pricer: Option<RegionPricer<SimPolicy>>,
     multipliers: BTreeMap<Cell, Multiplier>,
     next_reprice: f64,
     level: Level,
@@ -505,13 +502,6 @@ impl Simulation {
                 earnings: 0,
             })
             .collect();
-        let market = Market::new(MarketConfig {
-            supply_ttl: Millis::from_secs(60),
-            demand_window: Millis::from_secs(300),
-            bucket: Millis::from_secs(10),
-            ..MarketConfig::default()
-        })
-        .ok();
         let level = Level::new(scenario.level).unwrap_or_default();
         let route = RouteModel {
             speed_kmh: scenario.speed_kmh,
@@ -524,8 +514,7 @@ impl Simulation {
             drivers,
             requests: Vec::new(),
             queue: VecDeque::new(),
-            market,
-            engine: policy.engine(),
+            pricer: policy.pricer(level),
             multipliers: BTreeMap::new(),
             next_reprice: 0.0,
             level,
@@ -587,20 +576,13 @@ impl Simulation {
 
     fn reprice(&mut self) {
         let now = self.now_ts();
-        let Some(market) = self.market.as_mut() else {
+        let Some(pricer) = self.pricer.as_mut() else {
             return;
         };
-        let counts = market.snapshot(now);
-        let inputs: Vec<CellInput> = counts
-            .iter()
-            .map(|((cell, _), c)| CellInput {
-                cell: *cell,
-                supply: c.supply,
-                demand: c.demand,
-                caps: Caps::DEFAULT,
-            })
-            .collect();
-        let next: BTreeMap<Cell, Multiplier> = self.engine.update(&inputs).into_iter().collect();
+        if pricer.tick(now).is_err() {
+            return;
+        }
+        let next = pricer.published().clone();
         for (cell, m) in &next {
             let before = self
                 .multipliers
@@ -633,8 +615,8 @@ impl Simulation {
             }
             let available = d.state == DriverState::Idle;
             events.drivers.push((i, d.pos, available));
-            if let (Some(cell), Some(m)) = (self.cell(d.pos), self.market.as_mut()) {
-                m.driver_seen(DriverSeen {
+            if let (Some(cell), Some(p)) = (self.cell(d.pos), self.pricer.as_mut()) {
+                p.driver_seen(DriverSeen {
                     driver: DriverId(i as u64),
                     cell,
                     class: VehicleClass::Standard,
@@ -764,8 +746,8 @@ impl Simulation {
             events.riders.push((from, to));
             self.riders += 1;
             let m = self.multiplier_at(from);
-            if let (Some(cell), Some(market)) = (self.cell(from), self.market.as_mut()) {
-                market.demand_seen(DemandSeen {
+            if let (Some(cell), Some(p)) = (self.cell(from), self.pricer.as_mut()) {
+                p.demand_seen(DemandSeen {
                     cell,
                     class: VehicleClass::Standard,
                     kind: DemandKind::Quote,

@@ -1,0 +1,355 @@
+//! A region's pricer: market → engine → grid, the one pipeline the origin
+//! and the simulator both run.
+//!
+//! # Surge is per cell, not per cell and vehicle class
+//!
+//! The market counts supply and demand per (cell, class); the pricer pools
+//! the classes of a cell into one [`CellInput`] and publishes one
+//! multiplier per cell, which every class's fare is multiplied by. Why:
+//!
+//! * A class's own market in one cell is thin (a premium car or two, a few
+//!   requests a minute), so a per-class ratio would jump with every car
+//!   that comes and goes; pooled counts move smoothly.
+//! * Classes draw on overlapping drivers and riders: a rider refused an
+//!   economy car at 3× and offered a premium one at 1× is a price signal
+//!   nobody meant.
+//! * A rider's map and a driver's view show one price per place.
+//!
+//! The per-class counts stay in [`PricedTick::counts`] (the origin stores
+//! them for analytics), so pricing a class apart later is a change here and
+//! in the grid's wire format, nowhere else.
+
+use std::collections::BTreeMap;
+
+use crate::fare::VehicleClass;
+use crate::geo::{Cell, Level};
+use crate::grid::{GridCell, InvalidGrid, SurgeGrid};
+use crate::market::{Counts, DemandSeen, DriverSeen, InvalidMarketConfig, Market, MarketConfig};
+use crate::quote::Ident;
+use crate::state::StateError;
+use crate::surge::{
+    Caps, CellInput, InvalidSurgeConfig, Multiplier, Policy, SurgeConfig, SurgeEngine,
+};
+use crate::time::Timestamp;
+
+/// The generation of the next grid: one past the previous and at least
+/// `now` in milliseconds, so generations rise across restarts and take-overs
+/// even when nothing of the previous owner's count is known.
+pub fn next_generation(previous: u64, now: Timestamp) -> u64 {
+    previous.saturating_add(1).max(now.0)
+}
+
+/// Pools the vehicle classes of each cell into one engine input (see the
+/// module documentation).
+pub fn cell_inputs(counts: &BTreeMap<(Cell, VehicleClass), Counts>, caps: Caps) -> Vec<CellInput> {
+    let mut per_cell: BTreeMap<Cell, (u32, u32)> = BTreeMap::new();
+    for ((cell, _class), c) in counts {
+        let e = per_cell.entry(*cell).or_default();
+        e.0 = e.0.saturating_add(c.supply);
+        e.1 = e.1.saturating_add(c.demand);
+    }
+    per_cell
+        .into_iter()
+        .map(|(cell, (supply, demand))| CellInput {
+            cell,
+            supply,
+            demand,
+            caps,
+        })
+        .collect()
+}
+
+/// A multiplier that moved in a tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellChange {
+    /// The cell.
+    pub cell: Cell,
+    /// Published before the tick (1.0 for a new cell).
+    pub before: Multiplier,
+    /// Published now.
+    pub after: Multiplier,
+    /// Pooled supply used.
+    pub supply: u32,
+    /// Pooled demand used.
+    pub demand: u32,
+}
+
+impl CellChange {
+    /// Why it moved, for the change log.
+    pub fn reason(&self) -> String {
+        let dir = if self.after > self.before {
+            "up"
+        } else {
+            "down"
+        };
+        match (self.supply, self.demand) {
+            (0, 0) => format!("{dir}: no activity, decaying"),
+            (0, d) => format!("{dir}: no available drivers for demand {d}"),
+            (s, d) => format!(
+                "{dir}: demand/supply {d}/{s} = {:.2}",
+                f64::from(d) / f64::from(s)
+            ),
+        }
+    }
+}
+
+/// One region's result of a tick.
+#[derive(Debug, Clone)]
+pub struct PricedTick {
+    /// The new grid.
+    pub grid: SurgeGrid,
+    /// Whether any multiplier (or the set of cells) changed since the last
+    /// grid; unchanged grids need only be re-sent as heartbeats.
+    pub changed: bool,
+    /// The market's counts per cell and class at this tick.
+    pub counts: BTreeMap<(Cell, VehicleClass), Counts>,
+    /// Multipliers that moved.
+    pub changes: Vec<CellChange>,
+}
+
+impl PricedTick {
+    /// The multiplier published for a cell (1.0 if the grid has none).
+    pub fn multiplier(&self, cell: Cell) -> Multiplier {
+        self.grid
+            .lookup(cell)
+            .map_or(Multiplier::ONE, |c| c.multiplier)
+    }
+}
+
+/// Why a pricer could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidPricer {
+    /// Bad market windows.
+    #[error(transparent)]
+    Market(#[from] InvalidMarketConfig),
+    /// Bad engine settings.
+    #[error(transparent)]
+    Surge(#[from] InvalidSurgeConfig),
+}
+
+/// One region's market, engine, generation and last published cells.
+#[derive(Debug)]
+pub struct RegionPricer<P> {
+    region: Ident,
+    level: Level,
+    caps: Caps,
+    market: Market,
+    engine: SurgeEngine<P>,
+    generation: u64,
+    last: BTreeMap<Cell, Multiplier>,
+}
+
+impl<P: Policy> RegionPricer<P> {
+    /// A pricer with empty windows. Cells are at `level`; `caps` are the
+    /// region's zone caps.
+    pub fn new(
+        region: Ident,
+        level: Level,
+        caps: Caps,
+        market: MarketConfig,
+        policy: P,
+        surge: SurgeConfig,
+    ) -> Result<Self, InvalidPricer> {
+        Ok(Self {
+            region,
+            level,
+            caps,
+            market: Market::new(market)?,
+            engine: SurgeEngine::new(policy, surge)?,
+            generation: 0,
+            last: BTreeMap::new(),
+        })
+    }
+
+    /// The region.
+    pub fn region(&self) -> &Ident {
+        &self.region
+    }
+
+    /// The cell level priced.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The generation last produced (0: none).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The multipliers last published, by cell.
+    pub fn published(&self) -> &BTreeMap<Cell, Multiplier> {
+        &self.last
+    }
+
+    /// A driver report.
+    pub fn driver_seen(&mut self, e: DriverSeen) {
+        self.market.driver_seen(e);
+    }
+
+    /// A demand event.
+    pub fn demand_seen(&mut self, e: DemandSeen) {
+        self.market.demand_seen(e);
+    }
+
+    /// One tick at `now`: count the market, run the engine, build the grid
+    /// of generation [`next_generation`].
+    pub fn tick(&mut self, now: Timestamp) -> Result<PricedTick, InvalidGrid> {
+        let counts = self.market.snapshot(now);
+        let results = self.engine.update(&cell_inputs(&counts, self.caps));
+        let mut changes = Vec::new();
+        let mut cells = Vec::with_capacity(results.len());
+        let mut next = BTreeMap::new();
+        for s in &results {
+            let before = self.last.get(&s.cell).copied().unwrap_or(Multiplier::ONE);
+            if before != s.multiplier {
+                changes.push(CellChange {
+                    cell: s.cell,
+                    before,
+                    after: s.multiplier,
+                    supply: s.supply,
+                    demand: s.demand,
+                });
+            }
+            next.insert(s.cell, s.multiplier);
+            cells.push(GridCell {
+                cell: s.cell,
+                multiplier: s.multiplier,
+                supply: s.supply,
+                demand: s.demand,
+                trend: s.trend,
+            });
+        }
+        let generation = next_generation(self.generation, now);
+        let grid = SurgeGrid::new(self.region.clone(), self.level, generation, now, cells)?;
+        self.generation = generation;
+        let changed = next != self.last;
+        self.last = next;
+        Ok(PricedTick {
+            grid,
+            changed,
+            counts,
+            changes,
+        })
+    }
+
+    /// Continues from a grid this region published (after a restart or a
+    /// take-over): its generation, and each cell's multiplier so the step
+    /// limit continues from it. Grids of other regions are ignored
+    /// (`false`).
+    pub fn restore(&mut self, grid: &SurgeGrid) -> bool {
+        if grid.region() != &self.region {
+            return false;
+        }
+        self.generation = self.generation.max(grid.generation());
+        for c in grid.cells() {
+            self.engine.restore(c.cell, c.multiplier, self.caps);
+            self.last.insert(c.cell, c.multiplier);
+        }
+        true
+    }
+
+    /// The market windows and engine smoothing, encoded
+    /// ([`crate::state`]).
+    pub fn encode_state(&self) -> Vec<u8> {
+        crate::state::encode(&self.market, &self.engine)
+    }
+
+    /// Restores what [`Self::encode_state`] wrote. Call after
+    /// [`Self::restore`]: the decoded engine state replaces the
+    /// approximation the grid alone gives.
+    pub fn decode_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        crate::state::decode_into(bytes, &mut self.market, &mut self.engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::{LatLng, DEFAULT_LEVEL};
+    use crate::market::{DemandKind, DriverId};
+    use crate::surge::DefaultCurve;
+
+    fn pricer() -> RegionPricer<DefaultCurve> {
+        RegionPricer::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            Caps::DEFAULT,
+            MarketConfig::default(),
+            DefaultCurve,
+            SurgeConfig {
+                neighbour_weight: 0.0,
+                ema_alpha: 1.0,
+                max_step_tenths: 100,
+                emergency_cap: None,
+            },
+        )
+        .expect("pricer")
+    }
+
+    fn cell() -> Cell {
+        Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL)
+    }
+
+    /// Two classes in one cell are priced as one market: 3 requests (one
+    /// economy, two premium) over 1 standard driver is 1.8×, where either
+    /// class alone would be priced apart.
+    #[test]
+    fn classes_of_a_cell_are_pooled_into_one_price() {
+        let mut p = pricer();
+        let t0 = 1_800_000_000_000;
+        p.driver_seen(DriverSeen {
+            driver: DriverId(1),
+            cell: cell(),
+            class: VehicleClass::Standard,
+            available: true,
+            at: Timestamp(t0),
+        });
+        for (i, class) in [
+            VehicleClass::Economy,
+            VehicleClass::Premium,
+            VehicleClass::Premium,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.demand_seen(DemandSeen {
+                cell: cell(),
+                class,
+                kind: DemandKind::Quote,
+                at: Timestamp(t0 + i as u64),
+            });
+        }
+        let t = p.tick(Timestamp(t0 + 1_000)).expect("tick");
+        let c = t.grid.lookup(cell()).expect("cell");
+        assert_eq!((c.supply, c.demand), (1, 3));
+        assert_eq!(c.multiplier.tenths(), 18);
+        assert_eq!(t.counts.len(), 3, "counts stay per class: {:?}", t.counts);
+        assert_eq!(t.changes.len(), 1);
+        assert!(t.changes[0].reason().contains("3/1"));
+        assert!(t.changed);
+    }
+
+    #[test]
+    fn generations_rise_past_the_clock_and_past_a_restored_grid() {
+        assert_eq!(next_generation(5, Timestamp(3)), 6);
+        assert_eq!(next_generation(5, Timestamp(30)), 30);
+        let mut p = pricer();
+        let first = p.tick(Timestamp(1_000)).expect("tick").grid;
+        assert_eq!(first.generation(), 1_000);
+        let mut q = pricer();
+        assert!(q.restore(&first));
+        // A clock behind the restored generation still moves forward.
+        let next = q.tick(Timestamp(10)).expect("tick").grid;
+        assert_eq!(next.generation(), 1_001);
+        let other = SurgeGrid::new(
+            Ident::new("nyc").expect("id"),
+            DEFAULT_LEVEL,
+            9_999,
+            Timestamp(1),
+            vec![],
+        )
+        .expect("grid");
+        assert!(!q.restore(&other));
+        assert_eq!(q.generation(), 1_001);
+    }
+}

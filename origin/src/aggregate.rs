@@ -40,6 +40,7 @@ struct RegionState {
 #[derive(Debug)]
 pub struct Aggregator {
     regions: Vec<RegionState>,
+    settings: Settings,
 }
 
 /// Settings for building an aggregator.
@@ -59,17 +60,59 @@ impl Aggregator {
     pub fn new(regions: Vec<Region>, settings: Settings) -> Result<Self, AggregatorError> {
         let mut out = Vec::with_capacity(regions.len());
         for region in regions {
-            let pricer = RegionPricer::new(
-                region.id.clone(),
-                region.level,
-                region.caps,
-                settings.market,
-                DefaultCurve,
-                settings.surge,
-            )?;
+            let pricer = pricer(&region, settings)?;
             out.push(RegionState { region, pricer });
         }
-        Ok(Self { regions: out })
+        Ok(Self {
+            regions: out,
+            settings,
+        })
+    }
+
+    /// Empties a region's market and engine (a cluster member taking the
+    /// region over rebuilds them from the stored grid and the stream).
+    pub fn reset(&mut self, region: usize) {
+        let settings = self.settings;
+        if let Some(r) = self.regions.get_mut(region) {
+            // The settings were valid when the aggregator was built.
+            if let Ok(p) = pricer(&r.region, settings) {
+                r.pricer = p;
+            }
+        }
+    }
+
+    /// Applies one region's events (a cluster owner's feed).
+    pub fn apply(&mut self, region: usize, drivers: &[DriverSeen], demand: &[DemandSeen]) {
+        if let Some(r) = self.regions.get_mut(region) {
+            for e in drivers {
+                r.pricer.driver_seen(*e);
+            }
+            for e in demand {
+                r.pricer.demand_seen(*e);
+            }
+        }
+    }
+
+    /// A region's engine smoothing alone, encoded (stored with each grid in
+    /// cluster mode).
+    pub fn encode_engine(&self, region: usize) -> Vec<u8> {
+        self.regions
+            .get(region)
+            .map(|r| r.pricer.encode_engine_state())
+            .unwrap_or_default()
+    }
+
+    /// Restores a region's engine smoothing from [`Self::encode_engine`]
+    /// bytes (after [`Self::restore`] of the grid stored with them).
+    pub fn restore_engine(
+        &mut self,
+        region: usize,
+        bytes: &[u8],
+    ) -> Result<(), shared::state::StateError> {
+        match self.regions.get_mut(region) {
+            Some(r) => r.pricer.decode_engine_state(bytes),
+            None => Ok(()),
+        }
     }
 
     /// The configured regions.
@@ -143,8 +186,17 @@ impl Aggregator {
     /// restarts even without the store), and its counts and changes become
     /// store rows.
     pub fn tick(&mut self, now: Timestamp) -> Vec<RegionTick> {
+        self.tick_only(now, None)
+    }
+
+    /// [`Self::tick`] of the listed regions only (`None`: all); a cluster
+    /// member ticks the regions it owns.
+    pub fn tick_only(&mut self, now: Timestamp, only: Option<&[usize]>) -> Vec<RegionTick> {
         let mut out = Vec::with_capacity(self.regions.len());
         for (idx, r) in self.regions.iter_mut().enumerate() {
+            if only.is_some_and(|o| !o.contains(&idx)) {
+                continue;
+            }
             let t = match r.pricer.tick(now) {
                 Ok(t) => t,
                 // Cells come from the region's own market at its level,
@@ -188,6 +240,20 @@ impl Aggregator {
         }
         out
     }
+}
+
+fn pricer(
+    region: &Region,
+    settings: Settings,
+) -> Result<RegionPricer<DefaultCurve>, InvalidPricer> {
+    RegionPricer::new(
+        region.id.clone(),
+        region.level,
+        region.caps,
+        settings.market,
+        DefaultCurve,
+        settings.surge,
+    )
 }
 
 /// The wire JSON of a grid.

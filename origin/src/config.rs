@@ -118,6 +118,48 @@ impl std::fmt::Debug for AuthConfig {
     }
 }
 
+/// Cluster mode: several origins sharing the regions through NATS
+/// JetStream (see `crate::cluster`). Off while `nats_urls` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name, unique in the cluster (`EQ_NODE_ID`; default: a
+    /// random one per start, so a restarted node is a new member).
+    pub node_id: String,
+    /// NATS servers (`EQ_NATS_URLS`, comma-separated). Empty: single node.
+    pub nats_urls: Vec<String>,
+    /// Replicas of the event stream and the key-value buckets
+    /// (`EQ_STREAM_REPLICAS`; 3 in a 3-node NATS cluster, 1 on one server).
+    pub replicas: usize,
+    /// A region's lease lapses this long after its owner's last renewal
+    /// (`EQ_LEASE_TTL_SECONDS`); members heartbeat and owners renew three
+    /// times per lease.
+    pub lease_ttl_seconds: u64,
+    /// An `Idempotency-Key` on an ingest request makes its batch count
+    /// once when posted again within this window, to any origin
+    /// (`EQ_IDEMPOTENCY_WINDOW_SECONDS`; JetStream's duplicate window).
+    pub idempotency_window_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            nats_urls: Vec::new(),
+            replicas: 1,
+            lease_ttl_seconds: 6,
+            idempotency_window_seconds: 120,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether cluster mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.nats_urls.is_empty()
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -154,6 +196,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Regions priced.
     pub regions: Vec<RegionConfig>,
+    /// Cluster mode (off by default).
+    pub cluster: ClusterConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -176,6 +220,7 @@ impl std::fmt::Debug for Config {
             .field("prune_batch_rows", &self.prune_batch_rows)
             .field("auth", &self.auth)
             .field("regions", &self.regions)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -206,11 +251,19 @@ impl Default for Config {
                 min_multiplier: 1.0,
                 max_multiplier: 5.0,
             }],
+            cluster: ClusterConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// How long the cluster's event stream keeps a message: the longest
+    /// market window (supply TTL, demand window) plus a minute, so a
+    /// take-over's replay sees every event that still counts.
+    pub fn stream_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.supply_ttl_seconds.max(self.demand_window_seconds) + 60)
+    }
+
     /// Reads the file (if given), applies environment overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut cfg = match path {
@@ -236,7 +289,10 @@ impl Config {
     /// `EQ_EDGE_CA_FILE`, `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`,
     /// `EQ_DEMAND_WINDOW_SECONDS`, `EQ_RETENTION_DAYS`,
     /// `EQ_PRODUCER_TOKENS` and `EQ_READER_TOKENS` (comma-separated; they
-    /// replace the file's lists) and `EQ_METRICS_OPEN` (`true`/`false`).
+    /// replace the file's lists), `EQ_METRICS_OPEN` (`true`/`false`), and
+    /// the cluster's `EQ_NODE_ID`, `EQ_NATS_URLS` (comma-separated),
+    /// `EQ_STREAM_REPLICAS`, `EQ_LEASE_TTL_SECONDS` and
+    /// `EQ_IDEMPOTENCY_WINDOW_SECONDS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("EQ_LISTEN") {
             self.listen = v
@@ -288,10 +344,52 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("EQ_SUPPLY_TTL_SECONDS", "not a number"))?;
         }
+        if let Some(v) = get("EQ_NODE_ID") {
+            self.cluster.node_id = v;
+        }
+        if let Some(v) = get("EQ_NATS_URLS") {
+            self.cluster.nats_urls = list(v);
+        }
+        if let Some(v) = get("EQ_STREAM_REPLICAS") {
+            self.cluster.replicas = v
+                .parse()
+                .map_err(|_| invalid("EQ_STREAM_REPLICAS", "not a number"))?;
+        }
+        if let Some(v) = get("EQ_LEASE_TTL_SECONDS") {
+            self.cluster.lease_ttl_seconds = v
+                .parse()
+                .map_err(|_| invalid("EQ_LEASE_TTL_SECONDS", "not a number"))?;
+        }
+        if let Some(v) = get("EQ_IDEMPOTENCY_WINDOW_SECONDS") {
+            self.cluster.idempotency_window_seconds = v
+                .parse()
+                .map_err(|_| invalid("EQ_IDEMPOTENCY_WINDOW_SECONDS", "not a number"))?;
+        }
         if let Some(v) = get("EQ_DEMAND_WINDOW_SECONDS") {
             self.demand_window_seconds = v
                 .parse()
                 .map_err(|_| invalid("EQ_DEMAND_WINDOW_SECONDS", "not a number"))?;
+        }
+        if !(1..=5).contains(&self.cluster.replicas) {
+            return Err(invalid("cluster.replicas", "must be between 1 and 5"));
+        }
+        if !(2..=300).contains(&self.cluster.lease_ttl_seconds) {
+            return Err(invalid(
+                "cluster.lease_ttl_seconds",
+                "must be between 2 and 300",
+            ));
+        }
+        if !(1..=86_400).contains(&self.cluster.idempotency_window_seconds) {
+            return Err(invalid(
+                "cluster.idempotency_window_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !self.cluster.node_id.is_empty() && Ident::new(&self.cluster.node_id).is_err() {
+            return Err(invalid(
+                "cluster.node_id",
+                "1-64 characters of A-Z a-z 0-9 - _",
+            ));
         }
         if !(self.tick_seconds.is_finite() && (0.05..=3_600.0).contains(&self.tick_seconds)) {
             return Err(invalid("tick_seconds", "must be between 0.05 and 3600"));

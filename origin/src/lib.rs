@@ -12,6 +12,8 @@
 //!   per region per tick, driven by `now`; its state encoded with
 //!   `shared::state`.
 //! * [`state`]: the server's shared state and what a start restores.
+//! * [`cluster`]: cluster mode on NATS JetStream: ingest to a replicated
+//!   stream, region leases, take-over by replay.
 //! * [`tick`]: one tick: recompute, persist (one transaction), offer pushes.
 //! * [`push`]: delivery to the edge over HTTPS, newest grid per region,
 //!   backoff.
@@ -27,6 +29,7 @@
 pub mod aggregate;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use origin::clock::SystemClock;
+use origin::cluster::Cluster;
 use origin::config::Config;
 use origin::server::serve;
 use origin::state::AppState;
@@ -133,7 +134,7 @@ impl serde::Serialize for ConfigView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let c = self.0;
-        let mut st = s.serialize_struct("Config", 14)?;
+        let mut st = s.serialize_struct("Config", 19)?;
         st.serialize_field("listen", &c.listen.to_string())?;
         st.serialize_field("database", &c.database.display().to_string())?;
         st.serialize_field("edge_url", &c.edge_url)?;
@@ -152,6 +153,14 @@ impl serde::Serialize for ConfigView<'_> {
         st.serialize_field("producer_tokens", &c.auth.producer_tokens)?;
         st.serialize_field("reader_tokens", &c.auth.reader_tokens)?;
         st.serialize_field("metrics_open", &c.auth.metrics_open)?;
+        st.serialize_field("cluster_node_id", &c.cluster.node_id)?;
+        st.serialize_field("cluster_nats_urls", &c.cluster.nats_urls)?;
+        st.serialize_field("cluster_replicas", &c.cluster.replicas)?;
+        st.serialize_field("cluster_lease_ttl_seconds", &c.cluster.lease_ttl_seconds)?;
+        st.serialize_field(
+            "cluster_idempotency_window_seconds",
+            &c.cluster.idempotency_window_seconds,
+        )?;
         st.end()
     }
 }
@@ -167,7 +176,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(cfg, store, Arc::new(SystemClock))?;
+    let state = if cfg.cluster.enabled() {
+        let regions = cfg.regions()?;
+        let cluster = Cluster::connect(&cfg.cluster, &regions, cfg.stream_retention())
+            .await
+            .context("join the cluster")?;
+        tracing::info!(node = %cluster.node, nats = %cfg.cluster.nats_urls.join(","), "cluster mode");
+        AppState::in_cluster(cfg, store, Arc::new(SystemClock), Arc::new(cluster))?
+    } else {
+        AppState::new(cfg, store, Arc::new(SystemClock))?
+    };
     let r = &state.restored;
     if r.last_tick_at.is_some() {
         tracing::info!(

@@ -46,6 +46,25 @@ pub struct Metrics {
     pub pruned_rows: AtomicU64,
     /// Retention runs that failed (retried at the next interval).
     pub prune_failures: AtomicU64,
+    /// Cluster: regions this node owns.
+    pub regions_owned: AtomicU64,
+    /// Cluster: region leases acquired.
+    pub leases_acquired: AtomicU64,
+    /// Cluster: region leases lost (a renewal failed).
+    pub leases_lost: AtomicU64,
+    /// Cluster: milliseconds the last take-over's replay took.
+    pub replay_ms: AtomicU64,
+    /// Cluster: owned regions' messages in the stream not yet applied.
+    pub stream_lag: AtomicU64,
+    /// Cluster: ingest requests the stream did not acknowledge (503).
+    pub publish_failures: AtomicU64,
+    /// Cluster: ingest messages the stream had already stored (repeated
+    /// requests with the same `Idempotency-Key`).
+    pub publish_duplicates: AtomicU64,
+    /// Cluster: stream messages that could not be decoded (skipped).
+    pub stream_bad_messages: AtomicU64,
+    /// Cluster: failed heartbeats, member listings and stored-grid writes.
+    pub cluster_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -192,6 +211,64 @@ impl Metrics {
             "Retention runs that failed.",
             g(&self.prune_failures).to_string(),
         );
+        for (name, kind, help, v) in [
+            (
+                "equilibrium_cluster_regions_owned",
+                "gauge",
+                "Regions this node owns.",
+                &self.regions_owned,
+            ),
+            (
+                "equilibrium_cluster_lease_acquisitions_total",
+                "counter",
+                "Region leases acquired.",
+                &self.leases_acquired,
+            ),
+            (
+                "equilibrium_cluster_lease_losses_total",
+                "counter",
+                "Region leases lost (a renewal failed).",
+                &self.leases_lost,
+            ),
+            (
+                "equilibrium_cluster_replay_milliseconds",
+                "gauge",
+                "How long the last take-over's replay took.",
+                &self.replay_ms,
+            ),
+            (
+                "equilibrium_cluster_stream_lag_messages",
+                "gauge",
+                "Owned regions' stream messages not yet applied.",
+                &self.stream_lag,
+            ),
+            (
+                "equilibrium_cluster_publish_failures_total",
+                "counter",
+                "Ingest requests the event stream did not acknowledge.",
+                &self.publish_failures,
+            ),
+            (
+                "equilibrium_cluster_publish_duplicates_total",
+                "counter",
+                "Ingest messages already stored (a repeated Idempotency-Key).",
+                &self.publish_duplicates,
+            ),
+            (
+                "equilibrium_cluster_bad_messages_total",
+                "counter",
+                "Stream messages that could not be decoded.",
+                &self.stream_bad_messages,
+            ),
+            (
+                "equilibrium_cluster_errors_total",
+                "counter",
+                "Failed heartbeats, member listings and stored-grid writes.",
+                &self.cluster_errors,
+            ),
+        ] {
+            put(name, kind, help, g(v).to_string());
+        }
         s
     }
 }

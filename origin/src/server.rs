@@ -1,5 +1,6 @@
-//! Serving: the HTTP API, the ticker, the pusher and retention, and a
-//! graceful shutdown that finishes a last tick.
+//! Serving: the HTTP API, the ticker, the pusher, retention and (in
+//! cluster mode) the lease loop, and a graceful shutdown that finishes a
+//! last tick and hands the owned regions over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,11 @@ pub async fn serve(
         state.clone(),
         wait_stop(stop_rx.clone()),
     ));
+    // Cluster mode: membership and region leases.
+    let leases = tokio::spawn(crate::cluster::lease::run(
+        state.clone(),
+        wait_stop(stop_rx.clone()),
+    ));
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown);
     let result = server.await;
     tracing::info!("shutting down: last tick, then flush");
@@ -49,7 +55,12 @@ pub async fn serve(
     let _ = ticker.await;
     let _ = pusher.await;
     let _ = retention.await;
+    let _ = leases.await;
     tick_once(&state).await;
+    if let Some(cluster) = &state.cluster {
+        // Hand every region over now rather than after a lease TTL.
+        crate::cluster::lease::release_all(&state, cluster).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), state.pusher.flush()).await;
     result
 }

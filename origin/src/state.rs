@@ -9,6 +9,7 @@ use shared::grid::SurgeGrid;
 use crate::aggregate::{market_config, Aggregator, Settings};
 use crate::auth::Tokens;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::config::{Config, Region};
 use crate::metrics::Metrics;
 use crate::push::Pusher;
@@ -56,12 +57,14 @@ pub struct AppState {
     pub(crate) known_zones: Mutex<HashSet<(String, String)>>,
     /// What the start restored.
     pub restored: Restored,
+    /// Cluster mode: this node's view of the cluster (`None`: one node).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Locks a std mutex, ignoring poisoning: the guarded data stays
 /// consistent across a panic in these short critical sections (no
 /// multi-step invariants).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -91,6 +94,27 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StartError> {
+        Self::build(config, store, clock, None)
+    }
+
+    /// A cluster member's state: nothing is restored from the local store
+    /// (a region's owner restores it from the cluster when it acquires
+    /// the region, see `crate::cluster::lease`).
+    pub fn in_cluster(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        cluster: Arc<Cluster>,
+    ) -> Result<Arc<Self>, StartError> {
+        Self::build(config, store, clock, Some(cluster))
+    }
+
+    fn build(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Arc<Self>, StartError> {
         let regions = config.regions()?;
         let tokens = Tokens::new(&config.auth)?;
         let settings = Settings {
@@ -111,7 +135,12 @@ impl AppState {
             ..Restored::default()
         };
         let mut generations = HashMap::new();
-        for g in store.last_grids()? {
+        let local = if cluster.is_some() {
+            Vec::new()
+        } else {
+            store.last_grids()?
+        };
+        for g in local {
             let grid = serde_json::from_str::<shared::api::GridPush>(&g.grid_json)
                 .ok()
                 .and_then(|p| SurgeGrid::try_from(p).ok());
@@ -127,7 +156,12 @@ impl AppState {
                 }
             }
         }
-        for s in store.market_states()? {
+        let windows = if cluster.is_some() {
+            Vec::new()
+        } else {
+            store.market_states()?
+        };
+        for s in windows {
             // Written in the same transaction as the grid: a different
             // generation means the file was edited; the grid alone is safer.
             if generations.get(&s.region) != Some(&s.generation) {
@@ -142,7 +176,7 @@ impl AppState {
                 }
             }
         }
-        if let Some(at) = restored.last_tick_at {
+        if let Some(at) = restored.last_tick_at.filter(|_| cluster.is_none()) {
             let since = clock.now().0.saturating_sub(at);
             restored.lost_seconds = since as f64 / 1_000.0;
             metrics.restored_lost_ms.store(since, Relaxed);
@@ -164,6 +198,7 @@ impl AppState {
             last: Mutex::new(last),
             known_zones: Mutex::new(known),
             restored,
+            cluster,
         }))
     }
 

@@ -1,11 +1,18 @@
 //! One tick: recompute every region's grid from its market, persist the
 //! whole tick (zones, snapshots, changes, grids, market state) in one
 //! transaction, and offer changed or heartbeat-due grids to the pusher.
+//!
+//! In cluster mode a node ticks only the regions it owns and may tick
+//! ([`crate::cluster::Cluster::tickable`]), and first stores each new grid
+//! with its engine smoothing in the cluster (`eq_grids`), where a member
+//! taking a region over continues from it.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::aggregate::grid_json;
+use crate::cluster::{encode_stored, Cluster};
 use crate::state::{lock, AppState};
 use crate::store::{TickRecord, Zone};
 
@@ -20,12 +27,20 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     let now = state.clock.now();
     // The state is encoded under the same lock as the tick, so it is
     // exactly the windows the tick's grid was computed from.
-    let (ticks, encoded) = {
+    let only = state.cluster.as_ref().map(|c| c.tickable());
+    let (ticks, encoded, engines) = {
         let mut agg = lock(&state.agg);
-        let ticks = agg.tick(now);
+        let ticks = agg.tick_only(now, only.as_deref());
         let encoded: Vec<Vec<u8>> = ticks.iter().map(|t| agg.encode_state(t.region)).collect();
-        (ticks, encoded)
+        let engines: Vec<Vec<u8>> = match &state.cluster {
+            Some(_) => ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
+            None => Vec::new(),
+        };
+        (ticks, encoded, engines)
     };
+    if let Some(cluster) = &state.cluster {
+        store_in_cluster(state, cluster, &ticks, &engines).await;
+    }
     let mut records = Vec::with_capacity(ticks.len());
     let mut new_zones = Vec::new();
     for (t, encoded) in ticks.iter().zip(encoded) {
@@ -104,4 +119,33 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         failed,
     );
     ticks.len()
+}
+
+/// Stores each ticked region's grid and engine smoothing in `eq_grids`
+/// (concurrently), and updates the stream-lag gauge. A failed write is
+/// logged and counted; the grid is still pushed.
+async fn store_in_cluster(
+    state: &AppState,
+    cluster: &Cluster,
+    ticks: &[crate::aggregate::RegionTick],
+    engines: &[Vec<u8>],
+) {
+    let writes = ticks.iter().zip(engines).map(|(t, engine)| {
+        let value = encode_stored(&grid_json(&t.grid), engine);
+        cluster.grids.put(t.grid.region().as_str(), value.into())
+    });
+    for (t, written) in ticks
+        .iter()
+        .zip(futures_util::future::join_all(writes).await)
+    {
+        if let Err(e) = written {
+            state.metrics.cluster_errors.fetch_add(1, Relaxed);
+            tracing::warn!(region = %t.grid.region(), error = %e, "grid not stored in the cluster");
+        }
+    }
+    let lag: u64 = lock(&cluster.owned)
+        .values()
+        .map(|o| o.stats.pending.load(Relaxed))
+        .sum();
+    state.metrics.stream_lag.store(lag, Relaxed);
 }

@@ -695,6 +695,35 @@ pub struct OriginHealth {
     pub restored: RestoredWire,
     /// Regions with a grid waiting to be pushed to the edge.
     pub pending_pushes: usize,
+    /// Cluster mode only: this member and what it owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// A cluster member's view (`GET /health` in cluster mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterHealth {
+    /// This member's name.
+    pub node: String,
+    /// The live members, as last read.
+    pub members: Vec<String>,
+    /// The regions this member owns.
+    pub owned: Vec<OwnedRegionWire>,
+}
+
+/// A region a cluster member owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OwnedRegionWire {
+    /// The region.
+    pub region: String,
+    /// Whether its replay has caught up (it is ticked only then).
+    pub ready: bool,
+    /// Events applied to its market since this member acquired it.
+    pub applied: u64,
+    /// Its messages in the stream not yet applied.
+    pub pending: u64,
 }
 
 /// One zone of the least-efficient-zones report.

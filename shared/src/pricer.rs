@@ -254,6 +254,18 @@ impl<P: Policy> RegionPricer<P> {
         crate::state::encode(&self.market, &self.engine)
     }
 
+    /// The engine's smoothing alone, encoded: with the last grid, what a new
+    /// owner continues from after rebuilding the market from events.
+    pub fn encode_engine_state(&self) -> Vec<u8> {
+        crate::state::encode_engine(&self.engine)
+    }
+
+    /// Restores what [`Self::encode_engine_state`] wrote (after
+    /// [`Self::restore`] of the grid it was stored with).
+    pub fn decode_engine_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        crate::state::decode_engine_into(bytes, &mut self.engine)
+    }
+
     /// Restores what [`Self::encode_state`] wrote. Call after
     /// [`Self::restore`]: the decoded engine state replaces the
     /// approximation the grid alone gives.
@@ -351,5 +363,107 @@ mod tests {
         .expect("grid");
         assert!(!q.restore(&other));
         assert_eq!(q.generation(), 1_001);
+    }
+
+    /// A take-over: a new pricer that replays every event of the region
+    /// (the old owner's and those after its last tick) and continues from
+    /// the old owner's last grid and engine snapshot publishes exactly what
+    /// the old owner would have.
+    #[test]
+    fn a_replayed_market_with_the_engine_snapshot_continues_exactly() {
+        let smooth = SurgeConfig::default();
+        let new = || {
+            RegionPricer::new(
+                Ident::new("sf").expect("id"),
+                DEFAULT_LEVEL,
+                Caps::DEFAULT,
+                MarketConfig::default(),
+                DefaultCurve,
+                smooth,
+            )
+            .expect("pricer")
+        };
+        let cells: Vec<Cell> = (0..6)
+            .map(|i| {
+                Cell::at(
+                    LatLng::new(37.70 + f64::from(i) * 0.01, -122.45).expect("ll"),
+                    DEFAULT_LEVEL,
+                )
+            })
+            .collect();
+        let t0 = 1_800_000_000_000u64;
+        // Events over 5 minutes, one batch per second: drivers come and go,
+        // demand grows in some cells.
+        let batch = |s: u64| -> (Vec<DriverSeen>, Vec<DemandSeen>) {
+            let at = Timestamp(t0 + s * 1_000);
+            let drivers = (0..4)
+                .map(|d| DriverSeen {
+                    driver: DriverId(d + 10 * (s % 3)),
+                    cell: cells[((s + d) % 6) as usize],
+                    class: VehicleClass::Standard,
+                    available: (s + d) % 4 != 0,
+                    at,
+                })
+                .collect();
+            let demand = (0..u64::from(s % 4 == 0))
+                .map(|k| DemandSeen {
+                    cell: cells[(k % 3) as usize],
+                    class: VehicleClass::Standard,
+                    kind: DemandKind::RideRequest,
+                    at,
+                })
+                .collect();
+            (drivers, demand)
+        };
+        let mut log: Vec<(Vec<DriverSeen>, Vec<DemandSeen>)> = Vec::new();
+        let mut old = new();
+        let mut stored = None;
+        // 300 s with a tick every 5 s, each stored (grid and engine), then
+        // 3 s of events after the last tick before the old owner dies.
+        for s in 0..303u64 {
+            let b = batch(s);
+            for d in &b.0 {
+                old.driver_seen(*d);
+            }
+            for d in &b.1 {
+                old.demand_seen(*d);
+            }
+            log.push(b);
+            if s % 5 == 4 && s < 300 {
+                let t = old.tick(Timestamp(t0 + s * 1_000 + 500)).expect("tick");
+                stored = Some((t.grid, old.encode_engine_state()));
+            }
+        }
+        // The old owner's next tick, had it lived: its grid and the
+        // smoothing it leaves behind.
+        let at = Timestamp(t0 + 303_500);
+        let expected = (old.tick(at).expect("tick").grid, old.encode_engine_state());
+        let cells = expected.0.cells();
+        assert!(cells.iter().any(|c| c.multiplier > Multiplier::ONE));
+        assert!(cells.iter().any(|c| c.multiplier < Caps::DEFAULT.max()));
+
+        let (grid, engine) = stored.expect("stored");
+        let take_over = |with_engine: bool| {
+            let mut taker = new();
+            assert!(taker.restore(&grid));
+            if with_engine {
+                taker.decode_engine_state(&engine).expect("engine");
+            }
+            for (drivers, demand) in &log {
+                for d in drivers {
+                    taker.driver_seen(*d);
+                }
+                for d in demand {
+                    taker.demand_seen(*d);
+                }
+            }
+            let grid = taker.tick(at).expect("tick").grid;
+            (grid, taker.encode_engine_state())
+        };
+        assert_eq!(take_over(true), expected);
+        // The engine snapshot matters: from the grid alone (each EMA reset
+        // to its rounded published value) the smoothing continues
+        // differently.
+        assert_ne!(take_over(false).1, expected.1);
     }
 }

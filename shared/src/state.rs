@@ -23,6 +23,8 @@ use crate::surge::{Policy, SurgeEngine};
 
 /// The leading bytes of every snapshot.
 pub const MAGIC: [u8; 3] = *b"EQS";
+/// The leading bytes of an engine-only snapshot ([`encode_engine`]).
+pub const ENGINE_MAGIC: [u8; 3] = *b"EQE";
 /// The format version written by this build.
 pub const VERSION: u8 = 1;
 
@@ -79,6 +81,39 @@ pub fn decode_into<P: Policy>(
         return Err(StateError::TrailingBytes(r.0.len()));
     }
     market.replace_state(m);
+    engine.replace_state(e);
+    Ok(())
+}
+
+/// Encodes only the engine's per-cell smoothing: what a new owner of a
+/// region continues from when it rebuilds the market itself (a cluster
+/// take-over replays the market's events from the region's stream).
+pub fn encode_engine<P: Policy>(engine: &SurgeEngine<P>) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(32));
+    w.0.extend_from_slice(&ENGINE_MAGIC);
+    w.u8(VERSION);
+    engine.write_state(&mut w);
+    w.0
+}
+
+/// Decodes an [`encode_engine`] snapshot into `engine`, replacing its
+/// smoothing state (its configuration is kept). On error it is unchanged.
+pub fn decode_engine_into<P: Policy>(
+    bytes: &[u8],
+    engine: &mut SurgeEngine<P>,
+) -> Result<(), StateError> {
+    let mut r = Reader(bytes);
+    if r.take(3)? != ENGINE_MAGIC {
+        return Err(StateError::NotASnapshot);
+    }
+    match r.u8()? {
+        VERSION => {}
+        v => return Err(StateError::UnsupportedVersion(v)),
+    }
+    let e = SurgeEngine::<P>::read_state(&mut r)?;
+    if !r.0.is_empty() {
+        return Err(StateError::TrailingBytes(r.0.len()));
+    }
     engine.replace_state(e);
     Ok(())
 }

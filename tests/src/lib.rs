@@ -2,6 +2,7 @@
 //! (the worker under `wrangler dev`, i.e. workerd), wait for readiness by
 //! polling, and stop them (whole process group) when dropped.
 
+pub mod nats;
 pub mod tls;
 
 use std::net::TcpListener;

@@ -75,41 +75,89 @@ pub enum Kind {
     Demand,
 }
 
-/// Parses and applies one batch. The aggregator lock is taken once per
-/// batch, after parsing.
-pub fn apply_batch(
+/// Parses one batch and applies it: to the local markets (one node; the
+/// aggregator lock is taken once per batch, after parsing), or, in cluster
+/// mode, by publishing it to the event stream and waiting for the
+/// acknowledgements (503 `stream_unavailable` if they do not all come;
+/// retry with the same `Idempotency-Key` and nothing counts twice).
+pub async fn apply_batch(
     s: &AppState,
     kind: Kind,
     body: &[u8],
     format: Format,
+    idempotency_key: Option<&str>,
 ) -> Result<IngestReport, Problem> {
     let now = s.clock.now();
     let refused = |e: ingest::BatchError| {
         s.metrics.batches_refused.fetch_add(1, Relaxed);
         bad("invalid_batch", e.to_string())
     };
-    let report = match kind {
+    let (drivers, demand, report) = match kind {
         Kind::Locations => {
             let p = ingest::locations(body, format, &s.regions, now).map_err(refused)?;
-            lock(&s.agg).drivers(&p.events);
-            s.metrics
-                .locations_accepted
-                .fetch_add(p.report.accepted as u64, Relaxed);
-            p.report
+            (p.events, Vec::new(), p.report)
         }
         Kind::Demand => {
             let p = ingest::demands(body, format, &s.regions, now).map_err(refused)?;
-            lock(&s.agg).demand(&p.events);
-            s.metrics
-                .demand_accepted
-                .fetch_add(p.report.accepted as u64, Relaxed);
-            p.report
+            (Vec::new(), p.events, p.report)
         }
     };
+    match &s.cluster {
+        None => {
+            let mut agg = lock(&s.agg);
+            agg.drivers(&drivers);
+            agg.demand(&demand);
+        }
+        Some(cluster) => {
+            let kind_name = match kind {
+                Kind::Locations => "locations",
+                Kind::Demand => "demand",
+            };
+            let request = crate::cluster::publish::request_id(idempotency_key, kind_name, body);
+            let published =
+                crate::cluster::publish::publish(cluster, &s.regions, &drivers, &demand, &request)
+                    .await
+                    .map_err(|e| {
+                        s.metrics.publish_failures.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, "ingest not acknowledged by the stream");
+                        Problem(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "stream_unavailable",
+                            "the event stream did not acknowledge the batch; retry (with the same Idempotency-Key, nothing counts twice)".into(),
+                        )
+                    })?;
+            s.metrics
+                .publish_duplicates
+                .fetch_add(published.duplicates as u64, Relaxed);
+        }
+    }
+    s.metrics
+        .locations_accepted
+        .fetch_add(drivers.len() as u64, Relaxed);
+    s.metrics
+        .demand_accepted
+        .fetch_add(demand.len() as u64, Relaxed);
     s.metrics
         .records_rejected
         .fetch_add(report.rejected as u64, Relaxed);
     Ok(report)
+}
+
+/// The `Idempotency-Key` header: up to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Some)
+        .ok_or_else(|| {
+            bad(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })
 }
 
 async fn ingest(
@@ -119,8 +167,11 @@ async fn ingest(
     body: Body,
 ) -> Result<Response, Problem> {
     let format = format_of(&headers)?;
+    let key = idempotency_key(&headers)?;
     let bytes = read_body(&s, body).await?;
-    Ok(report_response(apply_batch(&s, kind, &bytes, format)?))
+    Ok(report_response(
+        apply_batch(&s, kind, &bytes, format, key).await?,
+    ))
 }
 
 /// `POST /v1/ingest/locations`.
@@ -142,6 +193,10 @@ async fn ingest(
         (status = 403, description = "A reader token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Unsupported content type", body = ErrorBody),
+        (status = 503, description = "Cluster mode: the event stream did not acknowledge the batch; retry with the same Idempotency-Key", body = ErrorBody),
+    ),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Cluster mode: the same key with the same body, posted again to any origin within the idempotency window, counts once. 1 to 255 visible ASCII characters."),
     ),
     security(("producer" = [])),
 )]
@@ -172,6 +227,10 @@ pub async fn locations(
         (status = 403, description = "A reader token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Unsupported content type", body = ErrorBody),
+        (status = 503, description = "Cluster mode: the event stream did not acknowledge the batch; retry with the same Idempotency-Key", body = ErrorBody),
+    ),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Cluster mode: the same key with the same body, posted again to any origin within the idempotency window, counts once. 1 to 255 visible ASCII characters."),
     ),
     security(("producer" = [])),
 )]
@@ -218,7 +277,7 @@ async fn ws_loop(s: Arc<AppState>, kind: Kind, mut socket: WebSocket) {
             Message::Close(_) => break,
             _ => continue,
         };
-        let reply = match apply_batch(&s, kind, &data, Format::Ndjson) {
+        let reply = match apply_batch(&s, kind, &data, Format::Ndjson, None).await {
             Ok(report) => serde_json::to_string(&report),
             Err(Problem(_, code, message)) => serde_json::to_string(&ErrorBody::new(code, message)),
         };

@@ -6,12 +6,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use shared::api::{ErrorBody, OriginHealth, RestoredWire};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use crate::state::AppState;
+use shared::api::{ClusterHealth, ErrorBody, OriginHealth, OwnedRegionWire, RestoredWire};
 
-/// `GET /health`: always open; what the start restored and what waits to
-/// be pushed.
+use crate::state::{lock, AppState};
+
+/// `GET /health`: always open; what the start restored, what waits to be
+/// pushed, and in cluster mode the members and the regions this one owns.
 #[utoipa::path(
     get,
     path = "/health",
@@ -29,6 +31,23 @@ pub async fn health(State(s): State<Arc<AppState>>) -> Json<OriginHealth> {
             lost_seconds: s.restored.lost_seconds,
         },
         pending_pushes: s.pusher.pending(),
+        cluster: s.cluster.as_ref().map(|c| {
+            let mut owned: Vec<OwnedRegionWire> = lock(&c.owned)
+                .iter()
+                .map(|(idx, o)| OwnedRegionWire {
+                    region: s.regions[*idx].id.as_str().to_owned(),
+                    ready: o.stats.ready.load(Acquire),
+                    applied: o.stats.applied.load(Relaxed),
+                    pending: o.stats.pending.load(Relaxed),
+                })
+                .collect();
+            owned.sort_by(|a, b| a.region.cmp(&b.region));
+            ClusterHealth {
+                node: c.node.clone(),
+                members: lock(&c.live).clone(),
+                owned,
+            }
+        }),
     })
 }
 

@@ -401,11 +401,11 @@ mod tests {
                     driver: DriverId(d + 10 * (s % 3)),
                     cell: cells[((s + d) % 6) as usize],
                     class: VehicleClass::Standard,
-                    available: (s + d) % 4 != 0,
+                    available: !(s + d).is_multiple_of(4),
                     at,
                 })
                 .collect();
-            let demand = (0..u64::from(s % 4 == 0))
+            let demand = (0..u64::from(s.is_multiple_of(4)))
                 .map(|k| DemandSeen {
                     cell: cells[(k % 3) as usize],
                     class: VehicleClass::Standard,

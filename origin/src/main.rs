@@ -10,7 +10,8 @@ use origin::cluster::Cluster;
 use origin::config::Config;
 use origin::server::serve;
 use origin::state::AppState;
-use origin::store::Store;
+use origin::store::pg::PgStore;
+use origin::store::{History, Store};
 
 /// Equilibrium origin: ingest driver locations and demand, recompute surge
 /// grids, push them to the edge, keep the history.
@@ -25,8 +26,9 @@ struct Cli {
 enum Command {
     /// Run the server (ingest, ticks, pushes, analytics, metrics).
     Serve {
-        /// TOML configuration file; defaults apply without one.
-        #[arg(long, short)]
+        /// TOML configuration file (or EQ_CONFIG); defaults apply without
+        /// one.
+        #[arg(long, short, env = "EQ_CONFIG")]
         config: Option<PathBuf>,
         /// Listen address (overrides the file and EQ_LISTEN).
         #[arg(long)]
@@ -40,8 +42,8 @@ enum Command {
     },
     /// Print the effective configuration (file + environment + defaults).
     Config {
-        /// TOML configuration file.
-        #[arg(long, short)]
+        /// TOML configuration file (or EQ_CONFIG).
+        #[arg(long, short, env = "EQ_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Print the least efficient surge zones from a database.
@@ -170,20 +172,33 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let store =
-        Store::open(&cfg.database).with_context(|| format!("open {}", cfg.database.display()))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let open_sqlite = |cfg: &Config| {
+        Store::open(&cfg.database).with_context(|| format!("open {}", cfg.database.display()))
+    };
     let state = if cfg.cluster.enabled() {
+        let history: Box<dyn History> = if cfg.cluster.postgres_url.is_empty() {
+            Box::new(open_sqlite(&cfg)?)
+        } else {
+            let url = cfg.cluster.postgres_url.clone();
+            // The postgres client blocks (it runs its own small runtime).
+            let (pg, err) = tokio::task::spawn_blocking(move || PgStore::open(&url)).await?;
+            if let Some(e) = err {
+                tracing::warn!(error = %e, "history database unreachable; ticks wait in the backlog until it answers");
+            }
+            Box::new(pg)
+        };
         let regions = cfg.regions()?;
         let cluster = Cluster::connect(&cfg.cluster, &regions, cfg.stream_retention())
             .await
             .context("join the cluster")?;
         tracing::info!(node = %cluster.node, nats = %cfg.cluster.nats_urls.join(","), "cluster mode");
-        AppState::in_cluster(cfg, store, Arc::new(SystemClock), Arc::new(cluster))?
+        AppState::in_cluster(cfg, history, Arc::new(SystemClock), Arc::new(cluster))?
     } else {
+        let store = open_sqlite(&cfg)?;
         AppState::new(cfg, store, Arc::new(SystemClock))?
     };
     let r = &state.restored;

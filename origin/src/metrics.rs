@@ -65,6 +65,12 @@ pub struct Metrics {
     pub stream_bad_messages: AtomicU64,
     /// Cluster: failed heartbeats, member listings and stored-grid writes.
     pub cluster_errors: AtomicU64,
+    /// Cluster: ticks whose history waits to be written.
+    pub history_backlog: AtomicU64,
+    /// Cluster: ticks whose history was dropped (the backlog was full).
+    pub history_dropped: AtomicU64,
+    /// Cluster: failed history writes (retried).
+    pub history_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -265,6 +271,24 @@ impl Metrics {
                 "counter",
                 "Failed heartbeats, member listings and stored-grid writes.",
                 &self.cluster_errors,
+            ),
+            (
+                "equilibrium_history_backlog_ticks",
+                "gauge",
+                "Ticks whose history waits for the database.",
+                &self.history_backlog,
+            ),
+            (
+                "equilibrium_history_dropped_ticks_total",
+                "counter",
+                "Ticks whose history was dropped because the backlog was full.",
+                &self.history_dropped,
+            ),
+            (
+                "equilibrium_history_write_failures_total",
+                "counter",
+                "History writes that failed (retried).",
+                &self.history_failures,
             ),
         ] {
             put(name, kind, help, g(v).to_string());

@@ -43,11 +43,18 @@ pub async fn serve(
         state.clone(),
         wait_stop(stop_rx.clone()),
     ));
-    // Cluster mode: membership and region leases.
+    // Cluster mode: membership and region leases, and the history backlog.
     let leases = tokio::spawn(crate::cluster::lease::run(
         state.clone(),
         wait_stop(stop_rx.clone()),
     ));
+    let (backlog_stop_tx, backlog_stop_rx) = tokio::sync::watch::channel(false);
+    let backlog = state.cluster.is_some().then(|| {
+        tokio::spawn(crate::backlog::run(
+            state.clone(),
+            wait_stop(backlog_stop_rx),
+        ))
+    });
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown);
     let result = server.await;
     tracing::info!("shutting down: last tick, then flush");
@@ -60,6 +67,11 @@ pub async fn serve(
     if let Some(cluster) = &state.cluster {
         // Hand every region over now rather than after a lease TTL.
         crate::cluster::lease::release_all(&state, cluster).await;
+    }
+    // The last tick's history too (up to two seconds).
+    let _ = backlog_stop_tx.send(true);
+    if let Some(b) = backlog {
+        let _ = b.await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), state.pusher.flush()).await;
     result

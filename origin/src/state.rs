@@ -8,12 +8,13 @@ use shared::grid::SurgeGrid;
 
 use crate::aggregate::{market_config, Aggregator, Settings};
 use crate::auth::Tokens;
+use crate::backlog::Backlog;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::{Config, Region};
 use crate::metrics::Metrics;
 use crate::push::Pusher;
-use crate::store::Store;
+use crate::store::{History, Store};
 
 /// What a start restored.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,15 @@ pub struct Restored {
     pub lost_seconds: f64,
 }
 
+/// What a single node's store held at start.
+#[derive(Debug, Default)]
+struct Saved {
+    last_tick_at: Option<u64>,
+    grids: Vec<crate::store::StoredGrid>,
+    windows: Vec<crate::store::StoredState>,
+    zones: Vec<crate::store::Zone>,
+}
+
 /// Shared state of the server.
 #[derive(Debug)]
 pub struct AppState {
@@ -43,8 +53,9 @@ pub struct AppState {
     /// across an await; ingest applies whole batches under it, which is
     /// the backpressure (no queue can grow).
     pub agg: Mutex<Aggregator>,
-    /// The SQLite store (used from blocking threads).
-    pub store: Arc<Mutex<Store>>,
+    /// The history: the SQLite store, or PostgreSQL in cluster mode (used
+    /// from blocking threads).
+    pub store: Arc<Mutex<Box<dyn History>>>,
     /// The push queue.
     pub pusher: Arc<Pusher>,
     /// Metrics.
@@ -59,6 +70,8 @@ pub struct AppState {
     pub restored: Restored,
     /// Cluster mode: this node's view of the cluster (`None`: one node).
     pub cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: ticks' history waiting to be written.
+    pub backlog: Backlog,
 }
 
 /// Locks a std mutex, ignoring poisoning: the guarded data stays
@@ -94,29 +107,38 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StartError> {
-        Self::build(config, store, clock, None)
+        let saved = Saved {
+            last_tick_at: store.last_tick_at()?,
+            grids: store.last_grids()?,
+            windows: store.market_states()?,
+            zones: store.all_zones()?,
+        };
+        Self::build(config, Box::new(store), saved, clock, None)
     }
 
-    /// A cluster member's state: nothing is restored from the local store
-    /// (a region's owner restores it from the cluster when it acquires
-    /// the region, see `crate::cluster::lease`).
+    /// A cluster member's state, writing its history to `history` (the
+    /// shared PostgreSQL, or a local SQLite file). Nothing is restored at
+    /// start: a region's owner restores it from the cluster when it
+    /// acquires the region (`crate::cluster::lease`).
     pub fn in_cluster(
         config: Config,
-        store: Store,
+        history: Box<dyn History>,
         clock: Arc<dyn Clock>,
         cluster: Arc<Cluster>,
     ) -> Result<Arc<Self>, StartError> {
-        Self::build(config, store, clock, Some(cluster))
+        Self::build(config, history, Saved::default(), clock, Some(cluster))
     }
 
     fn build(
         config: Config,
-        store: Store,
+        store: Box<dyn History>,
+        saved: Saved,
         clock: Arc<dyn Clock>,
         cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<Self>, StartError> {
         let regions = config.regions()?;
         let tokens = Tokens::new(&config.auth)?;
+        let config_backlog = config.cluster.history_backlog_ticks;
         let settings = Settings {
             market: market_config(config.supply_ttl_seconds, config.demand_window_seconds),
             ..Settings::default()
@@ -131,16 +153,11 @@ impl AppState {
         )?);
         let mut last = HashMap::new();
         let mut restored = Restored {
-            last_tick_at: store.last_tick_at()?,
+            last_tick_at: saved.last_tick_at,
             ..Restored::default()
         };
         let mut generations = HashMap::new();
-        let local = if cluster.is_some() {
-            Vec::new()
-        } else {
-            store.last_grids()?
-        };
-        for g in local {
+        for g in saved.grids {
             let grid = serde_json::from_str::<shared::api::GridPush>(&g.grid_json)
                 .ok()
                 .and_then(|p| SurgeGrid::try_from(p).ok());
@@ -156,12 +173,7 @@ impl AppState {
                 }
             }
         }
-        let windows = if cluster.is_some() {
-            Vec::new()
-        } else {
-            store.market_states()?
-        };
-        for s in windows {
+        for s in saved.windows {
             // Written in the same transaction as the grid: a different
             // generation means the file was edited; the grid alone is safer.
             if generations.get(&s.region) != Some(&s.generation) {
@@ -176,13 +188,13 @@ impl AppState {
                 }
             }
         }
-        if let Some(at) = restored.last_tick_at.filter(|_| cluster.is_none()) {
+        if let Some(at) = restored.last_tick_at {
             let since = clock.now().0.saturating_sub(at);
             restored.lost_seconds = since as f64 / 1_000.0;
             metrics.restored_lost_ms.store(since, Relaxed);
         }
-        let known: HashSet<(String, String)> = store
-            .all_zones()?
+        let known: HashSet<(String, String)> = saved
+            .zones
             .into_iter()
             .map(|z| (z.region, z.cell))
             .collect();
@@ -198,6 +210,7 @@ impl AppState {
             last: Mutex::new(last),
             known_zones: Mutex::new(known),
             restored,
+            backlog: Backlog::new(config_backlog),
             cluster,
         }))
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::aggregate::grid_json;
+use crate::backlog::Pending;
 use crate::cluster::{encode_stored, Cluster};
 use crate::state::{lock, AppState};
 use crate::store::{TickRecord, Zone};
@@ -31,10 +32,18 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     let (ticks, encoded, engines) = {
         let mut agg = lock(&state.agg);
         let ticks = agg.tick_only(now, only.as_deref());
-        let encoded: Vec<Vec<u8>> = ticks.iter().map(|t| agg.encode_state(t.region)).collect();
-        let engines: Vec<Vec<u8>> = match &state.cluster {
-            Some(_) => ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
-            None => Vec::new(),
+        // A single node stores its whole pricing state with the tick; a
+        // cluster member stores the engine's smoothing in the cluster (the
+        // market is rebuilt from the stream).
+        let (encoded, engines): (Vec<Vec<u8>>, Vec<Vec<u8>>) = match &state.cluster {
+            None => (
+                ticks.iter().map(|t| agg.encode_state(t.region)).collect(),
+                Vec::new(),
+            ),
+            Some(_) => (
+                vec![Vec::new(); ticks.len()],
+                ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
+            ),
         };
         (ticks, encoded, engines)
     };
@@ -91,8 +100,23 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         .iter()
         .map(|z| (z.region.clone(), z.cell.clone()))
         .collect();
-    let store = state.store.clone();
     let state_bytes: usize = records.iter().map(|r| r.state.len()).sum();
+    if state.cluster.is_some() {
+        // Written by the backlog's task; a database outage never holds up
+        // a tick.
+        state.backlog.push(
+            Pending {
+                zones: new_zones,
+                ticks: records,
+            },
+            &state.metrics,
+        );
+        state
+            .metrics
+            .tick(start.elapsed().as_micros() as u64, 0, false);
+        return ticks.len();
+    }
+    let store = state.store.clone();
     let written =
         tokio::task::spawn_blocking(move || lock(&store).record_ticks(&new_zones, &records)).await;
     let failed = match written {

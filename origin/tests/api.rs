@@ -522,7 +522,7 @@ async fn retention_prunes_old_history_in_batches_and_keeps_the_rest() {
     )
     .token();
     let rows = |s: &Arc<AppState>| {
-        let st = s.store.lock().expect("store");
+        let mut st = s.store.lock().expect("store");
         st.zone_history("sf", &cell, 0, 1_000).expect("history")
     };
     let before = rows(&s);

@@ -3,6 +3,7 @@
 //! polling, and stop them (whole process group) when dropped.
 
 pub mod nats;
+pub mod postgres;
 pub mod tls;
 
 use std::net::TcpListener;

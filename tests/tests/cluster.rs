@@ -20,21 +20,105 @@
 use std::time::Duration;
 
 use equilibrium_tests::nats::NatsCluster;
+use equilibrium_tests::postgres::Postgres;
 use equilibrium_tests::{http, now_ms, wait_for, Origin, Worker, PRODUCER_TOKEN, SF};
 use serde_json::{json, Value};
 
-fn start_origin(dir: &std::path::Path, nats: &NatsCluster, node: &str, edge: &str) -> Origin {
+/// Four regions. Rendezvous hashing over `origin-a`, `-b` and `-c` gives
+/// `sd` to a, `sf` and `oak` to b and `sac` to c, so once all three are
+/// members every origin owns a region (the first one up owns all four
+/// until the others join and it hands theirs back).
+const REGIONS: &str = r#"
+[[regions]]
+id = "sf"
+bounds = [37.60, -122.55, 37.85, -122.35]
+[[regions]]
+id = "oak"
+bounds = [37.70, -122.34, 37.90, -122.10]
+[[regions]]
+id = "sac"
+bounds = [38.45, -121.60, 38.70, -121.30]
+[[regions]]
+id = "sd"
+bounds = [32.60, -117.30, 32.95, -116.95]
+"#;
+
+/// A point inside each region.
+fn point(region: &str) -> (f64, f64) {
+    match region {
+        "sf" => SF,
+        "oak" => (37.80, -122.27),
+        "sac" => (38.58, -121.49),
+        _ => (32.72, -117.16),
+    }
+}
+
+fn start_origin(
+    dir: &std::path::Path,
+    nats: &NatsCluster,
+    pg: &Postgres,
+    node: &str,
+    edge: &str,
+) -> Origin {
+    let config = dir.join("regions.toml");
+    std::fs::write(&config, REGIONS).expect("config");
     Origin::start_with_env(
         &dir.join(format!("{node}.sqlite")),
         edge,
         0.5,
         &[
+            ("EQ_CONFIG", config.to_str().expect("utf-8 path")),
             ("EQ_NATS_URLS", &nats.urls()),
             ("EQ_NODE_ID", node),
             ("EQ_STREAM_REPLICAS", "3"),
             ("EQ_LEASE_TTL_SECONDS", "3"),
+            ("EQ_POSTGRES_URL", &pg.url()),
         ],
     )
+}
+
+/// Which origin owns each region (caught up), as their `/health` says.
+fn owners(origins: &[Option<Origin>]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, o) in origins.iter().enumerate() {
+        let Some(o) = o else { continue };
+        let h = health(o);
+        for r in h["cluster"]["owned"].as_array().into_iter().flatten() {
+            if r["ready"] == true {
+                out.insert(r["region"].as_str().unwrap_or_default().to_owned(), i);
+            }
+        }
+    }
+    out
+}
+
+/// A busy market in `region` (one driver, 20 ride requests), through
+/// origin `via`. Returns the events acknowledged.
+fn busy(origins: &[Option<Origin>], via: usize, region: &str) -> u64 {
+    let o = origins[via].as_ref().expect("origin");
+    let (lat, lng) = point(region);
+    let t = now_ms();
+    let driver = json!([{"driver_id": format!("busy-{region}"), "latitude": lat, "longitude": lng,
+                         "available": true, "timestamp": t}]);
+    let demand: Vec<Value> = (0..20)
+        .map(|i| json!({"kind": "ride_request", "latitude": lat, "longitude": lng, "timestamp": t + i}))
+        .collect();
+    let mut acked = 0;
+    for (path, body) in [
+        ("/v1/ingest/locations", driver),
+        ("/v1/ingest/demand", json!(demand)),
+    ] {
+        let r = o.post(path).json(&body).send().expect("post");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let report: Value = r.json().expect("report");
+        acked += report["accepted"].as_u64().expect("accepted");
+    }
+    assert_eq!(acked, 21, "every event of the busy market is valid");
+    acked
+}
+
+fn metric_sum(origins: &[Option<Origin>], name: &str) -> f64 {
+    origins.iter().flatten().map(|o| o.metric(name)).sum()
 }
 
 fn health(o: &Origin) -> Value {
@@ -152,6 +236,7 @@ fn edge_generation(worker: &Worker) -> u64 {
 fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut nats = NatsCluster::start(3);
+    let mut pg = Postgres::start();
     let edge_dir = tempfile::tempdir().expect("tmp");
     let worker = Worker::start_at(
         edge_dir.path(),
@@ -161,7 +246,7 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     let edge = edge.trim_end_matches('/');
     let mut origins: Vec<Option<Origin>> = ["origin-a", "origin-b", "origin-c"]
         .iter()
-        .map(|n| Some(start_origin(dir.path(), &nats, n, edge)))
+        .map(|n| Some(start_origin(dir.path(), &nats, &pg, n, edge)))
         .collect();
     let first_owner = wait_owner(&origins, "one origin to own sf");
     let members = health(origins[0].as_ref().expect("a"))["cluster"]["members"].clone();
@@ -194,6 +279,111 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     assert_eq!(
         duplicates, 1.0,
         "the repeat was recognised as one duplicate message"
+    );
+
+    // 4. Shared history: the least-efficient-zones report, asked of any
+    //    origin, has rows of regions owned by different origins.
+    let mut by_region = std::collections::BTreeMap::new();
+    wait_for(
+        "the regions spread over the three origins",
+        Duration::from_secs(90),
+        || {
+            by_region = owners(&origins);
+            let distinct: std::collections::BTreeSet<_> = by_region.values().collect();
+            by_region.len() == 4 && distinct.len() == 3
+        },
+    );
+    eprintln!("owners: {by_region:?}");
+    let (r1, o1) = by_region
+        .iter()
+        .next()
+        .map(|(r, o)| (r.clone(), *o))
+        .expect("a region");
+    let (r2, o2) = by_region
+        .iter()
+        .find(|(_, o)| **o != o1)
+        .map(|(r, o)| (r.clone(), *o))
+        .expect("regions spread over more than one origin");
+    // Counted with the other acknowledged events when a region is sf.
+    acked += busy(&origins, 2, &r1) * u64::from(r1 == "sf");
+    acked += busy(&origins, 0, &r2) * u64::from(r2 == "sf");
+    let asked = (0..3).find(|i| *i != o1 && *i != o2).unwrap_or(0);
+    wait_for(
+        "both regions in the report of a third origin",
+        Duration::from_secs(90),
+        || {
+            let report: Value = origins[asked]
+                .as_ref()
+                .expect("origin")
+                .get("/v1/analytics/least-efficient?days=1&limit=100")
+                .send()
+                .ok()
+                .and_then(|r| r.json().ok())
+                .unwrap_or(Value::Null);
+            let regions: Vec<&str> = report["zones"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|z| z["region"].as_str())
+                .collect();
+            regions.contains(&r1.as_str()) && regions.contains(&r2.as_str())
+        },
+    );
+
+    // 5. PostgreSQL stops for a while: ticks and pushes go on, the history
+    //    waits in the backlog and catches up when it returns.
+    acked += busy(&origins, 1, "sf");
+    pg.stop();
+    let stopped_at = now_ms();
+    let before = edge_generation(&worker);
+    wait_for(
+        "grids keep reaching the edge without PostgreSQL",
+        Duration::from_secs(60),
+        || edge_generation(&worker) > before,
+    );
+    wait_for(
+        "ticks waiting in the history backlog",
+        Duration::from_secs(60),
+        || metric_sum(&origins, "equilibrium_history_backlog_ticks") > 0.0,
+    );
+    let restarted_at = now_ms();
+    pg.restart();
+    wait_for(
+        "the history backlog written out",
+        Duration::from_secs(90),
+        || metric_sum(&origins, "equilibrium_history_backlog_ticks") == 0.0,
+    );
+    assert_eq!(
+        metric_sum(&origins, "equilibrium_history_dropped_ticks_total"),
+        0.0
+    );
+    let sf_cell = shared::geo::Cell::at(
+        shared::geo::LatLng::new(SF.0, SF.1).expect("ll"),
+        shared::geo::DEFAULT_LEVEL,
+    )
+    .token();
+    let history: Value = origins[asked]
+        .as_ref()
+        .expect("origin")
+        .get(&format!(
+            "/v1/analytics/history?region=sf&cell={sf_cell}&hours=1&limit=10000"
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("history");
+    let during = history["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| {
+            h["at"]
+                .as_u64()
+                .is_some_and(|t| stopped_at < t && t < restarted_at)
+        })
+        .count();
+    assert!(
+        during > 0,
+        "ticks of the outage are in the history: {history}"
     );
 
     // 2. A NATS node dies: ingest and ticks go on, nothing is lost.

@@ -46,7 +46,7 @@ async fn member(nats: &NatsCluster, node: &str, clock: &Arc<ManualClock>) -> Arc
         .expect("join");
     AppState::in_cluster(
         c,
-        Store::open_in_memory().expect("store"),
+        Box::new(Store::open_in_memory().expect("store")),
         clock.clone(),
         Arc::new(cluster),
     )

@@ -32,12 +32,21 @@ pub async fn run(state: Arc<AppState>, stop: impl Future<Output = ()>) {
     let Some(cluster) = state.cluster.clone() else {
         return;
     };
-    let mut interval = tokio::time::interval(cluster.lease_ttl / 3);
+    let period = cluster.lease_ttl / 3;
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = interval.tick() => round(&state, &cluster).await,
+            _ = interval.tick() => {
+                // A round that hangs (a NATS server gone mid-request) must
+                // not stop the next ones: ticks stop by themselves once
+                // renewals are late, and the next round starts over.
+                if tokio::time::timeout(period * 2, round(&state, &cluster)).await.is_err() {
+                    state.metrics.cluster_errors.fetch_add(1, Relaxed);
+                    tracing::warn!("lease round timed out; starting the next");
+                }
+            }
             _ = &mut stop => break,
         }
     }

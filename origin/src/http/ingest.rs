@@ -22,7 +22,7 @@ use shared::geo::{Cell, LatLng};
 use super::{bad, Problem, Query};
 use crate::ingest::{self, Format};
 use crate::state::{lock, AppState};
-use crate::store::{RideOutcome, Store};
+use crate::store::{History, RideOutcome};
 
 fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     let ct = headers
@@ -379,11 +379,11 @@ fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String>
 /// Runs a store operation on a blocking thread; failures are 503s.
 pub(crate) async fn with_store<T: Send + 'static>(
     s: &AppState,
-    f: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    f: impl FnOnce(&mut dyn History) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, Problem> {
     let store = s.store.clone();
     let unavailable = |m: String| Problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
-    tokio::task::spawn_blocking(move || f(&mut lock(&store)))
+    tokio::task::spawn_blocking(move || f(lock(&store).as_mut()))
         .await
         .map_err(|_| unavailable("store task failed".into()))?
         .map_err(|e| {

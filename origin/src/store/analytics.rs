@@ -9,7 +9,7 @@ use super::{
 };
 
 /// Milliseconds in a day, for the analysis window.
-const DAY_MS: u64 = 86_400_000;
+pub(super) const DAY_MS: u64 = 86_400_000;
 
 /// The original design's \"five least efficient surge zones\" query, ported to
 /// SQLite. `?1`/`?2` bound the window (inclusive), `?3` is the highest rank

@@ -56,6 +56,7 @@
 //! the market state are kept.
 
 mod analytics;
+pub mod pg;
 mod retention;
 pub mod schema;
 mod ticks;
@@ -77,6 +78,10 @@ pub enum StoreError {
     /// SQLite refused or failed the operation (I/O, locking, constraint).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL (cluster mode) refused or failed the operation, or is
+    /// unreachable.
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
     /// A value cannot be stored (a `u64` above `i64::MAX`, a non-finite
     /// multiplier) or a stored value is corrupt (negative time, text where
     /// a number belongs).
@@ -89,6 +94,66 @@ pub enum StoreError {
         /// The version found in `meta`.
         found: String,
     },
+}
+
+/// The history an origin writes and its analytics read: the embedded
+/// SQLite [`Store`], or in cluster mode PostgreSQL ([`pg::PgStore`]),
+/// shared by every member. Called from blocking threads.
+pub trait History: Send + std::fmt::Debug {
+    /// Stores one tick of every region ticked (see [`Store::record_ticks`]).
+    fn record_ticks(&mut self, zones: &[Zone], ticks: &[TickRecord]) -> Result<(), StoreError>;
+    /// Stores ride outcomes; returns rows inserted (repeats are ignored).
+    fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError>;
+    /// The least-efficient-zones report.
+    fn least_efficient_zones(
+        &mut self,
+        now_ms: u64,
+        days: u32,
+        limit: u32,
+    ) -> Result<Vec<ZoneEfficiency>, StoreError>;
+    /// A zone's snapshots since `since_ms`, newest first.
+    fn zone_history(
+        &mut self,
+        region: &str,
+        cell: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryRow>, StoreError>;
+    /// Deletes at most `limit` old rows per pruned table.
+    fn prune_batch(&mut self, older_than_ms: u64, limit: u32) -> Result<usize, StoreError>;
+}
+
+impl History for Store {
+    fn record_ticks(&mut self, zones: &[Zone], ticks: &[TickRecord]) -> Result<(), StoreError> {
+        Store::record_ticks(self, zones, ticks)
+    }
+
+    fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError> {
+        Store::record_outcomes(self, o)
+    }
+
+    fn least_efficient_zones(
+        &mut self,
+        now_ms: u64,
+        days: u32,
+        limit: u32,
+    ) -> Result<Vec<ZoneEfficiency>, StoreError> {
+        Store::least_efficient_zones(self, now_ms, days, limit)
+    }
+
+    fn zone_history(
+        &mut self,
+        region: &str,
+        cell: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        Store::zone_history(self, region, cell, since_ms, limit)
+    }
+
+    fn prune_batch(&mut self, older_than_ms: u64, limit: u32) -> Result<usize, StoreError> {
+        Store::prune_batch(self, older_than_ms, limit)
+    }
 }
 
 /// The origin's durable state: one SQLite connection, used from one thread.

@@ -1,0 +1,391 @@
+//! The cluster's shared history in PostgreSQL: every member writes its
+//! ticks and the ride outcomes it receives, and any member answers the
+//! analytics for every region.
+//!
+//! The same tables and queries as the embedded SQLite store, in
+//! PostgreSQL's dialect: `BIGINT` times and generations, `DOUBLE
+//! PRECISION` multipliers, `BOOLEAN` flags, `BIGSERIAL` row ids (and
+//! `ctid` for pruning). A tick's snapshots and changes go in as arrays
+//! (`UNNEST`), one statement each. What a restart of a single node reads
+//! back (the market state) is not kept here: in cluster mode a region's
+//! owner continues from the cluster's own stored grid and stream.
+//!
+//! The connection is opened lazily and dropped on any error, so a
+//! database that went away is reconnected to on the next call; every call
+//! runs on a blocking thread (the `postgres` crate is tokio-postgres with
+//! its own small runtime), like the SQLite store's.
+
+use postgres::{Client, NoTls};
+
+use super::{
+    finite, to_i64, HistoryRow, RideOutcome, StoreError, TickRecord, Zone, ZoneEfficiency,
+};
+
+/// The schema; idempotent, created under an advisory lock so members
+/// starting together do not race.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS zones (
+    region          TEXT             NOT NULL,
+    cell            TEXT             NOT NULL,
+    name            TEXT             NOT NULL,
+    min_multiplier  DOUBLE PRECISION NOT NULL,
+    max_multiplier  DOUBLE PRECISION NOT NULL,
+    active          BOOLEAN          NOT NULL,
+    PRIMARY KEY (region, cell)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id          BIGSERIAL PRIMARY KEY,
+    region      TEXT             NOT NULL,
+    cell        TEXT             NOT NULL,
+    class       TEXT             NOT NULL,
+    at_ms       BIGINT           NOT NULL CHECK (at_ms >= 0),
+    supply      BIGINT           NOT NULL CHECK (supply >= 0),
+    demand      BIGINT           NOT NULL CHECK (demand >= 0),
+    multiplier  DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_zone_time ON snapshots (region, cell, at_ms);
+CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (at_ms);
+CREATE TABLE IF NOT EXISTS price_changes (
+    id              BIGSERIAL PRIMARY KEY,
+    region          TEXT             NOT NULL,
+    cell            TEXT             NOT NULL,
+    at_ms           BIGINT           NOT NULL CHECK (at_ms >= 0),
+    old_multiplier  DOUBLE PRECISION NOT NULL,
+    new_multiplier  DOUBLE PRECISION NOT NULL,
+    reason          TEXT             NOT NULL,
+    supply          BIGINT           NOT NULL CHECK (supply >= 0),
+    demand          BIGINT           NOT NULL CHECK (demand >= 0)
+);
+CREATE INDEX IF NOT EXISTS price_changes_by_region_time ON price_changes (region, at_ms);
+CREATE INDEX IF NOT EXISTS price_changes_by_time ON price_changes (at_ms);
+CREATE TABLE IF NOT EXISTS last_grids (
+    region      TEXT   PRIMARY KEY,
+    generation  BIGINT NOT NULL CHECK (generation >= 0),
+    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0),
+    grid_json   TEXT   NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ride_outcomes (
+    ride_id     TEXT             PRIMARY KEY,
+    region      TEXT             NOT NULL,
+    cell        TEXT             NOT NULL,
+    at_ms       BIGINT           NOT NULL CHECK (at_ms >= 0),
+    completed   BOOLEAN          NOT NULL,
+    multiplier  DOUBLE PRECISION NOT NULL,
+    quote_id    TEXT,
+    fare_minor  BIGINT CHECK (fare_minor >= 0),
+    currency    TEXT
+);
+CREATE INDEX IF NOT EXISTS ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
+CREATE INDEX IF NOT EXISTS ride_outcomes_by_time ON ride_outcomes (at_ms);
+";
+
+/// The least-efficient-zones report ([`super::analytics`]'s query) in
+/// PostgreSQL's dialect.
+const LEAST_EFFICIENT_SQL: &str = "
+WITH zone_performance AS (
+    SELECT s.region, s.cell,
+           COALESCE(z.name, s.region || ' ' || s.cell) AS zone_name,
+           AVG(s.multiplier) AS avg_multiplier
+    FROM snapshots s
+    LEFT JOIN zones z ON z.region = s.region AND z.cell = s.cell
+    WHERE s.at_ms >= $1 AND s.at_ms <= $2 AND (z.active IS NULL OR z.active)
+    GROUP BY s.region, s.cell, z.name
+),
+pricing_events AS (
+    SELECT region, cell,
+           SUM(CASE WHEN new_multiplier > old_multiplier THEN 1 ELSE 0 END) AS surge_events,
+           SUM(CASE WHEN new_multiplier < old_multiplier THEN 1 ELSE 0 END) AS decrease_events
+    FROM price_changes
+    WHERE at_ms >= $1 AND at_ms <= $2
+    GROUP BY region, cell
+),
+ride_completion AS (
+    SELECT region, cell, COUNT(*) AS rides,
+           ROUND((SUM(CASE WHEN completed THEN 1 ELSE 0 END) * 100.0 / COUNT(*))::numeric, 2)
+               ::double precision AS completion_rate
+    FROM ride_outcomes
+    WHERE at_ms >= $1 AND at_ms <= $2
+    GROUP BY region, cell
+),
+efficiency_ranking AS (
+    SELECT zp.region, zp.cell, zp.zone_name, zp.avg_multiplier,
+           COALESCE(rc.completion_rate, 0) AS completion_rate,
+           COALESCE(rc.rides, 0) AS rides,
+           COALESCE(pe.surge_events, 0)::bigint AS surge_events,
+           COALESCE(pe.decrease_events, 0)::bigint AS decrease_events,
+           (zp.avg_multiplier * 0.7) + ((100 - COALESCE(rc.completion_rate, 0)) * 0.3)
+               AS inefficiency_score
+    FROM zone_performance zp
+    LEFT JOIN ride_completion rc ON rc.region = zp.region AND rc.cell = zp.cell
+    LEFT JOIN pricing_events pe ON pe.region = zp.region AND pe.cell = zp.cell
+    WHERE zp.avg_multiplier > 1.2
+),
+ranked_zones AS (
+    SELECT *, RANK() OVER (ORDER BY inefficiency_score DESC) AS inefficiency_rank
+    FROM efficiency_ranking
+)
+SELECT region, cell, zone_name, avg_multiplier, completion_rate, rides,
+       surge_events, decrease_events, inefficiency_score, inefficiency_rank
+FROM ranked_zones
+WHERE inefficiency_rank <= $3
+ORDER BY inefficiency_rank, region, cell
+";
+
+/// A PostgreSQL history (see the module documentation).
+pub struct PgStore {
+    url: String,
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PgStore")
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+fn to_u64(what: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::InvalidData(format!("{what} is negative: {v}")))
+}
+
+fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::InvalidData(format!("{what} out of range: {v}")))
+}
+
+impl PgStore {
+    /// A store for `url` (`postgres://user@host:port/db`). Tries to
+    /// connect and create the schema now, and returns the error with the
+    /// store if it could not: a member starts without its database (ticks
+    /// wait in the backlog) and connects when the database answers.
+    pub fn open(url: &str) -> (Self, Option<StoreError>) {
+        let mut s = Self {
+            url: url.to_owned(),
+            client: None,
+        };
+        let err = s.client().err();
+        (s, err)
+    }
+
+    /// The connection, opened (with the schema ensured) if there is none.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_none() {
+            let mut c = Client::connect(&self.url, NoTls)?;
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(4242001)", &[])?;
+            tx.batch_execute(SCHEMA)?;
+            tx.commit()?;
+            self.client = Some(c);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::InvalidData("no connection".into()))
+    }
+
+    /// Runs `f` on the connection; any error drops the connection, so the
+    /// next call reconnects.
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = self.client().and_then(f);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+}
+
+impl super::History for PgStore {
+    fn record_ticks(&mut self, zones: &[Zone], ticks: &[TickRecord]) -> Result<(), StoreError> {
+        for z in zones {
+            finite("zone min_multiplier", z.min_multiplier)?;
+            finite("zone max_multiplier", z.max_multiplier)?;
+        }
+        let mut rows = Vec::with_capacity(ticks.len());
+        for t in ticks {
+            let at = to_i64("tick at_ms", t.at_ms)?;
+            let generation = to_i64("tick generation", t.generation)?;
+            for s in &t.snapshots {
+                finite("snapshot multiplier", s.multiplier)?;
+            }
+            for c in &t.changes {
+                finite("change old_multiplier", c.old_multiplier)?;
+                finite("change new_multiplier", c.new_multiplier)?;
+            }
+            rows.push((t, at, generation));
+        }
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            for z in zones {
+                tx.execute(
+                    "INSERT INTO zones (region, cell, name, min_multiplier, max_multiplier, active)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (region, cell) DO UPDATE SET
+                         name = excluded.name, min_multiplier = excluded.min_multiplier,
+                         max_multiplier = excluded.max_multiplier, active = excluded.active",
+                    &[&z.region, &z.cell, &z.name, &z.min_multiplier, &z.max_multiplier, &z.active],
+                )?;
+            }
+            for (t, at, generation) in rows {
+                let cells: Vec<&str> = t.snapshots.iter().map(|s| s.cell.as_str()).collect();
+                let classes: Vec<&str> = t.snapshots.iter().map(|s| s.class.as_str()).collect();
+                let supply: Vec<i64> = t.snapshots.iter().map(|s| i64::from(s.supply)).collect();
+                let demand: Vec<i64> = t.snapshots.iter().map(|s| i64::from(s.demand)).collect();
+                let mult: Vec<f64> = t.snapshots.iter().map(|s| s.multiplier).collect();
+                tx.execute(
+                    "INSERT INTO snapshots (region, cell, class, at_ms, supply, demand, multiplier)
+                     SELECT $1, u.cell, u.class, $2, u.supply, u.demand, u.multiplier
+                     FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::float8[])
+                         AS u(cell, class, supply, demand, multiplier)",
+                    &[&t.region, &at, &cells, &classes, &supply, &demand, &mult],
+                )?;
+                let cells: Vec<&str> = t.changes.iter().map(|c| c.cell.as_str()).collect();
+                let old: Vec<f64> = t.changes.iter().map(|c| c.old_multiplier).collect();
+                let new: Vec<f64> = t.changes.iter().map(|c| c.new_multiplier).collect();
+                let reasons: Vec<&str> = t.changes.iter().map(|c| c.reason.as_str()).collect();
+                let supply: Vec<i64> = t.changes.iter().map(|c| i64::from(c.supply)).collect();
+                let demand: Vec<i64> = t.changes.iter().map(|c| i64::from(c.demand)).collect();
+                tx.execute(
+                    "INSERT INTO price_changes
+                         (region, cell, at_ms, old_multiplier, new_multiplier, reason, supply, demand)
+                     SELECT $1, u.cell, $2, u.old_m, u.new_m, u.reason, u.supply, u.demand
+                     FROM UNNEST($3::text[], $4::float8[], $5::float8[], $6::text[],
+                                 $7::bigint[], $8::bigint[])
+                         AS u(cell, old_m, new_m, reason, supply, demand)",
+                    &[&t.region, &at, &cells, &old, &new, &reasons, &supply, &demand],
+                )?;
+                tx.execute(
+                    "INSERT INTO last_grids (region, generation, at_ms, grid_json)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (region) DO UPDATE SET generation = excluded.generation,
+                         at_ms = excluded.at_ms, grid_json = excluded.grid_json
+                     WHERE excluded.generation > last_grids.generation",
+                    &[&t.region, &generation, &at, &t.grid_json],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError> {
+        let mut checked = Vec::with_capacity(o.len());
+        for r in o {
+            let at = to_i64("outcome at_ms", r.at_ms)?;
+            finite("outcome multiplier", r.multiplier)?;
+            let fare = r
+                .fare_minor
+                .map(|f| to_i64("outcome fare_minor", f))
+                .transpose()?;
+            checked.push((r, at, fare));
+        }
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let mut inserted = 0;
+            for (r, at, fare) in checked {
+                inserted += tx.execute(
+                    "INSERT INTO ride_outcomes (ride_id, region, cell, at_ms, completed, multiplier,
+                                                fare_minor, currency, quote_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (ride_id) DO NOTHING",
+                    &[
+                        &r.ride_id,
+                        &r.region,
+                        &r.cell,
+                        &at,
+                        &r.completed,
+                        &r.multiplier,
+                        &fare,
+                        &r.currency,
+                        &r.quote_id,
+                    ],
+                )? as usize;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    fn least_efficient_zones(
+        &mut self,
+        now_ms: u64,
+        days: u32,
+        limit: u32,
+    ) -> Result<Vec<ZoneEfficiency>, StoreError> {
+        let until = to_i64("now_ms", now_ms)?;
+        let since = to_i64(
+            "window start",
+            now_ms.saturating_sub(u64::from(days) * super::analytics::DAY_MS),
+        )?;
+        let limit = i64::from(limit);
+        self.with(|c| {
+            let mut out = Vec::new();
+            for r in c.query(LEAST_EFFICIENT_SQL, &[&since, &until, &limit])? {
+                out.push(ZoneEfficiency {
+                    region: r.try_get(0)?,
+                    cell: r.try_get(1)?,
+                    zone_name: r.try_get(2)?,
+                    average_multiplier: r.try_get(3)?,
+                    completion_rate: r.try_get(4)?,
+                    rides: to_u64("rides", r.try_get(5)?)?,
+                    surge_events: to_u64("surge_events", r.try_get(6)?)?,
+                    decrease_events: to_u64("decrease_events", r.try_get(7)?)?,
+                    inefficiency_score: r.try_get(8)?,
+                    rank: to_u32("rank", r.try_get(9)?)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn zone_history(
+        &mut self,
+        region: &str,
+        cell: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let since = to_i64("since_ms", since_ms)?;
+        let limit = i64::from(limit);
+        self.with(|c| {
+            let mut out = Vec::new();
+            for r in c.query(
+                "SELECT at_ms, class, supply, demand, multiplier FROM snapshots
+                 WHERE region = $1 AND cell = $2 AND at_ms >= $3
+                 ORDER BY at_ms DESC, class, id DESC LIMIT $4",
+                &[&region, &cell, &since, &limit],
+            )? {
+                out.push(HistoryRow {
+                    at_ms: to_u64("snapshot at_ms", r.try_get(0)?)?,
+                    class: r.try_get(1)?,
+                    supply: to_u32("snapshot supply", r.try_get(2)?)?,
+                    demand: to_u32("snapshot demand", r.try_get(3)?)?,
+                    multiplier: r.try_get(4)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn prune_batch(&mut self, older_than_ms: u64, limit: u32) -> Result<usize, StoreError> {
+        let cutoff = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
+        let limit = i64::from(limit);
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let mut deleted = 0;
+            for table in super::retention::PRUNED_TABLES {
+                deleted += tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE ctid IN
+                             (SELECT ctid FROM {table} WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)"
+                    ),
+                    &[&cutoff, &limit],
+                )? as usize;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+}

@@ -4,75 +4,18 @@
 //! `scripts/bench-origin.sh`, which also runs the Python baseline and
 //! prints the ratios). Prints one JSON line of results.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
+
+use common::{decoded, http, ndjson, Decoded};
 
 use origin::aggregate::{market_config, Aggregator, Settings};
-use origin::clock::SystemClock;
 use origin::config::Config;
-use origin::http::app;
 use origin::ingest::{self, Format};
-use origin::state::AppState;
-use origin::store::Store;
 use shared::fare::VehicleClass;
 use shared::market::{DriverId, DriverSeen};
 use shared::time::Timestamp;
-
-/// splitmix64, deterministic.
-fn mix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn unit(seed: u64) -> f64 {
-    (mix(seed) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-struct Decoded {
-    driver_id: String,
-    latitude: f64,
-    longitude: f64,
-    available: bool,
-    timestamp: u64,
-}
-
-/// Event times end now, so the HTTP server's clock accepts them.
-fn t0(n: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    now - n
-}
-
-fn decoded(n: u64) -> Vec<Decoded> {
-    let base = t0(n);
-    (0..n)
-        .map(|i| Decoded {
-            driver_id: format!("driver-{}", mix(i * 5) % 50_000),
-            latitude: 37.60 + unit(i * 5 + 1) * 0.25,
-            longitude: -122.55 + unit(i * 5 + 2) * 0.20,
-            available: unit(i * 5 + 3) < 0.8,
-            timestamp: base + i,
-        })
-        .collect()
-}
-
-fn ndjson(events: &[Decoded]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 130);
-    for e in events {
-        out.extend_from_slice(
-            format!(
-                "{{\"driver_id\":\"{}\",\"latitude\":{},\"longitude\":{},\"available\":{},\"vehicle_type\":\"standard\",\"timestamp\":{}}}\n",
-                e.driver_id, e.latitude, e.longitude, e.available, e.timestamp
-            )
-            .as_bytes(),
-        );
-    }
-    out
-}
 
 fn aggregator(cfg: &Config) -> Aggregator {
     let settings = Settings {
@@ -125,73 +68,6 @@ fn ndjson_in_process(body: &[u8], n: usize, now: Timestamp, cfg: &Config) -> f64
         agg.drivers(&p.events);
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// The producer token the HTTP bench posts with.
-const BENCH_TOKEN: &str = "bench-producer-token-0123";
-
-/// HTTP: a real origin server (axum, SQLite store, ticks) on loopback and
-/// `clients` concurrent clients posting 10,000-line NDJSON batches.
-fn http(events: &[Decoded], cfg: &Config, seconds: f64, clients: usize) -> (f64, u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut cfg = cfg.clone();
-    cfg.database = dir.path().join("bench.sqlite");
-    cfg.auth.producer_tokens = vec![BENCH_TOKEN.into()];
-    cfg.auth.reader_tokens = vec!["bench-reader-token-0123".into()];
-    rt.block_on(async move {
-        let store = Store::open(&cfg.database).expect("store");
-        let state = AppState::new(cfg, store, Arc::new(SystemClock)).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app(state)).await;
-        });
-        // Pre-built bodies; `Bytes` clones share the buffer.
-        let bodies: Vec<axum::body::Bytes> = events
-            .chunks(10_000)
-            .map(|c| axum::body::Bytes::from(ndjson(c)))
-            .collect();
-        let bodies = Arc::new(bodies);
-        let url = format!("http://{addr}/v1/ingest/locations");
-        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..clients {
-            let (bodies, url) = (bodies.clone(), url.clone());
-            tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                let mut accepted = 0u64;
-                let mut i = c;
-                while Instant::now() < deadline {
-                    let body = bodies[i % bodies.len()].clone();
-                    i += clients;
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/x-ndjson")
-                        .bearer_auth(BENCH_TOKEN)
-                        .body(body)
-                        .send()
-                        .await
-                        .expect("post");
-                    let v: serde_json::Value = r.json().await.expect("report");
-                    accepted += v["accepted"].as_u64().unwrap_or(0);
-                }
-                accepted
-            }));
-        }
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.expect("client");
-        }
-        (total as f64 / start.elapsed().as_secs_f64(), total)
-    })
 }
 
 fn main() {

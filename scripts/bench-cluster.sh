@@ -56,7 +56,7 @@ start_origin() {
   PORT[$node]=${PORT[$node]:-$(free_port)}
   EQ_NATS_URLS="$URLS" EQ_NODE_ID="$node" EQ_STREAM_REPLICAS=3 \
     EQ_PRODUCER_TOKENS=bench-producer-token-0123 EQ_READER_TOKENS=bench-reader-token-0123 \
-    EQ_TICK_SECONDS=1 RUST_LOG=warn \
+    EQ_TICK_SECONDS=1 RUST_LOG=info \
     "$BIN" serve --listen "127.0.0.1:${PORT[$node]}" --database "$WORK/$node.sqlite" \
     >> "$WORK/$node.log" 2>&1 &
   PID[$node]=$!
@@ -78,7 +78,12 @@ owner() {
 wait_owner() {
   local o=""
   for _ in $(seq 1 1200); do o=$(owner); [ -n "$o" ] && { echo "$o"; return; }; sleep 0.05; done
-  echo "no owner of sf" >&2; exit 1
+  echo "no owner of sf for 60 s; the origins say:" >&2
+  for n in origin-a origin-b origin-c; do
+    echo "--- $n: $(curl -fsS -m 2 "http://127.0.0.1:${PORT[$n]}/health" 2>&1)" >&2
+    tail -n 20 "$WORK/$n.log" >&2
+  done
+  exit 1
 }
 for n in origin-a origin-b origin-c; do start_origin "$n"; done
 TIMES="$WORK/failover"

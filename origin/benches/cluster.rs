@@ -43,8 +43,13 @@ async fn member(urls: &str, node: &str, replicas: usize) -> Arc<AppState> {
         .await
         .expect("join the cluster");
     let history = Store::open_in_memory().expect("store");
-    AppState::in_cluster(c, Box::new(history), Arc::new(SystemClock), Arc::new(cluster))
-        .expect("state")
+    AppState::in_cluster(
+        c,
+        Box::new(history),
+        Arc::new(SystemClock),
+        Arc::new(cluster),
+    )
+    .expect("state")
 }
 
 /// (events applied, whether caught up) of a member's region 0.

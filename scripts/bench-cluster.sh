@@ -14,31 +14,21 @@ cd "$ROOT"
 SECS="${1:-10}"
 KILLS="${2:-10}"
 bash scripts/setup.sh >/dev/null
-NATS="$ROOT/target/py/bin/nats-server"
 
 WORK="$(mktemp -d)"
+STATE="$WORK"
+source scripts/stack.sh
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  stop_stack
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 step "3 NATS servers (JetStream, routed) on loopback"
-CLIENT=() ROUTE=() MON=()
-for i in 0 1 2; do CLIENT+=("$(free_port)"); ROUTE+=("$(free_port)"); MON+=("$(free_port)"); done
-for i in 0 1 2; do
-  routes=""
-  for j in 0 1 2; do [ "$j" != "$i" ] && routes="${routes:+$routes,}nats://127.0.0.1:${ROUTE[$j]}"; done
-  "$NATS" -a 127.0.0.1 -p "${CLIENT[$i]}" -m "${MON[$i]}" -n "nats-$i" -js -sd "$WORK/nats-$i" \
-    --cluster_name bench --cluster "nats://127.0.0.1:${ROUTE[$i]}" --routes "$routes" \
-    > "$WORK/nats-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-for i in 0 1 2; do
-  for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:${MON[$i]}/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
-done
-URLS="nats://127.0.0.1:${CLIENT[0]},nats://127.0.0.1:${CLIENT[1]},nats://127.0.0.1:${CLIENT[2]}"
+start_nats_cluster
+URLS="$NATS_URLS"
 note "$URLS"
 
 step "ingest and replay (cargo bench -p equilibrium-origin --bench cluster)"

@@ -75,7 +75,8 @@ owners() {
 import json, sys
 h = json.load(sys.stdin)["cluster"]
 owned = ", ".join(r["region"] + ("" if r["ready"] else " (replaying)") for r in h["owned"]) or "-"
-print(f"    {h[\"node\"]:9} pid '"${ORIGIN_PID[${NODES[$i]}]}"' :'"${ORIGIN_PORTS[$i]}"'  owns {owned}")' \
+print("    %-9s pid %s :%s  owns %s" % (h["node"], sys.argv[1], sys.argv[2], owned))' \
+        "${ORIGIN_PID[${NODES[$i]}]}" "${ORIGIN_PORTS[$i]}" \
       || echo "    ${NODES[$i]} :${ORIGIN_PORTS[$i]} not answering"
   done
 }

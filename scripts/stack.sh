@@ -25,9 +25,17 @@ wait_http() {
   exit 1
 }
 
-# stop_stack: SIGTERM to every process group started here, then wait.
+# stop_stack: SIGTERM to every process group started here, the last
+# started first (the origins hand their regions over while NATS still
+# runs), then wait.
 stop_stack() {
-  for pid in "${STACK_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  local i pid
+  for ((i = ${#STACK_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${STACK_PIDS[$i]}
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    # Give each a moment to finish its own shutdown before the next goes.
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   wait 2>/dev/null || true
 }
 

@@ -146,6 +146,31 @@ impl Cluster {
                 source,
             })?;
         let js = jetstream::new(client);
+        // A JetStream cluster that has just started answers before it has
+        // elected its meta leader: retry the set-up for a minute.
+        let mut tries = 0;
+        loop {
+            match Self::set_up(&js, config, regions, retain).await {
+                Ok(buckets) => return Ok(Self::with(node, js, buckets, config)),
+                Err(e) if tries < 60 => {
+                    if tries % 10 == 0 {
+                        tracing::warn!(error = %e, "JetStream not ready; retrying");
+                    }
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Creates (or opens) the stream and the three buckets.
+    async fn set_up(
+        js: &jetstream::Context,
+        config: &ClusterConfig,
+        regions: &[Region],
+        retain: Duration,
+    ) -> Result<[kv::Store; 3], ClusterError> {
         let setup = |what: &'static str| {
             move |e: &dyn std::fmt::Display| ClusterError::Setup {
                 what,
@@ -185,16 +210,25 @@ impl Cluster {
             .create_or_update_key_value(bucket(GRIDS, Duration::ZERO))
             .await
             .map_err(|e| setup("grids bucket")(&e))?;
-        Ok(Self {
+        Ok([members, leases, grids])
+    }
+
+    fn with(
+        node: String,
+        js: jetstream::Context,
+        [members, leases, grids]: [kv::Store; 3],
+        config: &ClusterConfig,
+    ) -> Self {
+        Self {
             node,
             js,
             members,
             leases,
             grids,
-            lease_ttl,
+            lease_ttl: Duration::from_secs(config.lease_ttl_seconds),
             owned: Mutex::new(HashMap::new()),
             live: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// How long after its last renewal a region may still be ticked: two

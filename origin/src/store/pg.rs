@@ -154,6 +154,19 @@ fn to_u32(what: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::InvalidData(format!("{what} out of range: {v}")))
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The blocking client's drop runs its own runtime, which panics on
+        // a thread that drives async tasks (the server drops its state in
+        // one): drop it on a thread of its own.
+        if let Some(c) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
 impl PgStore {
     /// A store for `url` (`postgres://user@host:port/db`). Tries to
     /// connect and create the schema now, and returns the error with the

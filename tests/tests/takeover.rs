@@ -140,15 +140,19 @@ fn grid(s: &AppState) -> String {
 
 #[test]
 fn the_next_grid_after_a_take_over_is_the_uninterrupted_one() {
-    // The server is started (and polled with the blocking client) outside
-    // the runtime the members run on.
     let nats = NatsCluster::start(1);
+    on_runtime(take_over(&nats));
+}
+
+/// Runs the members on a runtime of their own (the NATS server is started,
+/// and polled with the blocking client, outside it).
+fn on_runtime(f: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(take_over(&nats));
+        .block_on(f);
 }
 
 async fn take_over(nats: &NatsCluster) {
@@ -233,12 +237,7 @@ async fn take_over(nats: &NatsCluster) {
 #[test]
 fn a_replay_larger_than_the_client_buffer_completes() {
     let nats = NatsCluster::start(1);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(big_replay(&nats));
+    on_runtime(big_replay(&nats));
 }
 
 async fn big_replay(nats: &NatsCluster) {

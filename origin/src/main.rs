@@ -100,6 +100,16 @@ fn main() -> anyhow::Result<()> {
             {
                 *t = "<set>".into();
             }
+            // Passwords in server URLs (`nats://user:pass@host`,
+            // `postgres://user:pass@host/db`).
+            for u in cfg
+                .cluster
+                .nats_urls
+                .iter_mut()
+                .chain(std::iter::once(&mut cfg.cluster.postgres_url))
+            {
+                *u = mask_password(u);
+            }
             println!("{}", toml::to_string_pretty(&ConfigView(&cfg))?);
             Ok(())
         }
@@ -129,6 +139,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A URL with the password of its user part replaced by `<set>`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((user_info, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match user_info.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<set>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Serialises the config for `origin config` (Config itself only reads).
 struct ConfigView<'a>(&'a Config);
 
@@ -136,7 +160,7 @@ impl serde::Serialize for ConfigView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let c = self.0;
-        let mut st = s.serialize_struct("Config", 19)?;
+        let mut st = s.serialize_struct("Config", 20)?;
         st.serialize_field("listen", &c.listen.to_string())?;
         st.serialize_field("database", &c.database.display().to_string())?;
         st.serialize_field("edge_url", &c.edge_url)?;
@@ -158,6 +182,7 @@ impl serde::Serialize for ConfigView<'_> {
         st.serialize_field("cluster_node_id", &c.cluster.node_id)?;
         st.serialize_field("cluster_nats_urls", &c.cluster.nats_urls)?;
         st.serialize_field("cluster_replicas", &c.cluster.replicas)?;
+        st.serialize_field("cluster_postgres_url", &c.cluster.postgres_url)?;
         st.serialize_field("cluster_lease_ttl_seconds", &c.cluster.lease_ttl_seconds)?;
         st.serialize_field(
             "cluster_idempotency_window_seconds",
@@ -236,5 +261,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_password("postgres://eq:secret@db:5432/x"),
+            "postgres://eq:<set>@db:5432/x"
+        );
+        assert_eq!(mask_password("nats://n1:4222"), "nats://n1:4222");
+        assert_eq!(mask_password("postgres://eq@db/x"), "postgres://eq@db/x");
+        assert_eq!(mask_password(""), "");
     }
 }

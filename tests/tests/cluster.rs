@@ -294,6 +294,18 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
         },
     );
     eprintln!("owners: {by_region:?}");
+    // Every member answers for every region's grid, owner or not.
+    for o in origins.iter().flatten() {
+        for region in ["sf", "oak", "sac", "sd"] {
+            let g: Value = o
+                .get(&format!("/v1/grids/{region}"))
+                .send()
+                .and_then(|r| r.error_for_status())
+                .and_then(|r| r.json())
+                .unwrap_or_else(|e| panic!("{region} from {}: {e}", o.base));
+            assert_eq!(g["region"], region);
+        }
+    }
     let (r1, o1) = by_region
         .iter()
         .next()

@@ -16,7 +16,9 @@ use super::ingest::with_store;
 use super::{bad, Path, Problem, Query};
 use crate::state::AppState;
 
-/// `GET /v1/grids/{region}`: the newest grid, as pushed to the edge.
+/// `GET /v1/grids/{region}`: the newest grid, as pushed to the edge. In
+/// cluster mode any member answers, from the grid the region's owner
+/// stored with its last tick (`eq_grids`).
 #[utoipa::path(
     get,
     path = "/v1/grids/{region}",
@@ -27,6 +29,7 @@ use crate::state::AppState;
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "A producer token", body = ErrorBody),
         (status = 404, description = "No grid for that region (yet)", body = ErrorBody),
+        (status = 503, description = "Cluster mode: the grid store is unavailable; retry", body = ErrorBody),
     ),
     security(("reader" = [])),
 )]
@@ -34,7 +37,25 @@ pub async fn grid(
     State(s): State<Arc<AppState>>,
     Path(region): Path<String>,
 ) -> Result<Response, Problem> {
-    let g = s.grid(&region).ok_or_else(|| {
+    let g = match &s.cluster {
+        None => s.grid(&region),
+        Some(c) if s.regions.iter().any(|r| r.id.as_str() == region) => {
+            let stored = c.grids.get(&region).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot read the stored grid");
+                Problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the cluster's grid store is unavailable; retry".into(),
+                )
+            })?;
+            stored
+                .as_deref()
+                .and_then(crate::cluster::decode_stored)
+                .map(|(json, _)| json.to_owned())
+        }
+        Some(_) => None,
+    };
+    let g = g.ok_or_else(|| {
         Problem(
             StatusCode::NOT_FOUND,
             "no_grid",

@@ -295,3 +295,26 @@ async fn big_replay(nats: &NatsCluster) {
         applied(&reader)
     );
 }
+
+/// An owner whose renewal fails stops ticking the region at once: here its
+/// lease is overwritten (as if it had lapsed and another member had taken
+/// it), so the next compare-and-set renewal fails.
+#[test]
+fn an_owner_that_cannot_renew_stops_ticking_at_once() {
+    let nats = NatsCluster::start(1);
+    on_runtime(async {
+        let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+        let a = member(&nats, "member-a", &clock).await;
+        until_caught_up(&a, 0).await;
+        assert_eq!(tick_once(&a).await, 1, "the owner ticks");
+        let c = a.cluster.clone().expect("cluster");
+        c.leases
+            .put("sf", "member-x".into())
+            .await
+            .expect("lease overwritten");
+        lease::round(&a, &c).await;
+        assert!(applied(&a).is_none(), "the region was dropped");
+        assert_eq!(tick_once(&a).await, 0, "and is not ticked");
+        assert_eq!(a.metrics.leases_lost.load(Relaxed), 1);
+    });
+}

@@ -71,10 +71,12 @@ fn applied(s: &AppState) -> Option<u64> {
         .then(|| o.stats.applied.load(Relaxed))
 }
 
-/// Runs lease rounds on `s` until it owns `sf` and has applied `events`.
+/// Runs lease rounds on `s` until it owns `sf` and has applied `events`
+/// (polled for two minutes at most: a lapse takes a lease TTL of real
+/// time on the NATS server).
 async fn until_caught_up(s: &Arc<AppState>, events: u64) {
     let c = s.cluster.clone().expect("cluster");
-    for _ in 0..600 {
+    for _ in 0..2_400 {
         lease::round(s, &c).await;
         if applied(s) == Some(events) {
             return;
@@ -281,7 +283,7 @@ async fn big_replay(nats: &NatsCluster) {
     // Whichever member the region goes to replays all of it.
     let c_w = writer.cluster.clone().expect("cluster");
     let c_r = reader.cluster.clone().expect("cluster");
-    for _ in 0..1_200 {
+    for _ in 0..2_400 {
         lease::round(&writer, &c_w).await;
         lease::round(&reader, &c_r).await;
         if applied(&writer) == Some(total) || applied(&reader) == Some(total) {

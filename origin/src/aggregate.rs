@@ -324,6 +324,7 @@ mod tests {
                         class: VehicleClass::Standard,
                         kind: DemandKind::Quote,
                         at: Timestamp(t0 + i),
+                        once: None,
                     },
                 )
             })
@@ -367,6 +368,7 @@ mod tests {
                 class: VehicleClass::Standard,
                 kind: DemandKind::RideRequest,
                 at: Timestamp(t0),
+                once: None,
             },
         )]);
         let first = a.tick(Timestamp(t0 + 1)).remove(0).grid;

@@ -164,6 +164,7 @@ fn demand(raw: &[u8], regions: &[Region], now: Timestamp) -> Result<Routed<Deman
             class: class(r.vehicle_type.as_deref())?,
             kind,
             at: timestamp(r.timestamp, now)?,
+            once: None,
         },
     ))
 }

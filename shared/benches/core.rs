@@ -80,6 +80,7 @@ fn market_update(c: &mut Criterion) {
                         class: VehicleClass::Standard,
                         kind: DemandKind::RideRequest,
                         at: Timestamp(t),
+                        once: None,
                     });
                 } else {
                     market.driver_seen(DriverSeen {
@@ -186,6 +187,7 @@ fn quote_sign_verify(c: &mut Criterion) {
         grid_generation: 7,
         issued_at: Timestamp(1_000),
         expires_at: Timestamp(1_000) + Millis::from_secs(120),
+        source: Some(shared::desk::Source::Fresh),
     };
     let token = keys.sign(&claims);
     let mut g = c.benchmark_group("quote");
@@ -255,6 +257,7 @@ fn state_snapshot(c: &mut Criterion) {
                 class: shared::fare::VehicleClass::Standard,
                 kind: DemandKind::Quote,
                 at: Timestamp(t0 + b * 5_000 + i as u64 % 5_000),
+                once: None,
             });
         }
     }

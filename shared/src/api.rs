@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::booking::{BookingStatus, Party};
 use crate::desk::{DemandLevel, Source};
 use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
@@ -37,7 +38,7 @@ macro_rules! wire_name {
     )+};
 }
 
-wire_name!(Trend, VehicleClass, Source, DemandLevel);
+wire_name!(Trend, VehicleClass, Source, DemandLevel, BookingStatus, Party);
 
 /// A point as apps send it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -310,6 +311,86 @@ pub struct ConfirmResponse {
     pub surge_multiplier: Multiplier,
     /// RFC 3339 time of confirmation.
     pub confirmed_at: String,
+    /// The booking made from the quote (one per quote).
+    pub booking_id: String,
+    /// A signed capability for this booking: send it as
+    /// `Authorization: Bearer …` to read or cancel the booking at any edge.
+    pub booking_token: String,
+}
+
+/// `POST /api/v1/bookings/{id}/cancel` and `…/fail` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasonRequest {
+    /// Why (free text, up to 500 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/bookings/{id}/start` request: an empty object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {}
+
+/// `POST /api/v1/bookings/{id}/complete` request: the trip as driven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteRequest {
+    /// Road distance driven, km.
+    pub distance_km: f64,
+    /// Time from pickup to drop-off, minutes.
+    pub duration_minutes: f64,
+}
+
+/// One step of a booking's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingStep {
+    /// The status entered.
+    pub status: BookingStatus,
+    /// RFC 3339.
+    pub at: String,
+    /// Who: `rider` or `dispatch`.
+    pub actor: Party,
+    /// The reason given, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/bookings/{id}` (and every transition's) response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingResponse {
+    /// The booking.
+    pub booking_id: String,
+    /// The quote it was confirmed from.
+    pub quote_id: String,
+    /// Where it is in its life.
+    pub status: BookingStatus,
+    /// Region of the pickup.
+    pub region: String,
+    /// Class booked.
+    pub vehicle_type: VehicleClass,
+    /// The quoted (upfront) price.
+    pub quoted_fare: f64,
+    /// What the rider pays: the quoted price until completion, then the
+    /// settled fare; the cancellation fee (or 0) when cancelled; 0 when
+    /// failed.
+    pub final_fare: f64,
+    /// ISO 4217.
+    pub currency: String,
+    /// The multiplier at quote time.
+    pub surge_multiplier: Multiplier,
+    /// Where that multiplier came from (`null` for quotes signed before
+    /// sources were recorded).
+    pub surge_source: Option<Source>,
+    /// Charged for the cancellation, if cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_fee: Option<f64>,
+    /// Why the final fare differs from the quoted one, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fare_adjustment: Option<String>,
+    /// The trip as estimated at quote time, km.
+    pub estimated_distance_km: f64,
+    /// The trip as estimated at quote time, minutes.
+    pub estimated_duration_minutes: f64,
+    /// Every transition, oldest first.
+    pub history: Vec<BookingStep>,
 }
 
 /// One cell of the rider heatmap.
@@ -591,6 +672,86 @@ pub struct RideOutcomeEvent {
     pub quote_id: Option<String>,
     /// Milliseconds since the epoch.
     pub timestamp: u64,
+}
+
+/// What an edge event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeEventKind {
+    /// A rider asked for a price (a quote was issued).
+    Quote,
+    /// A quote was confirmed: a booking exists.
+    BookingConfirmed,
+    /// The trip started.
+    BookingStarted,
+    /// The trip ended; `fare_minor` is the final fare.
+    BookingCompleted,
+    /// The booking was cancelled; `fare_minor` is the fee, if any.
+    BookingCancelled,
+    /// No driver was found.
+    BookingFailed,
+}
+
+/// Something that happened at the edge, sent to the origin through the
+/// edge's queue (`POST /v1/edge-events`). Delivered at least once: the
+/// origin counts each `id` once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EdgeEvent {
+    /// Unique per event (1-128 characters): the quote id for a quote,
+    /// `<booking_id>:<status>` for a booking's transition.
+    pub id: String,
+    /// What happened.
+    pub kind: EdgeEventKind,
+    /// Region.
+    pub region: String,
+    /// Pickup latitude.
+    pub latitude: f64,
+    /// Pickup longitude.
+    pub longitude: f64,
+    /// Vehicle class name.
+    pub vehicle_type: String,
+    /// When, ms since the epoch.
+    pub timestamp: u64,
+    /// Quotes: an opaque key of the rider (a hash of the user id; absent
+    /// for anonymous quotes), so repeated price checks count once.
+    #[serde(default)]
+    pub rider: Option<String>,
+    /// Bookings: the booking.
+    #[serde(default)]
+    pub booking_id: Option<String>,
+    /// The quote.
+    #[serde(default)]
+    pub quote_id: Option<String>,
+    /// The multiplier quoted.
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+    /// Completed: the final fare; cancelled: the fee (minor units).
+    #[serde(default)]
+    pub fare_minor: Option<u64>,
+    /// ISO 4217 code of `fare_minor`.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Started, completed, cancelled after start: ms from confirmation to
+    /// pickup.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// `POST /v1/edge-events` response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EdgeEventsReport {
+    /// Events applied now.
+    pub applied: usize,
+    /// Events already applied before (redeliveries), ignored.
+    pub duplicates: usize,
+    /// Events refused (invalid); see `errors`. Not retried.
+    pub rejected: usize,
+    /// The first few refusals.
+    pub errors: Vec<RecordError>,
 }
 
 /// One refused record of a batch.

@@ -24,6 +24,11 @@
 //!   [`fare::FareBreakdown`] in integer minor units.
 //! * [`quote`]: HMAC-SHA256 signed quotes with expiry and a key id, so any
 //!   edge verifies any quote with no shared state.
+//! * [`booking`]: a booking's life after the quote: the state machine,
+//!   who may act, the cancellation fee and the final fare, the booking
+//!   token, idempotent retries.
+//! * [`events`]: what the edge's events (price checks, bookings) mean to
+//!   the origin: demand, counted once per key, or ride outcomes.
 //! * [`grid`]: the validated surge grid the origin pushes, and the
 //!   newest-generation-wins rule.
 //! * [`desk`]: the pricing desk: one effective multiplier (published,
@@ -35,7 +40,9 @@
 //!   module (and the few core types that *are* the wire format) knows serde.
 
 pub mod api;
+pub mod booking;
 pub mod desk;
+pub mod events;
 pub mod fare;
 pub mod geo;
 pub mod grid;

@@ -161,6 +161,10 @@ pub struct DemandSeen {
     pub kind: DemandKind,
     /// When.
     pub at: Timestamp,
+    /// Count at most once per this key and cell within the demand window
+    /// (a rider checking a price again, an event delivered twice); `None`
+    /// counts every signal.
+    pub once: Option<u64>,
 }
 
 /// Supply and demand of one cell and class.
@@ -190,6 +194,8 @@ pub struct Market {
     config: MarketConfig,
     drivers: HashMap<DriverId, DriverState>,
     demand: HashMap<(Cell, VehicleClass), DemandBuckets>,
+    /// (key, cell) of keyed signals counted within the window → when.
+    once: HashMap<(u64, Cell), Timestamp>,
 }
 
 impl Market {
@@ -199,6 +205,7 @@ impl Market {
             config: config.validate()?,
             drivers: HashMap::new(),
             demand: HashMap::new(),
+            once: HashMap::new(),
         })
     }
 
@@ -226,11 +233,28 @@ impl Market {
             .or_insert(state);
     }
 
-    /// Records a demand signal in its time bucket.
-    pub fn demand_seen(&mut self, e: DemandSeen) {
+    /// Records a demand signal in its time bucket. A keyed signal whose
+    /// key was already counted in the same cell less than a demand window
+    /// apart is not counted again; returns whether it was counted.
+    pub fn demand_seen(&mut self, e: DemandSeen) -> bool {
+        if let Some(key) = e.once {
+            let window = self.config.demand_window;
+            match self.once.entry((key, e.cell)) {
+                std::collections::hash_map::Entry::Occupied(seen) => {
+                    let t = *seen.get();
+                    if e.at.since(t) < window && t.since(e.at) < window {
+                        return false;
+                    }
+                    *seen.into_mut() = e.at.max(t);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(e.at);
+                }
+            }
+        }
         let units = self.config.weight(e.kind);
         if units == 0 {
-            return;
+            return true;
         }
         let idx = e.at.0 / self.config.bucket.0;
         let buckets = &mut self.demand.entry((e.cell, e.class)).or_default().0;
@@ -243,6 +267,7 @@ impl Market {
                 Err(pos) => buckets.insert(pos, (idx, units)),
             },
         }
+        true
     }
 
     /// Number of drivers with state (expired ones are dropped by
@@ -257,6 +282,8 @@ impl Market {
         let ttl = self.config.supply_ttl;
         let mut out: BTreeMap<(Cell, VehicleClass), Counts> = BTreeMap::new();
         self.drivers.retain(|_, d| now.since(d.seen) <= ttl);
+        let window = self.config.demand_window;
+        self.once.retain(|_, at| now.since(*at) < window);
         for d in self.drivers.values().filter(|d| d.available) {
             out.entry((d.cell, d.class)).or_default().supply += 1;
         }
@@ -287,6 +314,7 @@ impl Market {
 pub(crate) struct MarketData {
     drivers: HashMap<DriverId, DriverState>,
     demand: HashMap<(Cell, VehicleClass), DemandBuckets>,
+    once: HashMap<(u64, Cell), Timestamp>,
 }
 
 /// A vehicle class as one byte in snapshots.
@@ -348,10 +376,22 @@ impl Market {
                 prev = *idx;
             }
         }
+        // Version 2: the keys of keyed demand counted within the window.
+        let mut once: Vec<_> = self.once.iter().collect();
+        once.sort_unstable_by_key(|(k, _)| **k);
+        let newest = once.iter().map(|(_, at)| at.0).max().unwrap_or(0);
+        w.varint(once.len() as u64);
+        w.varint(newest);
+        for ((key, cell), at) in once {
+            w.fixed64(*key);
+            w.fixed64(cell.id());
+            w.varint(newest - at.0);
+        }
     }
 
-    /// Reads what [`Market::write_state`] wrote, validating every value.
-    pub(crate) fn read_state(r: &mut Reader<'_>) -> Result<MarketData, StateError> {
+    /// Reads what [`Market::write_state`] wrote (or, for `version` 1, a
+    /// build before keyed demand), validating every value.
+    pub(crate) fn read_state(r: &mut Reader<'_>, version: u8) -> Result<MarketData, StateError> {
         let n = r.count(18)?;
         let newest = r.varint()?;
         let mut drivers = HashMap::with_capacity(n);
@@ -410,13 +450,35 @@ impl Market {
             }
             demand.insert(key, DemandBuckets(buckets));
         }
-        Ok(MarketData { drivers, demand })
+        let mut once = HashMap::new();
+        if version >= 2 {
+            let n = r.count(17)?;
+            let newest = r.varint()?;
+            let mut last = None;
+            for _ in 0..n {
+                let key = (r.fixed64()?, cell_of(r.fixed64()?)?);
+                if last.is_some_and(|l| l >= key) {
+                    return Err(StateError::Invalid("demand keys seen not in ascending order"));
+                }
+                last = Some(key);
+                let at = newest
+                    .checked_sub(r.varint()?)
+                    .ok_or(StateError::Invalid("demand key seen before the epoch"))?;
+                once.insert(key, Timestamp(at));
+            }
+        }
+        Ok(MarketData {
+            drivers,
+            demand,
+            once,
+        })
     }
 
     /// Replaces the windows with decoded ones; the configuration stays.
     pub(crate) fn replace_state(&mut self, data: MarketData) {
         self.drivers = data.drivers;
         self.demand = data.demand;
+        self.once = data.once;
     }
 }
 
@@ -445,6 +507,7 @@ mod tests {
             class: VehicleClass::Standard,
             kind,
             at: Timestamp(at),
+            once: None,
         }
     }
 
@@ -453,6 +516,51 @@ mod tests {
             .get(&(c, VehicleClass::Standard))
             .copied()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn keyed_demand_counts_once_per_key_and_cell_within_the_window() {
+        let mut m = Market::new(MarketConfig::default()).expect("market");
+        let a = cell(37.77, -122.42);
+        let b = cell(37.70, -122.40);
+        let keyed = |c, key, at| DemandSeen {
+            once: Some(key),
+            ..demand(c, DemandKind::Quote, at)
+        };
+        assert!(m.demand_seen(keyed(a, 1, 1_000)));
+        // The same rider checking again, and a redelivery: not counted.
+        assert!(!m.demand_seen(keyed(a, 1, 30_000)));
+        assert!(!m.demand_seen(keyed(a, 1, 1_000)));
+        // Another rider, or the same rider in another cell: counted.
+        assert!(m.demand_seen(keyed(a, 2, 30_000)));
+        assert!(m.demand_seen(keyed(b, 1, 30_000)));
+        // Unkeyed signals always count.
+        m.demand_seen(demand(a, DemandKind::Quote, 31_000));
+        m.demand_seen(demand(a, DemandKind::Quote, 31_000));
+        let w = MarketConfig::default().weight_quote;
+        assert_eq!(counts(&mut m, a, 40_000).demand, 4 * w);
+        // A window after the last count, the key counts again; the
+        // snapshot forgot it.
+        let window = MarketConfig::default().demand_window.0;
+        let later = 31_000 + window;
+        m.snapshot(Timestamp(later));
+        assert!(m.demand_seen(keyed(a, 1, later)));
+        // Keys survive a snapshot round trip (state version 2).
+        let engine = crate::surge::SurgeEngine::new(
+            crate::surge::DefaultCurve,
+            crate::surge::SurgeConfig::default(),
+        )
+        .expect("engine");
+        let bytes = crate::state::encode(&m, &engine);
+        let mut back = Market::new(MarketConfig::default()).expect("market");
+        let mut e2 = crate::surge::SurgeEngine::new(
+            crate::surge::DefaultCurve,
+            crate::surge::SurgeConfig::default(),
+        )
+        .expect("engine");
+        crate::state::decode_into(&bytes, &mut back, &mut e2).expect("decode");
+        assert!(!back.demand_seen(keyed(a, 1, later + 1)));
+        assert!(back.demand_seen(keyed(a, 3, later + 1)));
     }
 
     #[test]

@@ -186,9 +186,10 @@ impl<P: Policy> RegionPricer<P> {
         self.market.driver_seen(e);
     }
 
-    /// A demand event.
-    pub fn demand_seen(&mut self, e: DemandSeen) {
-        self.market.demand_seen(e);
+    /// A demand event; false when a keyed one was already counted
+    /// ([`DemandSeen::once`]).
+    pub fn demand_seen(&mut self, e: DemandSeen) -> bool {
+        self.market.demand_seen(e)
     }
 
     /// One tick at `now`: count the market, run the engine, build the grid
@@ -329,6 +330,7 @@ mod tests {
                 class,
                 kind: DemandKind::Quote,
                 at: Timestamp(t0 + i as u64),
+                once: None,
             });
         }
         let t = p.tick(Timestamp(t0 + 1_000)).expect("tick");
@@ -411,6 +413,7 @@ mod tests {
                     class: VehicleClass::Standard,
                     kind: DemandKind::RideRequest,
                     at,
+                    once: None,
                 })
                 .collect();
             (drivers, demand)

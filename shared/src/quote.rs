@@ -17,6 +17,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::desk::Source;
 use crate::fare::{Currency, VehicleClass};
 use crate::geo::Cell;
 use crate::surge::Multiplier;
@@ -25,7 +26,12 @@ use crate::time::Timestamp;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The canonical format tag; bump it when the field list changes.
-const FORMAT: &str = "eq1";
+/// `eq2` appends the multiplier's source. Claims without a source are
+/// signed as `eq1`, exactly as before the source existed, so tokens issued
+/// by an older worker still verify (with no source).
+const FORMAT: &str = "eq2";
+/// The format of claims without a source.
+const FORMAT_V1: &str = "eq1";
 
 /// Longest token accepted for verification (bytes): real ones are ~300.
 pub const MAX_TOKEN_LEN: usize = 1_024;
@@ -100,6 +106,8 @@ pub struct QuoteClaims {
     pub issued_at: Timestamp,
     /// It may not be confirmed at or after this instant.
     pub expires_at: Timestamp,
+    /// Where the multiplier came from (`None` for tokens of format `eq1`).
+    pub source: Option<Source>,
 }
 
 /// Why a quote token was refused.
@@ -210,7 +218,12 @@ impl Keyring {
 
     /// Signs claims with the active key and returns the token.
     pub fn sign(&self, claims: &QuoteClaims) -> String {
-        let canonical = canonical(&self.active, claims);
+        self.seal(&canonical(&self.active, claims))
+    }
+
+    /// The token of a canonical line (`tag|kid|...`, built with the active
+    /// key's id): the line and its HMAC, each base64url.
+    pub(crate) fn seal(&self, canonical: &str) -> String {
         let mut out = URL_SAFE_NO_PAD.encode(canonical.as_bytes());
         if let Some(mut mac) = self.mac(&self.active) {
             mac.update(canonical.as_bytes());
@@ -220,8 +233,13 @@ impl Keyring {
         out
     }
 
-    /// Verifies a token's signature (in constant time) and expiry.
-    pub fn verify(&self, token: &str, now: Timestamp) -> Result<QuoteClaims, QuoteError> {
+    /// Checks a token's shape, format tag (one of `tags`) and signature (in
+    /// constant time); returns the tag and the fields after the key id.
+    pub(crate) fn open(
+        &self,
+        token: &str,
+        tags: &[&'static str],
+    ) -> Result<(&'static str, String), QuoteError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(QuoteError::Malformed);
         }
@@ -233,10 +251,12 @@ impl Keyring {
             .decode(sig)
             .map_err(|_| QuoteError::Malformed)?;
         let text = std::str::from_utf8(&body).map_err(|_| QuoteError::Malformed)?;
-        let mut fields = text.split('|');
-        if fields.next() != Some(FORMAT) {
-            return Err(QuoteError::Malformed);
-        }
+        let mut fields = text.splitn(3, '|');
+        let found = fields.next().ok_or(QuoteError::Malformed)?;
+        let tag = *tags
+            .iter()
+            .find(|t| **t == found)
+            .ok_or(QuoteError::Malformed)?;
         let kid = fields
             .next()
             .and_then(|k| Ident::new(k).ok())
@@ -245,8 +265,15 @@ impl Keyring {
         mac.update(&body);
         mac.verify_slice(&sig)
             .map_err(|_| QuoteError::BadSignature)?;
+        Ok((tag, fields.next().unwrap_or("").to_owned()))
+    }
+
+    /// Verifies a token's signature (in constant time) and expiry.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<QuoteClaims, QuoteError> {
+        let (tag, rest) = self.open(token, &[FORMAT, FORMAT_V1])?;
         // Signed by us: parse failures below mean a format bug, still refused.
-        let claims = parse_claims(&mut fields).ok_or(QuoteError::Malformed)?;
+        let claims =
+            parse_claims(&mut rest.split('|'), tag == FORMAT).ok_or(QuoteError::Malformed)?;
         if now >= claims.expires_at {
             return Err(QuoteError::Expired(claims.expires_at));
         }
@@ -263,7 +290,7 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
         out.push('|');
         out.push_str(text);
     };
-    out.push_str(FORMAT);
+    out.push_str(if c.source.is_some() { FORMAT } else { FORMAT_V1 });
     field(&mut out, kid.as_str());
     field(&mut out, c.quote_id.as_str());
     field(&mut out, c.region.as_str());
@@ -278,10 +305,16 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
     field(&mut out, ints.format(c.grid_generation));
     field(&mut out, ints.format(c.issued_at.0));
     field(&mut out, ints.format(c.expires_at.0));
+    if let Some(source) = c.source {
+        field(&mut out, source.as_str());
+    }
     out
 }
 
-fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<QuoteClaims> {
+fn parse_claims<'a>(
+    f: &mut impl Iterator<Item = &'a str>,
+    with_source: bool,
+) -> Option<QuoteClaims> {
     let claims = QuoteClaims {
         quote_id: Ident::new(f.next()?).ok()?,
         region: Ident::new(f.next()?).ok()?,
@@ -296,6 +329,10 @@ fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<QuoteClaims
         grid_generation: f.next()?.parse().ok()?,
         issued_at: Timestamp(f.next()?.parse().ok()?),
         expires_at: Timestamp(f.next()?.parse().ok()?),
+        source: match with_source {
+            false => None,
+            true => Some(Source::parse(f.next()?).ok()?),
+        },
     };
     if f.next().is_some() {
         return None;
@@ -323,6 +360,7 @@ mod tests {
             grid_generation: 42,
             issued_at: Timestamp(1_000_000),
             expires_at: Timestamp(1_300_000),
+            source: Some(Source::Fresh),
         }
     }
 

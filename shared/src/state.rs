@@ -9,9 +9,11 @@
 //! validates everything it reads: any byte string either decodes into a
 //! valid state or fails with a [`StateError`], never a panic.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
-//! `"EQS" 1`, then the market (drivers, then demand) and the engine cells.
+//! `"EQS" 2`, then the market (drivers, demand, and the keys of keyed
+//! demand counted within the window) and the engine cells. Version 1 (no
+//! keys) still decodes.
 //! Integers are LEB128 varints except ids (driver keys, cell ids, EMA bits),
 //! which are fixed 8-byte little-endian because they are uniformly spread.
 //! Driver times are stored as the distance below the newest one; demand
@@ -25,8 +27,9 @@ use crate::surge::{Policy, SurgeEngine};
 pub const MAGIC: [u8; 3] = *b"EQS";
 /// The leading bytes of an engine-only snapshot ([`encode_engine`]).
 pub const ENGINE_MAGIC: [u8; 3] = *b"EQE";
-/// The format version written by this build.
-pub const VERSION: u8 = 1;
+/// The format version written by this build. Version 2 added the keys of
+/// keyed demand to the market; version 1 snapshots still decode (with none).
+pub const VERSION: u8 = 2;
 
 /// Why a snapshot could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,11 +74,11 @@ pub fn decode_into<P: Policy>(
     if r.take(3)? != MAGIC {
         return Err(StateError::NotASnapshot);
     }
-    match r.u8()? {
-        VERSION => {}
-        v => return Err(StateError::UnsupportedVersion(v)),
+    let version = r.u8()?;
+    if !(1..=VERSION).contains(&version) {
+        return Err(StateError::UnsupportedVersion(version));
     }
-    let m = Market::read_state(&mut r)?;
+    let m = Market::read_state(&mut r, version)?;
     let e = SurgeEngine::<P>::read_state(&mut r)?;
     if !r.0.is_empty() {
         return Err(StateError::TrailingBytes(r.0.len()));
@@ -106,9 +109,9 @@ pub fn decode_engine_into<P: Policy>(
     if r.take(3)? != ENGINE_MAGIC {
         return Err(StateError::NotASnapshot);
     }
-    match r.u8()? {
-        VERSION => {}
-        v => return Err(StateError::UnsupportedVersion(v)),
+    let version = r.u8()?;
+    if !(1..=VERSION).contains(&version) {
+        return Err(StateError::UnsupportedVersion(version));
     }
     let e = SurgeEngine::<P>::read_state(&mut r)?;
     if !r.0.is_empty() {

@@ -83,6 +83,7 @@ fn case(i: u64) -> String {
         grid_generation: i,
         issued_at: issued,
         expires_at: issued + Millis::from_secs(120),
+        source: None,
     };
     let keys = Keyring::parse("fx:fixture-signing-key-0123456789").expect("keys");
     format!(

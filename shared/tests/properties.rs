@@ -140,6 +140,7 @@ fn claims_strategy() -> impl Strategy<Value = QuoteClaims> {
                     grid_generation: generation,
                     issued_at: Timestamp(issued),
                     expires_at: Timestamp(issued + ttl),
+                    source: [None, Some(shared::desk::Source::Fresh), Some(shared::desk::Source::Stale)][(generation % 3) as usize],
                 }
             },
         )
@@ -173,6 +174,14 @@ fn mutate(field: usize, value: &str) -> String {
                 "EUR".into()
             }
         }
+        // The multiplier's source.
+        15 => {
+            if value == "stale" {
+                "fresh".into()
+            } else {
+                "stale".into()
+            }
+        }
         // Identifiers get a suffix; numbers get one added.
         1..=3 => format!("{value}x"),
         _ => match value.parse::<u64>() {
@@ -184,13 +193,16 @@ fn mutate(field: usize, value: &str) -> String {
 
 proptest! {
     #[test]
-    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..15) {
+    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..16) {
         let r = ring();
         let token = r.sign(&claims);
         let (body, sig) = token.split_once('.').expect("token shape");
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(body).expect("b64")).expect("utf8");
         let mut fields: Vec<String> = text.split('|').map(str::to_owned).collect();
-        prop_assert_eq!(fields.len(), 15);
+        // 15 fields as `eq1` (no source), 16 as `eq2`.
+        let n = fields.len();
+        prop_assert_eq!(n, if claims.source.is_some() { 16 } else { 15 });
+        let field = 1 + (field - 1) % (n - 1);
         fields[field] = mutate(field, &fields[field]);
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(fields.join("|")));
         let now = claims.issued_at;

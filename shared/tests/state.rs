@@ -60,6 +60,8 @@ fn feed(m: &mut Market, s: u64, t0: u64) {
                 DemandKind::Quote
             },
             at: Timestamp(at.0 - k * 700),
+            // Some keyed: their keys are part of the state too.
+            once: (k % 3 == 0).then_some(s * 7 + k),
         });
     }
 }
@@ -99,7 +101,7 @@ fn a_restored_region_continues_exactly_like_the_original() {
         }
     }
     let snapshot = encode(&m, &e);
-    assert_eq!(&snapshot[..4], b"EQS\x01");
+    assert_eq!(&snapshot[..4], b"EQS\x02");
     let (mut m2, mut e2) = fresh();
     decode_into(&snapshot, &mut m2, &mut e2).expect("decodes");
     assert_eq!(encode(&m2, &e2), snapshot, "encoding is deterministic");
@@ -141,11 +143,11 @@ fn damaged_snapshots_are_refused_and_leave_the_state_alone() {
         decode_into(b"nope", &mut m2, &mut e2),
         Err(StateError::NotASnapshot)
     );
-    let mut v2 = good.clone();
-    v2[3] = 2;
+    let mut v3 = good.clone();
+    v3[3] = 3;
     assert_eq!(
-        decode_into(&v2, &mut m2, &mut e2),
-        Err(StateError::UnsupportedVersion(2))
+        decode_into(&v3, &mut m2, &mut e2),
+        Err(StateError::UnsupportedVersion(3))
     );
     for cut in 4..good.len() {
         assert!(

@@ -752,6 +752,7 @@ impl Simulation {
                     class: VehicleClass::Standard,
                     kind: DemandKind::Quote,
                     at: now,
+                    once: None,
                 });
             }
             let accept = (-self.scenario.elasticity * (m.as_f64() - 1.0)).exp();

@@ -305,6 +305,7 @@ fn claims(id: &str, issued: u64, ttl: u64) -> QuoteClaims {
         grid_generation: 0,
         issued_at: Timestamp(issued),
         expires_at: Timestamp(issued + ttl),
+        source: Some(shared::desk::Source::Fresh),
     }
 }
 

@@ -4,12 +4,14 @@
 //! byte string decodes into valid events or fails, never panics):
 //!
 //! ```text
-//! "EQB" 1
+//! "EQB" 2
 //! u32 drivers, each: driver u64, cell u64, class u8, available u8, at u64
-//! u32 demand,  each: cell u64, class u8, kind u8, at u64
+//! u32 demand,  each: cell u64, class u8, kind u8, at u64, once u64
 //! ```
 //!
-//! 26 bytes per driver report, 18 per demand event.
+//! 26 bytes per driver report, 26 per demand event (`once` 0: no key).
+//! Version 1 messages (demand without `once`, 18 bytes) still decode, so a
+//! stream written by an older build replays.
 
 use shared::fare::VehicleClass;
 use shared::geo::Cell;
@@ -17,9 +19,10 @@ use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen};
 use shared::time::Timestamp;
 
 const MAGIC: &[u8; 3] = b"EQB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const DRIVER_BYTES: usize = 26;
-const DEMAND_BYTES: usize = 18;
+const DEMAND_BYTES: usize = 26;
+const DEMAND_BYTES_V1: usize = 18;
 
 /// Most events in one message: keeps a message under NATS's default
 /// 1 MiB payload limit.
@@ -63,6 +66,16 @@ fn kind_code(k: DemandKind) -> u8 {
     }
 }
 
+/// A demand key on the wire: 0 is "none" (a key that hashes to 0 is sent
+/// as 1, which merely merges it with that key's rare twin).
+fn once_code(once: Option<u64>) -> u64 {
+    once.map_or(0, |k| k.max(1))
+}
+
+fn once_of(code: u64) -> Option<u64> {
+    (code != 0).then_some(code)
+}
+
 impl Batch {
     /// Number of events.
     pub fn len(&self) -> usize {
@@ -95,6 +108,7 @@ impl Batch {
             out.push(class_code(d.class));
             out.push(kind_code(d.kind));
             out.extend_from_slice(&d.at.0.to_le_bytes());
+            out.extend_from_slice(&once_code(d.once).to_le_bytes());
         }
         out
     }
@@ -105,9 +119,9 @@ impl Batch {
         if r.take(3)? != MAGIC {
             return Err(BatchError::NotABatch(None));
         }
-        match r.u8()? {
-            VERSION => {}
-            v => return Err(BatchError::NotABatch(Some(v))),
+        let version = r.u8()?;
+        if !(1..=VERSION).contains(&version) {
+            return Err(BatchError::NotABatch(Some(version)));
         }
         let n = r.count(DRIVER_BYTES)?;
         let mut drivers = Vec::with_capacity(n);
@@ -129,7 +143,11 @@ impl Batch {
                 at,
             });
         }
-        let n = r.count(DEMAND_BYTES)?;
+        let n = r.count(if version == 1 {
+            DEMAND_BYTES_V1
+        } else {
+            DEMAND_BYTES
+        })?;
         let mut demand = Vec::with_capacity(n);
         for _ in 0..n {
             let cell = r.cell()?;
@@ -146,6 +164,11 @@ impl Batch {
                 class,
                 kind,
                 at,
+                once: if version == 1 {
+                    None
+                } else {
+                    once_of(r.u64()?)
+                },
             });
         }
         if !r.0.is_empty() {
@@ -239,6 +262,7 @@ mod tests {
                 class: VehicleClass::Economy,
                 kind: DemandKind::AppOpen,
                 at: Timestamp(1_800_000_000_456),
+                once: None,
             }],
         }
     }
@@ -253,6 +277,24 @@ mod tests {
             Batch::decode(&Batch::default().encode()),
             Ok(Batch::default())
         );
+    }
+
+    #[test]
+    fn keyed_demand_round_trips_and_version_1_still_decodes() {
+        let mut b = sample();
+        b.demand[0].once = Some(7);
+        assert_eq!(Batch::decode(&b.encode()), Ok(b.clone()));
+        // A version 1 message: demand is 18 bytes, without a key.
+        let mut v1 = b"EQB\x01".to_vec();
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        let d = b.demand[0];
+        v1.extend_from_slice(&d.cell.id().to_le_bytes());
+        v1.push(class_code(d.class));
+        v1.push(kind_code(d.kind));
+        v1.extend_from_slice(&d.at.0.to_le_bytes());
+        let old = Batch::decode(&v1).expect("a version 1 batch");
+        assert_eq!(old.demand[0], DemandSeen { once: None, ..d });
     }
 
     #[test]
@@ -271,7 +313,7 @@ mod tests {
     proptest! {
         #[test]
         fn no_byte_string_panics_the_decoder(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut bytes = b"EQB\x01".to_vec();
+            let mut bytes = b"EQB\x02".to_vec();
             bytes.extend(tail);
             let _ = Batch::decode(&bytes);
         }

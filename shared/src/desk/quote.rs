@@ -59,6 +59,7 @@ impl Desk<'_> {
             grid_generation: effective.generation,
             issued_at: issued,
             expires_at: issued + ask.valid_for,
+            source: Some(effective.source),
         };
         PricedQuote {
             claims,

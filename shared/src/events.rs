@@ -1,0 +1,137 @@
+//! What the edge's events mean to the origin: the one rule that turns a
+//! price check or a booking's transition into market demand or a ride
+//! outcome.
+//!
+//! * A quote is demand of kind [`DemandKind::Quote`] (weighted below a ride
+//!   request by the market's weights), counted once per rider and cell
+//!   within the demand window: a rider refreshing the price is one signal.
+//! * A confirmed booking is a [`DemandKind::RideRequest`], once per booking.
+//! * A completed, cancelled or failed booking is a ride outcome (keyed by
+//!   the booking id, so a redelivery stores nothing new).
+//! * A started trip changes neither (its wait reaches the origin with the
+//!   outcome).
+//!
+//! Every event may arrive more than once (queues deliver at least once);
+//! each effect is idempotent by construction: demand through its key
+//! ([`crate::market::DemandSeen::once`]), outcomes through their id.
+
+use crate::api::{EdgeEvent, EdgeEventKind};
+use crate::market::{DemandKind, DriverId};
+
+/// What an event does at the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Demand in the pickup's cell, counted once per `key` and cell within
+    /// the demand window.
+    Demand {
+        /// Quote or ride request.
+        kind: DemandKind,
+        /// The dedup key.
+        key: u64,
+    },
+    /// A ride outcome with this id.
+    Outcome {
+        /// Whether the ride was completed.
+        completed: bool,
+    },
+    /// Nothing (counted only).
+    Nothing,
+}
+
+/// The key a text dedups under (FNV-1a, the market's hash of external ids).
+pub fn key_of(text: &str) -> u64 {
+    DriverId::from_external(text).0
+}
+
+/// The effect of an event.
+pub fn effect(e: &EdgeEvent) -> Effect {
+    match e.kind {
+        EdgeEventKind::Quote => Effect::Demand {
+            kind: DemandKind::Quote,
+            // Anonymous quotes dedup by their own id (redeliveries only).
+            key: key_of(e.rider.as_deref().unwrap_or(&e.id)),
+        },
+        EdgeEventKind::BookingConfirmed => Effect::Demand {
+            kind: DemandKind::RideRequest,
+            key: key_of(e.booking_id.as_deref().unwrap_or(&e.id)),
+        },
+        EdgeEventKind::BookingStarted => Effect::Nothing,
+        EdgeEventKind::BookingCompleted => Effect::Outcome { completed: true },
+        EdgeEventKind::BookingCancelled | EdgeEventKind::BookingFailed => {
+            Effect::Outcome { completed: false }
+        }
+    }
+}
+
+/// The opaque rider key a quote event carries: a hash of the user id, so
+/// the origin never sees the id itself.
+pub fn rider_key(user_id: &str) -> String {
+    format!("{:016x}", key_of(user_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EdgeEventKind, id: &str) -> EdgeEvent {
+        EdgeEvent {
+            id: id.into(),
+            kind,
+            region: "sf".into(),
+            latitude: 37.77,
+            longitude: -122.42,
+            vehicle_type: "standard".into(),
+            timestamp: 1,
+            rider: None,
+            booking_id: None,
+            quote_id: None,
+            multiplier: None,
+            fare_minor: None,
+            currency: None,
+            wait_ms: None,
+        }
+    }
+
+    #[test]
+    fn quotes_dedup_per_rider_and_bookings_per_booking() {
+        let mut a = event(EdgeEventKind::Quote, "q_1");
+        let mut b = event(EdgeEventKind::Quote, "q_2");
+        // Anonymous: each quote is its own key.
+        assert_ne!(effect(&a), effect(&b));
+        a.rider = Some(rider_key("u1"));
+        b.rider = Some(rider_key("u1"));
+        assert_eq!(effect(&a), effect(&b));
+        assert!(matches!(
+            effect(&a),
+            Effect::Demand {
+                kind: DemandKind::Quote,
+                ..
+            }
+        ));
+        let mut c = event(EdgeEventKind::BookingConfirmed, "b_1:confirmed");
+        c.booking_id = Some("b_1".into());
+        assert_eq!(
+            effect(&c),
+            Effect::Demand {
+                kind: DemandKind::RideRequest,
+                key: key_of("b_1")
+            }
+        );
+        assert_eq!(
+            effect(&event(EdgeEventKind::BookingCompleted, "x")),
+            Effect::Outcome { completed: true }
+        );
+        for k in [EdgeEventKind::BookingCancelled, EdgeEventKind::BookingFailed] {
+            assert_eq!(
+                effect(&event(k, "x")),
+                Effect::Outcome { completed: false }
+            );
+        }
+        assert_eq!(
+            effect(&event(EdgeEventKind::BookingStarted, "x")),
+            Effect::Nothing
+        );
+        assert_ne!(rider_key("u1"), rider_key("u2"));
+        assert!(!rider_key("u1").contains("u1"));
+    }
+}

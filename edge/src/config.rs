@@ -4,7 +4,10 @@
 //! `wrangler kv key put` (see README):
 //!
 //! * `tariff:<region>:<class>`: `{"currency":"USD","base":250,"per_km":120,
-//!   "per_minute":30,"booking_fee":200,"minimum_fare":800}` (minor units)
+//!   "per_minute":30,"booking_fee":200,"minimum_fare":800}` (minor units),
+//!   optionally with the booking terms `"cancellation_fee":500,
+//!   "cancellation_grace_seconds":120,"reprice_tolerance_percent":25`
+//!   (defaults: [`shared::booking`])
 //! * `caps:<region>`: `{"min":1.0,"max":4.0}`: bounds on every multiplier
 //!   the edge prices with in that region
 //! * `emergency_cap`: `"1.5"`: a global ceiling over every region
@@ -17,6 +20,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde::Deserialize;
+use shared::booking::{
+    Terms, DEFAULT_CANCELLATION_FEE, DEFAULT_CANCELLATION_GRACE, DEFAULT_REPRICE_TOLERANCE_PERCENT,
+};
 use shared::fare::{Currency, Tariff, VehicleClass};
 use shared::grid::Staleness;
 use shared::quote::{Ident, Keyring};
@@ -49,6 +55,12 @@ pub struct Settings {
     pub cors_origins: String,
     /// How long an isolate reuses admin KV values.
     pub config_cache: Millis,
+    /// Where the queue consumer posts edge events (`ORIGIN_URL`; empty:
+    /// events are acknowledged and dropped, with a log line).
+    pub origin_url: String,
+    /// Delay before a batch the origin did not take is retried
+    /// (`EVENTS_RETRY_SECONDS`).
+    pub events_retry_seconds: u32,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -88,6 +100,15 @@ impl Settings {
             cors_origins: var(env, "CORS_ORIGINS")
                 .unwrap_or_else(|| "http://127.0.0.1:8788".into()),
             config_cache: millis(env, "CONFIG_CACHE_MS", CONFIG_CACHE_MS),
+            origin_url: var(env, "ORIGIN_URL")
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
+            events_retry_seconds: var(env, "EVENTS_RETRY_SECONDS")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(30)
+                .min(43_200),
         })
     }
 }
@@ -161,12 +182,21 @@ struct TariffWire {
     per_minute: i64,
     booking_fee: i64,
     minimum_fare: i64,
+    cancellation_fee: Option<i64>,
+    cancellation_grace_seconds: Option<u64>,
+    reprice_tolerance_percent: Option<u32>,
 }
 
 /// Parses a tariff value; `None` when invalid (then the default applies).
 pub fn parse_tariff(text: &str) -> Option<Tariff> {
+    parse_terms(text).map(|t| t.tariff)
+}
+
+/// Parses a tariff value with its booking terms (defaults for the ones it
+/// does not set); `None` when invalid.
+pub fn parse_terms(text: &str) -> Option<Terms> {
     let w: TariffWire = serde_json::from_str(text).ok()?;
-    Tariff {
+    let tariff = Tariff {
         currency: Currency::new(&w.currency).ok()?,
         base: w.base,
         per_km: w.per_km,
@@ -175,7 +205,22 @@ pub fn parse_tariff(text: &str) -> Option<Tariff> {
         minimum_fare: w.minimum_fare,
     }
     .validate()
-    .ok()
+    .ok()?;
+    let fee = w.cancellation_fee.unwrap_or(DEFAULT_CANCELLATION_FEE);
+    let tolerance = w
+        .reprice_tolerance_percent
+        .unwrap_or(DEFAULT_REPRICE_TOLERANCE_PERCENT);
+    let grace = w
+        .cancellation_grace_seconds
+        .map_or(DEFAULT_CANCELLATION_GRACE, Millis::from_secs);
+    let sane =
+        (0..=1_000_000).contains(&fee) && tolerance <= 1_000 && grace <= Millis::from_secs(86_400);
+    sane.then_some(Terms {
+        tariff,
+        cancellation_fee: fee,
+        cancellation_grace: grace,
+        reprice_tolerance_percent: tolerance,
+    })
 }
 
 #[derive(Deserialize)]
@@ -215,6 +260,30 @@ pub async fn tariff(
         .unwrap_or_else(|| Tariff::default_for(class))
 }
 
+/// The booking terms of a class in a region: the tariff key's, or the
+/// built-in tariff with the default terms.
+pub async fn terms(
+    env: &Env,
+    s: &Settings,
+    region: &Ident,
+    class: VehicleClass,
+    now: u64,
+) -> Terms {
+    let key = ["tariff:", region.as_str(), ":", class.as_str()].concat();
+    config_value(env, &key, now, s.config_cache)
+        .await
+        .and_then(|t| parse_terms(&t))
+        .unwrap_or_else(|| Terms::with_defaults(Tariff::default_for(class)))
+}
+
+/// The dispatch system's token (`DISPATCH_TOKEN` secret), if set.
+pub fn dispatch_token(env: &Env) -> Option<String> {
+    env.secret("DISPATCH_TOKEN")
+        .map(|s| s.to_string())
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// The caps in force for a region, emergency cap applied.
 pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> Caps {
     // Both keys at once: a cold isolate waits for one KV round trip, not two.
@@ -251,5 +320,19 @@ mod tests {
         assert_eq!(parse_emergency("\"1.5\"").map(|m| m.tenths()), Some(15));
         assert_eq!(parse_emergency("2").map(|m| m.tenths()), Some(20));
         assert!(parse_emergency("0.5").is_none());
+        let terms = parse_terms(
+            r#"{"currency":"USD","base":1,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1,"cancellation_fee":300,"cancellation_grace_seconds":0}"#,
+        )
+        .expect("terms");
+        assert_eq!(terms.cancellation_fee, 300);
+        assert_eq!(terms.cancellation_grace, Millis(0));
+        assert_eq!(
+            terms.reprice_tolerance_percent,
+            DEFAULT_REPRICE_TOLERANCE_PERCENT
+        );
+        assert!(parse_terms(
+            r#"{"currency":"USD","base":1,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1,"cancellation_fee":-1}"#
+        )
+        .is_none());
     }
 }

@@ -112,7 +112,7 @@ pub fn preflight(origin: Option<&str>, allowed: &str) -> worker::Result<Response
     headers.set("access-control-allow-methods", "GET, POST, PUT, OPTIONS")?;
     headers.set(
         "access-control-allow-headers",
-        "content-type, authorization",
+        "content-type, authorization, idempotency-key",
     )?;
     headers.set("access-control-max-age", "86400")?;
     let mut r = Response::empty()?.with_status(204).with_headers(headers);

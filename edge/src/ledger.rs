@@ -1,11 +1,33 @@
-//! The quote ledger Durable Object: confirmed quotes, exactly once.
+//! The booking ledger Durable Object: one booking per quote, its
+//! transitions, idempotent retries, and the events that tell the origin.
 //!
-//! Ledgers are sharded by quote id ([`shard_name`]) so confirms spread over
-//! many objects. Within one object, `INSERT ... ON CONFLICT DO NOTHING` runs
-//! synchronously (no await), so of two concurrent confirms of the same quote
-//! exactly one writes the row; the other sees it and is refused.
+//! Ledgers are sharded ([`shard_name`]) by the random part that a quote id
+//! and its booking id share, so a booking lives in the object that
+//! confirmed its quote. Every call runs its reads and writes with no await
+//! in between: the object's storage makes that one atomic transaction, and
+//! no other call can interleave. So of two concurrent confirms of a quote
+//! exactly one books it, of a cancel racing a start exactly one wins, and a
+//! request repeated with its `Idempotency-Key` finds the first one's answer
+//! (even while the first is still sending its event).
+//!
+//! The rules are the core's ([`shared::booking`]): this object stores.
+//!
+//! Events (confirmed, started, completed, cancelled, failed) are written to
+//! an outbox table in the same transaction as the transition, then sent to
+//! the `EVENTS` queue; what the queue does not take is retried by the
+//! object's alarm. A transition acknowledged to a client therefore always
+//! reaches the queue.
 
 use serde::{Deserialize, Serialize};
+use shared::api::{BookingResponse, BookingStep, EdgeEvent, EdgeEventKind};
+use shared::booking::{
+    replay, shard_key, Action, Booked, BookingStatus, Party, Replay, Terms, IDEMPOTENCY_TTL,
+};
+use shared::desk::Source;
+use shared::fare::{minor_to_decimal, Currency, Tariff, Trip, VehicleClass};
+use shared::geo::Cell;
+use shared::surge::Multiplier;
+use shared::time::{Millis, Timestamp};
 use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
@@ -16,110 +38,653 @@ use crate::http::{error_response, json};
 /// Number of ledger objects.
 pub const SHARDS: u64 = 16;
 
-/// The ledger object that owns a quote id.
-pub fn shard_name(quote_id: &str) -> String {
-    let h = shared::market::DriverId::from_external(quote_id).0;
+/// How long after a failed queue send the outbox is retried.
+const OUTBOX_RETRY_MS: i64 = 30_000;
+
+/// Most outbox events sent per attempt.
+const OUTBOX_BATCH: usize = 100;
+
+/// The ledger object that owns a quote id or a booking id.
+pub fn shard_name(id: &str) -> String {
+    let h = shared::market::DriverId::from_external(shard_key(id)).0;
     format!("ledger-{}", h % SHARDS)
 }
 
-/// What the worker asks a ledger to record.
+/// The terms fixed at confirmation, as stored.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TermsRecord {
+    base: i64,
+    per_km: i64,
+    per_minute: i64,
+    booking_fee: i64,
+    minimum_fare: i64,
+    cancellation_fee: i64,
+    cancellation_grace_ms: u64,
+    reprice_tolerance_percent: u32,
+}
+
+impl TermsRecord {
+    /// The record of terms.
+    pub fn of(t: &Terms) -> Self {
+        Self {
+            base: t.tariff.base,
+            per_km: t.tariff.per_km,
+            per_minute: t.tariff.per_minute,
+            booking_fee: t.tariff.booking_fee,
+            minimum_fare: t.tariff.minimum_fare,
+            cancellation_fee: t.cancellation_fee,
+            cancellation_grace_ms: t.cancellation_grace.0,
+            reprice_tolerance_percent: t.reprice_tolerance_percent,
+        }
+    }
+
+    fn terms(&self, currency: Currency) -> Terms {
+        Terms {
+            tariff: Tariff {
+                currency,
+                base: self.base,
+                per_km: self.per_km,
+                per_minute: self.per_minute,
+                booking_fee: self.booking_fee,
+                minimum_fare: self.minimum_fare,
+            },
+            cancellation_fee: self.cancellation_fee,
+            cancellation_grace: Millis(self.cancellation_grace_ms),
+            reprice_tolerance_percent: self.reprice_tolerance_percent,
+        }
+    }
+}
+
+/// One stored transition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConfirmRecord {
-    /// Quote id.
+pub struct StepRecord {
+    status: BookingStatus,
+    at: u64,
+    actor: Party,
+    reason: Option<String>,
+}
+
+/// A booking as the ledger stores it (JSON in its row).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Booking {
+    /// The booking.
+    pub booking_id: String,
+    /// Its quote.
     pub quote_id: String,
     /// Region.
     pub region: String,
-    /// Price honoured, minor units.
+    /// Pickup cell token.
+    pub cell: String,
+    /// Class.
+    pub class: VehicleClass,
+    /// Status.
+    pub status: BookingStatus,
+    /// Quoted total, minor units.
+    pub quoted_fare: i64,
+    /// What the rider pays now, minor units.
     pub final_fare: i64,
     /// ISO 4217.
     pub currency: String,
-    /// Multiplier honoured, tenths.
-    pub surge_tenths: i64,
-    /// Milliseconds since the epoch.
-    pub confirmed_at: i64,
+    /// Quoted multiplier, tenths.
+    pub surge_tenths: u16,
+    /// Where it came from.
+    pub source: Option<Source>,
+    /// Estimated distance.
+    pub distance_m: u32,
+    /// Estimated duration.
+    pub duration_s: u32,
+    /// Terms at confirmation.
+    pub terms: TermsRecord,
+    /// Ms since the epoch.
+    pub confirmed_at: u64,
+    /// Ms since the epoch, once started.
+    pub started_at: Option<u64>,
+    /// The fee, if cancelled.
+    pub cancellation_fee: Option<i64>,
+    /// Why the final fare is not the quoted one.
+    pub fare_adjustment: Option<String>,
+    history: Vec<StepRecord>,
 }
 
-/// The ledger's answer.
+impl Booking {
+    /// A new confirmed booking.
+    pub fn confirmed(
+        booking_id: String,
+        claims: &shared::quote::QuoteClaims,
+        terms: &Terms,
+        now: u64,
+    ) -> Self {
+        Self {
+            booking_id,
+            quote_id: claims.quote_id.to_string(),
+            region: claims.region.to_string(),
+            cell: claims.cell.token(),
+            class: claims.class,
+            status: BookingStatus::Confirmed,
+            quoted_fare: claims.final_fare,
+            final_fare: claims.final_fare,
+            currency: claims.currency.to_string(),
+            surge_tenths: claims.surge.tenths(),
+            source: claims.source,
+            distance_m: claims.distance_m,
+            duration_s: claims.duration_s,
+            terms: TermsRecord::of(terms),
+            confirmed_at: now,
+            started_at: None,
+            cancellation_fee: None,
+            fare_adjustment: None,
+            history: vec![StepRecord {
+                status: BookingStatus::Confirmed,
+                at: now,
+                actor: Party::Rider,
+                reason: None,
+            }],
+        }
+    }
+
+    fn multiplier(&self) -> Multiplier {
+        Multiplier::from_tenths(self.surge_tenths).unwrap_or(Multiplier::ONE)
+    }
+
+    /// The public view.
+    pub fn response(&self) -> BookingResponse {
+        BookingResponse {
+            booking_id: self.booking_id.clone(),
+            quote_id: self.quote_id.clone(),
+            status: self.status,
+            region: self.region.clone(),
+            vehicle_type: self.class,
+            quoted_fare: minor_to_decimal(self.quoted_fare),
+            final_fare: minor_to_decimal(self.final_fare),
+            currency: self.currency.clone(),
+            surge_multiplier: self.multiplier(),
+            surge_source: self.source,
+            cancellation_fee: self.cancellation_fee.map(minor_to_decimal),
+            fare_adjustment: self.fare_adjustment.clone(),
+            estimated_distance_km: f64::from(self.distance_m) / 1_000.0,
+            estimated_duration_minutes: f64::from(self.duration_s) / 60.0,
+            history: self
+                .history
+                .iter()
+                .map(|s| BookingStep {
+                    status: s.status,
+                    at: Timestamp(s.at).to_rfc3339(),
+                    actor: s.actor,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The event of the status just entered at `at`.
+    pub fn event(&self, at: u64) -> EdgeEvent {
+        let kind = match self.status {
+            BookingStatus::Confirmed => EdgeEventKind::BookingConfirmed,
+            BookingStatus::InProgress => EdgeEventKind::BookingStarted,
+            BookingStatus::Completed => EdgeEventKind::BookingCompleted,
+            BookingStatus::Cancelled => EdgeEventKind::BookingCancelled,
+            BookingStatus::Failed => EdgeEventKind::BookingFailed,
+        };
+        let pickup = Cell::from_token(&self.cell).map(Cell::center).ok();
+        let fare = match self.status {
+            BookingStatus::Completed => Some(self.final_fare),
+            BookingStatus::Cancelled => self.cancellation_fee,
+            _ => None,
+        };
+        EdgeEvent {
+            id: [self.booking_id.as_str(), ":", self.status.as_str()].concat(),
+            kind,
+            region: self.region.clone(),
+            latitude: pickup.map_or(0.0, |p| p.lat()),
+            longitude: pickup.map_or(0.0, |p| p.lng()),
+            vehicle_type: self.class.as_str().to_owned(),
+            timestamp: at,
+            rider: None,
+            booking_id: Some(self.booking_id.clone()),
+            quote_id: Some(self.quote_id.clone()),
+            multiplier: Some(self.multiplier().as_f64()),
+            fare_minor: fare.and_then(|f| u64::try_from(f).ok()),
+            currency: fare.map(|_| self.currency.clone()),
+            wait_ms: self.started_at.map(|s| s.saturating_sub(self.confirmed_at)),
+        }
+    }
+}
+
+/// An idempotency key and the request's fingerprint
+/// ([`shared::booking::fingerprint`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConfirmOutcome {
-    /// True if this call recorded the confirmation.
-    pub recorded: bool,
-    /// When the quote was (first) confirmed.
-    pub confirmed_at: i64,
+pub struct Keyed {
+    /// The client's key.
+    pub key: String,
+    /// What the request asked.
+    pub fingerprint: String,
+}
+
+/// Confirm a quote: the booking to create and the answer to give.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfirmCall {
+    /// The booking, status confirmed.
+    pub booking: Booking,
+    /// The 200 body (with the signed booking token).
+    pub response: serde_json::Value,
+    /// The request's key, if any.
+    pub idempotency: Option<Keyed>,
+    /// Ms since the epoch.
+    pub now: u64,
+}
+
+/// A transition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActCall {
+    /// Which booking.
+    pub booking_id: String,
+    /// What.
+    pub action: Action,
+    /// By whom.
+    pub party: Party,
+    /// Cancel and fail: why.
+    pub reason: Option<String>,
+    /// Complete: the trip as driven.
+    pub driven: Option<(u32, u32)>,
+    /// The request's key, if any.
+    pub idempotency: Option<Keyed>,
+    /// Ms since the epoch.
+    pub now: u64,
+}
+
+/// A read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCall {
+    /// Which booking.
+    pub booking_id: String,
+}
+
+/// What the ledger answers: the client's status and body, verbatim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    /// HTTP status for the client.
+    pub status: u16,
+    /// JSON body for the client.
+    pub body: String,
+}
+
+impl Answer {
+    fn ok<T: Serialize>(value: &T) -> Result<Self> {
+        Ok(Self {
+            status: 200,
+            body: serde_json::to_string(value)?,
+        })
+    }
+
+    fn error(e: &ApiError) -> Result<Self> {
+        Ok(Self {
+            status: e.status,
+            body: serde_json::to_string(&e.body())?,
+        })
+    }
 }
 
 #[durable_object]
 #[derive(Debug)]
 pub struct Ledger {
     state: State,
+    env: Env,
 }
 
 #[derive(Deserialize)]
-struct At {
-    confirmed_at: i64,
+struct Row {
+    version: i64,
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct StoredAnswer {
+    fingerprint: String,
+    status: i64,
+    body: String,
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct OutboxRow {
+    id: String,
+    body: String,
+}
+
+fn booking_not_found(id: &str) -> ApiError {
+    ApiError::new(404, "booking_not_found", format!("no booking {id}"))
 }
 
 impl Ledger {
-    fn confirm(&self, r: &ConfirmRecord) -> Result<ConfirmOutcome> {
-        let sql = self.state.storage().sql();
-        let written = sql
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// What is stored under a key, as the core's decision.
+    fn keyed(&self, scope: &str, k: &Keyed, now: u64) -> Result<Option<Answer>> {
+        let rows: Vec<StoredAnswer> = self
+            .sql()
             .exec(
-                "INSERT INTO confirmed (quote_id, region, final_fare, currency, surge_tenths, confirmed_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(quote_id) DO NOTHING",
-                vec![
-                    r.quote_id.as_str().into(),
-                    r.region.as_str().into(),
-                    r.final_fare.into(),
-                    r.currency.as_str().into(),
-                    r.surge_tenths.into(),
-                    r.confirmed_at.into(),
-                ],
-            )?
-            .rows_written();
-        if written > 0 {
-            return Ok(ConfirmOutcome {
-                recorded: true,
-                confirmed_at: r.confirmed_at,
-            });
-        }
-        let rows: Vec<At> = sql
-            .exec(
-                "SELECT confirmed_at FROM confirmed WHERE quote_id = ?",
-                vec![r.quote_id.as_str().into()],
+                "SELECT fingerprint, status, body, expires_at FROM idempotency WHERE scope = ? AND key = ?",
+                vec![scope.into(), k.key.as_str().into()],
             )?
             .to_array()?;
-        Ok(ConfirmOutcome {
-            recorded: false,
-            confirmed_at: rows.first().map_or(0, |a| a.confirmed_at),
+        let stored = rows.first();
+        let decision = replay(
+            stored.map(|s| {
+                (
+                    s.fingerprint.as_str(),
+                    Timestamp(s.expires_at.max(0) as u64),
+                )
+            }),
+            &k.fingerprint,
+            Timestamp(now),
+        );
+        match (decision, stored) {
+            (Replay::Same, Some(s)) => Ok(Some(Answer {
+                status: u16::try_from(s.status).unwrap_or(500),
+                body: s.body.clone(),
+            })),
+            (Replay::Reused, _) => Answer::error(&ApiError::new(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key",
+            ))
+            .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn remember(&self, scope: &str, k: &Keyed, a: &Answer, now: u64) -> Result<()> {
+        let sql = self.sql();
+        sql.exec(
+            "DELETE FROM idempotency WHERE expires_at <= ?",
+            vec![(now as i64).into()],
+        )?;
+        sql.exec(
+            "INSERT OR REPLACE INTO idempotency (scope, key, fingerprint, status, body, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                scope.into(),
+                k.key.as_str().into(),
+                k.fingerprint.as_str().into(),
+                i64::from(a.status).into(),
+                a.body.as_str().into(),
+                ((now + IDEMPOTENCY_TTL.0) as i64).into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn enqueue(&self, event: &EdgeEvent) -> Result<()> {
+        self.sql().exec(
+            "INSERT OR IGNORE INTO outbox (id, body, created_at) VALUES (?, ?, ?)",
+            vec![
+                event.id.as_str().into(),
+                serde_json::to_string(event)?.into(),
+                (event.timestamp as i64).into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `op` under an optional idempotency key (all synchronous).
+    fn with_key(
+        &self,
+        scope: &str,
+        key: Option<&Keyed>,
+        now: u64,
+        op: impl FnOnce() -> Result<Answer>,
+    ) -> Result<Answer> {
+        if let Some(k) = key {
+            if let Some(a) = self.keyed(scope, k, now)? {
+                return Ok(a);
+            }
+        }
+        let answer = op()?;
+        if let Some(k) = key {
+            if answer.status < 500 && answer.status != 404 {
+                self.remember(scope, k, &answer, now)?;
+            }
+        }
+        Ok(answer)
+    }
+
+    fn confirm(&self, c: &ConfirmCall) -> Result<Answer> {
+        let b = &c.booking;
+        let scope = ["quote:", b.quote_id.as_str()].concat();
+        self.with_key(&scope, c.idempotency.as_ref(), c.now, || {
+            let written = self
+                .sql()
+                .exec(
+                    "INSERT INTO bookings (booking_id, quote_id, status, version, record) \
+                     VALUES (?, ?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                    vec![
+                        b.booking_id.as_str().into(),
+                        b.quote_id.as_str().into(),
+                        b.status.as_str().into(),
+                        serde_json::to_string(b)?.into(),
+                    ],
+                )?
+                .rows_written();
+            if written == 0 {
+                return Answer::error(&ApiError::new(
+                    409,
+                    "quote_already_confirmed",
+                    format!(
+                        "quote {} is already booked as {}; retry with the same Idempotency-Key to get the original answer",
+                        b.quote_id, b.booking_id
+                    ),
+                ));
+            }
+            self.enqueue(&b.event(c.now))?;
+            Ok(Answer {
+                status: 200,
+                body: serde_json::to_string(&c.response)?,
+            })
         })
+    }
+
+    fn load(&self, booking_id: &str) -> Result<Option<(i64, Booking)>> {
+        let rows: Vec<Row> = self
+            .sql()
+            .exec(
+                "SELECT version, record FROM bookings WHERE booking_id = ?",
+                vec![booking_id.into()],
+            )?
+            .to_array()?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(r) => Ok(Some((r.version, serde_json::from_str(&r.record)?))),
+        }
+    }
+
+    fn act(&self, c: &ActCall) -> Result<Answer> {
+        let scope = ["booking:", c.booking_id.as_str()].concat();
+        self.with_key(&scope, c.idempotency.as_ref(), c.now, || {
+            let Some((version, mut b)) = self.load(&c.booking_id)? else {
+                return Answer::error(&booking_not_found(&c.booking_id));
+            };
+            let next = match b.status.after(c.action, c.party) {
+                Ok(next) => next,
+                Err(e) => {
+                    let status = if e.code() == "forbidden" { 403 } else { 409 };
+                    return Answer::error(&ApiError::new(status, e.code(), e.to_string()));
+                }
+            };
+            let currency = Currency::new(&b.currency).unwrap_or(Currency::USD);
+            let terms = b.terms.terms(currency);
+            let now = Timestamp(c.now);
+            match next {
+                BookingStatus::InProgress => b.started_at = Some(c.now),
+                BookingStatus::Completed => {
+                    let (distance_m, duration_s) = c.driven.unwrap_or((b.distance_m, b.duration_s));
+                    let booked = Booked {
+                        quoted_fare: b.quoted_fare,
+                        multiplier: b.multiplier(),
+                        estimate: Trip {
+                            distance_m: b.distance_m,
+                            duration_s: b.duration_s,
+                        },
+                    };
+                    let s = terms.settle(
+                        &booked,
+                        Trip {
+                            distance_m,
+                            duration_s,
+                        },
+                    );
+                    b.final_fare = s.final_fare;
+                    b.fare_adjustment = s.repriced;
+                }
+                BookingStatus::Cancelled => {
+                    let fee = terms.cancellation_fee(c.party, Timestamp(b.confirmed_at), now);
+                    b.cancellation_fee = Some(fee);
+                    b.final_fare = fee;
+                }
+                BookingStatus::Failed => b.final_fare = 0,
+                BookingStatus::Confirmed => {}
+            }
+            b.status = next;
+            b.history.push(StepRecord {
+                status: next,
+                at: c.now,
+                actor: c.party,
+                reason: c.reason.clone(),
+            });
+            // Compare-and-set on the version read above.
+            let written = self
+                .sql()
+                .exec(
+                    "UPDATE bookings SET status = ?, version = version + 1, record = ? \
+                     WHERE booking_id = ? AND version = ?",
+                    vec![
+                        next.as_str().into(),
+                        serde_json::to_string(&b)?.into(),
+                        c.booking_id.as_str().into(),
+                        version.into(),
+                    ],
+                )?
+                .rows_written();
+            if written != 1 {
+                return Answer::error(&ApiError::new(
+                    409,
+                    "concurrent_update",
+                    "the booking changed while this request ran; read it and retry",
+                ));
+            }
+            self.enqueue(&b.event(c.now))?;
+            Answer::ok(&b.response())
+        })
+    }
+
+    fn get(&self, c: &GetCall) -> Result<Answer> {
+        match self.load(&c.booking_id)? {
+            None => Answer::error(&booking_not_found(&c.booking_id)),
+            Some((_, b)) => Answer::ok(&b.response()),
+        }
+    }
+
+    /// Sends the outbox to the queue; what is sent is deleted. On failure
+    /// the alarm retries.
+    async fn flush(&self) -> Result<()> {
+        let rows: Vec<OutboxRow> = self
+            .sql()
+            .exec(
+                "SELECT id, body FROM outbox ORDER BY created_at, id LIMIT ?",
+                vec![(OUTBOX_BATCH as i64).into()],
+            )?
+            .to_array()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sent = match self.env.queue("EVENTS") {
+            Ok(q) => q
+                .send_batch(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
+            Ok(()) => {
+                for r in &rows {
+                    self.sql().exec(
+                        "DELETE FROM outbox WHERE id = ?",
+                        vec![r.id.as_str().into()],
+                    )?;
+                }
+                if rows.len() == OUTBOX_BATCH {
+                    self.state.storage().set_alarm(0i64).await?;
+                }
+            }
+            Err(e) => {
+                worker::console_warn!(
+                    "ledger: {} events not queued ({e}); retrying in {} s",
+                    rows.len(),
+                    OUTBOX_RETRY_MS / 1_000
+                );
+                self.state.storage().set_alarm(OUTBOX_RETRY_MS).await?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl DurableObject for Ledger {
-    fn new(state: State, _env: Env) -> Self {
-        let _ = state.storage().sql().exec(
-            "CREATE TABLE IF NOT EXISTS confirmed (quote_id TEXT PRIMARY KEY, region TEXT NOT NULL, \
-             final_fare INTEGER NOT NULL, currency TEXT NOT NULL, surge_tenths INTEGER NOT NULL, \
-             confirmed_at INTEGER NOT NULL)",
-            None,
-        );
-        Self { state }
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS bookings (booking_id TEXT PRIMARY KEY, \
+             quote_id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, version INTEGER NOT NULL, \
+             record TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS idempotency (scope TEXT NOT NULL, key TEXT NOT NULL, \
+             fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, \
+             expires_at INTEGER NOT NULL, PRIMARY KEY (scope, key))",
+            "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
+            "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
+             created_at INTEGER NOT NULL)",
+        ] {
+            let _ = sql.exec(ddl, None);
+        }
+        Self { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        match (req.method(), req.path().as_str()) {
-            (Method::Post, "/confirm") => {
-                let record: ConfirmRecord = match serde_json::from_slice(&req.bytes().await?) {
-                    Ok(r) => r,
-                    Err(e) => return error_response(&crate::error::from_json_error(&e)),
-                };
-                json(&self.confirm(&record)?, 200)
-            }
-            _ => error_response(&ApiError::not_found(&req.path())),
+        let bytes = req.bytes().await?;
+        let parsed = |bytes: &[u8]| -> std::result::Result<serde_json::Value, ApiError> {
+            serde_json::from_slice(bytes).map_err(|e| crate::error::from_json_error(&e))
+        };
+        let answer = match (req.method(), req.path().as_str()) {
+            (Method::Post, "/confirm") => match parsed(&bytes).and_then(|v| {
+                serde_json::from_value::<ConfirmCall>(v)
+                    .map_err(|e| crate::error::from_json_error(&e))
+            }) {
+                Ok(c) => self.confirm(&c)?,
+                Err(e) => return error_response(&e),
+            },
+            (Method::Post, "/act") => match parsed(&bytes).and_then(|v| {
+                serde_json::from_value::<ActCall>(v).map_err(|e| crate::error::from_json_error(&e))
+            }) {
+                Ok(c) => self.act(&c)?,
+                Err(e) => return error_response(&e),
+            },
+            (Method::Post, "/get") => match parsed(&bytes).and_then(|v| {
+                serde_json::from_value::<GetCall>(v).map_err(|e| crate::error::from_json_error(&e))
+            }) {
+                Ok(c) => self.get(&c)?,
+                Err(e) => return error_response(&e),
+            },
+            _ => return error_response(&ApiError::not_found(&req.path())),
+        };
+        // The transition is stored; now hand its event to the queue.
+        if let Err(e) = self.flush().await {
+            worker::console_warn!("ledger: outbox flush failed: {e}");
         }
+        json(&answer, 200)
     }
 
     async fn alarm(&self) -> Result<Response> {
-        Response::ok("no alarms are scheduled")
+        self.flush().await?;
+        Response::ok("outbox flushed")
     }
 }

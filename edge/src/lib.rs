@@ -2,13 +2,17 @@
 //!
 //! # Layout
 //!
-//! * [`pricing`]: `POST /api/v1/pricing/estimate`, `POST /api/v1/quotes/{id}/confirm`.
+//! * [`pricing`]: `POST /api/v1/pricing/estimate`.
+//! * [`bookings`]: `POST /api/v1/quotes/{id}/confirm`, `GET /api/v1/bookings/{id}`,
+//!   `POST /api/v1/bookings/{id}/{start|complete|cancel|fail}`.
 //! * [`heatmap`]: `GET /api/v1/pricing/heatmap`, `GET /api/v1/driver/heatmap`.
 //! * [`admin`]: `PUT /admin/v1/grids/{region}` (the origin's push).
 //! * [`grids`]: the grid read path (isolate cache → KV → zone object).
 //! * [`zone`]: the per-region Durable Object (authoritative grid, WebSocket
 //!   subscribers with the hibernation API).
-//! * [`ledger`]: the sharded Durable Object of confirmed quotes.
+//! * [`ledger`]: the sharded Durable Object of bookings (transitions,
+//!   idempotency, the events' outbox).
+//! * [`events`]: the queue back to the origin (producer and consumer).
 //! * [`config`], [`limits`], [`http`], [`error`]: settings, rate limits,
 //!   HTTP helpers and the one error type.
 //!
@@ -16,8 +20,10 @@
 //! writes. Every client error is a 4xx JSON body with a stable code.
 
 pub mod admin;
+pub mod bookings;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod grids;
 pub mod heatmap;
 pub mod http;
@@ -26,6 +32,7 @@ pub mod limits;
 pub mod pricing;
 pub mod zone;
 
+use shared::booking::Action;
 use worker::{event, Context, Date, Env, Method, Request, Response};
 
 use crate::config::Settings;
@@ -105,8 +112,16 @@ async fn route(
         (["api", "v1", "pricing", "estimate"], Method::Post) => pricing::estimate(req, env, ctx, settings, now).await,
         (["api", "v1", "quotes", id, "confirm"], Method::Post) => {
             let id = (*id).to_owned();
-            pricing::confirm(req, env, &id, now).await
+            bookings::confirm(req, env, settings, &id, now).await
         }
+        (["api", "v1", "bookings", id], Method::Get) => bookings::get(&req, env, id, now).await,
+        (["api", "v1", "bookings", id, action], Method::Post) => match Action::parse(action) {
+            Ok(action) => {
+                let id = (*id).to_owned();
+                bookings::act(req, env, &id, action, now).await
+            }
+            Err(_) => Err(ApiError::not_found(&path)),
+        },
         (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, ctx, settings, now).await,
         (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, ctx, settings, now).await,
         (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings).await,
@@ -118,6 +133,10 @@ async fn route(
         (["openapi.json"] | ["api", "v1", "pricing", "heatmap"] | ["api", "v1", "driver", "heatmap"]
         | ["api", "v1", "pricing", "stream"], _) => Err(ApiError::method_not_allowed("GET")),
         (["api", "v1", "pricing", "estimate"] | ["api", "v1", "quotes", _, "confirm"], _) => {
+            Err(ApiError::method_not_allowed("POST"))
+        }
+        (["api", "v1", "bookings", _], _) => Err(ApiError::method_not_allowed("GET")),
+        (["api", "v1", "bookings", _, action], _) if Action::parse(action).is_ok() => {
             Err(ApiError::method_not_allowed("POST"))
         }
         (["admin", "v1", "grids", _], _) => Err(ApiError::method_not_allowed("PUT")),

@@ -1,17 +1,16 @@
-//! `POST /api/v1/pricing/estimate` and `POST /api/v1/quotes/{id}/confirm`.
+//! `POST /api/v1/pricing/estimate` (confirming a quote: [`crate::bookings`]).
 
-use shared::api::{ConfirmRequest, ConfirmResponse, EstimateRequest};
+use shared::api::EstimateRequest;
 use shared::desk::{Desk, DeskInputs, QuoteAsk};
-use shared::fare::{minor_to_decimal, RouteModel, VehicleClass};
-use shared::quote::{Ident, QuoteError};
+use shared::fare::{RouteModel, VehicleClass};
+use shared::quote::Ident;
 use shared::time::Timestamp;
-use worker::{Context, Env, Method, Request, RequestInit, Response};
+use worker::{Context, Env, Request, Response};
 
 use crate::config::{self, Settings};
 use crate::error::{from_json_error, ApiError};
 use crate::grids::{self, Via};
 use crate::http::{json, read_json_body, MAX_BODY_BYTES};
-use crate::ledger::{shard_name, ConfirmOutcome, ConfirmRecord};
 
 thread_local! {
     /// Bytes from the platform CSPRNG, drawn 4 KiB at a time: one call into
@@ -144,90 +143,12 @@ pub async fn estimate(
         valid_for: settings.quote_ttl,
     });
     let token = config::keyring(env)?.sign(&quote.claims);
+    // A price check is demand: the origin hears of it through the queue.
+    crate::events::send_later(
+        env,
+        ctx,
+        &crate::events::quote_event(&quote.claims, pickup, v.user_id.as_deref()),
+    );
     let resp = quote.response(token);
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
-}
-
-fn quote_error(e: QuoteError) -> ApiError {
-    match e {
-        QuoteError::Malformed => {
-            ApiError::bad_request("invalid_quote", "quote_token is not a quote")
-        }
-        QuoteError::UnknownKey | QuoteError::BadSignature => {
-            ApiError::new(403, "quote_forged", "quote_token signature does not verify")
-        }
-        QuoteError::Expired(at) => {
-            ApiError::new(410, "quote_expired", format!("quote expired at {at}"))
-        }
-    }
-}
-
-/// `POST /api/v1/quotes/{id}/confirm`.
-pub async fn confirm(
-    mut req: Request,
-    env: &Env,
-    id: &str,
-    now: u64,
-) -> Result<Response, ApiError> {
-    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
-    let r: ConfirmRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
-    crate::limits::check(env, &req, None).await?;
-    let claims = config::keyring(env)?
-        .verify(&r.quote_token, Timestamp(now))
-        .map_err(quote_error)?;
-    if claims.quote_id.as_str() != id {
-        return Err(ApiError::bad_request(
-            "quote_id_mismatch",
-            "the quote_token belongs to another quote id",
-        ));
-    }
-    let record = ConfirmRecord {
-        quote_id: id.to_owned(),
-        region: claims.region.to_string(),
-        final_fare: claims.final_fare,
-        currency: claims.currency.to_string(),
-        surge_tenths: i64::from(claims.surge.tenths()),
-        confirmed_at: now as i64,
-    };
-    let outcome = ledger_confirm(env, &record)
-        .await
-        .map_err(|_| ApiError::unavailable("the quote ledger"))?;
-    if !outcome.recorded {
-        return Err(ApiError::new(
-            409,
-            "quote_already_confirmed",
-            format!(
-                "quote {id} was already confirmed at {}",
-                Timestamp(outcome.confirmed_at.max(0) as u64)
-            ),
-        ));
-    }
-    let resp = ConfirmResponse {
-        quote_id: id.to_owned(),
-        status: "confirmed".into(),
-        final_fare: minor_to_decimal(claims.final_fare),
-        currency: claims.currency.to_string(),
-        surge_multiplier: claims.surge,
-        confirmed_at: Timestamp(now).to_rfc3339(),
-    };
-    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
-}
-
-async fn ledger_confirm(env: &Env, record: &ConfirmRecord) -> worker::Result<ConfirmOutcome> {
-    let stub = env
-        .durable_object("LEDGER")?
-        .id_from_name(&shard_name(&record.quote_id))?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(record)?.into()));
-    let req = Request::new_with_init("https://ledger/confirm", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    if resp.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "ledger answered {}",
-            resp.status_code()
-        )));
-    }
-    resp.json().await
 }

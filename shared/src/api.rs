@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::booking::{BookingStatus, Party};
+use crate::booking::{Action, BookingStatus, Party};
 use crate::desk::{DemandLevel, Source};
 use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
@@ -38,7 +38,15 @@ macro_rules! wire_name {
     )+};
 }
 
-wire_name!(Trend, VehicleClass, Source, DemandLevel, BookingStatus, Party);
+wire_name!(
+    Trend,
+    VehicleClass,
+    Source,
+    DemandLevel,
+    BookingStatus,
+    Party,
+    Action
+);
 
 /// A point as apps send it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -230,12 +230,7 @@ impl Terms {
     /// The fee for a cancellation at `now` by `party` of a booking
     /// confirmed at `confirmed_at`: free within the grace period, the fixed
     /// fee after; never charged when dispatch (or the driver) cancels.
-    pub fn cancellation_fee(
-        &self,
-        party: Party,
-        confirmed_at: Timestamp,
-        now: Timestamp,
-    ) -> i64 {
+    pub fn cancellation_fee(&self, party: Party, confirmed_at: Timestamp, now: Timestamp) -> i64 {
         match party {
             Party::Dispatch => 0,
             Party::Rider if now.since(confirmed_at) < self.cancellation_grace => 0,
@@ -308,7 +303,10 @@ pub struct Settlement {
 /// One quote, one booking id, so a booking id names its ledger shard as
 /// the quote id does ([`shard_key`]).
 pub fn booking_id_for(quote_id: &Ident) -> Option<Ident> {
-    let suffix = quote_id.as_str().strip_prefix("q_").unwrap_or(quote_id.as_str());
+    let suffix = quote_id
+        .as_str()
+        .strip_prefix("q_")
+        .unwrap_or(quote_id.as_str());
     Ident::new(&["b_", suffix].concat()).ok()
 }
 
@@ -393,7 +391,11 @@ pub const IDEMPOTENCY_TTL: Millis = Millis::from_secs(86_400);
 /// with which body. Hex SHA-256.
 pub fn fingerprint(operation: &str, target: &str, party: Party, body: &[u8]) -> String {
     let mut h = Sha256::new();
-    for part in [operation.as_bytes(), target.as_bytes(), party.as_str().as_bytes()] {
+    for part in [
+        operation.as_bytes(),
+        target.as_bytes(),
+        party.as_str().as_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -464,15 +466,21 @@ mod tests {
             }
         }
         assert_eq!(
-            Confirmed.after(Action::Start, Party::Rider).map_err(|e| e.code()),
+            Confirmed
+                .after(Action::Start, Party::Rider)
+                .map_err(|e| e.code()),
             Err("forbidden")
         );
         assert_eq!(
-            InProgress.after(Action::Cancel, Party::Rider).map_err(|e| e.code()),
+            InProgress
+                .after(Action::Cancel, Party::Rider)
+                .map_err(|e| e.code()),
             Err("forbidden")
         );
         assert_eq!(
-            Completed.after(Action::Cancel, Party::Dispatch).map_err(|e| e.code()),
+            Completed
+                .after(Action::Cancel, Party::Dispatch)
+                .map_err(|e| e.code()),
             Err("invalid_transition")
         );
         assert!(Completed.is_final() && Cancelled.is_final() && Failed.is_final());
@@ -542,7 +550,10 @@ mod tests {
         assert_eq!(over.final_fare, price(&t.tariff, long, m).total);
         assert!(over.final_fare > booked.quoted_fare);
         let why = over.repriced.expect("a reason");
-        assert!(why.contains("distance differed from the estimate by +50%"), "{why}");
+        assert!(
+            why.contains("distance differed from the estimate by +50%"),
+            "{why}"
+        );
         assert!(!why.contains("duration"), "{why}");
         // Much shorter: cheaper.
         let short = t.settle(

@@ -121,11 +121,11 @@ mod tests {
             effect(&event(EdgeEventKind::BookingCompleted, "x")),
             Effect::Outcome { completed: true }
         );
-        for k in [EdgeEventKind::BookingCancelled, EdgeEventKind::BookingFailed] {
-            assert_eq!(
-                effect(&event(k, "x")),
-                Effect::Outcome { completed: false }
-            );
+        for k in [
+            EdgeEventKind::BookingCancelled,
+            EdgeEventKind::BookingFailed,
+        ] {
+            assert_eq!(effect(&event(k, "x")), Effect::Outcome { completed: false });
         }
         assert_eq!(
             effect(&event(EdgeEventKind::BookingStarted, "x")),

@@ -458,7 +458,9 @@ impl Market {
             for _ in 0..n {
                 let key = (r.fixed64()?, cell_of(r.fixed64()?)?);
                 if last.is_some_and(|l| l >= key) {
-                    return Err(StateError::Invalid("demand keys seen not in ascending order"));
+                    return Err(StateError::Invalid(
+                        "demand keys seen not in ascending order",
+                    ));
                 }
                 last = Some(key);
                 let at = newest

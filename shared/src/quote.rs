@@ -290,7 +290,11 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
         out.push('|');
         out.push_str(text);
     };
-    out.push_str(if c.source.is_some() { FORMAT } else { FORMAT_V1 });
+    out.push_str(if c.source.is_some() {
+        FORMAT
+    } else {
+        FORMAT_V1
+    });
     field(&mut out, kid.as_str());
     field(&mut out, c.quote_id.as_str());
     field(&mut out, c.region.as_str());

@@ -140,7 +140,11 @@ fn claims_strategy() -> impl Strategy<Value = QuoteClaims> {
                     grid_generation: generation,
                     issued_at: Timestamp(issued),
                     expires_at: Timestamp(issued + ttl),
-                    source: [None, Some(shared::desk::Source::Fresh), Some(shared::desk::Source::Stale)][(generation % 3) as usize],
+                    source: [
+                        None,
+                        Some(shared::desk::Source::Fresh),
+                        Some(shared::desk::Source::Stale),
+                    ][(generation % 3) as usize],
                 }
             },
         )

@@ -129,13 +129,16 @@ impl Aggregator {
         }
     }
 
-    /// Applies demand events (region index from ingest).
-    pub fn demand(&mut self, events: &[(usize, DemandSeen)]) {
+    /// Applies demand events (region index from ingest); returns how many
+    /// counted (a keyed event already counted in its window does not).
+    pub fn demand(&mut self, events: &[(usize, DemandSeen)]) -> usize {
+        let mut counted = 0;
         for (idx, e) in events {
             if let Some(r) = self.regions.get_mut(*idx) {
-                r.pricer.demand_seen(*e);
+                counted += usize::from(r.pricer.demand_seen(*e));
             }
         }
+        counted
     }
 
     /// Restores a region's last grid after a restart: its generation, and

@@ -42,6 +42,12 @@ pub struct Metrics {
     pub auth_forbidden: AtomicU64,
     /// Ride outcomes stored (repeats of a stored ride are not counted).
     pub outcomes_stored: AtomicU64,
+    /// Edge events applied (`POST /v1/edge-events`).
+    pub edge_events_applied: AtomicU64,
+    /// Edge events already applied before (redeliveries), ignored.
+    pub edge_events_duplicates: AtomicU64,
+    /// Edge events refused as invalid.
+    pub edge_events_rejected: AtomicU64,
     /// Rows deleted by retention.
     pub pruned_rows: AtomicU64,
     /// Retention runs that failed (retried at the next interval).
@@ -204,6 +210,24 @@ impl Metrics {
             "counter",
             "Ride outcomes stored (a repeated ride id is not counted again).",
             g(&self.outcomes_stored).to_string(),
+        );
+        put(
+            "equilibrium_edge_events_applied_total",
+            "counter",
+            "Edge events (price checks, bookings) applied.",
+            g(&self.edge_events_applied).to_string(),
+        );
+        put(
+            "equilibrium_edge_events_duplicates_total",
+            "counter",
+            "Edge events delivered again and ignored (known at this node: stored outcomes, single-node demand).",
+            g(&self.edge_events_duplicates).to_string(),
+        );
+        put(
+            "equilibrium_edge_events_rejected_total",
+            "counter",
+            "Edge events refused as invalid.",
+            g(&self.edge_events_rejected).to_string(),
         );
         put(
             "equilibrium_retention_pruned_rows_total",

@@ -66,6 +66,7 @@ fn outcome(ride_id: &str, region: &str, cell: &str, at_ms: u64, completed: bool)
         fare_minor: completed.then_some(1_250),
         currency: completed.then(|| "USD".to_owned()),
         quote_id: Some(format!("q-{ride_id}")),
+        wait_ms: completed.then_some(240_000),
     }
 }
 
@@ -714,6 +715,15 @@ fn a_version_1_file_is_migrated_with_fares_in_minor_units() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(fares, vec![("r1".into(), Some(2_345)), ("r2".into(), None)]);
+    // Version 3: the pickup wait.
+    let has_wait: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('ride_outcomes') WHERE name = 'wait_ms'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has_wait, 1);
     let has_real_fare: i64 = c
         .query_row(
             "SELECT count(*) FROM pragma_table_info('ride_outcomes') WHERE name = 'fare'",

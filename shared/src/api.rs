@@ -678,6 +678,9 @@ pub struct RideOutcomeEvent {
     /// The confirmed quote, if any.
     #[serde(default)]
     pub quote_id: Option<String>,
+    /// Ms from confirmation to pickup, if known.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
     /// Milliseconds since the epoch.
     pub timestamp: u64,
 }

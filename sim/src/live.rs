@@ -1,8 +1,11 @@
 //! Live mode: the simulation drives the real stack. Driver positions and
 //! demand go to the origin; every rider asks the edge for a quote (its
 //! latency measured as the client sees it) and accepts or declines on the
-//! edge's multiplier; accepted quotes are confirmed at the edge; outcomes go
-//! back to the origin for its analytics.
+//! edge's multiplier; accepted quotes are confirmed at the edge, and each
+//! booking is then driven through its life at the edge with the dispatch
+//! token (started after a pickup wait and completed, or cancelled by the
+//! rider, or failed for want of a driver). The edge tells the origin what
+//! happened (its events queue); the simulator posts no outcomes itself.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,8 @@ pub struct LiveConfig {
     pub max_seconds: f64,
     /// The origin's producer token.
     pub origin_token: String,
+    /// The edge's `DISPATCH_TOKEN`, to drive bookings.
+    pub dispatch_token: String,
     /// Extra CA certificates (PEM) to trust for `https://` URLs.
     pub ca_file: Option<std::path::PathBuf>,
 }
@@ -56,6 +61,14 @@ pub struct LiveReport {
     pub latencies_ms: Vec<f64>,
     /// Confirms that succeeded.
     pub confirmed: u32,
+    /// Bookings completed at the edge.
+    pub completed: u32,
+    /// Bookings the rider cancelled.
+    pub cancelled: u32,
+    /// Bookings dispatch failed (no driver).
+    pub failed: u32,
+    /// Transitions the edge refused or that failed (should be 0).
+    pub lifecycle_errors: u32,
     /// Highest multiplier the edge quoted.
     pub max_multiplier: f64,
     /// Location records the origin accepted.
@@ -73,7 +86,7 @@ impl LiveReport {
     /// One line per figure.
     pub fn summary(&self) -> String {
         format!(
-            "simulated {:.1} min · origin accepted {} locations, {} demand events · {} quotes ({} errors), latency p50 {:.1} ms p99 {:.1} ms · {} confirmed · max multiplier {:.1}x",
+            "simulated {:.1} min · origin accepted {} locations, {} demand events · {} quotes ({} errors), latency p50 {:.1} ms p99 {:.1} ms · {} confirmed: {} completed, {} cancelled, {} failed ({} errors) · max multiplier {:.1}x",
             self.simulated_minutes,
             self.locations_accepted,
             self.demand_accepted,
@@ -82,6 +95,10 @@ impl LiveReport {
             percentile(&self.latencies_ms, 0.5),
             percentile(&self.latencies_ms, 0.99),
             self.confirmed,
+            self.completed,
+            self.cancelled,
+            self.failed,
+            self.lifecycle_errors,
             self.max_multiplier,
         )
     }
@@ -116,6 +133,7 @@ pub fn run(
     let started = Instant::now();
     let tick_real = Duration::from_secs_f64(sim.scenario().tick_s / cfg.speedup.max(0.01));
     let mut rider_seq = 0u64;
+    let mut pending: Vec<Booking> = Vec::new();
     while !sim.done() {
         if cfg.max_seconds > 0.0 && started.elapsed().as_secs_f64() > cfg.max_seconds {
             break;
@@ -159,7 +177,6 @@ pub fn run(
                 .json()?;
             rep.demand_accepted += r["accepted"].as_u64().unwrap_or(0);
         }
-        let mut outcomes = Vec::new();
         for (from, to) in &ev.riders {
             rider_seq += 1;
             let t0 = Instant::now();
@@ -188,36 +205,48 @@ pub fn run(
             let accept = (-sim.scenario().elasticity * (m - 1.0)).exp();
             // Deterministic per rider: accept if a hash of the rider falls
             // under the acceptance probability.
-            let draw = (crate::Rng::new(rider_seq).next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            if draw >= accept {
+            let mut rng = crate::Rng::new(rider_seq);
+            if unit(&mut rng) >= accept {
                 continue;
             }
             let id = quote["quote_id"].as_str().unwrap_or_default().to_owned();
             let token = quote["quote_token"].as_str().unwrap_or_default();
             let c = http
                 .post(format!("{}/api/v1/quotes/{id}/confirm", cfg.edge))
+                .header("idempotency-key", format!("confirm-{id}"))
                 .json(&json!({ "quote_token": token }))
                 .send()?;
-            if c.status().is_success() {
-                rep.confirmed += 1;
-                outcomes.push(json!({"ride_id": id, "region": cfg.region, "latitude": from.0, "longitude": from.1,
-                    "completed": true, "multiplier": m, "fare_minor": quote["final_fare"].as_f64().and_then(shared::fare::decimal_to_minor),
-                    "currency": quote["currency"], "quote_id": id, "timestamp": ts}));
+            if !c.status().is_success() {
+                continue;
             }
+            rep.confirmed += 1;
+            let booking: Value = c.json()?;
+            let booking_id = booking["booking_id"].as_str().unwrap_or_default().to_owned();
+            let minutes = quote["estimated_duration"].as_f64().unwrap_or(10.0);
+            let now = sim.time();
+            // What becomes of the booking: a few riders cancel at once
+            // (free, within the grace period), a few find no driver, the
+            // rest are picked up after a wait and driven about as estimated.
+            let fate = unit(&mut rng);
+            let next = if fate < 0.04 {
+                Step::Cancel
+            } else if fate < 0.08 {
+                Step::Fail
+            } else {
+                Step::Start
+            };
+            let due = match next {
+                Step::Start => now + 120.0 + 300.0 * unit(&mut rng),
+                _ => now,
+            };
+            pending.push(Booking {
+                id: booking_id,
+                next,
+                due,
+                minutes: minutes * (0.9 + 0.25 * unit(&mut rng)),
+            });
         }
-        if !outcomes.is_empty() {
-            let r = http
-                .post(format!("{}/v1/outcomes", cfg.origin))
-                .bearer_auth(&cfg.origin_token)
-                .json(&outcomes)
-                .send()?;
-            anyhow::ensure!(
-                r.status().is_success(),
-                "the origin refused outcomes: {} {}",
-                r.status(),
-                r.text().unwrap_or_default()
-            );
-        }
+        advance(&http, cfg, &mut pending, sim.time(), &mut rep)?;
         rep.simulated_minutes = sim.time() / 60.0;
         rep.latencies_ms.sort_by(f64::total_cmp);
         progress(&rep);
@@ -225,6 +254,94 @@ pub fn run(
             std::thread::sleep(rest);
         }
     }
+    // Bookings still under way end now: every confirmed booking reaches a
+    // final status, so the origin hears of each one.
+    while !pending.is_empty() {
+        advance(&http, cfg, &mut pending, f64::INFINITY, &mut rep)?;
+    }
     rep.outcome = Some(sim.finish());
     Ok(rep)
+}
+
+/// A uniform draw in [0, 1).
+fn unit(rng: &mut crate::Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A booking's next transition at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Start,
+    Complete,
+    Cancel,
+    Fail,
+}
+
+/// A booking the simulator is driving.
+#[derive(Debug, Clone)]
+struct Booking {
+    id: String,
+    next: Step,
+    /// Simulated time (s) of the next transition.
+    due: f64,
+    /// The trip's real duration, minutes.
+    minutes: f64,
+}
+
+/// Makes every transition due by `now` at the edge, as dispatch.
+fn advance(
+    http: &reqwest::blocking::Client,
+    cfg: &LiveConfig,
+    pending: &mut Vec<Booking>,
+    now: f64,
+    rep: &mut LiveReport,
+) -> anyhow::Result<()> {
+    let mut later = Vec::with_capacity(pending.len());
+    for mut b in pending.drain(..) {
+        if b.due > now {
+            later.push(b);
+            continue;
+        }
+        let (action, body) = match b.next {
+            Step::Start => ("start", json!({})),
+            // About 24 km/h door to door, as the edge's route model.
+            Step::Complete => (
+                "complete",
+                json!({"distance_km": b.minutes * 0.4, "duration_minutes": b.minutes}),
+            ),
+            Step::Cancel => ("cancel", json!({"reason": "rider changed plans"})),
+            Step::Fail => ("fail", json!({"reason": "no driver found"})),
+        };
+        let r = http
+            .post(format!("{}/api/v1/bookings/{}/{action}", cfg.edge, b.id))
+            .bearer_auth(&cfg.dispatch_token)
+            .header("idempotency-key", format!("{action}-{}", b.id))
+            .json(&body)
+            .send()?;
+        let status = r.status().as_u16();
+        anyhow::ensure!(
+            !matches!(status, 401 | 403),
+            "the edge refused the dispatch token ({status}): set --dispatch-token or EQ_DISPATCH_TOKEN"
+        );
+        if status != 200 {
+            rep.lifecycle_errors += 1;
+            continue;
+        }
+        match b.next {
+            Step::Start => {
+                b.next = Step::Complete;
+                b.due = if now.is_finite() {
+                    now + b.minutes * 60.0
+                } else {
+                    now
+                };
+                later.push(b);
+            }
+            Step::Complete => rep.completed += 1,
+            Step::Cancel => rep.cancelled += 1,
+            Step::Fail => rep.failed += 1,
+        }
+    }
+    *pending = later;
+    Ok(())
 }

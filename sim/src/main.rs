@@ -56,6 +56,10 @@ enum Command {
         /// The origin's producer token (ingest and outcomes).
         #[arg(long, env = "EQ_PRODUCER_TOKEN", hide_env_values = true)]
         origin_token: String,
+        /// The edge's dispatch token (drives bookings: start, complete,
+        /// cancel, fail).
+        #[arg(long, env = "EQ_DISPATCH_TOKEN", hide_env_values = true)]
+        dispatch_token: String,
         /// A PEM file of extra CA certificates to trust for `https://`
         /// origins and edges (a private deployment, a test proxy).
         #[arg(long, env = "EQ_EDGE_CA_FILE")]
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             speedup,
             max_seconds,
             origin_token,
+            dispatch_token,
             ca_file,
         } => {
             let cfg = LiveConfig {
@@ -113,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 speedup,
                 max_seconds,
                 origin_token,
+                dispatch_token,
                 ca_file,
             };
             let rep = live::run(Scenario::short(seed, minutes), &cfg, |r| {

@@ -20,6 +20,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const PRODUCER_TOKEN: &str = "test-producer-token-0123456789";
 /// The origin's reader token in the tests (grids, analytics).
 pub const READER_TOKEN: &str = "test-reader-token-0123456789";
+/// The dispatch system's token the test worker is started with.
+pub const DISPATCH_TOKEN: &str = "test-dispatch-token-0123456789";
 /// The signing keys the test worker is started with (`k1` signs).
 pub const SIGNING_KEYS: &str = "k1:test-signing-key-0123456789";
 /// Central San Francisco, the tests' pickup point.
@@ -147,6 +149,10 @@ impl Worker {
         let mut all: Vec<(&str, &str)> = vec![
             ("ADMIN_TOKEN", ADMIN_TOKEN),
             ("QUOTE_SIGNING_KEYS", SIGNING_KEYS),
+            ("DISPATCH_TOKEN", DISPATCH_TOKEN),
+            ("ORIGIN_TOKEN", PRODUCER_TOKEN),
+            // A batch the origin did not take is retried after a second.
+            ("EVENTS_RETRY_SECONDS", "1"),
         ];
         all.retain(|(k, _)| !vars.iter().any(|(name, _)| name == k));
         all.extend_from_slice(vars);
@@ -305,8 +311,19 @@ impl Origin {
         tick_seconds: f64,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_on(free_port(), database, edge_url, tick_seconds, env)
+    }
+
+    /// As [`Origin::start_with_env`], on a given port (to restart an origin
+    /// where an edge already sends its events).
+    pub fn start_on(
+        port: u16,
+        database: &Path,
+        edge_url: &str,
+        tick_seconds: f64,
+        env: &[(&str, &str)],
+    ) -> Self {
         let bin = origin_bin();
-        let port = free_port();
         let log_path = database.with_extension("log");
         let log = std::fs::OpenOptions::new()
             .create(true)

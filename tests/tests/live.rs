@@ -10,8 +10,17 @@ use sim::Scenario;
 #[test]
 fn live_mode_drives_the_real_stack() {
     let dir = tempfile::tempdir().expect("tmp");
-    let worker = Worker::start_with_vars(&[("GRID_CACHE_MS", "200")]);
-    let origin = Origin::start(&dir.path().join("live.sqlite"), &worker.base, 0.5);
+    // The origin's port is chosen first: the worker's queue posts to it.
+    let origin_port = equilibrium_tests::free_port();
+    let origin_url = format!("http://127.0.0.1:{origin_port}");
+    let worker = Worker::start_with_vars(&[("GRID_CACHE_MS", "200"), ("ORIGIN_URL", &origin_url)]);
+    let origin = Origin::start_on(
+        origin_port,
+        &dir.path().join("live.sqlite"),
+        &worker.base,
+        0.5,
+        &[],
+    );
     let cfg = LiveConfig {
         origin: origin.base.clone(),
         edge: worker.base.clone(),
@@ -21,6 +30,7 @@ fn live_mode_drives_the_real_stack() {
         // assertions below count simulated time, not real time.
         max_seconds: 0.0,
         origin_token: equilibrium_tests::PRODUCER_TOKEN.into(),
+        dispatch_token: equilibrium_tests::DISPATCH_TOKEN.into(),
         ca_file: None,
     };
     let mut ticks = 0;
@@ -53,10 +63,25 @@ fn live_mode_drives_the_real_stack() {
             h["total_zones"].as_u64() > Some(10) && h["generation"].as_u64() > Some(0)
         },
     );
-    // Every confirmed ride reached the origin's store, once.
+    // Every booking was driven to a final status at the edge...
+    assert_eq!(report.lifecycle_errors, 0, "{}", report.summary());
+    assert_eq!(
+        report.completed + report.cancelled + report.failed,
+        report.confirmed,
+        "{}",
+        report.summary()
+    );
+    assert!(report.completed > 0, "{}", report.summary());
+    // ...and reached the origin's store through the edge's queue, once.
+    let confirmed = f64::from(report.confirmed);
+    wait_for(
+        "every booking's outcome at the origin",
+        Duration::from_secs(120),
+        || origin.metric("equilibrium_outcomes_stored_total") >= confirmed,
+    );
     assert_eq!(
         origin.metric("equilibrium_outcomes_stored_total"),
-        f64::from(report.confirmed),
+        confirmed,
         "{}",
         report.summary()
     );

@@ -24,7 +24,7 @@ use crate::ingest::{self, Format};
 use crate::state::{lock, AppState};
 use crate::store::{History, RideOutcome};
 
-fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
+pub(crate) fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -40,7 +40,7 @@ fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     }
 }
 
-async fn read_body(s: &AppState, body: Body) -> Result<Bytes, Problem> {
+pub(crate) async fn read_body(s: &AppState, body: Body) -> Result<Bytes, Problem> {
     axum::body::to_bytes(body, s.config.max_body_bytes)
         .await
         .map_err(|_| {
@@ -373,6 +373,7 @@ fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String>
         fare_minor: o.fare_minor,
         currency,
         quote_id: o.quote_id,
+        wait_ms: o.wait_ms,
     })
 }
 

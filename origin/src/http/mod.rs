@@ -2,6 +2,8 @@
 //!
 //! * [`ingest`]: locations, demand (JSON array, NDJSON, WebSocket) and ride
 //!   outcomes: producer tokens.
+//! * [`edge_events`]: price checks and bookings from the edge's queue:
+//!   producer tokens.
 //! * [`reads`]: grids and analytics: reader tokens.
 //! * [`ops`]: `/health` (open), `/metrics` (open or reader, configured) and
 //!   `/openapi.json` (open).
@@ -12,6 +14,7 @@
 //! string, an unknown path, a wrong method, a missing WebSocket upgrade),
 //! is the JSON [`ErrorBody`] with a machine-readable code.
 
+pub mod edge_events;
 pub mod ingest;
 pub mod openapi;
 pub mod ops;
@@ -150,7 +153,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/ingest/locations", post(ingest::locations))
         .route("/v1/ingest/demand", post(ingest::demand))
         .route("/v1/ingest/ws", get(ingest::ws))
-        .route("/v1/outcomes", post(ingest::outcomes));
+        .route("/v1/outcomes", post(ingest::outcomes))
+        .route("/v1/edge-events", post(edge_events::edge_events));
     let reader = Router::new()
         .route("/v1/grids/{region}", get(reads::grid))
         .route("/v1/analytics/least-efficient", get(reads::least_efficient))

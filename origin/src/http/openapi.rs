@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         super::ingest::locations,
         super::ingest::demand,
         super::ingest::outcomes,
+        super::edge_events::edge_events,
         super::reads::grid,
         super::reads::least_efficient,
         super::reads::history,

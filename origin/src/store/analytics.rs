@@ -89,7 +89,11 @@ impl Store {
                 .fare_minor
                 .map(|f| to_i64("outcome fare_minor", f))
                 .transpose()?;
-            checked.push((r, at_ms, fare));
+            let wait = r
+                .wait_ms
+                .map(|w| to_i64("outcome wait_ms", w))
+                .transpose()?;
+            checked.push((r, at_ms, fare, wait));
         }
         let tx = self
             .conn
@@ -99,10 +103,10 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO ride_outcomes
                      (ride_id, region, cell, at_ms, completed, multiplier, fare_minor,
-                      currency, quote_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      currency, quote_id, wait_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
-            for (r, at_ms, fare) in checked {
+            for (r, at_ms, fare, wait) in checked {
                 inserted += insert.execute(params![
                     r.ride_id,
                     r.region,
@@ -112,7 +116,8 @@ impl Store {
                     r.multiplier,
                     fare,
                     r.currency,
-                    r.quote_id
+                    r.quote_id,
+                    wait
                 ])?;
             }
         }

@@ -18,7 +18,7 @@
 //!
 //! | table           | key                  | what it holds                                        |
 //! |-----------------|----------------------|------------------------------------------------------|
-//! | `meta`          | `key`                | `schema_version` = 2, `last_tick_at` (ms)            |
+//! | `meta`          | `key`                | `schema_version` = 3, `last_tick_at` (ms)            |
 //! | `zones`         | `(region, cell)`     | zones priced so far: name, multiplier bounds, active |
 //! | `snapshots`     | `id`                 | per tick, cell and vehicle class: supply, demand, multiplier |
 //! | `price_changes` | `id`                 | the change log: old → new multiplier, reason, supply, demand |
@@ -289,6 +289,8 @@ pub struct RideOutcome {
     pub currency: Option<String>,
     /// The quote it was confirmed from, when known.
     pub quote_id: Option<String>,
+    /// Ms from confirmation to pickup, when known.
+    pub wait_ms: Option<u64>,
 }
 
 /// One row of the least-efficient-zones report: zones that surge a lot and
@@ -543,6 +545,7 @@ mod tests {
             fare_minor: None,
             currency: None,
             quote_id: None,
+            wait_ms: None,
         };
         assert!(matches!(
             s.record_outcomes(&[o]),
@@ -581,7 +584,7 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.conn
-                .execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'", [])
+                .execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'", [])
                 .unwrap();
         }
         match Store::open(&path) {

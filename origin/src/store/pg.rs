@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS ride_outcomes (
     fare_minor  BIGINT CHECK (fare_minor >= 0),
     currency    TEXT
 );
+ALTER TABLE ride_outcomes ADD COLUMN IF NOT EXISTS wait_ms BIGINT CHECK (wait_ms >= 0);
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_time ON ride_outcomes (at_ms);
 ";
@@ -292,16 +293,20 @@ impl super::History for PgStore {
                 .fare_minor
                 .map(|f| to_i64("outcome fare_minor", f))
                 .transpose()?;
-            checked.push((r, at, fare));
+            let wait = r
+                .wait_ms
+                .map(|w| to_i64("outcome wait_ms", w))
+                .transpose()?;
+            checked.push((r, at, fare, wait));
         }
         self.with(|c| {
             let mut tx = c.transaction()?;
             let mut inserted = 0;
-            for (r, at, fare) in checked {
+            for (r, at, fare, wait) in checked {
                 inserted += tx.execute(
                     "INSERT INTO ride_outcomes (ride_id, region, cell, at_ms, completed, multiplier,
-                                                fare_minor, currency, quote_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                                fare_minor, currency, quote_id, wait_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (ride_id) DO NOTHING",
                     &[
                         &r.ride_id,
@@ -313,6 +318,7 @@ impl super::History for PgStore {
                         &fare,
                         &r.currency,
                         &r.quote_id,
+                        &wait,
                     ],
                 )? as usize;
             }

@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::StoreError;
 
 /// The schema version this build reads and writes, kept in `meta`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The schema at [`SCHEMA_VERSION`] (with [`MARKET_STATE`]); every
 /// statement is idempotent.
@@ -97,6 +97,12 @@ UPDATE ride_outcomes SET fare_minor = MAX(0, CAST(ROUND(fare * 100) AS INTEGER))
 ALTER TABLE ride_outcomes DROP COLUMN fare;
 ";
 
+/// Version 2 → 3: the pickup wait of a ride (ms from confirmation to
+/// pickup), known for bookings that reach the origin from the edge.
+const V2_TO_V3: &str = "
+ALTER TABLE ride_outcomes ADD COLUMN wait_ms INTEGER CHECK (wait_ms >= 0);
+";
+
 /// Creates the schema in a fresh file or migrates an older one, inside the
 /// caller's transaction.
 pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -112,6 +118,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
         None => {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(MARKET_STATE)?;
+            tx.execute_batch(V2_TO_V3)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION],
@@ -130,6 +137,11 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
         tx.execute_batch(MARKET_STATE)?;
         version = 2;
         tracing::info!("store migrated from schema version 1 to 2");
+    }
+    if version == 2 {
+        tx.execute_batch(V2_TO_V3)?;
+        version = 3;
+        tracing::info!("store migrated from schema version 2 to 3");
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

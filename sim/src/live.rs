@@ -221,7 +221,10 @@ pub fn run(
             }
             rep.confirmed += 1;
             let booking: Value = c.json()?;
-            let booking_id = booking["booking_id"].as_str().unwrap_or_default().to_owned();
+            let booking_id = booking["booking_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let minutes = quote["estimated_duration"].as_f64().unwrap_or(10.0);
             let now = sim.time();
             // What becomes of the booking: a few riders cancel at once

@@ -51,7 +51,8 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
     }
     let class = VehicleClass::parse(&e.vehicle_type)
         .map_err(|err| ("unknown_vehicle_class", err.to_string()))?;
-    let (idx, cell) = locate(e.latitude, e.longitude, &s.regions).map_err(|r| (r.code, r.message))?;
+    let (idx, cell) =
+        locate(e.latitude, e.longitude, &s.regions).map_err(|r| (r.code, r.message))?;
     let region = &s.regions[idx];
     if region.id.as_str() != e.region {
         return Err((
@@ -73,13 +74,18 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
         Effect::Outcome { completed } => {
             let multiplier = e.multiplier.unwrap_or(1.0);
             if !(multiplier.is_finite() && multiplier >= 1.0) {
-                return Err(("invalid_multiplier", "multiplier must be a number >= 1".into()));
+                return Err((
+                    "invalid_multiplier",
+                    "multiplier must be a number >= 1".into(),
+                ));
             }
             let currency = match (&e.fare_minor, &e.currency) {
                 (Some(f), _) if *f > i64::MAX as u64 => {
                     return Err(("invalid_fare", "fare_minor out of range".into()))
                 }
-                (Some(_), None) => return Err(("invalid_fare", "fare_minor needs a currency".into())),
+                (Some(_), None) => {
+                    return Err(("invalid_fare", "fare_minor needs a currency".into()))
+                }
                 (_, Some(c)) => Some(
                     Currency::new(c)
                         .map_err(|err| ("invalid_currency", err.to_string()))?
@@ -174,7 +180,9 @@ pub async fn edge_events(
     if !outcomes.is_empty() {
         let n = outcomes.len();
         let inserted = with_store(&s, move |st| st.record_outcomes(&outcomes)).await?;
-        s.metrics.outcomes_stored.fetch_add(inserted as u64, Relaxed);
+        s.metrics
+            .outcomes_stored
+            .fetch_add(inserted as u64, Relaxed);
         report.applied += inserted;
         report.duplicates += n - inserted;
     }
@@ -188,11 +196,8 @@ pub async fn edge_events(
             Some(cluster) => {
                 // The owner counts each key once; a batch posted again
                 // whole within the stream's window is not even stored twice.
-                let request = crate::cluster::publish::request_id(
-                    Some("edge-events"),
-                    "edge_events",
-                    &bytes,
-                );
+                let request =
+                    crate::cluster::publish::request_id(Some("edge-events"), "edge_events", &bytes);
                 crate::cluster::publish::publish(cluster, &s.regions, &[], &demand, &request)
                     .await
                     .map_err(|e| {
@@ -201,7 +206,8 @@ pub async fn edge_events(
                         Problem(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "stream_unavailable",
-                            "the event stream did not acknowledge the events; retry the batch".into(),
+                            "the event stream did not acknowledge the events; retry the batch"
+                                .into(),
                         )
                     })?;
                 report.applied += demand.len();

@@ -1,0 +1,566 @@
+//! Bookings end to end in workerd: the lifecycle, who may act, idempotent
+//! retries (also concurrent ones), a cancel racing a start, and the money
+//! (cancellation fee, repricing).
+
+use std::thread;
+
+use equilibrium_tests::{http, Worker, DISPATCH_TOKEN, SF};
+use serde_json::{json, Value};
+use shared::fare::{price, Currency, Tariff, Trip};
+use shared::surge::Multiplier;
+
+/// Who calls.
+#[derive(Debug, Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Garbage,
+    Token(&'a str),
+    Dispatch,
+}
+
+/// A booking made through the edge.
+#[derive(Debug, Clone)]
+struct Booked {
+    id: String,
+    rider: String,
+    confirm: Value,
+}
+
+struct Edge {
+    w: Worker,
+}
+
+impl Edge {
+    fn start() -> Self {
+        Self { w: Worker::start() }
+    }
+
+    fn quote(&self, class: &str) -> Value {
+        let r = http()
+            .post(self.w.url("/api/v1/pricing/estimate"))
+            .json(&json!({
+                "pickup_location": {"latitude": SF.0, "longitude": SF.1},
+                "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+                "region": "sf",
+                "vehicle_type": class,
+            }))
+            .send()
+            .expect("estimate");
+        assert_eq!(r.status().as_u16(), 200);
+        r.json().expect("quote")
+    }
+
+    fn confirm_raw(&self, quote: &Value, body: &Value, key: Option<&str>) -> (u16, String) {
+        let id = quote["quote_id"].as_str().expect("id");
+        let mut req = http()
+            .post(self.w.url(&format!("/api/v1/quotes/{id}/confirm")))
+            .json(body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let r = req.send().expect("confirm");
+        (r.status().as_u16(), r.text().expect("body"))
+    }
+
+    fn confirm(&self, quote: &Value, key: Option<&str>) -> (u16, String) {
+        self.confirm_raw(quote, &json!({"quote_token": quote["quote_token"]}), key)
+    }
+
+    fn book(&self, class: &str) -> Booked {
+        let q = self.quote(class);
+        let (status, body) = self.confirm(&q, None);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["status"], "confirmed");
+        Booked {
+            id: v["booking_id"].as_str().expect("booking_id").to_owned(),
+            rider: v["booking_token"].as_str().expect("token").to_owned(),
+            confirm: v,
+        }
+    }
+
+    fn send(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        auth: Auth<'_>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let req = match auth {
+            Auth::None => req,
+            Auth::Garbage => req.bearer_auth("not-a-token"),
+            Auth::Token(t) => req.bearer_auth(t),
+            Auth::Dispatch => req.bearer_auth(DISPATCH_TOKEN),
+        };
+        let req = match key {
+            Some(k) => req.header("idempotency-key", k),
+            None => req,
+        };
+        let r = req.send().expect("request");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, id: &str, auth: Auth<'_>) -> (u16, Value) {
+        self.send(
+            http().get(self.w.url(&format!("/api/v1/bookings/{id}"))),
+            auth,
+            None,
+        )
+    }
+
+    fn act(
+        &self,
+        id: &str,
+        action: &str,
+        auth: Auth<'_>,
+        body: &Value,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        self.send(
+            http()
+                .post(self.w.url(&format!("/api/v1/bookings/{id}/{action}")))
+                .json(body),
+            auth,
+            key,
+        )
+    }
+}
+
+fn body_of(action: &str) -> Value {
+    match action {
+        "complete" => json!({"distance_km": 1.8, "duration_minutes": 6.0}),
+        "cancel" | "fail" => json!({"reason": "test"}),
+        _ => json!({}),
+    }
+}
+
+const STATES: [&str; 5] = [
+    "confirmed",
+    "in_progress",
+    "completed",
+    "cancelled",
+    "failed",
+];
+const ACTIONS: [&str; 4] = ["start", "complete", "cancel", "fail"];
+
+/// Drives a new booking to `state` as dispatch.
+fn booking_in(edge: &Edge, state: &str) -> Booked {
+    let b = edge.book("standard");
+    let path: &[&str] = match state {
+        "confirmed" => &[],
+        "in_progress" => &["start"],
+        "completed" => &["start", "complete"],
+        "cancelled" => &["cancel"],
+        "failed" => &["fail"],
+        other => panic!("no state {other}"),
+    };
+    for action in path {
+        let (s, v) = edge.act(&b.id, action, Auth::Dispatch, &body_of(action), None);
+        assert_eq!(s, 200, "{action}: {v}");
+    }
+    let (s, v) = edge.get(&b.id, Auth::Dispatch);
+    assert_eq!((s, v["status"].as_str()), (200, Some(state)), "{v}");
+    b
+}
+
+#[test]
+fn every_transition_and_every_credential() {
+    let edge = Edge::start();
+    // Dispatch: exactly the documented transitions; everything else is 409.
+    let legal = [
+        ("confirmed", "start", "in_progress"),
+        ("confirmed", "cancel", "cancelled"),
+        ("confirmed", "fail", "failed"),
+        ("in_progress", "complete", "completed"),
+        ("in_progress", "cancel", "cancelled"),
+    ];
+    for from in STATES {
+        for action in ACTIONS {
+            let b = booking_in(&edge, from);
+            let (s, v) = edge.act(&b.id, action, Auth::Dispatch, &body_of(action), None);
+            match legal.iter().find(|(f, a, _)| *f == from && *a == action) {
+                Some((_, _, to)) => {
+                    assert_eq!(s, 200, "{from} {action}: {v}");
+                    assert_eq!(v["status"].as_str(), Some(*to), "{v}");
+                    let last = v["history"]
+                        .as_array()
+                        .and_then(|h| h.last())
+                        .expect("history");
+                    assert_eq!(
+                        (last["status"].as_str(), last["actor"].as_str()),
+                        (Some(*to), Some("dispatch"))
+                    );
+                }
+                None => {
+                    assert_eq!(s, 409, "{from} {action}: {v}");
+                    assert_eq!(v["error"]["code"], "invalid_transition", "{v}");
+                    // Nothing changed.
+                    let (_, after) = edge.get(&b.id, Auth::Dispatch);
+                    assert_eq!(after["status"].as_str(), Some(from));
+                }
+            }
+        }
+    }
+
+    // The rider: reads, and cancels a booking not yet started; nothing else.
+    let b = edge.book("standard");
+    let (s, v) = edge.get(&b.id, Auth::Token(&b.rider));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["booking_id"].as_str(), Some(b.id.as_str()));
+    assert_eq!(v["quote_id"], b.confirm["quote_id"]);
+    assert_eq!(v["quoted_fare"], b.confirm["final_fare"]);
+    assert_eq!(v["surge_multiplier"], b.confirm["surge_multiplier"]);
+    assert_eq!(
+        v["surge_source"], "default",
+        "no grid: the default multiplier"
+    );
+    for action in ["start", "complete", "fail"] {
+        let (s, v) = edge.act(&b.id, action, Auth::Token(&b.rider), &body_of(action), None);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{action}: {v}"
+        );
+    }
+    let started = booking_in(&edge, "in_progress");
+    let (s, v) = edge.act(
+        &started.id,
+        "cancel",
+        Auth::Token(&started.rider),
+        &body_of("cancel"),
+        None,
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "a trip under way: {v}"
+    );
+    let (s, v) = edge.act(
+        &b.id,
+        "cancel",
+        Auth::Token(&b.rider),
+        &json!({"reason": "plans changed"}),
+        None,
+    );
+    assert_eq!((s, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+    let last = &v["history"][1];
+    assert_eq!(
+        (last["actor"].as_str(), last["reason"].as_str()),
+        (Some("rider"), Some("plans changed"))
+    );
+
+    // No credentials, a bad one, a quote token, another booking's token:
+    // on every endpoint.
+    let other = edge.book("standard");
+    let q = edge.quote("standard");
+    let quote_token = q["quote_token"].as_str().expect("token");
+    for action in ["GET", "start", "complete", "cancel", "fail"] {
+        let call = |auth| {
+            if action == "GET" {
+                edge.get(&b.id, auth)
+            } else {
+                edge.act(&b.id, action, auth, &body_of(action), None)
+            }
+        };
+        let (s, v) = call(Auth::None);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("missing_credentials")),
+            "{action}"
+        );
+        let (s, v) = call(Auth::Garbage);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("invalid_credentials")),
+            "{action}"
+        );
+        let (s, v) = call(Auth::Token(quote_token));
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("invalid_credentials")),
+            "{action}"
+        );
+        let (s, v) = call(Auth::Token(&other.rider));
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{action}: {v}"
+        );
+        // Dispatch on an unknown booking.
+        let unknown = "b_00000000000000000000000000000000";
+        let (s, v) = if action == "GET" {
+            edge.get(unknown, Auth::Dispatch)
+        } else {
+            edge.act(unknown, action, Auth::Dispatch, &body_of(action), None)
+        };
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (404, Some("booking_not_found")),
+            "{action}"
+        );
+    }
+    // Bad bodies are 400s with a code.
+    let fresh = edge.book("standard");
+    let started = booking_in(&edge, "in_progress");
+    for (id, action, body, code) in [
+        (
+            &started.id,
+            "complete",
+            json!({"distance_km": -1, "duration_minutes": 5}),
+            "invalid_trip",
+        ),
+        (
+            &started.id,
+            "complete",
+            json!({"distance_km": 3}),
+            "missing_field",
+        ),
+        (
+            &fresh.id,
+            "cancel",
+            json!({"reason": "x".repeat(501)}),
+            "invalid_field",
+        ),
+        (&fresh.id, "fail", json!({"reason": 5}), "invalid_field"),
+    ] {
+        let (s, v) = edge.act(id, action, Auth::Dispatch, &body, None);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{action} {body}: {v}"
+        );
+    }
+}
+
+#[test]
+fn the_fee_and_the_final_fare_follow_the_booking_terms() {
+    let edge = Edge::start();
+    // Standard in sf: a fee from the first millisecond; premium keeps the
+    // built-in terms (two minutes free).
+    let tariff = Tariff {
+        currency: Currency::USD,
+        base: 300,
+        per_km: 100,
+        per_minute: 20,
+        booking_fee: 150,
+        minimum_fare: 500,
+    };
+    edge.w.kv_put(
+        "CONFIG",
+        "tariff:sf:standard",
+        &json!({"currency": "USD", "base": 300, "per_km": 100, "per_minute": 20, "booking_fee": 150,
+                "minimum_fare": 500, "cancellation_fee": 350, "cancellation_grace_seconds": 0,
+                "reprice_tolerance_percent": 20})
+        .to_string(),
+    );
+    let b = edge.book("standard");
+    let (s, v) = edge.act(&b.id, "cancel", Auth::Token(&b.rider), &json!({}), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["cancellation_fee"].as_f64(), v["final_fare"].as_f64()),
+        (Some(3.5), Some(3.5)),
+        "{v}"
+    );
+    // Dispatch (or the driver through it) never charges the rider.
+    let b = edge.book("standard");
+    let (_, v) = edge.act(
+        &b.id,
+        "cancel",
+        Auth::Dispatch,
+        &json!({"reason": "driver cancelled"}),
+        None,
+    );
+    assert_eq!(
+        (v["cancellation_fee"].as_f64(), v["final_fare"].as_f64()),
+        (Some(0.0), Some(0.0)),
+        "{v}"
+    );
+    // Within the grace period: free.
+    let b = edge.book("premium");
+    let (_, v) = edge.act(&b.id, "cancel", Auth::Token(&b.rider), &json!({}), None);
+    assert_eq!(v["cancellation_fee"].as_f64(), Some(0.0), "{v}");
+
+    // Completion: the quoted price while the trip stays within 20 %...
+    let b = edge.book("standard");
+    let (_, rec) = edge.get(&b.id, Auth::Dispatch);
+    let est_km = rec["estimated_distance_km"].as_f64().expect("km");
+    let est_min = rec["estimated_duration_minutes"].as_f64().expect("min");
+    edge.act(&b.id, "start", Auth::Dispatch, &json!({}), None);
+    let (s, v) = edge.act(
+        &b.id,
+        "complete",
+        Auth::Dispatch,
+        &json!({"distance_km": est_km * 1.15, "duration_minutes": est_min * 0.9}),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["final_fare"], v["quoted_fare"], "{v}");
+    assert!(v.get("fare_adjustment").is_none(), "{v}");
+    // ...and the tariff's price of the trip driven, at the quoted
+    // multiplier, when it is not.
+    let b = edge.book("standard");
+    edge.act(&b.id, "start", Auth::Dispatch, &json!({}), None);
+    let (s, v) = edge.act(
+        &b.id,
+        "complete",
+        Auth::Dispatch,
+        &json!({"distance_km": est_km * 2.0, "duration_minutes": est_min}),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let driven = Trip {
+        distance_m: (est_km * 2.0 * 1_000.0).round() as u32,
+        duration_s: (est_min * 60.0).round() as u32,
+    };
+    let m = Multiplier::from_f64(v["surge_multiplier"].as_f64().expect("m")).expect("m");
+    let want = price(&tariff, driven, m).total as f64 / 100.0;
+    assert_eq!(v["final_fare"].as_f64(), Some(want), "{v}");
+    assert!(v["final_fare"].as_f64() > v["quoted_fare"].as_f64(), "{v}");
+    let why = v["fare_adjustment"].as_str().expect("a reason");
+    assert!(
+        why.contains("distance differed from the estimate by +100%"),
+        "{why}"
+    );
+    assert!(why.contains("tolerance 20%"), "{why}");
+}
+
+#[test]
+fn retries_with_a_key_get_the_first_answer_and_races_have_one_winner() {
+    let edge = Edge::start();
+    // Confirm, retried with its key: the same status and body, token and all.
+    let q = edge.quote("standard");
+    let first = edge.confirm(&q, Some("confirm-1"));
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(edge.confirm(&q, Some("confirm-1")), first);
+    // The key with another body, and a retry without a key.
+    let other = edge.confirm_raw(
+        &q,
+        &json!({"quote_token": q["quote_token"], "tip": 1}),
+        Some("confirm-1"),
+    );
+    assert_eq!(other.0, 422, "{}", other.1);
+    assert!(other.1.contains("idempotency_key_reused"), "{}", other.1);
+    let bare = edge.confirm(&q, None);
+    assert_eq!(bare.0, 409, "{}", bare.1);
+    assert!(bare.1.contains("quote_already_confirmed"), "{}", bare.1);
+
+    // Concurrent duplicates of a confirm with one key: one booking, one
+    // answer for all.
+    let q = edge.quote("standard");
+    let answers: Vec<(u16, String)> = thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| edge.confirm(&q, Some("confirm-2"))))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    // Without a key, concurrent confirms: exactly one books.
+    let q = edge.quote("standard");
+    let statuses: Vec<u16> = thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| edge.confirm(&q, None).0))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        7,
+        "{statuses:?}"
+    );
+
+    // Each transition retried with its key, sequentially and concurrently.
+    for (prep, action) in [
+        (&[][..], "start"),
+        (&["start"][..], "complete"),
+        (&[][..], "cancel"),
+        (&[][..], "fail"),
+    ] {
+        let b = edge.book("standard");
+        for p in prep {
+            edge.act(&b.id, p, Auth::Dispatch, &body_of(p), None);
+        }
+        let key = format!("{action}-{}", b.id);
+        let answers: Vec<(u16, Value)> = thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| {
+                    s.spawn(|| {
+                        edge.act(&b.id, action, Auth::Dispatch, &body_of(action), Some(&key))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        assert_eq!(answers[0].0, 200, "{action}: {:?}", answers[0]);
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{action}: {answers:?}"
+        );
+        // Later, sequentially: still the first answer, not a 409.
+        let again = edge.act(&b.id, action, Auth::Dispatch, &body_of(action), Some(&key));
+        assert_eq!(again, answers[0], "{action}");
+        // One transition recorded, not six.
+        let (_, rec) = edge.get(&b.id, Auth::Dispatch);
+        assert_eq!(
+            rec["history"].as_array().map(Vec::len),
+            Some(prep.len() + 2),
+            "{rec}"
+        );
+        // The key with another (valid) body.
+        let changed = match action {
+            "complete" => json!({"distance_km": 2.5, "duration_minutes": 7.0}),
+            _ => json!({"reason": "other"}),
+        };
+        let (s, v) = edge.act(&b.id, action, Auth::Dispatch, &changed, Some(&key));
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (422, Some("idempotency_key_reused")),
+            "{action}: {v}"
+        );
+        // Without the key the transition is simply not legal any more.
+        let (s, _) = edge.act(&b.id, action, Auth::Dispatch, &body_of(action), None);
+        assert_eq!(s, 409, "{action}");
+    }
+    // A bad key is refused before anything happens.
+    let b = edge.book("standard");
+    let (s, v) = edge.act(
+        &b.id,
+        "start",
+        Auth::Dispatch,
+        &json!({}),
+        Some("has space"),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_idempotency_key"))
+    );
+
+    // The rider cancelling while dispatch starts the trip: exactly one wins,
+    // and the booking is in the winner's state.
+    for _ in 0..6 {
+        let b = edge.book("standard");
+        let (cancel, start) = thread::scope(|s| {
+            let c = s.spawn(|| edge.act(&b.id, "cancel", Auth::Token(&b.rider), &json!({}), None));
+            let st = s.spawn(|| edge.act(&b.id, "start", Auth::Dispatch, &json!({}), None));
+            (c.join().expect("cancel"), st.join().expect("start"))
+        });
+        let (_, rec) = edge.get(&b.id, Auth::Dispatch);
+        match (cancel.0, start.0) {
+            (200, loser) => {
+                assert_eq!(loser, 409, "{start:?}");
+                assert_eq!(rec["status"], "cancelled");
+            }
+            (loser, 200) => {
+                // The rider may not cancel a trip under way.
+                assert_eq!(loser, 403, "{cancel:?}");
+                assert_eq!(rec["status"], "in_progress");
+            }
+            other => panic!("not exactly one winner: {other:?} {cancel:?} {start:?}"),
+        }
+        assert_eq!(rec["history"].as_array().map(Vec::len), Some(2), "{rec}");
+    }
+}

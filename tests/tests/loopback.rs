@@ -1,0 +1,225 @@
+//! The loop back from the edge to the origin through the events queue
+//! (producer and consumer in workerd): bookings become the origin's ride
+//! outcomes exactly once, also across an origin outage, and price checks
+//! become demand in their cell, once per rider.
+
+use std::path::Path;
+use std::time::Duration;
+
+use equilibrium_tests::{free_port, http, wait_for, Origin, Worker, DISPATCH_TOKEN, SF};
+use serde_json::{json, Value};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
+
+fn quote(w: &Worker, user: Option<&str>) -> Value {
+    let (s, q) = w.estimate_sf(user);
+    assert_eq!(s, 200, "{q}");
+    q
+}
+
+/// Books a quote and drives it through `actions` as dispatch; returns the
+/// final record.
+fn booking(w: &Worker, actions: &[(&str, Value)]) -> Value {
+    let q = quote(w, None);
+    let id = q["quote_id"].as_str().expect("id");
+    let c: Value = http()
+        .post(w.url(&format!("/api/v1/quotes/{id}/confirm")))
+        .json(&json!({"quote_token": q["quote_token"]}))
+        .send()
+        .and_then(|r| r.json())
+        .expect("confirm");
+    let b = c["booking_id"].as_str().expect("booking").to_owned();
+    let mut rec = c;
+    for (action, body) in actions {
+        let r = http()
+            .post(w.url(&format!("/api/v1/bookings/{b}/{action}")))
+            .bearer_auth(DISPATCH_TOKEN)
+            .json(body)
+            .send()
+            .expect("act");
+        assert_eq!(r.status().as_u16(), 200);
+        rec = r.json().expect("record");
+    }
+    rec
+}
+
+/// The outcome rows of the origin's store: (ride id, completed, fare, wait).
+fn outcomes(db: &Path) -> Vec<(String, bool, Option<i64>, Option<i64>)> {
+    let c = rusqlite::Connection::open(db).expect("open the origin's store");
+    let mut st = c
+        .prepare(
+            "SELECT ride_id, completed, fare_minor, wait_ms FROM ride_outcomes ORDER BY ride_id",
+        )
+        .expect("query");
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+#[test]
+fn bookings_reach_the_origin_exactly_once_across_an_outage() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("origin.sqlite");
+    let port = free_port();
+    let origin_url = format!("http://127.0.0.1:{port}");
+    let w = Worker::start_with_vars(&[("ORIGIN_URL", &origin_url)]);
+    let mut origin = Origin::start_on(port, &db, &w.base, 1.0, &[]);
+    let complete = json!({"distance_km": 1.9, "duration_minutes": 6});
+    let mut made = vec![booking(
+        &w,
+        &[("start", json!({})), ("complete", complete.clone())],
+    )];
+    wait_for("the first outcome", Duration::from_secs(60), || {
+        origin.metric("equilibrium_outcomes_stored_total") >= 1.0
+    });
+
+    // The origin goes down; bookings go on at the edge.
+    origin.kill_hard();
+    made.push(booking(
+        &w,
+        &[("start", json!({})), ("complete", complete.clone())],
+    ));
+    made.push(booking(&w, &[("cancel", json!({"reason": "rider"}))]));
+    made.push(booking(&w, &[("fail", json!({"reason": "no driver"}))]));
+    made.push(booking(
+        &w,
+        &[
+            ("start", json!({})),
+            ("cancel", json!({"reason": "driver"})),
+        ],
+    ));
+    made.push(booking(
+        &w,
+        &[
+            ("start", json!({})),
+            (
+                "complete",
+                json!({"distance_km": 9, "duration_minutes": 30}),
+            ),
+        ],
+    ));
+    // Started but not finished: no outcome yet.
+    let open = booking(&w, &[("start", json!({}))]);
+
+    // Back on the same port and store: the queue's retries deliver.
+    let origin = Origin::start_on(port, &db, &w.base, 1.0, &[]);
+    wait_for(
+        "every outcome after the outage",
+        Duration::from_secs(120),
+        || outcomes(&db).len() >= made.len(),
+    );
+    let rows = outcomes(&db);
+    let mut want: Vec<(String, bool, Option<i64>, bool)> = made
+        .iter()
+        .map(|r| {
+            let fare = (r["final_fare"].as_f64().expect("fare") * 100.0).round() as i64;
+            let completed = r["status"] == "completed";
+            let fare = if completed || r["cancellation_fee"].is_number() {
+                Some(fare)
+            } else {
+                None
+            };
+            let started = r["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .any(|s| s["status"] == "in_progress");
+            (
+                r["booking_id"].as_str().expect("id").to_owned(),
+                completed,
+                fare,
+                started,
+            )
+        })
+        .collect();
+    want.sort();
+    let got: Vec<(String, bool, Option<i64>, bool)> = rows
+        .iter()
+        .map(|(id, c, f, w)| (id.clone(), *c, *f, w.is_some()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "one outcome per finished booking, with its fare and wait"
+    );
+    assert!(!rows
+        .iter()
+        .any(|r| Some(r.0.as_str()) == open["booking_id"].as_str()));
+    // The wait of a started booking is the time from confirmation to pickup.
+    assert!(
+        rows.iter()
+            .filter_map(|r| r.3)
+            .all(|w| (0..60_000).contains(&w)),
+        "{rows:?}"
+    );
+
+    // A redelivered batch stores nothing twice.
+    let again: Vec<Value> = made
+        .iter()
+        .map(|r| {
+            json!({"id": format!("{}:{}", r["booking_id"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or("")),
+                   "kind": format!("booking_{}", r["status"].as_str().unwrap_or("")),
+                   "region": "sf", "latitude": SF.0, "longitude": SF.1, "vehicle_type": "standard",
+                   "timestamp": equilibrium_tests::now_ms(), "booking_id": r["booking_id"], "multiplier": 1.0})
+        })
+        .collect();
+    let report: Value = origin
+        .post("/v1/edge-events")
+        .json(&again)
+        .send()
+        .and_then(|r| r.json())
+        .expect("post");
+    assert_eq!(
+        (report["applied"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(made.len() as u64)),
+        "{report}"
+    );
+    assert_eq!(outcomes(&db).len(), made.len());
+    // This process stored the five made during the outage, each once.
+    assert_eq!(
+        origin.metric("equilibrium_outcomes_stored_total"),
+        (made.len() - 1) as f64
+    );
+}
+
+#[test]
+fn price_checks_are_demand_in_their_cell_once_per_rider() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let w = Worker::start_with_vars(&[("ORIGIN_URL", &format!("http://127.0.0.1:{port}"))]);
+    let origin = Origin::start_on(port, &dir.path().join("o.sqlite"), &w.base, 0.5, &[]);
+    // Two riders: one checks three times, one twice; and one anonymous check.
+    for user in ["rider-a", "rider-a", "rider-b", "rider-a", "rider-b"] {
+        quote(&w, Some(user));
+    }
+    quote(&w, None);
+    let events = || {
+        origin.metric("equilibrium_edge_events_applied_total")
+            + origin.metric("equilibrium_edge_events_duplicates_total")
+    };
+    wait_for(
+        "six price checks at the origin",
+        Duration::from_secs(60),
+        || events() >= 6.0,
+    );
+    assert_eq!(origin.metric("equilibrium_edge_events_applied_total"), 3.0);
+    assert_eq!(
+        origin.metric("equilibrium_edge_events_duplicates_total"),
+        3.0
+    );
+    // The next grids count three quote units (weight 1 each) in the pickup's
+    // cell: two riders and the anonymous check.
+    let cell = Cell::at(LatLng::new(SF.0, SF.1).expect("ll"), DEFAULT_LEVEL).token();
+    let demand = || -> Option<u64> {
+        let g: Value = origin.get("/v1/grids/sf").send().ok()?.json().ok()?;
+        g["cells"]
+            .as_array()?
+            .iter()
+            .find(|c| c["cell"].as_str() == Some(cell.as_str()))
+            .and_then(|c| c["demand"].as_u64())
+    };
+    wait_for(
+        "the quotes' demand in the grid",
+        Duration::from_secs(60),
+        || demand() == Some(3),
+    );
+}

@@ -4,6 +4,10 @@
 # responses that break the document (status codes, schemas, content types,
 # headers), and schema-invalid requests must be refused.
 #
+# One bearer token serves as the admin and the dispatch token, so the
+# booking endpoints are exercised past their credential check (unknown
+# bookings, bad bodies, bad Idempotency-Keys).
+#
 # Not checked: "positive data acceptance" (ST202). Some schema-valid
 # requests are refused on purpose by rules JSON Schema cannot state: a
 # south edge north of the north edge, a trip across an ocean, a forged quote.
@@ -26,7 +30,7 @@ PORT=$(free_port)
 TOKEN=schemathesis-admin-token
 setsid wrangler dev --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \
   --show-interactive-dev-session=false --log-level error \
-  --var "ADMIN_TOKEN:$TOKEN" --var "QUOTE_SIGNING_KEYS:st1:schemathesis-signing-key-01" > "$STATE/wrangler.log" 2>&1 &
+  --var "ADMIN_TOKEN:$TOKEN" --var "DISPATCH_TOKEN:$TOKEN" --var "QUOTE_SIGNING_KEYS:st1:schemathesis-signing-key-01" > "$STATE/wrangler.log" 2>&1 &
 PID=$!
 trap 'kill -- -"$PID" 2>/dev/null || true; rm -rf "$STATE"' EXIT
 for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 1; done
@@ -59,7 +63,7 @@ origin_run() { # name, token, checks, path regex
   grep -oE '[0-9]+ generated' "$STATE/origin-$1.txt" | head -1 | cut -d' ' -f1
 }
 BASE_CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
-n1=$(origin_run producer "$PRODUCER" "$BASE_CHECKS" '^/v1/(ingest|outcomes)' | tail -n 1)
+n1=$(origin_run producer "$PRODUCER" "$BASE_CHECKS" '^/v1/(ingest|outcomes|edge-events)' | tail -n 1)
 n2=$(origin_run reader "$READER" "$BASE_CHECKS,negative_data_rejection" '^/(v1/(grids|analytics)|health|metrics|openapi)' | tail -n 1)
 echo "schemathesis (origin): $(( ${n1:-0} + ${n2:-0} )) generated inputs tried"
 if grep -qE '^=+ .*(failure|error)' "$STATE"/origin-*.txt; then exit 1; fi

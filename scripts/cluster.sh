@@ -49,8 +49,11 @@ start_postgres
 note "$PG_URL"
 
 step "the edge worker (wrangler dev) on :$EDGE_PORT"
+# Any origin takes the edge's events; the first one is named here.
 stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
-  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT"
+  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT" \
+  --var "ORIGIN_URL:http://127.0.0.1:${ORIGIN_PORTS[0]}" --var "ORIGIN_TOKEN:$EQ_PRODUCER_TOKEN" \
+  --var "EVENTS_RETRY_SECONDS:5"
 wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
 
 step "three origins on :${ORIGIN_PORTS[*]}"

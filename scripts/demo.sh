@@ -38,8 +38,12 @@ stop() {
 trap stop INT TERM EXIT
 
 step "starting the edge worker (wrangler dev) on :$EDGE_PORT"
+# The worker's events queue posts to the origin (started next) with a
+# producer token.
 stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
-  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT"
+  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT" \
+  --var "ORIGIN_URL:http://127.0.0.1:$ORIGIN_PORT" --var "ORIGIN_TOKEN:$EQ_PRODUCER_TOKEN" \
+  --var "EVENTS_RETRY_SECONDS:5"
 wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
 
 step "starting the origin on :$ORIGIN_PORT (pushing to the edge)"

@@ -21,10 +21,12 @@ EDGE=$(free_port); ORIGIN=$(free_port)
 TOKEN=soak-admin-token
 setsid wrangler dev --config "$CONFIG" --ip 127.0.0.1 --port "$EDGE" --persist-to "$STATE/edge" \
   --show-interactive-dev-session=false --log-level error \
-  --var "ADMIN_TOKEN:$TOKEN" --var "QUOTE_SIGNING_KEYS:s1:soak-signing-key-0123456789" > "$STATE/edge.log" 2>&1 &
+  --var "ADMIN_TOKEN:$TOKEN" --var "QUOTE_SIGNING_KEYS:s1:soak-signing-key-0123456789" \
+  --var "DISPATCH_TOKEN:soak-dispatch-token-0123" --var "ORIGIN_URL:http://127.0.0.1:$ORIGIN" \
+  --var "ORIGIN_TOKEN:soak-producer-token-0123" > "$STATE/edge.log" 2>&1 &
 EPID=$!
 export EQ_PRODUCER_TOKENS=soak-producer-token-0123 EQ_READER_TOKENS=soak-reader-token-0123
-export EQ_PRODUCER_TOKEN=$EQ_PRODUCER_TOKENS
+export EQ_PRODUCER_TOKEN=$EQ_PRODUCER_TOKENS EQ_DISPATCH_TOKEN=soak-dispatch-token-0123
 EQ_EDGE_TOKEN=$TOKEN setsid target/release/origin serve --listen "127.0.0.1:$ORIGIN" --database "$STATE/o.sqlite" \
   --edge-url "http://127.0.0.1:$EDGE" > "$STATE/origin.log" 2>&1 &
 OPID=$!

@@ -42,7 +42,8 @@ stop_stack() {
 # demo_secrets: the worker's local secrets (.dev.vars) and the origin's
 # producer and reader tokens ($STATE/origin-tokens), generated once and
 # never committed; exports ADMIN_TOKEN, EQ_PRODUCER_TOKENS,
-# EQ_READER_TOKENS and EQ_PRODUCER_TOKEN.
+# EQ_READER_TOKENS, EQ_PRODUCER_TOKEN and EQ_DISPATCH_TOKEN (the worker's
+# DISPATCH_TOKEN, for the simulator's bookings).
 demo_secrets() {
   if [ ! -f .dev.vars ]; then
     step "creating .dev.vars (local admin token and quote signing key)"
@@ -51,7 +52,12 @@ demo_secrets() {
       echo "QUOTE_SIGNING_KEYS=\"local1:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\""
     } > .dev.vars
   fi
+  if ! grep -q '^DISPATCH_TOKEN=' .dev.vars; then
+    echo "DISPATCH_TOKEN=\"dispatch-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')\"" >> .dev.vars
+  fi
   ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN="\(.*\)"$/\1/p' .dev.vars)"
+  EQ_DISPATCH_TOKEN="$(sed -n 's/^DISPATCH_TOKEN="\(.*\)"$/\1/p' .dev.vars)"
+  export EQ_DISPATCH_TOKEN
   if [ ! -f "$STATE/origin-tokens" ]; then
     {
       echo "EQ_PRODUCER_TOKENS=producer-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

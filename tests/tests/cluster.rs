@@ -134,12 +134,17 @@ fn health(o: &Origin) -> Value {
 /// The index of the live origin that owns `sf` with its replay caught up,
 /// and what its market has counted.
 fn owner(origins: &[Option<Origin>]) -> Option<(usize, u64)> {
+    owner_of(origins, "sf")
+}
+
+/// The live origin that owns `region`, caught up, and what it has counted.
+fn owner_of(origins: &[Option<Origin>], region: &str) -> Option<(usize, u64)> {
     origins.iter().enumerate().find_map(|(i, o)| {
         let h = health(o.as_ref()?);
         let owned = h["cluster"]["owned"]
             .as_array()?
             .iter()
-            .find(|r| r["region"] == "sf")?
+            .find(|r| r["region"] == region)?
             .clone();
         (owned["ready"] == true).then(|| (i, owned["applied"].as_u64().unwrap_or(0)))
     })
@@ -463,4 +468,85 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     let h = health(origins[new_owner].as_ref().expect("new owner"));
     eprintln!("after the kill: {}", h["cluster"]);
     assert_eq!(next_driver, 20 + 5 + 100 + 300);
+
+    // 6. The edge's queue batches reach any member: a booking's outcome is
+    //    stored once in the shared PostgreSQL whichever member gets its
+    //    redelivery, and a rider's second price check, through another
+    //    member, is not counted again by the region's owner.
+    let live: Vec<usize> = (0..3).filter(|i| origins[*i].is_some()).collect();
+    let at = (37.75, -122.20);
+    let event = |id: &str, kind: &str| {
+        json!({"id": id, "kind": kind, "region": "oak", "latitude": at.0, "longitude": at.1,
+               "vehicle_type": "standard", "timestamp": now_ms()})
+    };
+    let mut completed = event("b_phase6:completed", "booking_completed");
+    for (k, v) in [
+        ("booking_id", json!("b_phase6")),
+        ("multiplier", json!(1.3)),
+        ("fare_minor", json!(1_234)),
+        ("currency", json!("USD")),
+        ("wait_ms", json!(240_000)),
+    ] {
+        completed[k] = v;
+    }
+    let check = |id: &str| {
+        let mut q = event(id, "quote");
+        q["rider"] = json!("rider-phase6");
+        q
+    };
+    let (_, applied_before) = owner_of(&origins, "oak").expect("an owner of oak");
+    let mut reports = Vec::new();
+    for (via, body) in [
+        (live[0], json!([check("q_phase6a"), completed.clone()])),
+        (live[1], json!([check("q_phase6b"), completed.clone()])),
+    ] {
+        let r = origins[via]
+            .as_ref()
+            .expect("origin")
+            .post("/v1/edge-events")
+            .json(&body)
+            .send()
+            .expect("post edge events");
+        assert_eq!(r.status().as_u16(), 200);
+        reports.push(r.json::<Value>().expect("report"));
+    }
+    assert_eq!(reports[0]["duplicates"], 0, "{reports:?}");
+    assert_eq!(reports[1]["duplicates"], 1, "the outcome, again: {reports:?}");
+    wait_for(
+        "oak's owner to apply both price checks",
+        Duration::from_secs(90),
+        || owner_of(&origins, "oak").is_some_and(|(_, a)| a >= applied_before + 2),
+    );
+    let grid = |o: &Origin| -> Value {
+        o.get("/v1/grids/oak")
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    };
+    let reader = origins[live[0]].as_ref().expect("origin");
+    let applied_at = grid(reader)["generation"].as_u64().unwrap_or(0);
+    let cell = shared::geo::Cell::at(
+        shared::geo::LatLng::new(at.0, at.1).expect("ll"),
+        shared::geo::DEFAULT_LEVEL,
+    )
+    .token();
+    let mut demand = None;
+    wait_for(
+        "a grid of oak ticked after both checks",
+        Duration::from_secs(60),
+        || {
+            let g = grid(reader);
+            if g["generation"].as_u64().unwrap_or(0) <= applied_at {
+                return false;
+            }
+            demand = g["cells"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["cell"].as_str() == Some(cell.as_str()))
+                .and_then(|c| c["demand"].as_u64());
+            true
+        },
+    );
+    assert_eq!(demand, Some(1), "one rider's two checks are one unit of demand");
 }

@@ -588,7 +588,7 @@ mod tests {
                 .unwrap();
         }
         match Store::open(&path) {
-            Err(StoreError::UnsupportedSchema { found }) => assert!(found.contains('3'), "{found}"),
+            Err(StoreError::UnsupportedSchema { found }) => assert!(found.contains('4'), "{found}"),
             other => panic!("expected UnsupportedSchema, got {other:?}"),
         }
     }

@@ -511,7 +511,10 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
         reports.push(r.json::<Value>().expect("report"));
     }
     assert_eq!(reports[0]["duplicates"], 0, "{reports:?}");
-    assert_eq!(reports[1]["duplicates"], 1, "the outcome, again: {reports:?}");
+    assert_eq!(
+        reports[1]["duplicates"], 1,
+        "the outcome, again: {reports:?}"
+    );
     wait_for(
         "oak's owner to apply both price checks",
         Duration::from_secs(90),
@@ -548,5 +551,9 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
             true
         },
     );
-    assert_eq!(demand, Some(1), "one rider's two checks are one unit of demand");
+    assert_eq!(
+        demand,
+        Some(1),
+        "one rider's two checks are one unit of demand"
+    );
 }

@@ -23,7 +23,7 @@ use shared::fare::{Currency, VehicleClass};
 use shared::market::DemandSeen;
 use shared::time::Timestamp;
 
-use super::ingest::{read_body, with_store};
+use super::ingest::{json_array_only, read_body, with_store};
 use super::{bad, Problem};
 use crate::ingest::{locate, MAX_FUTURE_MS, MAX_REPORTED_ERRORS};
 use crate::state::{lock, AppState};
@@ -137,13 +137,7 @@ pub async fn edge_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EdgeEventsReport>, Problem> {
-    if super::ingest::format_of(&headers)? != crate::ingest::Format::JsonArray {
-        return Err(Problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send edge events as a JSON array (application/json)".into(),
-        ));
-    }
+    json_array_only(&headers, "edge events")?;
     let bytes = read_body(&s, body).await?;
     let items: Vec<serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|e| bad("invalid_batch", e.to_string()))?;

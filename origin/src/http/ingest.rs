@@ -24,7 +24,7 @@ use crate::ingest::{self, Format};
 use crate::state::{lock, AppState};
 use crate::store::{History, RideOutcome};
 
-pub(crate) fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
+fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -141,6 +141,18 @@ pub async fn apply_batch(
         .records_rejected
         .fetch_add(report.rejected as u64, Relaxed);
     Ok(report)
+}
+
+/// 415 unless the body is declared a JSON array (`application/json`).
+pub(crate) fn json_array_only(headers: &HeaderMap, what: &str) -> Result<(), Problem> {
+    if format_of(headers)? == Format::JsonArray {
+        return Ok(());
+    }
+    Err(Problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("send {what} as a JSON array (application/json)"),
+    ))
 }
 
 /// The `Idempotency-Key` header: up to 255 visible ASCII characters.
@@ -311,13 +323,7 @@ pub async fn outcomes(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OutcomesResponse>, Problem> {
-    if format_of(&headers)? != Format::JsonArray {
-        return Err(Problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send outcomes as a JSON array (application/json)".into(),
-        ));
-    }
+    json_array_only(&headers, "outcomes")?;
     let bytes = read_body(&s, body).await?;
     let items: Vec<RideOutcomeEvent> =
         serde_json::from_slice(&bytes).map_err(|e| bad("invalid_batch", e.to_string()))?;

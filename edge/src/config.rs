@@ -11,6 +11,9 @@
 //! * `caps:<region>`: `{"min":1.0,"max":4.0}`: bounds on every multiplier
 //!   the edge prices with in that region
 //! * `emergency_cap`: `"1.5"`: a global ceiling over every region
+//! * `emergency:<region>`: `true` declares an emergency in the region: its
+//!   multipliers are capped at its lawful cap, which the origin computes
+//!   from its history and ships with the grid ([`shared::emergency`])
 //!
 //! KV reads are cached in the isolate for `CONFIG_CACHE_MS` (var; default [`CONFIG_CACHE_MS`]): an admin
 //! change takes effect within that (plus KV's own propagation, up to 60 s).
@@ -284,18 +287,33 @@ pub fn dispatch_token(env: &Env) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The caps in force for a region, emergency cap applied.
-pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> Caps {
-    // Both keys at once: a cold isolate waits for one KV round trip, not two.
-    let key = ["caps:", region.as_str()].concat();
-    let (caps, emergency) = futures_util::future::join(
-        config_value(env, &key, now, s.config_cache),
+/// Parses an on/off flag (`true`, `1`, `yes`, `on`, quoted or not);
+/// anything else is off.
+pub fn parse_flag(text: &str) -> bool {
+    matches!(
+        text.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on"
+    )
+}
+
+/// The caps in force for a region, emergency cap applied, and whether an
+/// emergency is declared for it (`emergency:<region>`: the desk then
+/// narrows the caps to the grid's lawful cap).
+pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> (Caps, bool) {
+    // Every key at once: a cold isolate waits for one KV round trip.
+    let caps_key = ["caps:", region.as_str()].concat();
+    let flag_key = ["emergency:", region.as_str()].concat();
+    let (caps, cap, declared) = futures_util::future::join3(
+        config_value(env, &caps_key, now, s.config_cache),
         config_value(env, "emergency_cap", now, s.config_cache),
+        config_value(env, &flag_key, now, s.config_cache),
     )
     .await;
-    caps.and_then(|t| parse_caps(&t))
+    let caps = caps
+        .and_then(|t| parse_caps(&t))
         .unwrap_or(Caps::DEFAULT)
-        .effective(emergency.and_then(|t| parse_emergency(&t)))
+        .effective(cap.and_then(|t| parse_emergency(&t)));
+    (caps, declared.is_some_and(|t| parse_flag(&t)))
 }
 
 #[cfg(test)]
@@ -320,6 +338,8 @@ mod tests {
         assert_eq!(parse_emergency("\"1.5\"").map(|m| m.tenths()), Some(15));
         assert_eq!(parse_emergency("2").map(|m| m.tenths()), Some(20));
         assert!(parse_emergency("0.5").is_none());
+        assert!(parse_flag("true") && parse_flag("\"1\"") && parse_flag(" Yes "));
+        assert!(!parse_flag("false") && !parse_flag("") && !parse_flag("2"));
         let terms = parse_terms(
             r#"{"currency":"USD","base":1,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1,"cancellation_fee":300,"cancellation_grace_seconds":0}"#,
         )

@@ -79,7 +79,7 @@ pub async fn read_desk_inputs(
     region: &Ident,
     now: u64,
 ) -> (grids::GridRead, DeskInputs) {
-    let (read, caps) = futures_util::future::join(
+    let (read, (caps, emergency)) = futures_util::future::join(
         grids::read(
             env,
             ctx,
@@ -96,6 +96,7 @@ pub async fn read_desk_inputs(
         staleness: settings.staleness,
         now: Timestamp(now),
         from_cache: matches!(read.via, Via::Isolate | Via::Location),
+        emergency,
     };
     (read, inputs)
 }

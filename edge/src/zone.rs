@@ -74,13 +74,14 @@ impl Zone {
     }
 
     /// The stream message for a grid: the grid as the desk prices it now.
-    fn stream_message(&self, grid: &SurgeGrid, caps: Caps, now: u64) -> Option<String> {
+    fn stream_message(&self, grid: &SurgeGrid, caps: (Caps, bool), now: u64) -> Option<String> {
         let settings = crate::config::Settings::cached(&self.env).ok()?;
         let inputs = DeskInputs {
-            caps,
+            caps: caps.0,
             staleness: settings.staleness,
             now: Timestamp(now),
             from_cache: false,
+            emergency: caps.1,
         };
         let effective = Desk::new(Some(grid), inputs).effective_grid()?;
         let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
@@ -89,10 +90,10 @@ impl Zone {
 
     /// The caps in force for `region` now (read before any grid state is
     /// read, so no await separates reading the held grid from writing it).
-    async fn caps(&self, region: &shared::quote::Ident, now: u64) -> Caps {
+    async fn caps(&self, region: &shared::quote::Ident, now: u64) -> (Caps, bool) {
         match crate::config::Settings::cached(&self.env) {
             Ok(s) => crate::config::effective_caps(&self.env, &s, region, now).await,
-            Err(_) => Caps::DEFAULT,
+            Err(_) => (Caps::DEFAULT, false),
         }
     }
 
@@ -157,7 +158,7 @@ impl Zone {
         let now = worker::Date::now().as_millis();
         let caps = match &region {
             Some(r) => self.caps(r, now).await,
-            None => Caps::DEFAULT,
+            None => (Caps::DEFAULT, false),
         };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);

@@ -36,6 +36,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod lawful;
 pub mod metrics;
 pub mod push;
 pub mod retention;

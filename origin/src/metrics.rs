@@ -42,6 +42,8 @@ pub struct Metrics {
     pub auth_forbidden: AtomicU64,
     /// Ride outcomes stored (repeats of a stored ride are not counted).
     pub outcomes_stored: AtomicU64,
+    /// Lawful emergency cap lookups that failed (retried after a minute).
+    pub lawful_cap_failures: AtomicU64,
     /// Edge events applied (`POST /v1/edge-events`).
     pub edge_events_applied: AtomicU64,
     /// Edge events already applied before (redeliveries), ignored.
@@ -210,6 +212,12 @@ impl Metrics {
             "counter",
             "Ride outcomes stored (a repeated ride id is not counted again).",
             g(&self.outcomes_stored).to_string(),
+        );
+        put(
+            "equilibrium_lawful_cap_failures_total",
+            "counter",
+            "Lookups of a region's lawful emergency cap in the history that failed (retried after a minute).",
+            g(&self.lawful_cap_failures).to_string(),
         );
         put(
             "equilibrium_edge_events_applied_total",

@@ -72,6 +72,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Cluster mode: ticks' history waiting to be written.
     pub backlog: Backlog,
+    /// Each region's lawful emergency cap, shipped with its grids.
+    pub lawful: crate::lawful::LawfulCaps,
 }
 
 /// Locks a std mutex, ignoring poisoning: the guarded data stays
@@ -212,6 +214,7 @@ impl AppState {
             restored,
             backlog: Backlog::new(config_backlog),
             cluster,
+            lawful: crate::lawful::LawfulCaps::default(),
         }))
     }
 

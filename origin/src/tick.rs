@@ -29,7 +29,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // The state is encoded under the same lock as the tick, so it is
     // exactly the windows the tick's grid was computed from.
     let only = state.cluster.as_ref().map(|c| c.tickable());
-    let (ticks, encoded, engines) = {
+    let (mut ticks, encoded, engines) = {
         let mut agg = lock(&state.agg);
         let ticks = agg.tick_only(now, only.as_deref());
         // A single node stores its whole pricing state with the tick; a
@@ -47,6 +47,17 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         };
         (ticks, encoded, engines)
     };
+    // Each grid ships its region's lawful emergency cap (looked up in the
+    // background, once a day; the tick never waits for it).
+    let names: Vec<String> = ticks
+        .iter()
+        .map(|t| t.grid.region().as_str().to_owned())
+        .collect();
+    crate::lawful::refresh(state, &names, now);
+    for t in &mut ticks {
+        let cap = state.lawful.get(t.grid.region().as_str());
+        t.grid.set_lawful_cap(cap);
+    }
     if let Some(cluster) = &state.cluster {
         store_in_cluster(state, cluster, &ticks, &engines).await;
     }
@@ -94,6 +105,14 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
             snapshots: t.snapshots.clone(),
             changes: t.changes.clone(),
             state: encoded,
+            max_multiplier: t
+                .grid
+                .cells()
+                .iter()
+                .map(|c| c.multiplier)
+                .max()
+                .unwrap_or(shared::surge::Multiplier::ONE)
+                .as_f64(),
         });
     }
     let zone_keys: Vec<(String, String)> = new_zones

@@ -44,6 +44,7 @@ fn tick(
     snapshots: Vec<SnapshotRow>,
     changes: Vec<PriceChange>,
 ) -> TickRecord {
+    let max_multiplier = snapshots.iter().map(|s| s.multiplier).fold(1.0, f64::max);
     TickRecord {
         region: region.into(),
         at_ms,
@@ -52,6 +53,7 @@ fn tick(
         snapshots,
         changes,
         state: vec![],
+        max_multiplier,
     }
 }
 
@@ -113,6 +115,7 @@ fn a_recorded_tick_reads_back_through_every_view() {
             demand: 30,
         }],
         state: b"EQS-state-bytes".to_vec(),
+        max_multiplier: 2.1,
     };
     s.record_tick(&t).unwrap();
 
@@ -682,6 +685,8 @@ CREATE TABLE ride_outcomes (ride_id TEXT PRIMARY KEY, region TEXT NOT NULL, cell
 CREATE INDEX ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
 CREATE INDEX ride_outcomes_by_time ON ride_outcomes (at_ms);
 INSERT INTO ride_outcomes VALUES ('r1', 'sf', 'c', 1000, 1, 1.5, 23.45, 'q1');
+INSERT INTO snapshots VALUES (1, 'sf', 'c', 'standard', 1000, 1, 3, 2.5);
+INSERT INTO snapshots VALUES (2, 'sf', 'c', 'standard', 2000, 1, 3, 1.5);
 INSERT INTO ride_outcomes VALUES ('r2', 'sf', 'c', 1000, 0, 1.5, NULL, NULL);
 ";
 
@@ -715,6 +720,15 @@ fn a_version_1_file_is_migrated_with_fares_in_minor_units() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(fares, vec![("r1".into(), Some(2_345)), ("r2".into(), None)]);
+    // Version 4: the daily maxima, filled from the stored snapshots.
+    let daily: Vec<(String, i64, f64)> = c
+        .prepare("SELECT region, day, max_multiplier FROM daily_max")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(daily, vec![("sf".to_owned(), 0, 2.5)]);
     // Version 3: the pickup wait.
     let has_wait: i64 = c
         .query_row(
@@ -737,4 +751,51 @@ fn a_version_1_file_is_migrated_with_fares_in_minor_units() {
     s = Store::open(&path).unwrap();
     let o = outcome("r3", "sf", "c", 2_000, true);
     assert_eq!(s.record_outcomes(&[o]).unwrap(), 1);
+}
+
+#[test]
+fn the_daily_maxima_give_the_lawful_cap() {
+    let mut s = Store::open_in_memory().unwrap();
+    let day = shared::emergency::DAY_MS;
+    let maxima = [1.4, 3.2, 2.0, 4.5, 1.1, 2.6];
+    let mut generation = 0;
+    for (d, m) in maxima.iter().enumerate() {
+        // Three ticks a day: the day keeps its highest.
+        for (k, tick_max) in [1.0, *m, 1.0].into_iter().enumerate() {
+            generation += 1;
+            let mut t = tick(
+                "sf",
+                (100 + d as u64) * day + k as u64 * 60_000,
+                generation,
+                vec![],
+                vec![],
+            );
+            t.max_multiplier = tick_max;
+            s.record_tick(&t).unwrap();
+        }
+    }
+    // Another region's days do not count.
+    let mut other = tick("oak", 101 * day, 1, vec![], vec![]);
+    other.max_multiplier = 9.0;
+    s.record_tick(&other).unwrap();
+    let mut got = s.daily_maxima("sf", 100 * day, 106 * day).unwrap();
+    got.sort_by(f64::total_cmp);
+    let mut want = maxima.to_vec();
+    want.sort_by(f64::total_cmp);
+    assert_eq!(got, want);
+    // The window is whole days, the last one excluded.
+    assert_eq!(s.daily_maxima("sf", 101 * day, 103 * day).unwrap().len(), 2);
+    // The cap on day 106: the fourth-highest of the six days (4.5, 3.2 and
+    // 2.6 are left out).
+    let (from, to) = shared::emergency::lookback(shared::time::Timestamp(106 * day + 5));
+    let days: Vec<shared::surge::Multiplier> = s
+        .daily_maxima("sf", from.0, to.0)
+        .unwrap()
+        .into_iter()
+        .map(|m| shared::surge::Multiplier::from_f64(m).unwrap())
+        .collect();
+    assert_eq!(
+        shared::emergency::lawful_cap(&days).map(|m| m.as_f64()),
+        Some(2.0)
+    );
 }

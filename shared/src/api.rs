@@ -507,6 +507,13 @@ pub struct GridPush {
     pub computed_at: u64,
     /// The cells.
     pub cells: Vec<GridCellWire>,
+    /// The region's lawful emergency cap (the fourth-highest daily maximum
+    /// multiplier of the 60 days before today), applied while an emergency
+    /// is declared; absent with less history. Optional within format 1:
+    /// an older reader ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, minimum = 1.0))]
+    pub lawful_cap: Option<Multiplier>,
 }
 
 /// Why a pushed grid was refused.
@@ -566,13 +573,10 @@ impl TryFrom<GridPush> for SurgeGrid {
                 trend,
             });
         }
-        Ok(SurgeGrid::new(
-            region,
-            level,
-            p.generation,
-            Timestamp(p.computed_at),
-            cells,
-        )?)
+        Ok(
+            SurgeGrid::new(region, level, p.generation, Timestamp(p.computed_at), cells)?
+                .with_lawful_cap(p.lawful_cap),
+        )
     }
 }
 
@@ -595,6 +599,7 @@ impl From<&SurgeGrid> for GridPush {
                     trend: c.trend.as_str().to_owned(),
                 })
                 .collect(),
+            lawful_cap: g.lawful_cap(),
         }
     }
 }
@@ -1044,6 +1049,7 @@ mod tests {
                 demand: 9,
                 trend: "increasing".into(),
             }],
+            lawful_cap: None,
         };
         let grid = SurgeGrid::try_from(push.clone()).expect("valid");
         assert_eq!(GridPush::from(&grid), push);

@@ -45,6 +45,7 @@ pub struct SurgeGrid {
     generation: u64,
     computed_at: Timestamp,
     cells: Vec<GridCell>,
+    lawful_cap: Option<Multiplier>,
 }
 
 /// Why a grid was refused.
@@ -106,7 +107,25 @@ impl SurgeGrid {
             generation,
             computed_at,
             cells,
+            lawful_cap: None,
         })
+    }
+
+    /// The grid with the region's lawful emergency cap
+    /// ([`crate::emergency`]), as the origin computed it from its history.
+    pub fn with_lawful_cap(mut self, cap: Option<Multiplier>) -> Self {
+        self.set_lawful_cap(cap);
+        self
+    }
+
+    /// Sets the region's lawful emergency cap.
+    pub fn set_lawful_cap(&mut self, cap: Option<Multiplier>) {
+        self.lawful_cap = cap;
+    }
+
+    /// The region's lawful emergency cap, if its history has one.
+    pub fn lawful_cap(&self) -> Option<Multiplier> {
+        self.lawful_cap
     }
 
     /// The region.

@@ -27,6 +27,8 @@
 //! * [`booking`]: a booking's life after the quote: the state machine,
 //!   who may act, the cancellation fee and the final fare, the booking
 //!   token, idempotent retries.
+//! * [`emergency`]: lawful emergency caps: a region's fourth-highest daily
+//!   maximum multiplier of the 60 days before today.
 //! * [`events`]: what the edge's events (price checks, bookings) mean to
 //!   the origin: demand, counted once per key, or ride outcomes.
 //! * [`grid`]: the validated surge grid the origin pushes, and the
@@ -42,6 +44,7 @@
 pub mod api;
 pub mod booking;
 pub mod desk;
+pub mod emergency;
 pub mod events;
 pub mod fare;
 pub mod geo;

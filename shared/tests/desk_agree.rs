@@ -78,6 +78,7 @@ fn every_view_shows_what_a_quote_charges() {
             },
             now: Timestamp(computed + mix(s + 905) % 400_000),
             from_cache: mix(s + 906).is_multiple_of(2),
+            emergency: mix(s + 907).is_multiple_of(4),
         };
         let desk = Desk::new(Some(&grid), inputs);
         let streamed = desk.effective_grid().expect("stream grid");

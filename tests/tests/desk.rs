@@ -19,6 +19,10 @@ fn cell() -> Cell {
 }
 
 fn push(w: &Worker, generation: u64, computed_at: u64) {
+    push_with_cap(w, generation, computed_at, None);
+}
+
+fn push_with_cap(w: &Worker, generation: u64, computed_at: u64, lawful_cap: Option<u16>) {
     let g = GridPush {
         format: GRID_FORMAT,
         region: "desk".into(),
@@ -32,6 +36,7 @@ fn push(w: &Worker, generation: u64, computed_at: u64) {
             demand: 9,
             trend: "increasing".into(),
         }],
+        lawful_cap: lawful_cap.map(|t| Multiplier::from_tenths(t).expect("cap")),
     };
     let r = http()
         .put(w.url("/admin/v1/grids/desk"))
@@ -179,4 +184,36 @@ fn quotes_heatmaps_and_the_driver_view_agree_under_caps_and_staleness() {
         "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=desk",
     );
     assert_eq!(h["stale"], true, "{h}");
+}
+
+#[test]
+fn a_declared_emergency_holds_every_view_at_the_lawful_cap() {
+    let w = Worker::start_with_vars(&[("GRID_CACHE_MS", "200"), ("CONFIG_CACHE_MS", "200")]);
+    // The origin ships the region's normal range with its grids: 2.2.
+    push_with_cap(&w, 1, now_ms(), Some(22));
+    assert_eq!(views(&w).0, 4.0, "no emergency: the cap is not applied");
+    w.kv_put("CONFIG", "emergency:desk", "true");
+    wait_for("the emergency declared", Duration::from_secs(30), || {
+        views(&w).0 == 2.2
+    });
+    let (q, map, driver, _) = views(&w);
+    assert_eq!((q, map, driver), (2.2, 2.2, 2.2));
+    let mut ws = subscribe(&w);
+    assert_eq!(next_streamed(&mut ws), (1, 2.2));
+    push_with_cap(&w, 2, now_ms(), Some(22));
+    assert_eq!(next_streamed(&mut ws), (2, 2.2));
+    // A region without enough history to have a normal range: 1.0.
+    push_with_cap(&w, 3, now_ms(), None);
+    assert_eq!(next_streamed(&mut ws), (3, 1.0));
+    wait_for("the grid without a cap", Duration::from_secs(30), || {
+        views(&w).0 == 1.0
+    });
+    assert_eq!(views(&w).0, 1.0);
+    // The emergency lifted.
+    w.kv_put("CONFIG", "emergency:desk", "false");
+    wait_for("the emergency lifted", Duration::from_secs(30), || {
+        views(&w).0 == 4.0
+    });
+    let (q, map, driver, _) = views(&w);
+    assert_eq!((q, map, driver), (4.0, 4.0, 4.0));
 }

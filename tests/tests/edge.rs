@@ -47,6 +47,7 @@ fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPus
         generation,
         computed_at,
         cells,
+        lawful_cap: None,
     }
 }
 

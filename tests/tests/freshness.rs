@@ -25,6 +25,7 @@ fn grid(generation: u64, tenths: u16) -> GridPush {
             demand: 9,
             trend: "increasing".into(),
         }],
+        lawful_cap: None,
     }
 }
 

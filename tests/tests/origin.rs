@@ -320,6 +320,7 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
                     snapshots,
                     changes: vec![],
                     state: vec![],
+                    max_multiplier: 1.0,
                 })
                 .expect("seed");
         }
@@ -384,4 +385,61 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
         .send()
         .expect("bad");
     assert_eq!(bad.status().as_u16(), 400);
+}
+
+#[test]
+fn the_origin_ships_each_regions_lawful_cap_from_its_history() {
+    use origin::store::{Store, TickRecord};
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("history.sqlite");
+    let now = now_ms();
+    // The highest multiplier of each of the last five days, and today's.
+    {
+        let mut store = Store::open(&db).expect("store");
+        for (days_ago, max) in [
+            (5u64, 1.3),
+            (4, 2.8),
+            (3, 1.9),
+            (2, 3.6),
+            (1, 2.2),
+            (0, 4.5),
+        ] {
+            store
+                .record_tick(&TickRecord {
+                    region: "sf".into(),
+                    at_ms: now - days_ago * 86_400_000,
+                    generation: 10 - days_ago,
+                    grid_json: "{}".into(),
+                    snapshots: vec![],
+                    changes: vec![],
+                    state: vec![],
+                    max_multiplier: max,
+                })
+                .expect("seed");
+        }
+    }
+    let origin = Origin::start(&db, "", 0.5);
+    origin.post_busy_market(SF, 10);
+    // Today's 4.5 does not count (the emergency's own day); of the five
+    // days before, 3.6, 2.8 and 2.2 are left out: 1.9.
+    let mut cap = None;
+    wait_for(
+        "a grid with the lawful cap",
+        Duration::from_secs(60),
+        || {
+            cap = origin
+                .get("/v1/grids/sf")
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .and_then(|g| g["lawful_cap"].as_f64());
+            cap.is_some()
+        },
+    );
+    if now / 86_400_000 == now_ms() / 86_400_000 {
+        assert_eq!(cap, Some(1.9));
+    } else {
+        // Midnight UTC passed during the test: either day's cap is right.
+        assert!(matches!(cap, Some(c) if c == 1.9 || c == 2.2), "{cap:?}");
+    }
 }

@@ -161,6 +161,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The region's highest published multiplier of each day (UTC) with
+    /// ticks in `[from_ms, to_ms)` (days are whole: the bounds are taken
+    /// to their day).
+    pub fn daily_maxima(
+        &self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<f64>, StoreError> {
+        let day = |ms: u64| {
+            to_i64(
+                "day",
+                shared::emergency::day_of(shared::time::Timestamp(ms)),
+            )
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT max_multiplier FROM daily_max WHERE region = ?1 AND day >= ?2 AND day < ?3",
+        )?;
+        let rows = stmt.query_map(params![region, day(from_ms)?, day(to_ms)?], |r| r.get(0))?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
     /// A zone's snapshots since `since_ms` (inclusive), newest first, at most
     /// `limit` rows; rows of one tick are ordered by class.
     pub fn zone_history(

@@ -18,7 +18,7 @@
 //!
 //! | table           | key                  | what it holds                                        |
 //! |-----------------|----------------------|------------------------------------------------------|
-//! | `meta`          | `key`                | `schema_version` = 3, `last_tick_at` (ms)            |
+//! | `meta`          | `key`                | `schema_version` = 4, `last_tick_at` (ms)            |
 //! | `zones`         | `(region, cell)`     | zones priced so far: name, multiplier bounds, active |
 //! | `snapshots`     | `id`                 | per tick, cell and vehicle class: supply, demand, multiplier |
 //! | `price_changes` | `id`                 | the change log: old → new multiplier, reason, supply, demand |
@@ -121,6 +121,14 @@ pub trait History: Send + std::fmt::Debug {
     ) -> Result<Vec<HistoryRow>, StoreError>;
     /// Deletes at most `limit` old rows per pruned table.
     fn prune_batch(&mut self, older_than_ms: u64, limit: u32) -> Result<usize, StoreError>;
+    /// The region's highest published multiplier of each day (UTC) with
+    /// ticks in `[from_ms, to_ms)`, for its lawful emergency cap.
+    fn daily_maxima(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<f64>, StoreError>;
 }
 
 impl History for Store {
@@ -153,6 +161,15 @@ impl History for Store {
 
     fn prune_batch(&mut self, older_than_ms: u64, limit: u32) -> Result<usize, StoreError> {
         Store::prune_batch(self, older_than_ms, limit)
+    }
+
+    fn daily_maxima(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<f64>, StoreError> {
+        Store::daily_maxima(self, region, from_ms, to_ms)
     }
 }
 
@@ -238,6 +255,9 @@ pub struct TickRecord {
     /// The region's pricing state after the tick (market windows, engine
     /// smoothing; `shared::state`), so a restart resumes exactly here.
     pub state: Vec<u8>,
+    /// The grid's highest published multiplier (1.0 without cells): the
+    /// day's maximum is kept per region for its lawful emergency cap.
+    pub max_multiplier: f64,
 }
 
 /// The pricing state a region's last tick left, read at start.
@@ -525,6 +545,7 @@ mod tests {
             }],
             changes: vec![],
             state: vec![1],
+            max_multiplier: 1.0,
         };
         assert!(matches!(s.record_tick(&t), Err(StoreError::InvalidData(_))));
         assert!(s.last_grids().unwrap().is_empty());
@@ -584,11 +605,11 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.conn
-                .execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'", [])
+                .execute("UPDATE meta SET value = 5 WHERE key = 'schema_version'", [])
                 .unwrap();
         }
         match Store::open(&path) {
-            Err(StoreError::UnsupportedSchema { found }) => assert!(found.contains('4'), "{found}"),
+            Err(StoreError::UnsupportedSchema { found }) => assert!(found.contains('5'), "{found}"),
             other => panic!("expected UnsupportedSchema, got {other:?}"),
         }
     }

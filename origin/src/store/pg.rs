@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS price_changes (
 );
 CREATE INDEX IF NOT EXISTS price_changes_by_region_time ON price_changes (region, at_ms);
 CREATE INDEX IF NOT EXISTS price_changes_by_time ON price_changes (at_ms);
+CREATE TABLE IF NOT EXISTS daily_max (
+    region          TEXT             NOT NULL,
+    day             BIGINT           NOT NULL CHECK (day >= 0),
+    max_multiplier  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (region, day)
+);
 CREATE TABLE IF NOT EXISTS last_grids (
     region      TEXT   PRIMARY KEY,
     generation  BIGINT NOT NULL CHECK (generation >= 0),
@@ -221,6 +227,7 @@ impl super::History for PgStore {
         for t in ticks {
             let at = to_i64("tick at_ms", t.at_ms)?;
             let generation = to_i64("tick generation", t.generation)?;
+            finite("tick max_multiplier", t.max_multiplier)?;
             for s in &t.snapshots {
                 finite("snapshot multiplier", s.multiplier)?;
             }
@@ -269,6 +276,16 @@ impl super::History for PgStore {
                                  $7::bigint[], $8::bigint[])
                          AS u(cell, old_m, new_m, reason, supply, demand)",
                     &[&t.region, &at, &cells, &old, &new, &reasons, &supply, &demand],
+                )?;
+                let day = to_i64(
+                    "tick day",
+                    shared::emergency::day_of(shared::time::Timestamp(t.at_ms)),
+                )?;
+                tx.execute(
+                    "INSERT INTO daily_max (region, day, max_multiplier) VALUES ($1, $2, $3)
+                     ON CONFLICT (region, day) DO UPDATE SET
+                         max_multiplier = GREATEST(daily_max.max_multiplier, excluded.max_multiplier)",
+                    &[&t.region, &day, &t.max_multiplier],
                 )?;
                 tx.execute(
                     "INSERT INTO last_grids (region, generation, at_ms, grid_json)
@@ -405,6 +422,28 @@ impl super::History for PgStore {
             }
             tx.commit()?;
             Ok(deleted)
+        })
+    }
+
+    fn daily_maxima(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<f64>, StoreError> {
+        let day = |ms: u64| {
+            i64::try_from(shared::emergency::day_of(shared::time::Timestamp(ms)))
+                .unwrap_or(i64::MAX)
+        };
+        let (from, to) = (day(from_ms), day(to_ms));
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT max_multiplier FROM daily_max WHERE region = $1 AND day >= $2 AND day < $3",
+                &[&region, &from, &to],
+            )?;
+            rows.iter()
+                .map(|r| r.try_get::<_, f64>(0).map_err(StoreError::from))
+                .collect()
         })
     }
 }

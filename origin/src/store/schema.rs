@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::StoreError;
 
 /// The schema version this build reads and writes, kept in `meta`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The schema at [`SCHEMA_VERSION`] (with [`MARKET_STATE`]); every
 /// statement is idempotent.
@@ -103,6 +103,21 @@ const V2_TO_V3: &str = "
 ALTER TABLE ride_outcomes ADD COLUMN wait_ms INTEGER CHECK (wait_ms >= 0);
 ";
 
+/// Version 3 → 4: each region's highest published multiplier per day (UTC),
+/// kept for the lawful emergency cap (never pruned: a row per region per
+/// day), filled from the snapshots already stored.
+const V3_TO_V4: &str = "
+CREATE TABLE IF NOT EXISTS daily_max (
+    region          TEXT    NOT NULL,
+    day             INTEGER NOT NULL CHECK (day >= 0),
+    max_multiplier  REAL    NOT NULL,
+    PRIMARY KEY (region, day)
+);
+INSERT OR IGNORE INTO daily_max (region, day, max_multiplier)
+    SELECT region, at_ms / 86400000, MAX(multiplier) FROM snapshots
+    GROUP BY region, at_ms / 86400000;
+";
+
 /// Creates the schema in a fresh file or migrates an older one, inside the
 /// caller's transaction.
 pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -119,6 +134,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(MARKET_STATE)?;
             tx.execute_batch(V2_TO_V3)?;
+            tx.execute_batch(V3_TO_V4)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION],
@@ -142,6 +158,11 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
         tx.execute_batch(V2_TO_V3)?;
         version = 3;
         tracing::info!("store migrated from schema version 2 to 3");
+    }
+    if version == 3 {
+        tx.execute_batch(V3_TO_V4)?;
+        version = 4;
+        tracing::info!("store migrated from schema version 3 to 4");
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

@@ -174,6 +174,7 @@ fn write_zone(conn: &Connection, z: &Zone) -> Result<(), StoreError> {
 fn check_tick(t: &TickRecord) -> Result<(), StoreError> {
     to_i64("tick at_ms", t.at_ms)?;
     to_i64("tick generation", t.generation)?;
+    finite("tick max_multiplier", t.max_multiplier)?;
     for s in &t.snapshots {
         finite("snapshot multiplier", s.multiplier)?;
     }
@@ -204,6 +205,19 @@ fn write_tick(conn: &Connection, t: &TickRecord) -> Result<(), StoreError> {
             s.multiplier
         ])?;
     }
+    conn.prepare_cached(
+        "INSERT INTO daily_max (region, day, max_multiplier) VALUES (?1, ?2, ?3)
+         ON CONFLICT (region, day) DO UPDATE SET
+             max_multiplier = MAX(max_multiplier, excluded.max_multiplier)",
+    )?
+    .execute(params![
+        t.region,
+        to_i64(
+            "tick day",
+            shared::emergency::day_of(shared::time::Timestamp(t.at_ms))
+        )?,
+        t.max_multiplier
+    ])?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO price_changes
              (region, cell, at_ms, old_multiplier, new_multiplier, reason, supply, demand)

@@ -145,6 +145,10 @@ pub struct DeskInputs {
     /// Whether the grid came from the isolate's cache (only changes the
     /// source's name, `cached` instead of `fresh`).
     pub from_cache: bool,
+    /// Whether an emergency is declared for the region: the caps then
+    /// narrow to the grid's lawful cap, 1.0 without one
+    /// ([`crate::emergency::emergency_caps`]).
+    pub emergency: bool,
 }
 
 /// One cell's effective price.
@@ -174,7 +178,11 @@ pub struct Desk<'g> {
 
 impl<'g> Desk<'g> {
     /// A desk over `grid` (none: every price is the default).
-    pub fn new(grid: Option<&'g SurgeGrid>, inputs: DeskInputs) -> Self {
+    pub fn new(grid: Option<&'g SurgeGrid>, mut inputs: DeskInputs) -> Self {
+        if inputs.emergency {
+            inputs.caps =
+                crate::emergency::emergency_caps(inputs.caps, grid.and_then(SurgeGrid::lawful_cap));
+        }
         Self { grid, inputs }
     }
 
@@ -255,6 +263,7 @@ impl<'g> Desk<'g> {
             self.cells(),
         )
         .ok()
+        .map(|e| e.with_lawful_cap(g.lawful_cap()))
     }
 
     /// Every cell of the grid with its effective multiplier in place of the
@@ -313,6 +322,7 @@ mod tests {
             },
             now: Timestamp(now),
             from_cache: false,
+            emergency: false,
         }
     }
 
@@ -336,6 +346,41 @@ mod tests {
         let streamed = desk.effective_grid().expect("grid");
         assert_eq!(streamed.generation(), 7);
         assert_eq!(streamed.cells(), desk.cells().as_slice());
+    }
+
+    #[test]
+    fn a_declared_emergency_caps_every_view_at_the_lawful_cap() {
+        let hot = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
+        let declared = |g: &SurgeGrid| {
+            Desk::new(
+                Some(g),
+                DeskInputs {
+                    emergency: true,
+                    ..inputs(Caps::DEFAULT, 1_000)
+                },
+            )
+            .at(hot.center())
+            .multiplier
+        };
+        let with_cap = grid(1_000).with_lawful_cap(Some(m(22)));
+        assert_eq!(declared(&with_cap), m(22));
+        // No history, no normal range: 1.0.
+        assert_eq!(declared(&grid(1_000)), Multiplier::ONE);
+        // Not declared: the lawful cap changes nothing.
+        let calm = Desk::new(Some(&with_cap), inputs(Caps::DEFAULT, 1_000));
+        assert_eq!(calm.at(hot.center()).multiplier, m(40));
+        let desk = Desk::new(
+            Some(&with_cap),
+            DeskInputs {
+                emergency: true,
+                ..inputs(Caps::DEFAULT, 1_000)
+            },
+        );
+        assert_views_agree(&desk);
+        assert_eq!(
+            desk.effective_grid().and_then(|g| g.lawful_cap()),
+            Some(m(22))
+        );
     }
 
     #[test]

@@ -361,6 +361,48 @@ pub struct Outcome {
     pub earnings_per_hour: f64,
     /// Per 10-minute bucket, for charts.
     pub buckets: Vec<Bucket>,
+    /// Where surge was: shares of priced cell-repricings at ≥ 1.5x.
+    pub surge: SurgeShares,
+}
+
+/// Counts of priced cells over the repricings: (all, at ≥ 1.5x).
+#[derive(Debug, Clone, Copy, Default)]
+struct SurgeCells {
+    before: (u32, u32),
+    during: (u32, u32),
+    near_venue: u32,
+}
+
+/// Where surge was over a run, from every repricing's cells (a cell priced
+/// at one repricing is one cell-repricing; they are 30 s apart, so these
+/// are shares of cell-minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SurgeShares {
+    /// Before the first spike: the share of cell-minutes at ≥ 1.5x (the
+    /// goal is at most 0.20).
+    pub before_spike: f64,
+    /// During the spike: the same share.
+    pub during_spike: f64,
+    /// During the spike: the share of the surging cell-minutes within 2 km
+    /// of the venue (surge concentrating where the crowd is).
+    pub near_venue: f64,
+}
+
+impl SurgeCells {
+    fn shares(&self) -> SurgeShares {
+        let ratio = |n: u32, d: u32| {
+            if d == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(d)
+            }
+        };
+        SurgeShares {
+            before_spike: ratio(self.before.1, self.before.0),
+            during_spike: ratio(self.during.1, self.during.0),
+            near_venue: ratio(self.near_venue, self.during.1),
+        }
+    }
 }
 
 impl Outcome {
@@ -472,6 +514,9 @@ pub struct Simulation {
     declined: u32,
     volatility_sum: f64,
     volatility_n: u32,
+    /// Priced cells at each repricing, and those at ≥ 1.5x: before the
+    /// first spike, during it, and during it within 2 km of its venue.
+    surge_cells: SurgeCells,
     buckets: Vec<Bucket>,
 }
 
@@ -524,6 +569,7 @@ impl Simulation {
             declined: 0,
             volatility_sum: 0.0,
             volatility_n: 0,
+            surge_cells: SurgeCells::default(),
             buckets: Vec::new(),
             scenario,
         }
@@ -593,6 +639,30 @@ impl Simulation {
             self.volatility_n += 1;
         }
         self.multipliers = next;
+        self.count_surge_cells();
+    }
+
+    /// Counts this repricing's cells for [`Outcome::surge`].
+    fn count_surge_cells(&mut self) {
+        let Some(spike) = self.scenario.spikes.first() else {
+            return;
+        };
+        let before = self.t < spike.start_s;
+        let during = !before && self.t < spike.start_s + spike.duration_s;
+        let venue = LatLng::new(spike.at.0, spike.at.1).ok();
+        for (cell, m) in &self.multipliers {
+            let surging = m.as_f64() >= 1.5;
+            let c = &mut self.surge_cells;
+            if before {
+                c.before.0 += 1;
+                c.before.1 += u32::from(surging);
+            } else if during {
+                c.during.0 += 1;
+                c.during.1 += u32::from(surging);
+                let near = venue.is_some_and(|v| cell.center().distance_m(v) <= 2_000.0);
+                c.near_venue += u32::from(surging && near);
+            }
+        }
     }
 
     /// Advances one tick; returns what drivers and riders did (for live
@@ -904,6 +974,7 @@ impl Simulation {
                 0.0
             },
             buckets: self.buckets,
+            surge: self.surge_cells.shares(),
         }
     }
 }

@@ -57,3 +57,20 @@ fn without_surge_the_spike_means_long_waits_and_unfulfilled_requests() {
     assert!(surge.declined > none.declined);
     assert!(surge.mean_multiplier > 1.2);
 }
+
+#[test]
+fn before_the_concert_few_cells_surge_and_during_it_more_do() {
+    // The evening priced in one time frame (the simulator's): the issue's
+    // goal is at most 20 % of cell-minutes at 1.5x or more before the spike.
+    let o = Simulation::new(Scenario::concert(7), PolicyKind::Default).run(|_| {});
+    assert!(
+        o.surge.before_spike <= 0.20,
+        "before the spike: {:.0} % of cell-minutes surge",
+        100.0 * o.surge.before_spike
+    );
+    assert!(
+        o.surge.during_spike > 1.5 * o.surge.before_spike,
+        "{:?}",
+        o.surge
+    );
+}

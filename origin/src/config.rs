@@ -188,6 +188,11 @@ pub struct Config {
     pub edge_ca_file: Option<PathBuf>,
     /// Seconds between grid recomputes.
     pub tick_seconds: f64,
+    /// Demo mode: `now` is the simulator's clock, set with
+    /// `POST /v1/clock`, and the ticks follow it (every `tick_seconds` of
+    /// simulated time) instead of the wall clock. One node only.
+    #[serde(default)]
+    pub simulated_clock: bool,
     /// A driver counts as supply this long after their last report.
     pub supply_ttl_seconds: u64,
     /// Demand is counted over this sliding window.
@@ -222,6 +227,7 @@ impl std::fmt::Debug for Config {
             )
             .field("edge_ca_file", &self.edge_ca_file)
             .field("tick_seconds", &self.tick_seconds)
+            .field("simulated_clock", &self.simulated_clock)
             .field("supply_ttl_seconds", &self.supply_ttl_seconds)
             .field("demand_window_seconds", &self.demand_window_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -244,6 +250,7 @@ impl Default for Config {
             edge_token: String::new(),
             edge_ca_file: None,
             tick_seconds: 5.0,
+            simulated_clock: false,
             supply_ttl_seconds: 60,
             demand_window_seconds: 300,
             max_body_bytes: 16 * 1024 * 1024,
@@ -350,6 +357,11 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("EQ_TICK_SECONDS", "not a number"))?;
         }
+        if let Some(v) = get("EQ_SIMULATED_CLOCK") {
+            self.simulated_clock = v
+                .parse()
+                .map_err(|_| invalid("EQ_SIMULATED_CLOCK", "not true or false"))?;
+        }
         if let Some(v) = get("EQ_SUPPLY_TTL_SECONDS") {
             self.supply_ttl_seconds = v
                 .parse()
@@ -418,6 +430,12 @@ impl Config {
         }
         if !(self.tick_seconds.is_finite() && (0.05..=3_600.0).contains(&self.tick_seconds)) {
             return Err(invalid("tick_seconds", "must be between 0.05 and 3600"));
+        }
+        if self.simulated_clock && self.cluster.enabled() {
+            return Err(invalid(
+                "simulated_clock",
+                "the simulated clock is for one-node demos; turn it off in cluster mode",
+            ));
         }
         if !(1..=36_500).contains(&self.retention_days) {
             return Err(invalid("retention_days", "must be between 1 and 36500"));

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod push;
 pub mod retention;
 pub mod server;
+pub mod simclock;
 pub mod state;
 pub mod store;
 pub mod tick;

@@ -26,6 +26,11 @@ pub async fn serve(
         let state = state.clone();
         let stop = wait_stop(stop_rx.clone());
         tokio::spawn(async move {
+            if state.simulated.is_some() {
+                // Ticks follow the simulator's clock (`POST /v1/clock`).
+                stop.await;
+                return;
+            }
             let period = Duration::from_secs_f64(state.config.tick_seconds);
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -74,6 +74,8 @@ pub struct AppState {
     pub backlog: Backlog,
     /// Each region's lawful emergency cap, shipped with its grids.
     pub lawful: crate::lawful::LawfulCaps,
+    /// Demo mode: the simulator's clock (`config.simulated_clock`).
+    pub simulated: Option<crate::simclock::SimulatedClock>,
 }
 
 /// Locks a std mutex, ignoring poisoning: the guarded data stays
@@ -140,6 +142,11 @@ impl AppState {
     ) -> Result<Arc<Self>, StartError> {
         let regions = config.regions()?;
         let tokens = Tokens::new(&config.auth)?;
+        // Demo mode: the simulator's clock, starting at the given one's now.
+        let simulated = config
+            .simulated_clock
+            .then(|| crate::simclock::SimulatedClock::new(clock.now()));
+        let clock = simulated.as_ref().map_or(clock, |s| s.clock());
         let config_backlog = config.cluster.history_backlog_ticks;
         let settings = Settings {
             market: market_config(config.supply_ttl_seconds, config.demand_window_seconds),
@@ -215,6 +222,7 @@ impl AppState {
             backlog: Backlog::new(config_backlog),
             cluster,
             lawful: crate::lawful::LawfulCaps::default(),
+            simulated,
         }))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use origin::clock::ManualClock;
+use origin::clock::{Clock, ManualClock};
 use origin::config::Config;
 use origin::http::app;
 use origin::state::AppState;
@@ -556,4 +556,66 @@ async fn retention_prunes_old_history_in_batches_and_keeps_the_rest() {
         get(&s, "/v1/grids/sf", Some(READER)).await.0,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_demo_origin_ticks_on_the_simulators_clock() {
+    // The wall clock (here the manual one) stays at T0; the simulator's
+    // moves on, and with it the ticks, the windows and the TTLs.
+    let wall = Arc::new(ManualClock::new(Timestamp(T0)));
+    let c = Config {
+        simulated_clock: true,
+        ..config()
+    };
+    let s = state_with(c, Store::open_in_memory().expect("store"), &wall);
+    let sim0 = T0 + 86_400_000;
+    let (st, r) = post_json(&s, "/v1/clock", Some(PRODUCER), json!({"now": sim0})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["now"].as_u64(), r["ticks"].as_u64()),
+        (Some(sim0), Some(1))
+    );
+    busy(&s, SF, 1, 12, sim0).await;
+    // 12 simulated seconds at one tick every 5: two ticks, at +5 and +10 s.
+    let (_, r) = post_json(
+        &s,
+        "/v1/clock",
+        Some(PRODUCER),
+        json!({"now": sim0 + 12_000}),
+    )
+    .await;
+    assert_eq!(r["ticks"].as_u64(), Some(2), "{r}");
+    let (_, g) = get(&s, "/v1/grids/sf", Some(READER)).await;
+    assert_eq!(g["computed_at"].as_u64(), Some(sim0 + 10_000), "{g}");
+    let hot = |g: &Value| {
+        g["cells"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["supply"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(hot(&g), 1, "the driver counts within the TTL: {g}");
+    // Two simulated minutes later the driver's report is past the 60 s
+    // TTL, though no wall-clock time passed at all.
+    let (_, r) = post_json(
+        &s,
+        "/v1/clock",
+        Some(PRODUCER),
+        json!({"now": sim0 + 120_000}),
+    )
+    .await;
+    assert_eq!(r["ticks"].as_u64(), Some(22), "{r}");
+    let (_, g) = get(&s, "/v1/grids/sf", Some(READER)).await;
+    assert_eq!(hot(&g), 0, "{g}");
+    assert_eq!(wall.now(), Timestamp(T0));
+    // The clock never goes back.
+    let (st, r) = post_json(&s, "/v1/clock", Some(PRODUCER), json!({"now": sim0})).await;
+    assert_error(st, &r, 409, "clock_backwards");
+    // An origin on the wall clock refuses to be set.
+    let (plain, _) = fresh();
+    let (st, r) = post_json(&plain, "/v1/clock", Some(PRODUCER), json!({"now": sim0})).await;
+    assert_error(st, &r, 409, "clock_not_simulated");
+    let (st, r) = post_json(&s, "/v1/clock", Some(PRODUCER), json!({"at": 5})).await;
+    assert_error(st, &r, 400, "invalid_body");
 }

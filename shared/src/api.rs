@@ -756,6 +756,27 @@ pub struct EdgeEvent {
     pub wait_ms: Option<u64>,
 }
 
+/// `POST /v1/clock` request (an origin in demo mode: the simulator sets the
+/// origin's clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClockRequest {
+    /// The simulated time, ms since the epoch; never earlier than the
+    /// clock's.
+    pub now: u64,
+}
+
+/// `POST /v1/clock` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClockResponse {
+    /// The clock now.
+    pub now: u64,
+    /// Ticks run on the way (one per `tick_seconds` of simulated time).
+    pub ticks: u32,
+}
+
 /// `POST /v1/edge-events` response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -4,6 +4,7 @@
 //!   outcomes: producer tokens.
 //! * [`edge_events`]: price checks and bookings from the edge's queue:
 //!   producer tokens.
+//! * [`clock`]: a demo origin's simulated clock: producer tokens.
 //! * [`reads`]: grids and analytics: reader tokens.
 //! * [`ops`]: `/health` (open), `/metrics` (open or reader, configured) and
 //!   `/openapi.json` (open).
@@ -14,6 +15,7 @@
 //! string, an unknown path, a wrong method, a missing WebSocket upgrade),
 //! is the JSON [`ErrorBody`] with a machine-readable code.
 
+pub mod clock;
 pub mod edge_events;
 pub mod ingest;
 pub mod openapi;
@@ -154,7 +156,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/ingest/demand", post(ingest::demand))
         .route("/v1/ingest/ws", get(ingest::ws))
         .route("/v1/outcomes", post(ingest::outcomes))
-        .route("/v1/edge-events", post(edge_events::edge_events));
+        .route("/v1/edge-events", post(edge_events::edge_events))
+        .route("/v1/clock", post(clock::set));
     let reader = Router::new()
         .route("/v1/grids/{region}", get(reads::grid))
         .route("/v1/analytics/least-efficient", get(reads::least_efficient))

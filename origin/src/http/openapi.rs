@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::ingest::demand,
         super::ingest::outcomes,
         super::edge_events::edge_events,
+        super::clock::set,
         super::reads::grid,
         super::reads::least_efficient,
         super::reads::history,

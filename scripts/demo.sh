@@ -3,6 +3,13 @@
 # the origin, the market simulator in live mode feeding both, and the live
 # surge map. Prints where to look; ctrl-c stops everything.
 #
+# One time frame: the origin runs on the simulator's clock
+# (EQ_SIMULATED_CLOCK=true; the simulator sets it every tick), so its
+# windows, TTLs and ticks are simulated time at any speed-up, and it prices
+# the simulator's region in the simulator's cells (origin/demo.toml).
+# Simulated time starts a day ahead of the wall clock; when the evening
+# ends the origin's clock stops and the map keeps its last grid.
+#
 # Ports (override with env): EDGE_PORT=8787 ORIGIN_PORT=8790 MAP_PORT=8788
 # SIM_MINUTES=180 (simulated) SIM_SPEEDUP=10 (simulated seconds per second)
 set -euo pipefail
@@ -47,7 +54,8 @@ stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$
 wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
 
 step "starting the origin on :$ORIGIN_PORT (pushing to the edge)"
-EQ_EDGE_TOKEN="$ADMIN_TOKEN" stack_start origin target/release/origin serve \
+EQ_EDGE_TOKEN="$ADMIN_TOKEN" EQ_SIMULATED_CLOCK=true EQ_CONFIG=origin/demo.toml \
+  stack_start origin target/release/origin serve \
   --listen "127.0.0.1:$ORIGIN_PORT" --database "$STATE/origin.sqlite" \
   --edge-url "http://127.0.0.1:$EDGE_PORT"
 wait_http origin "http://127.0.0.1:$ORIGIN_PORT/health"
@@ -66,11 +74,13 @@ cat <<MSG
   Logs:            $STATE/*.log
 
   The simulator now plays a ${SIM_MINUTES}-minute evening at ${SIM_SPEEDUP}x (a concert
-  lets out a third of the way in). Press ctrl-c to stop everything.
+  lets out 44 % of the way in), and the origin prices it on the simulator's
+  clock. Press ctrl-c to stop everything.
 
 MSG
 step "simulator (live mode)"
-target/release/sim live --origin "http://127.0.0.1:$ORIGIN_PORT" --edge "http://127.0.0.1:$EDGE_PORT" \
-  --minutes "$SIM_MINUTES" --speedup "$SIM_SPEEDUP"
+EQ_READER_TOKEN="$EQ_READER_TOKENS" target/release/sim live \
+  --origin "http://127.0.0.1:$ORIGIN_PORT" --edge "http://127.0.0.1:$EDGE_PORT" \
+  --minutes "$SIM_MINUTES" --speedup "$SIM_SPEEDUP" --drive-origin-clock
 note "the scenario is over; the stack keeps running until ctrl-c"
 wait

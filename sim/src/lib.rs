@@ -158,7 +158,21 @@ impl Scenario {
         }
     }
 
-    /// A short scenario for tests and the live demo.
+    /// The concert evening played over `minutes` instead of three hours:
+    /// the same fleet and riders per minute, the concert at the same point
+    /// of the evening for the same share of it. The live demo plays this.
+    pub fn evening(seed: u64, minutes: f64) -> Self {
+        let mut s = Self::concert(seed);
+        let scale = minutes * 60.0 / s.duration_s;
+        s.duration_s = minutes * 60.0;
+        for spike in &mut s.spikes {
+            spike.start_s *= scale;
+            spike.duration_s *= scale;
+        }
+        s
+    }
+
+    /// A short, thin scenario (a quarter of the fleet) for quick tests.
     pub fn short(seed: u64, minutes: f64) -> Self {
         let mut s = Self::concert(seed);
         s.duration_s = minutes * 60.0;
@@ -365,9 +379,11 @@ pub struct Outcome {
     pub surge: SurgeShares,
 }
 
-/// Counts of priced cells over the repricings: (all, at ≥ 1.5x).
+/// Counts of priced cells over repricings: (all, at ≥ 1.5x) before and
+/// during the first spike, and the surging ones near its venue. The
+/// in-process run counts its own grids; live mode counts the origin's.
 #[derive(Debug, Clone, Copy, Default)]
-struct SurgeCells {
+pub struct SurgeCounter {
     before: (u32, u32),
     during: (u32, u32),
     near_venue: u32,
@@ -388,8 +404,37 @@ pub struct SurgeShares {
     pub near_venue: f64,
 }
 
-impl SurgeCells {
-    fn shares(&self) -> SurgeShares {
+impl SurgeCounter {
+    /// Counts one repricing's cells (cell, multiplier) at simulated time
+    /// `t` (seconds) against `spike`.
+    pub fn count(
+        &mut self,
+        t: f64,
+        spike: Option<&Spike>,
+        cells: impl IntoIterator<Item = (Cell, f64)>,
+    ) {
+        let Some(spike) = spike else {
+            return;
+        };
+        let before = t < spike.start_s;
+        let during = !before && t < spike.start_s + spike.duration_s;
+        let venue = LatLng::new(spike.at.0, spike.at.1).ok();
+        for (cell, m) in cells {
+            let surging = m >= 1.5;
+            if before {
+                self.before.0 += 1;
+                self.before.1 += u32::from(surging);
+            } else if during {
+                self.during.0 += 1;
+                self.during.1 += u32::from(surging);
+                let near = venue.is_some_and(|v| cell.center().distance_m(v) <= 2_000.0);
+                self.near_venue += u32::from(surging && near);
+            }
+        }
+    }
+
+    /// The shares counted so far.
+    pub fn shares(&self) -> SurgeShares {
         let ratio = |n: u32, d: u32| {
             if d == 0 {
                 0.0
@@ -516,7 +561,7 @@ pub struct Simulation {
     volatility_n: u32,
     /// Priced cells at each repricing, and those at ≥ 1.5x: before the
     /// first spike, during it, and during it within 2 km of its venue.
-    surge_cells: SurgeCells,
+    surge_cells: SurgeCounter,
     buckets: Vec<Bucket>,
 }
 
@@ -569,7 +614,7 @@ impl Simulation {
             declined: 0,
             volatility_sum: 0.0,
             volatility_n: 0,
-            surge_cells: SurgeCells::default(),
+            surge_cells: SurgeCounter::default(),
             buckets: Vec::new(),
             scenario,
         }
@@ -644,25 +689,9 @@ impl Simulation {
 
     /// Counts this repricing's cells for [`Outcome::surge`].
     fn count_surge_cells(&mut self) {
-        let Some(spike) = self.scenario.spikes.first() else {
-            return;
-        };
-        let before = self.t < spike.start_s;
-        let during = !before && self.t < spike.start_s + spike.duration_s;
-        let venue = LatLng::new(spike.at.0, spike.at.1).ok();
-        for (cell, m) in &self.multipliers {
-            let surging = m.as_f64() >= 1.5;
-            let c = &mut self.surge_cells;
-            if before {
-                c.before.0 += 1;
-                c.before.1 += u32::from(surging);
-            } else if during {
-                c.during.0 += 1;
-                c.during.1 += u32::from(surging);
-                let near = venue.is_some_and(|v| cell.center().distance_m(v) <= 2_000.0);
-                c.near_venue += u32::from(surging && near);
-            }
-        }
+        let cells = self.multipliers.iter().map(|(c, m)| (*c, m.as_f64()));
+        self.surge_cells
+            .count(self.t, self.scenario.spikes.first(), cells);
     }
 
     /// Advances one tick; returns what drivers and riders did (for live

@@ -30,6 +30,15 @@ pub struct LiveConfig {
     pub origin_token: String,
     /// The edge's `DISPATCH_TOKEN`, to drive bookings.
     pub dispatch_token: String,
+    /// Drive the origin's clock (an origin started with
+    /// `EQ_SIMULATED_CLOCK=true`): events are stamped with simulated time,
+    /// which starts a day ahead of the wall clock, and `POST /v1/clock`
+    /// moves the origin's clock before each tick's events, so its ticks,
+    /// windows and TTLs run in the simulator's time frame.
+    pub drive_clock: bool,
+    /// The origin's reader token: with it, every tick reads the origin's
+    /// grid and counts where surge is ([`LiveReport::surge`]).
+    pub reader_token: Option<String>,
     /// Extra CA certificates (PEM) to trust for `https://` URLs.
     pub ca_file: Option<std::path::PathBuf>,
 }
@@ -80,6 +89,8 @@ pub struct LiveReport {
     /// The simulation's own figures (completion, waits, multipliers, fares,
     /// earnings) once the run ends.
     pub outcome: Option<crate::Outcome>,
+    /// Where the origin's grids surged (with a reader token).
+    pub surge: Option<crate::SurgeShares>,
 }
 
 impl LiveReport {
@@ -134,13 +145,51 @@ pub fn run(
     let tick_real = Duration::from_secs_f64(sim.scenario().tick_s / cfg.speedup.max(0.01));
     let mut rider_seq = 0u64;
     let mut pending: Vec<Booking> = Vec::new();
+    // Simulated time starts a day ahead of the wall clock: the edge's own
+    // events (price checks, bookings), stamped with the wall clock, then
+    // never fall into the simulated market's windows.
+    let sim_t0 = now_ms() + 86_400_000;
+    let mut surge = crate::SurgeCounter::default();
     while !sim.done() {
         if cfg.max_seconds > 0.0 && started.elapsed().as_secs_f64() > cfg.max_seconds {
             break;
         }
         let tick_start = Instant::now();
         let ev = sim.step();
-        let ts = now_ms();
+        let ts = if cfg.drive_clock {
+            sim_t0 + (sim.time() * 1_000.0) as u64
+        } else {
+            now_ms()
+        };
+        if cfg.drive_clock {
+            // The origin ticks up to this tick (on the events so far), then
+            // takes this tick's events.
+            let r = http
+                .post(format!("{}/v1/clock", cfg.origin))
+                .bearer_auth(&cfg.origin_token)
+                .json(&json!({ "now": ts }))
+                .send()
+                .map_err(anyhow::Error::from)
+                .and_then(authorised)?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "the origin refused its clock ({}): start it with EQ_SIMULATED_CLOCK=true, or run without --drive-origin-clock: {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
+            if let Some(reader) = &cfg.reader_token {
+                let g: Value = http
+                    .get(format!("{}/v1/grids/{}", cfg.origin, cfg.region))
+                    .bearer_auth(reader)
+                    .send()?
+                    .json()?;
+                let cells = g["cells"].as_array().into_iter().flatten().filter_map(|c| {
+                    let cell = shared::geo::Cell::from_token(c["cell"].as_str()?).ok()?;
+                    Some((cell, c["multiplier"].as_f64()?))
+                });
+                surge.count(sim.time(), sim.scenario().spikes.first(), cells);
+            }
+        }
         let locations: String = ev
             .drivers
             .iter()
@@ -263,6 +312,9 @@ pub fn run(
         advance(&http, cfg, &mut pending, f64::INFINITY, &mut rep)?;
     }
     rep.outcome = Some(sim.finish());
+    if cfg.drive_clock && cfg.reader_token.is_some() {
+        rep.surge = Some(surge.shares());
+    }
     Ok(rep)
 }
 

@@ -30,7 +30,7 @@ enum Command {
         #[arg(long, default_value = "docs/simulation")]
         out: PathBuf,
     },
-    /// Drive the real origin and edge with a short scenario.
+    /// Drive the real origin and edge with the concert evening.
     Live {
         /// Origin base URL.
         #[arg(long, default_value = "http://127.0.0.1:8790")]
@@ -47,6 +47,19 @@ enum Command {
         /// Scenario length, simulated minutes.
         #[arg(long, default_value_t = 60.0)]
         minutes: f64,
+        /// `evening` (the concert evening's fleet and riders over
+        /// `--minutes`) or `short` (a quarter of the fleet, for quick runs).
+        #[arg(long, default_value = "evening")]
+        scenario: String,
+        /// Set the origin's clock to simulated time (an origin started with
+        /// EQ_SIMULATED_CLOCK=true), so it prices in the simulator's time
+        /// frame.
+        #[arg(long)]
+        drive_origin_clock: bool,
+        /// The origin's reader token: with --drive-origin-clock, report
+        /// where the origin's grids surged.
+        #[arg(long, env = "EQ_READER_TOKEN", hide_env_values = true)]
+        reader_token: Option<String>,
         /// Simulated seconds per real second.
         #[arg(long, default_value_t = 10.0)]
         speedup: f64,
@@ -105,12 +118,20 @@ fn main() -> anyhow::Result<()> {
             region,
             seed,
             minutes,
+            scenario,
+            drive_origin_clock,
+            reader_token,
             speedup,
             max_seconds,
             origin_token,
             dispatch_token,
             ca_file,
         } => {
+            let scenario = match scenario.as_str() {
+                "evening" => Scenario::evening(seed, minutes),
+                "short" => Scenario::short(seed, minutes),
+                other => anyhow::bail!("unknown scenario {other:?}: use evening or short"),
+            };
             let cfg = LiveConfig {
                 origin,
                 edge,
@@ -119,9 +140,11 @@ fn main() -> anyhow::Result<()> {
                 max_seconds,
                 origin_token,
                 dispatch_token,
+                drive_clock: drive_origin_clock,
+                reader_token,
                 ca_file,
             };
-            let rep = live::run(Scenario::short(seed, minutes), &cfg, |r| {
+            let rep = live::run(scenario, &cfg, |r| {
                 eprint!("\r{}", r.summary());
                 let _ = std::io::stderr().flush();
             })?;
@@ -129,6 +152,14 @@ fn main() -> anyhow::Result<()> {
             println!("{}", rep.summary());
             if let Some(o) = &rep.outcome {
                 println!("\n{}", report::table(std::slice::from_ref(o)));
+            }
+            if let Some(s) = &rep.surge {
+                println!(
+                    "\nthe origin's grids: {:.0} % of cell-minutes at 1.5x or more before the concert, {:.0} % during it ({:.0} % of those within 2 km of the venue)",
+                    100.0 * s.before_spike,
+                    100.0 * s.during_spike,
+                    100.0 * s.near_venue
+                );
             }
             Ok(())
         }

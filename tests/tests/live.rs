@@ -31,6 +31,8 @@ fn live_mode_drives_the_real_stack() {
         max_seconds: 0.0,
         origin_token: equilibrium_tests::PRODUCER_TOKEN.into(),
         dispatch_token: equilibrium_tests::DISPATCH_TOKEN.into(),
+        drive_clock: false,
+        reader_token: None,
         ca_file: None,
     };
     let mut ticks = 0;
@@ -84,5 +86,70 @@ fn live_mode_drives_the_real_stack() {
         confirmed,
         "{}",
         report.summary()
+    );
+}
+
+/// The simulator's region, at its cell level: the demo prices the market
+/// the simulator plays, in the same cells.
+const SIM_REGION: &str = r#"
+[[regions]]
+id = "sf"
+bounds = [37.60, -122.55, 37.85, -122.35]
+level = 12
+"#;
+
+#[test]
+fn the_demo_stack_prices_in_the_simulators_time_frame() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("regions.toml");
+    std::fs::write(&config, SIM_REGION).expect("config");
+    let origin_port = equilibrium_tests::free_port();
+    let origin_url = format!("http://127.0.0.1:{origin_port}");
+    let worker = Worker::start_with_vars(&[("ORIGIN_URL", &origin_url)]);
+    let origin = Origin::start_on(
+        origin_port,
+        &dir.path().join("demo.sqlite"),
+        &worker.base,
+        5.0,
+        &[
+            ("EQ_SIMULATED_CLOCK", "true"),
+            ("EQ_CONFIG", config.to_str().expect("utf-8 path")),
+        ],
+    );
+    let cfg = LiveConfig {
+        origin: origin.base.clone(),
+        edge: worker.base.clone(),
+        region: "sf".into(),
+        // As fast as the machine goes: the origin follows the simulator's
+        // clock, so the speed changes nothing it computes.
+        speedup: 1e9,
+        max_seconds: 0.0,
+        origin_token: equilibrium_tests::PRODUCER_TOKEN.into(),
+        dispatch_token: equilibrium_tests::DISPATCH_TOKEN.into(),
+        drive_clock: true,
+        reader_token: Some(equilibrium_tests::READER_TOKEN.into()),
+        ca_file: None,
+    };
+    let report = live::run(Scenario::evening(7, 40.0), &cfg, |_| {}).expect("live run");
+    let surge = report.surge.expect("the origin's grids were read");
+    eprintln!("{} · {surge:?}", report.summary());
+    // The issue's goal: before the spike at most 20 % of cell-minutes surge.
+    assert!(
+        surge.before_spike <= 0.20,
+        "before the concert {:.0} % of cell-minutes surged",
+        100.0 * surge.before_spike
+    );
+    assert!(surge.during_spike > surge.before_spike, "{surge:?}");
+    // The origin's clock is the simulator's: a day ahead of the wall clock.
+    let h: Value = equilibrium_tests::http()
+        .get(origin.url("/v1/grids/sf"))
+        .bearer_auth(equilibrium_tests::READER_TOKEN)
+        .send()
+        .and_then(|r| r.json())
+        .expect("grid");
+    assert!(
+        h["computed_at"].as_u64() > Some(equilibrium_tests::now_ms() + 82_800_000),
+        "{}",
+        h["computed_at"]
     );
 }

@@ -301,12 +301,60 @@ fn state_snapshot(c: &mut Criterion) {
     g.finish();
 }
 
+/// One tick of forecasts for 10,000 cells (demand and supply each): every
+/// cell's tick observations, a new bucket completing for all of them, and
+/// the 15-minute forecast read back; beside the grid recompute of the same
+/// cells, which a tick runs anyway.
+fn forecast_update(c: &mut Criterion) {
+    use shared::forecast::{Kind, Params, Series, BUCKET};
+    let cells = ten_thousand_cells();
+    let inputs = busy_inputs(&cells);
+    let p = Params::default();
+    let mut series: Vec<(Series, Series)> = (0..cells.len())
+        .map(|_| (Series::new(Kind::Sum), Series::new(Kind::Mean)))
+        .collect();
+    // Warm: a day of buckets, so every seasonal slot is in use.
+    for b in 0..shared::forecast::BUCKETS_PER_DAY {
+        let at = Timestamp(b * BUCKET.0 + 1);
+        for (i, (d, s)) in series.iter_mut().enumerate() {
+            d.observe(at, (mix(i as u64 + b) % 9) as f32, &p);
+            s.observe(at, (mix(i as u64 * 7 + b) % 4) as f32, &p);
+        }
+    }
+    let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
+    engine.update(&inputs);
+    let mut g = c.benchmark_group("forecast");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(cells.len() as u64));
+    let mut bucket = shared::forecast::BUCKETS_PER_DAY;
+    g.bench_function("tick_10k_cells", |b| {
+        b.iter(|| {
+            // Each tick opens a new bucket: the worst case, every series
+            // completing one (a 5 s tick does so once every 60 ticks).
+            bucket += 1;
+            let at = Timestamp(bucket * BUCKET.0 + 1);
+            let mut sum = 0.0f32;
+            for (i, (d, s)) in series.iter_mut().enumerate() {
+                d.observe(at, (i % 5) as f32, &p);
+                s.observe(at, (i % 3) as f32, &p);
+                sum += d.forecast(3, &p).map_or(0.0, |f| f.expected);
+            }
+            black_box(sum)
+        })
+    });
+    g.bench_function("baseline_grid_recompute_10k_cells", |b| {
+        b.iter(|| black_box(engine.update(black_box(&inputs))))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     latlng_to_cell,
     market_update,
     grid_recompute,
     quote_sign_verify,
-    state_snapshot
+    state_snapshot,
+    forecast_update
 );
 criterion_main!(benches);

@@ -20,6 +20,8 @@
 //! * [`pricer`]: [`pricer::RegionPricer`], a region's market → engine →
 //!   grid pipeline with the generation rule; surge is per cell, the
 //!   vehicle classes of a cell pooled (why: the module's documentation).
+//! * [`forecast`]: short-term forecasts of a cell's demand and supply
+//!   (additive Holt-Winters, 5-minute buckets, a daily season).
 //! * [`fare`]: tariffs per vehicle class, trip estimates, and an itemised
 //!   [`fare::FareBreakdown`] in integer minor units.
 //! * [`quote`]: HMAC-SHA256 signed quotes with expiry and a key id, so any
@@ -47,6 +49,7 @@ pub mod desk;
 pub mod emergency;
 pub mod events;
 pub mod fare;
+pub mod forecast;
 pub mod geo;
 pub mod grid;
 pub mod market;

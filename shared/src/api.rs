@@ -14,7 +14,7 @@ use crate::booking::{Action, BookingStatus, Party};
 use crate::desk::{DemandLevel, Source};
 use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
-use crate::grid::{GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT};
+use crate::grid::{CellForecast, GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT, GRID_FORMATS_READ};
 use crate::quote::{Ident, InvalidIdent};
 use crate::surge::{Multiplier, Trend};
 use crate::time::Timestamp;
@@ -488,6 +488,13 @@ pub struct GridCellWire {
     pub demand: u32,
     /// `increasing`, `stable` or `decreasing`.
     pub trend: String,
+    /// Format 2: demand units expected in a 5-minute bucket 15 minutes
+    /// ahead (with `expected_supply`; absent before the cell has history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_demand: Option<f32>,
+    /// Format 2: available drivers expected 15 minutes ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_supply: Option<f32>,
 }
 
 /// `PUT /admin/v1/grids/{region}` body: the grid wire format, version
@@ -550,7 +557,7 @@ impl TryFrom<GridPush> for SurgeGrid {
     type Error = InvalidGridPush;
 
     fn try_from(p: GridPush) -> Result<Self, Self::Error> {
-        if p.format != GRID_FORMAT {
+        if !GRID_FORMATS_READ.contains(&p.format) {
             return Err(InvalidGrid::Format(p.format).into());
         }
         let region = Ident::new(&p.region)?;
@@ -565,12 +572,22 @@ impl TryFrom<GridPush> for SurgeGrid {
                 index,
                 trend: c.trend.chars().take(20).collect(),
             })?;
+            let forecast = match (c.expected_demand, c.expected_supply) {
+                (Some(d), Some(s)) if d.is_finite() && s.is_finite() && d >= 0.0 && s >= 0.0 => {
+                    Some(CellForecast {
+                        demand: d,
+                        supply: s,
+                    })
+                }
+                _ => None,
+            };
             cells.push(GridCell {
                 cell,
                 multiplier: c.multiplier,
                 supply: c.supply,
                 demand: c.demand,
                 trend,
+                forecast,
             });
         }
         Ok(
@@ -597,6 +614,8 @@ impl From<&SurgeGrid> for GridPush {
                     supply: c.supply,
                     demand: c.demand,
                     trend: c.trend.as_str().to_owned(),
+                    expected_demand: c.forecast.map(|f| f.demand),
+                    expected_supply: c.forecast.map(|f| f.supply),
                 })
                 .collect(),
             lawful_cap: g.lawful_cap(),
@@ -1069,6 +1088,8 @@ mod tests {
                 supply: 3,
                 demand: 9,
                 trend: "increasing".into(),
+                expected_demand: None,
+                expected_supply: None,
             }],
             lawful_cap: None,
         };

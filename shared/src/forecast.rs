@@ -19,6 +19,10 @@
 //! slot's offset is the running mean of what it has seen (a season needs a
 //! day to exist); after that the usual smoothing applies.
 
+use std::collections::HashMap;
+
+use crate::geo::Cell;
+use crate::grid::CellForecast;
 use crate::time::{Millis, Timestamp};
 
 /// Width of a forecast bucket.
@@ -142,6 +146,11 @@ impl Series {
         self.completed
     }
 
+    /// Whether the series holds nothing (new, or restarted after a gap).
+    pub fn is_idle(&self) -> bool {
+        self.completed == 0 && self.open.is_none()
+    }
+
     /// Records `value` at `at`: completes the buckets before `at`'s (empty
     /// ones count as zero demand, or as the last supply), then adds to
     /// `at`'s. An observation older than the open bucket is dropped (the
@@ -176,6 +185,7 @@ impl Series {
         let gap = bucket - open - 1;
         if gap > MAX_GAP_BUCKETS {
             *self = Self::new(self.kind);
+            return;
         } else {
             let fill = match self.kind {
                 Kind::Sum => 0.0,
@@ -234,6 +244,70 @@ impl Series {
             high: expected + spread,
             horizon: h,
         })
+    }
+}
+
+/// The horizon a grid carries, in buckets: 15 minutes.
+pub const GRID_HORIZON: u32 = 3;
+
+/// A region's forecasts: a demand and a supply series per cell (vehicle
+/// classes pooled, as surge is), fed by the pricer.
+#[derive(Debug, Default)]
+pub struct CellForecasts {
+    params: Params,
+    cells: HashMap<Cell, (Series, Series)>,
+}
+
+impl CellForecasts {
+    /// Demand units arriving in `cell` at `at`.
+    pub fn demand(&mut self, cell: Cell, at: Timestamp, units: u32) {
+        let p = self.params;
+        self.entry(cell).0.observe(at, units as f32, &p);
+    }
+
+    fn entry(&mut self, cell: Cell) -> &mut (Series, Series) {
+        self.cells
+            .entry(cell)
+            .or_insert_with(|| (Series::new(Kind::Sum), Series::new(Kind::Mean)))
+    }
+
+    /// A tick at `now`: each cell's available drivers (cells not listed
+    /// have none), every series advanced to `now`'s bucket, and the series
+    /// idle for more than a day dropped.
+    pub fn tick(&mut self, now: Timestamp, supply: &HashMap<Cell, u32>) {
+        let p = self.params;
+        for (cell, n) in supply {
+            self.entry(*cell).1.observe(now, *n as f32, &p);
+        }
+        let bucket = bucket_of(now);
+        self.cells.retain(|cell, (d, s)| {
+            if !supply.contains_key(cell) {
+                s.observe(now, 0.0, &p);
+            }
+            d.advance_to(bucket, &p);
+            !(d.is_idle() && s.is_idle())
+        });
+    }
+
+    /// The cell's expected demand and supply [`GRID_HORIZON`] buckets
+    /// ahead, once its series have history.
+    pub fn expected(&self, cell: Cell) -> Option<CellForecast> {
+        let (d, s) = self.cells.get(&cell)?;
+        let p = &self.params;
+        Some(CellForecast {
+            demand: d.forecast(GRID_HORIZON, p)?.expected,
+            supply: s.forecast(GRID_HORIZON, p)?.expected,
+        })
+    }
+
+    /// Cells with forecast state.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether no cell has forecast state.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
     }
 }
 

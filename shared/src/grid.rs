@@ -16,8 +16,13 @@ use crate::quote::Ident;
 use crate::surge::{Multiplier, Trend};
 use crate::time::{Millis, Timestamp};
 
-/// The wire format version this build reads and writes.
-pub const GRID_FORMAT: u32 = 1;
+/// The wire format version this build writes. Version 2 added each cell's
+/// forecast (`expected_demand`, `expected_supply`); version 1 pushes are
+/// still read ([`GRID_FORMATS_READ`]).
+pub const GRID_FORMAT: u32 = 2;
+
+/// The wire format versions this build reads.
+pub const GRID_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=GRID_FORMAT;
 
 /// Most cells one grid may carry (a metro area at level 13 is ~5,000).
 pub const MAX_GRID_CELLS: usize = 50_000;
@@ -35,6 +40,18 @@ pub struct GridCell {
     pub demand: u32,
     /// Direction of travel.
     pub trend: Trend,
+    /// What the origin expects 15 minutes ahead, once the cell has history.
+    pub forecast: Option<CellForecast>,
+}
+
+/// A cell's expected demand (units per 5-minute bucket) and available
+/// drivers 15 minutes ahead ([`crate::forecast`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellForecast {
+    /// Expected demand units in the bucket.
+    pub demand: f32,
+    /// Expected available drivers.
+    pub supply: f32,
 }
 
 /// A validated grid: cells unique, at the grid's level, sorted by id.
@@ -316,6 +333,7 @@ mod tests {
                 supply: 1,
                 demand: 3,
                 trend: Trend::Stable,
+                forecast: None,
             }],
         )
         .expect("grid")

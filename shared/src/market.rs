@@ -126,7 +126,8 @@ impl MarketConfig {
         Ok(self)
     }
 
-    fn weight(&self, kind: DemandKind) -> u32 {
+    /// Demand units of a signal of `kind`.
+    pub fn weight(&self, kind: DemandKind) -> u32 {
         match kind {
             DemandKind::RideRequest => self.weight_ride_request,
             DemandKind::Quote => self.weight_quote,

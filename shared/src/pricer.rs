@@ -137,6 +137,7 @@ pub struct RegionPricer<P> {
     engine: SurgeEngine<P>,
     generation: u64,
     last: BTreeMap<Cell, Multiplier>,
+    forecasts: crate::forecast::CellForecasts,
 }
 
 impl<P: Policy> RegionPricer<P> {
@@ -158,6 +159,7 @@ impl<P: Policy> RegionPricer<P> {
             engine: SurgeEngine::new(policy, surge)?,
             generation: 0,
             last: BTreeMap::new(),
+            forecasts: crate::forecast::CellForecasts::default(),
         })
     }
 
@@ -189,13 +191,28 @@ impl<P: Policy> RegionPricer<P> {
     /// A demand event; false when a keyed one was already counted
     /// ([`DemandSeen::once`]).
     pub fn demand_seen(&mut self, e: DemandSeen) -> bool {
-        self.market.demand_seen(e)
+        let counted = self.market.demand_seen(e);
+        let units = self.market.config().weight(e.kind);
+        if counted && units > 0 {
+            self.forecasts.demand(e.cell, e.at, units);
+        }
+        counted
+    }
+
+    /// Cells with forecast state.
+    pub fn forecast_cells(&self) -> usize {
+        self.forecasts.len()
     }
 
     /// One tick at `now`: count the market, run the engine, build the grid
     /// of generation [`next_generation`].
     pub fn tick(&mut self, now: Timestamp) -> Result<PricedTick, InvalidGrid> {
         let counts = self.market.snapshot(now);
+        let mut supply: std::collections::HashMap<Cell, u32> = std::collections::HashMap::new();
+        for ((cell, _), c) in &counts {
+            *supply.entry(*cell).or_default() += c.supply;
+        }
+        self.forecasts.tick(now, &supply);
         let results = self.engine.update(&cell_inputs(&counts, self.caps));
         let mut changes = Vec::new();
         let mut cells = Vec::with_capacity(results.len());
@@ -218,6 +235,7 @@ impl<P: Policy> RegionPricer<P> {
                 supply: s.supply,
                 demand: s.demand,
                 trend: s.trend,
+                forecast: self.forecasts.expected(s.cell),
             });
         }
         let generation = next_generation(self.generation, now);
@@ -463,7 +481,18 @@ mod tests {
             let grid = taker.tick(at).expect("tick").grid;
             (grid, taker.encode_engine_state())
         };
-        assert_eq!(take_over(true), expected);
+        // Forecasts are not part of either snapshot yet: a taker starts
+        // them empty. Everything priced continues exactly.
+        let priced = |g: &SurgeGrid| -> Vec<(Cell, Multiplier, u32, u32, crate::surge::Trend)> {
+            g.cells()
+                .iter()
+                .map(|c| (c.cell, c.multiplier, c.supply, c.demand, c.trend))
+                .collect()
+        };
+        let taken = take_over(true);
+        assert_eq!(priced(&taken.0), priced(&expected.0));
+        assert_eq!(taken.0.generation(), expected.0.generation());
+        assert_eq!(taken.1, expected.1);
         // The engine snapshot matters: from the grid alone (each EMA reset
         // to its rounded published value) the smoothing continues
         // differently.

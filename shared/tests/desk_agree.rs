@@ -53,6 +53,7 @@ fn every_view_shows_what_a_quote_charges() {
                 supply: (mix(s + i * 7 + 4) % 9) as u32,
                 demand: (mix(s + i * 7 + 5) % 30) as u32,
                 trend: Trend::Stable,
+                forecast: None,
             });
         }
         let computed = t0 + mix(s + 900) % 1_000_000;
@@ -63,13 +64,20 @@ fn every_view_shows_what_a_quote_charges() {
             Timestamp(computed),
             cells,
         )
-        .expect("grid");
+        .expect("grid")
+        // Some grids carry a lawful emergency cap.
+        .with_lawful_cap(
+            mix(s + 908)
+                .is_multiple_of(2)
+                .then(|| tenths(s + 909, 10, 40)),
+        );
         let lo = tenths(s + 901, 10, 20);
         let hi = tenths(s + 902, lo.tenths(), 50);
         let emergency = mix(s + 903)
             .is_multiple_of(3)
             .then(|| tenths(s + 904, 10, 40));
         let caps = Caps::new(lo, hi).expect("caps").effective(emergency);
+        let declared = mix(s + 907).is_multiple_of(4);
         let inputs = DeskInputs {
             caps,
             staleness: Staleness {
@@ -78,7 +86,14 @@ fn every_view_shows_what_a_quote_charges() {
             },
             now: Timestamp(computed + mix(s + 905) % 400_000),
             from_cache: mix(s + 906).is_multiple_of(2),
-            emergency: mix(s + 907).is_multiple_of(4),
+            emergency: declared,
+        };
+        // The caps in force: a declared emergency narrows them to the
+        // grid's lawful cap (1.0 without one).
+        let caps = if declared {
+            shared::emergency::emergency_caps(caps, grid.lawful_cap())
+        } else {
+            caps
         };
         let desk = Desk::new(Some(&grid), inputs);
         let streamed = desk.effective_grid().expect("stream grid");

@@ -267,7 +267,7 @@ proptest! {
                 DEFAULT_LEVEL,
                 *g,
                 Timestamp(*g),
-                vec![GridCell { cell, multiplier: Multiplier::ONE, supply: 0, demand: 0, trend: Trend::Stable }],
+                vec![GridCell { cell, multiplier: Multiplier::ONE, supply: 0, demand: 0, trend: Trend::Stable, forecast: None }],
             ).expect("grid");
             let offer = slot.offer(grid);
             if *g > newest {

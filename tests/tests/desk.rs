@@ -35,6 +35,8 @@ fn push_with_cap(w: &Worker, generation: u64, computed_at: u64, lawful_cap: Opti
             supply: 1,
             demand: 9,
             trend: "increasing".into(),
+            expected_demand: None,
+            expected_supply: None,
         }],
         lawful_cap: lawful_cap.map(|t| Multiplier::from_tenths(t).expect("cap")),
     };

@@ -30,6 +30,8 @@ fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPus
         supply: 2,
         demand: 9,
         trend: "increasing".into(),
+        expected_demand: None,
+        expected_supply: None,
     }];
     for n in centre.neighbours().into_iter().take(3) {
         cells.push(GridCellWire {
@@ -38,6 +40,8 @@ fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPus
             supply: 5,
             demand: 1,
             trend: "stable".into(),
+            expected_demand: None,
+            expected_supply: None,
         });
     }
     GridPush {

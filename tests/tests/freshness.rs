@@ -24,6 +24,8 @@ fn grid(generation: u64, tenths: u16) -> GridPush {
             supply: 1,
             demand: 9,
             trend: "increasing".into(),
+            expected_demand: None,
+            expected_supply: None,
         }],
         lawful_cap: None,
     }

@@ -115,6 +115,7 @@ mod tests {
             supply: 2,
             demand: 5,
             trend: Trend::Stable,
+            forecast: None,
         };
         let cells = [at(37.7700, -122.4200, 12), at(37.7705, -122.4205, 31)];
         let parent = Level::new(8).expect("level");

@@ -301,6 +301,7 @@ mod tests {
                 supply: 1,
                 demand: 9,
                 trend: Trend::Increasing,
+                forecast: None,
             })
             .collect();
         SurgeGrid::new(

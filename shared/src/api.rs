@@ -456,10 +456,16 @@ pub struct DriverZone {
     pub distance_meters: u32,
     /// The effective multiplier: what a quote in the cell charges.
     pub surge_multiplier: Multiplier,
-    /// Rough gross earnings per hour in this cell, decimal currency units.
+    /// Rough gross earnings per hour in this cell, decimal currency units
+    /// (from the forecast demand and supply when the cell has one).
     pub estimated_earnings_per_hour: f64,
-    /// `increasing`, `stable` or `decreasing`.
+    /// `increasing`, `stable` or `decreasing`: the forecast's direction
+    /// when the cell has one, else the multiplier's.
     pub demand_trend: Trend,
+    /// Demand units expected in a 5-minute bucket
+    /// `forecast_horizon_minutes` ahead, when the cell has a forecast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_demand: Option<f64>,
 }
 
 /// `GET /api/v1/driver/heatmap` response.
@@ -471,6 +477,8 @@ pub struct DriverHeatmapResponse {
     pub current_location: Location,
     /// ISO 4217 code of the earnings.
     pub currency: String,
+    /// How far ahead the forecasts behind the recommendations look.
+    pub forecast_horizon_minutes: u32,
 }
 
 /// One cell of a pushed grid.

@@ -1,11 +1,14 @@
 //! The driver view: where a driver nearby earns most, at the prices riders
-//! there are charged.
+//! there are charged. Where a cell has a forecast, the view looks
+//! [`crate::forecast::GRID_HORIZON`] buckets (15 minutes) ahead — a driver
+//! set off now arrives when that demand does — and says so.
 
 use crate::api::{DriverHeatmapResponse, DriverZone, Location};
 use crate::fare::{minor_to_decimal, RouteModel, Tariff};
 use crate::geo::LatLng;
+use crate::grid::GridCell;
 use crate::quote::Ident;
-use crate::surge::Multiplier;
+use crate::surge::{Multiplier, Trend};
 
 use super::{zone_name, Desk};
 
@@ -38,6 +41,27 @@ pub fn hourly_earnings(tariff: &Tariff, speed_kmh: f64, utilisation: f64, m: Mul
     libm::round(base * m.as_f64()) as i64
 }
 
+/// The share of the hour a driver in the cell spends on trips, from its
+/// demand against its supply: the forecast's when it has one.
+fn utilisation(c: &GridCell) -> f64 {
+    let (demand, supply) = match c.forecast {
+        Some(f) => (f64::from(f.demand), f64::from(f.supply)),
+        None => (f64::from(c.demand), f64::from(c.supply)),
+    };
+    (demand / (supply + demand).max(1.0)).clamp(0.3, 0.9)
+}
+
+/// Where demand is heading: the forecast against the demand counted now
+/// (±15 %), or the multiplier's trend without a forecast.
+fn demand_trend(c: &GridCell) -> Trend {
+    match c.forecast {
+        Some(f) if f64::from(f.demand) > 1.15 * f64::from(c.demand) + 0.5 => Trend::Increasing,
+        Some(f) if f64::from(f.demand) + 0.5 < 0.85 * f64::from(c.demand) => Trend::Decreasing,
+        Some(_) => Trend::Stable,
+        None => c.trend,
+    }
+}
+
 impl Desk<'_> {
     /// The best cells within the radius, best earnings first (nearer first
     /// among equals), each at its effective multiplier.
@@ -52,11 +76,10 @@ impl Desk<'_> {
             })
             .map(|(c, d)| {
                 // Busy cells keep a driver on trips more of the hour.
-                let util = f64::from(c.demand) / f64::from(c.supply + c.demand).max(1.0);
                 let earn = hourly_earnings(
                     ask.tariff,
                     ask.route.speed_kmh,
-                    util.clamp(0.3, 0.9),
+                    utilisation(c),
                     c.multiplier,
                 );
                 let zone = DriverZone {
@@ -66,7 +89,8 @@ impl Desk<'_> {
                     distance_meters: d.round() as u32,
                     surge_multiplier: c.multiplier,
                     estimated_earnings_per_hour: minor_to_decimal(earn),
-                    demand_trend: c.trend,
+                    demand_trend: demand_trend(c),
+                    expected_demand: c.forecast.map(|f| f64::from(f.demand)),
                 };
                 (earn, zone)
             })
@@ -80,6 +104,9 @@ impl Desk<'_> {
             recommended_zones: zones.into_iter().map(|(_, z)| z).collect(),
             current_location: Location::from(ask.here),
             currency: ask.tariff.currency.to_string(),
+            forecast_horizon_minutes: (crate::forecast::GRID_HORIZON as u64
+                * crate::forecast::BUCKET.0
+                / 60_000) as u32,
         }
     }
 }

@@ -385,6 +385,47 @@ mod tests {
     }
 
     #[test]
+    fn the_driver_view_goes_where_demand_will_be() {
+        use crate::grid::CellForecast;
+        let at = |lat: f64, lng: f64| Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL);
+        let (busy_now, busy_soon) = (at(37.77, -122.42), at(37.78, -122.41));
+        let cell = |c: Cell, demand: u32, expected: f32| GridCell {
+            cell: c,
+            multiplier: m(15),
+            supply: 2,
+            demand,
+            trend: Trend::Stable,
+            forecast: Some(CellForecast {
+                demand: expected,
+                supply: 2.0,
+            }),
+        };
+        let g = SurgeGrid::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            3,
+            Timestamp(1_000),
+            vec![cell(busy_now, 9, 1.0), cell(busy_soon, 1, 12.0)],
+        )
+        .expect("grid");
+        let desk = Desk::new(Some(&g), inputs(Caps::DEFAULT, 1_000));
+        let tariff = crate::fare::Tariff::default_for(crate::fare::VehicleClass::Standard);
+        let view = desk.driver_zones(DriverAsk {
+            region: g.region(),
+            here: busy_now.center(),
+            radius_m: 5_000.0,
+            tariff: &tariff,
+            route: &crate::fare::RouteModel::default(),
+        });
+        assert_eq!(view.forecast_horizon_minutes, 15);
+        let first = &view.recommended_zones[0];
+        assert_eq!(first.zone_id, busy_soon.token(), "{view:?}");
+        assert_eq!(first.demand_trend, Trend::Increasing);
+        assert_eq!(first.expected_demand, Some(12.0));
+        assert_eq!(view.recommended_zones[1].demand_trend, Trend::Decreasing);
+    }
+
+    #[test]
     fn a_stale_grid_decays_alike_in_every_view() {
         let g = grid(0);
         // 30 s fresh, then 150 of 300 s of decay: 4.0 → 2.5, 1.2 → 1.1.

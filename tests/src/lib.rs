@@ -35,12 +35,24 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, never one this test binary was given
+/// before. The port is free when chosen but bound later by the server the
+/// harness starts; the OS may hand the same port to the next caller in the
+/// meantime, and two servers told the same port leave the second test
+/// talking to the first one's server (seen once in CI: a worker that
+/// failed to bind, and a test pushing grids to another test's worker).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// An HTTP client with a generous timeout, for the end-to-end tests: one

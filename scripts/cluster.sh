@@ -23,23 +23,7 @@ SIM_SPEEDUP="${SIM_SPEEDUP:-10}"
 STATE="${EQ_STATE_DIR:-$ROOT/.wrangler/cluster}"
 mkdir -p "$STATE"
 
-bash scripts/setup.sh
-demo_secrets
-
-step "building the worker, the origin, the simulator and the map"
-bash scripts/build-worker.sh
-cargo build -q --release -p equilibrium-origin -p equilibrium-sim
-bash web-demo/build.sh
-
-stop() {
-  trap - INT TERM EXIT
-  echo
-  step "stopping"
-  stop_stack
-  note "stopped; logs in $STATE"
-  exit 0
-}
-trap stop INT TERM EXIT
+stack_prepare
 
 step "three NATS servers"
 start_nats_cluster
@@ -50,11 +34,7 @@ note "$PG_URL"
 
 step "the edge worker (wrangler dev) on :$EDGE_PORT"
 # Any origin takes the edge's events; the first one is named here.
-stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
-  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT" \
-  --var "ORIGIN_URL:http://127.0.0.1:${ORIGIN_PORTS[0]}" --var "ORIGIN_TOKEN:$EQ_PRODUCER_TOKEN" \
-  --var "EVENTS_RETRY_SECONDS:5"
-wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
+start_edge "http://127.0.0.1:${ORIGIN_PORTS[0]}"
 
 step "three origins on :${ORIGIN_PORTS[*]}"
 NODES=(origin-a origin-b origin-c)

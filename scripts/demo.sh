@@ -25,33 +25,11 @@ SIM_SPEEDUP="${SIM_SPEEDUP:-10}"
 STATE="${EQ_STATE_DIR:-$ROOT/.wrangler/demo}"
 mkdir -p "$STATE"
 
-bash scripts/setup.sh
-
-demo_secrets
-
-step "building the worker, the origin, the simulator and the map"
-bash scripts/build-worker.sh
-cargo build -q --release -p equilibrium-origin -p equilibrium-sim
-bash web-demo/build.sh
-
-stop() {
-  trap - INT TERM EXIT
-  echo
-  step "stopping"
-  stop_stack
-  note "stopped; logs in $STATE"
-  exit 0
-}
-trap stop INT TERM EXIT
+stack_prepare
 
 step "starting the edge worker (wrangler dev) on :$EDGE_PORT"
-# The worker's events queue posts to the origin (started next) with a
-# producer token.
-stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
-  --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT" \
-  --var "ORIGIN_URL:http://127.0.0.1:$ORIGIN_PORT" --var "ORIGIN_TOKEN:$EQ_PRODUCER_TOKEN" \
-  --var "EVENTS_RETRY_SECONDS:5"
-wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
+# The worker's events queue posts to the origin, started next.
+start_edge "http://127.0.0.1:$ORIGIN_PORT"
 
 step "starting the origin on :$ORIGIN_PORT (pushing to the edge)"
 EQ_EDGE_TOKEN="$ADMIN_TOKEN" EQ_SIMULATED_CLOCK=true EQ_CONFIG=origin/demo.toml \

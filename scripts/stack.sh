@@ -104,3 +104,35 @@ start_postgres() {
   for _ in $(seq 1 300); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.2; done
   PG_URL="postgres://eq@127.0.0.1:$port/postgres"
 }
+
+# stack_prepare: what every local stack does first: install what is
+# missing, the local secrets, the release builds and the map, and a trap
+# that stops the whole stack on ctrl-c or exit.
+stack_prepare() {
+  bash scripts/setup.sh
+  demo_secrets
+  step "building the worker, the origin, the simulator and the map"
+  bash scripts/build-worker.sh
+  cargo build -q --release -p equilibrium-origin -p equilibrium-sim
+  bash web-demo/build.sh
+  trap stack_stop_and_exit INT TERM EXIT
+}
+
+stack_stop_and_exit() {
+  trap - INT TERM EXIT
+  echo
+  step "stopping"
+  stop_stack
+  note "stopped; logs in $STATE"
+  exit 0
+}
+
+# start_edge <origin url>: the worker under `wrangler dev` on $EDGE_PORT,
+# its CORS open to the map on $MAP_PORT, its events queue posting to the
+# origin with the producer token; waits until it answers.
+start_edge() {
+  stack_start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to "$STATE/edge" \
+    --show-interactive-dev-session=false --var "CORS_ORIGINS:http://127.0.0.1:$MAP_PORT" \
+    --var "ORIGIN_URL:$1" --var "ORIGIN_TOKEN:$EQ_PRODUCER_TOKEN" --var "EVENTS_RETRY_SECONDS:5"
+  wait_http edge "http://127.0.0.1:$EDGE_PORT/health"
+}

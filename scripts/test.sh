@@ -9,6 +9,14 @@ cd "$ROOT"
 
 bash scripts/setup.sh --browser
 
+# A clean run needs about this much room for target/, fuzz/target and the
+# tools; say so up front rather than fail mid-build with "No space left".
+avail_kb=$(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }')
+echo "disk: $((avail_kb / 1024 / 1024)) GiB free under $ROOT"
+if [ "$avail_kb" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: less than 8 GiB free; the build may run out of disk" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -9,7 +9,9 @@ use shared::fare::{price, RouteModel, Tariff, VehicleClass};
 use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
 use shared::quote::{Ident, Keyring, QuoteClaims};
-use shared::surge::{Caps, CellInput, DefaultCurve, Multiplier, Policy, SurgeConfig, SurgeEngine};
+use shared::surge::{
+    Caps, CellInput, DefaultCurve, Multiplier, Policy, PolicyInput, SurgeConfig, SurgeEngine,
+};
 use shared::time::{Millis, Timestamp};
 
 /// Deterministic pseudo-random numbers (splitmix64).
@@ -133,6 +135,7 @@ fn busy_inputs(cells: &[shared::geo::Cell]) -> Vec<CellInput> {
             supply: (mix(i as u64) % 20) as u32,
             demand: (mix(i as u64 + 99) % 40) as u32,
             caps: Caps::DEFAULT,
+            ahead: None,
         })
         .collect()
 }
@@ -154,7 +157,14 @@ fn grid_recompute(c: &mut Criterion) {
         b.iter(|| {
             let out: Vec<f64> = inputs
                 .iter()
-                .map(|i| DefaultCurve.raw(i.supply, i.demand, i.caps.max()))
+                .map(|i| {
+                    DefaultCurve.raw(&PolicyInput {
+                        supply: i.supply,
+                        demand: i.demand,
+                        ahead: None,
+                        max: i.caps.max(),
+                    })
+                })
                 .collect();
             black_box(out)
         })

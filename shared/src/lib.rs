@@ -17,6 +17,9 @@
 //!   below 1.0), zone [`surge::Caps`], the [`surge::Policy`] trait with the
 //!   default curve, and [`surge::SurgeEngine`], which turns market counts
 //!   into multipliers with spatial and time smoothing and a step limit.
+//! * [`policies`]: the policies a region can be configured with (no surge,
+//!   the default curve, forecast-aware, a controller on the region's
+//!   unfulfilled share and pickup wait) and the one parser of their names.
 //! * [`pricer`]: [`pricer::RegionPricer`], a region's market → engine →
 //!   grid pipeline with the generation rule; surge is per cell, the
 //!   vehicle classes of a cell pooled (why: the module's documentation).
@@ -53,6 +56,7 @@ pub mod forecast;
 pub mod geo;
 pub mod grid;
 pub mod market;
+pub mod policies;
 pub mod pricer;
 pub mod quote;
 pub mod state;

@@ -23,14 +23,15 @@ use std::collections::BTreeMap;
 
 use crate::fare::VehicleClass;
 use crate::geo::{Cell, Level};
-use crate::grid::{GridCell, InvalidGrid, SurgeGrid};
+use crate::grid::{CellForecast, GridCell, InvalidGrid, SurgeGrid};
 use crate::market::{Counts, DemandSeen, DriverSeen, InvalidMarketConfig, Market, MarketConfig};
 use crate::quote::Ident;
 use crate::state::StateError;
 use crate::surge::{
-    Caps, CellInput, InvalidSurgeConfig, Multiplier, Policy, SurgeConfig, SurgeEngine,
+    Ahead, Caps, CellInput, Feedback, InvalidSurgeConfig, Multiplier, Policy, SurgeConfig,
+    SurgeEngine,
 };
-use crate::time::Timestamp;
+use crate::time::{Millis, Timestamp};
 
 /// The generation of the next grid: one past the previous and at least
 /// `now` in milliseconds, so generations rise across restarts and take-overs
@@ -40,7 +41,8 @@ pub fn next_generation(previous: u64, now: Timestamp) -> u64 {
 }
 
 /// Pools the vehicle classes of each cell into one engine input (see the
-/// module documentation).
+/// module documentation). The inputs carry no forecast; the pricer adds
+/// its own.
 pub fn cell_inputs(counts: &BTreeMap<(Cell, VehicleClass), Counts>, caps: Caps) -> Vec<CellInput> {
     let mut per_cell: BTreeMap<Cell, (u32, u32)> = BTreeMap::new();
     for ((cell, _class), c) in counts {
@@ -55,8 +57,19 @@ pub fn cell_inputs(counts: &BTreeMap<(Cell, VehicleClass), Counts>, caps: Caps) 
             supply,
             demand,
             caps,
+            ahead: None,
         })
         .collect()
+}
+
+/// A grid forecast in the market's units: demand per bucket scaled to one
+/// demand window, so a policy compares it with the window's count.
+pub fn ahead_of(f: CellForecast, demand_window: Millis) -> Ahead {
+    let windows = demand_window.0 as f64 / crate::forecast::BUCKET.0 as f64;
+    Ahead {
+        demand: f64::from(f.demand) * windows,
+        supply: f64::from(f.supply),
+    }
 }
 
 /// A multiplier that moved in a tick.
@@ -204,16 +217,44 @@ impl<P: Policy> RegionPricer<P> {
         self.forecasts.len()
     }
 
+    /// The policy in use.
+    pub fn policy(&self) -> &P {
+        self.engine.policy()
+    }
+
+    /// The policy, to continue its state (a controller's threshold).
+    pub fn policy_mut(&mut self) -> &mut P {
+        self.engine.policy_mut()
+    }
+
     /// One tick at `now`: count the market, run the engine, build the grid
     /// of generation [`next_generation`].
     pub fn tick(&mut self, now: Timestamp) -> Result<PricedTick, InvalidGrid> {
+        self.tick_with(now, None)
+    }
+
+    /// [`Self::tick`], showing the policy the region's recent outcomes
+    /// first (a controller steers by them; `None`: nothing gathered).
+    pub fn tick_with(
+        &mut self,
+        now: Timestamp,
+        feedback: Option<&Feedback>,
+    ) -> Result<PricedTick, InvalidGrid> {
         let counts = self.market.snapshot(now);
         let mut supply: std::collections::HashMap<Cell, u32> = std::collections::HashMap::new();
         for ((cell, _), c) in &counts {
             *supply.entry(*cell).or_default() += c.supply;
         }
         self.forecasts.tick(now, &supply);
-        let results = self.engine.update(&cell_inputs(&counts, self.caps));
+        let window = self.market.config().demand_window;
+        let mut inputs = cell_inputs(&counts, self.caps);
+        for input in &mut inputs {
+            input.ahead = self
+                .forecasts
+                .expected(input.cell)
+                .map(|f| ahead_of(f, window));
+        }
+        let results = self.engine.update_with(&inputs, feedback);
         let mut changes = Vec::new();
         let mut cells = Vec::with_capacity(results.len());
         let mut next = BTreeMap::new();

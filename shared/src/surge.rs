@@ -179,21 +179,92 @@ impl Default for Caps {
     }
 }
 
-/// A pricing curve: supply and demand counts to a raw multiplier.
+/// What the forecast expects of a cell at its horizon, in the market's
+/// units: demand units in one demand window, and available drivers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ahead {
+    /// Expected demand units in a demand window.
+    pub demand: f64,
+    /// Expected available drivers.
+    pub supply: f64,
+}
+
+/// What a policy sees of one cell at a tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyInput {
+    /// Distinct available drivers now.
+    pub supply: u32,
+    /// Demand units in the window now.
+    pub demand: u32,
+    /// The forecast at its horizon, once the cell has history.
+    pub ahead: Option<Ahead>,
+    /// The zone's effective maximum, for curves that saturate.
+    pub max: Multiplier,
+}
+
+/// What became of a region's recent ride requests: the feedback a
+/// controller steers by. Gathered by the shell (the origin from its stored
+/// outcomes, the simulator from its riders) over a recent window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Feedback {
+    /// Requests that ended in the window: completed or not.
+    pub ended: u32,
+    /// Of those, the ones that found no driver (cancelled, failed).
+    pub unfulfilled: u32,
+    /// The 90th percentile of pickup waits of the completed ones, seconds.
+    pub p90_wait_s: Option<f64>,
+}
+
+impl Feedback {
+    /// How far back a controller looks: requests that ended in the last ten
+    /// minutes (long enough to hold a few dozen in a quiet region, short
+    /// enough to see a crowd form).
+    pub const WINDOW: crate::time::Millis = crate::time::Millis::from_secs(600);
+
+    /// Gathers ended requests: `(completed, pickup wait in seconds)`. A
+    /// completed request without a known wait counts toward the share, not
+    /// the percentile.
+    pub fn gather(ended: impl IntoIterator<Item = (bool, Option<f64>)>) -> Self {
+        let mut f = Feedback::default();
+        let mut waits = Vec::new();
+        for (completed, wait) in ended {
+            f.ended = f.ended.saturating_add(1);
+            if completed {
+                waits.extend(wait.filter(|w| w.is_finite() && *w >= 0.0));
+            } else {
+                f.unfulfilled = f.unfulfilled.saturating_add(1);
+            }
+        }
+        if !waits.is_empty() {
+            waits.sort_by(f64::total_cmp);
+            // Nearest rank.
+            let rank = ((waits.len() as f64) * 0.9).ceil() as usize;
+            f.p90_wait_s = waits.get(rank.saturating_sub(1)).copied();
+        }
+        f
+    }
+}
+
+/// A pricing policy: a cell's supply, demand and forecast to a raw
+/// multiplier.
 ///
-/// Implementations must be pure and return a finite number ≥ 1.0; the
-/// engine clamps into the caps afterwards.
+/// `raw` must be pure and return a finite number ≥ 1.0; the engine smooths,
+/// applies the step limit and clamps into the caps afterwards, whatever the
+/// policy. A policy with state (a controller) updates it in `observe`, once
+/// per tick before any cell is priced.
 pub trait Policy {
     /// A short name for reports ("default", "none", ...).
     fn name(&self) -> &str;
 
-    /// The raw multiplier for a cell. `max` is the zone's effective maximum,
-    /// for curves that saturate (zero supply with demand).
-    fn raw(&self, supply: u32, demand: u32, max: Multiplier) -> f64;
+    /// The raw multiplier for a cell.
+    fn raw(&self, cell: &PolicyInput) -> f64;
+
+    /// The region's recent outcomes, once per tick. Curves ignore them.
+    fn observe(&mut self, _feedback: &Feedback) {}
 }
 
 /// No surge at all: always 1.0. The baseline for policy comparisons.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NoSurge;
 
 impl Policy for NoSurge {
@@ -201,7 +272,7 @@ impl Policy for NoSurge {
         "none"
     }
 
-    fn raw(&self, _supply: u32, _demand: u32, _max: Multiplier) -> f64 {
+    fn raw(&self, _cell: &PolicyInput) -> f64 {
         1.0
     }
 }
@@ -210,7 +281,7 @@ impl Policy for NoSurge {
 /// r ≤ 1 → 1.0; r ≤ 2 → 1 + (r − 1)·0.5; above → 1.5 + min((r − 2)·0.3, 3.5).
 /// Zero supply with demand → the zone's maximum; no demand → 1.0; never
 /// above the zone's maximum.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DefaultCurve;
 
 impl DefaultCurve {
@@ -231,8 +302,9 @@ impl Policy for DefaultCurve {
         "default"
     }
 
-    fn raw(&self, supply: u32, demand: u32, max: Multiplier) -> f64 {
-        match (supply, demand) {
+    fn raw(&self, cell: &PolicyInput) -> f64 {
+        let max = cell.max;
+        match (cell.supply, cell.demand) {
             (_, 0) => 1.0,
             (0, _) => max.as_f64(),
             // Saturate at the zone maximum, so that zero supply (the
@@ -256,8 +328,9 @@ impl Policy for LinearCurve {
         "linear"
     }
 
-    fn raw(&self, supply: u32, demand: u32, max: Multiplier) -> f64 {
-        match (supply, demand) {
+    fn raw(&self, cell: &PolicyInput) -> f64 {
+        let max = cell.max;
+        match (cell.supply, cell.demand) {
             (_, 0) => 1.0,
             (0, _) => max.as_f64(),
             (s, d) => {
@@ -366,7 +439,7 @@ impl Trend {
 }
 
 /// One cell's market counts for a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CellInput {
     /// The cell.
     pub cell: Cell,
@@ -376,6 +449,8 @@ pub struct CellInput {
     pub demand: u32,
     /// The zone caps in force for this cell.
     pub caps: Caps,
+    /// The forecast at its horizon, when the cell has history.
+    pub ahead: Option<Ahead>,
 }
 
 /// One cell's result of a tick.
@@ -435,6 +510,11 @@ impl<P: Policy> SurgeEngine<P> {
         &self.policy
     }
 
+    /// The policy, to continue its state after a restart.
+    pub fn policy_mut(&mut self) -> &mut P {
+        &mut self.policy
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> SurgeConfig {
         self.config
@@ -474,11 +554,29 @@ impl<P: Policy> SurgeEngine<P> {
     /// missing from it are treated as having none, so they decay to 1.0 and
     /// are then forgotten. Returns every cell with a result, sorted by cell.
     pub fn update(&mut self, inputs: &[CellInput]) -> Vec<CellSurge> {
+        self.update_with(inputs, None)
+    }
+
+    /// [`Self::update`] after showing the policy the region's recent
+    /// outcomes (`None`: none gathered this tick).
+    pub fn update_with(
+        &mut self,
+        inputs: &[CellInput],
+        feedback: Option<&Feedback>,
+    ) -> Vec<CellSurge> {
+        if let Some(f) = feedback {
+            self.policy.observe(f);
+        }
         let emergency = self.config.emergency_cap;
         let mut active: HashMap<Cell, (CellInput, f64)> = HashMap::with_capacity(inputs.len());
         for input in inputs {
             let caps = input.caps.effective(emergency);
-            let raw = self.policy.raw(input.supply, input.demand, caps.max());
+            let raw = self.policy.raw(&PolicyInput {
+                supply: input.supply,
+                demand: input.demand,
+                ahead: input.ahead,
+                max: caps.max(),
+            });
             let raw = if raw.is_finite() { raw } else { 1.0 };
             let raw = raw.clamp(1.0, caps.max().as_f64());
             active.insert(input.cell, (*input, raw));
@@ -491,6 +589,7 @@ impl<P: Policy> SurgeEngine<P> {
                     supply: 0,
                     demand: 0,
                     caps: state.caps,
+                    ahead: None,
                 },
                 1.0,
             ));
@@ -647,23 +746,47 @@ mod tests {
             supply,
             demand,
             caps: Caps::DEFAULT,
+            ahead: None,
         }
+    }
+
+    fn at(supply: u32, demand: u32, max: Multiplier) -> PolicyInput {
+        PolicyInput {
+            supply,
+            demand,
+            ahead: None,
+            max,
+        }
+    }
+
+    #[test]
+    fn feedback_counts_the_unfulfilled_and_the_p90_wait() {
+        let mut ended: Vec<(bool, Option<f64>)> = (1..=10)
+            .map(|i| (true, Some(f64::from(i) * 60.0)))
+            .collect();
+        ended.push((false, None));
+        ended.push((true, None));
+        let f = Feedback::gather(ended);
+        assert_eq!(f.ended, 12);
+        assert_eq!(f.unfulfilled, 1);
+        assert_eq!(f.p90_wait_s, Some(540.0));
+        assert_eq!(Feedback::gather([]).p90_wait_s, None);
     }
 
     #[test]
     fn default_curve_matches_the_design() {
         let c = DefaultCurve;
         let max = m(50);
-        assert_eq!(c.raw(10, 5, max), 1.0);
-        assert_eq!(c.raw(10, 10, max), 1.0);
-        assert!((c.raw(10, 15, max) - 1.25).abs() < 1e-12);
-        assert!((c.raw(10, 20, max) - 1.5).abs() < 1e-12);
-        assert!((c.raw(10, 30, max) - 1.8).abs() < 1e-12);
+        assert_eq!(c.raw(&at(10, 5, max)), 1.0);
+        assert_eq!(c.raw(&at(10, 10, max)), 1.0);
+        assert!((c.raw(&at(10, 15, max)) - 1.25).abs() < 1e-12);
+        assert!((c.raw(&at(10, 20, max)) - 1.5).abs() < 1e-12);
+        assert!((c.raw(&at(10, 30, max)) - 1.8).abs() < 1e-12);
         // Saturates at 1.5 + 3.5 = 5.0.
-        assert!((c.raw(1, 1_000, max) - 5.0).abs() < 1e-12);
-        assert_eq!(c.raw(0, 3, max), 5.0);
-        assert_eq!(c.raw(0, 0, max), 1.0);
-        assert_eq!(c.raw(0, 3, m(30)), 3.0);
+        assert!((c.raw(&at(1, 1_000, max)) - 5.0).abs() < 1e-12);
+        assert_eq!(c.raw(&at(0, 3, max)), 5.0);
+        assert_eq!(c.raw(&at(0, 0, max)), 1.0);
+        assert_eq!(c.raw(&at(0, 3, m(30))), 3.0);
     }
 
     #[test]

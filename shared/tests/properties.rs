@@ -7,9 +7,11 @@ use proptest::prelude::*;
 use shared::fare::{minor_to_decimal, push_decimal, Currency, VehicleClass};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, GridSlot, Offer, SurgeGrid};
+use shared::policies::{PolicySpec, POLICY_NAMES};
 use shared::quote::{Ident, Keyring, QuoteClaims, QuoteError};
 use shared::surge::{
-    Caps, CellInput, DefaultCurve, Multiplier, Policy, SurgeConfig, SurgeEngine, Trend,
+    Ahead, Caps, CellInput, DefaultCurve, Multiplier, Policy, PolicyInput, SurgeConfig,
+    SurgeEngine, Trend,
 };
 use shared::time::Timestamp;
 
@@ -58,7 +60,7 @@ proptest! {
         let eff = caps.effective(cfg.emergency_cap);
         for tick in ticks {
             let inputs: Vec<CellInput> = cells.iter().zip(&tick)
-                .map(|(c, (s, d))| CellInput { cell: *c, supply: *s, demand: *d, caps })
+                .map(|(c, (s, d))| CellInput { cell: *c, supply: *s, demand: *d, caps, ahead: None })
                 .collect();
             for r in engine.update(&inputs) {
                 prop_assert!(r.multiplier >= eff.min(), "{:?} below {:?}", r.multiplier, eff.min());
@@ -76,7 +78,7 @@ proptest! {
         let mut engine = SurgeEngine::new(DefaultCurve, cfg).expect("valid config");
         for tick in ticks {
             let inputs: Vec<CellInput> = cells.iter().zip(&tick)
-                .map(|(c, (s, d))| CellInput { cell: *c, supply: *s, demand: *d, caps })
+                .map(|(c, (s, d))| CellInput { cell: *c, supply: *s, demand: *d, caps, ahead: None })
                 .collect();
             for r in engine.update(&inputs) {
                 let moved = r.multiplier.tenths().abs_diff(r.previous.tenths());
@@ -93,12 +95,25 @@ proptest! {
     }
 
     #[test]
-    fn default_curve_rises_with_demand_and_falls_with_supply(
-        s in 0u32..1_000, d in 0u32..1_000, extra in 1u32..100, max in multiplier(10, 100)
+    fn every_policy_rises_with_demand_falls_with_supply_and_stays_in_range(
+        s in 0u32..1_000, d in 0u32..1_000, extra in 1u32..100, max in multiplier(10, 100),
+        ahead in proptest::option::of((0.0..500.0f64, 0.0..500.0f64)),
+        threshold in 0.1..10.0f64,
     ) {
-        let c = DefaultCurve;
-        prop_assert!(c.raw(s, d, max) <= c.raw(s, d + extra, max) || s == 0 && d == 0);
-        prop_assert!(c.raw(s + extra, d, max) <= c.raw(s, d, max) || s == 0 && d == 0);
+        let at = |supply: u32, demand: u32| PolicyInput {
+            supply,
+            demand,
+            ahead: ahead.map(|(demand, supply)| Ahead { demand, supply }),
+            max,
+        };
+        for name in POLICY_NAMES {
+            let mut c = PolicySpec::parse(name).expect("known").build().expect("valid");
+            c.set_threshold(threshold);
+            let base = c.raw(&at(s, d));
+            prop_assert!(base >= 1.0 && base <= max.as_f64().max(1.0), "{name}: {base}");
+            prop_assert!(base <= c.raw(&at(s, d + extra)) || s == 0 && d == 0, "{name}");
+            prop_assert!(c.raw(&at(s + extra, d)) <= base || s == 0 && d == 0, "{name}");
+        }
     }
 }
 
@@ -286,5 +301,11 @@ proptest! {
 fn zero_supply_is_never_cheaper_than_one_driver_under_a_low_cap() {
     // The case proptest found: zone max 1.0, demand 19.
     let max = Multiplier::ONE;
-    assert!(DefaultCurve.raw(1, 19, max) <= DefaultCurve.raw(0, 19, max));
+    let at = |supply| PolicyInput {
+        supply,
+        demand: 19,
+        ahead: None,
+        max,
+    };
+    assert!(DefaultCurve.raw(&at(1)) <= DefaultCurve.raw(&at(0)));
 }

@@ -82,6 +82,7 @@ fn tick(m: &mut Market, e: &mut Engine, now: u64) -> Vec<(Cell, u16, u32, u32)> 
             supply: *s,
             demand: *d,
             caps: Caps::DEFAULT,
+            ahead: None,
         })
         .collect();
     e.update(&inputs)

@@ -6,9 +6,10 @@
 //! [`Simulation`] is deterministic for a seed: its own generator, fixed
 //! iteration orders, time as simulated seconds. It prices with the real
 //! pricing core (`shared::pricer::RegionPricer`, the pipeline the origin
-//! runs), with any [`Policy`], so policies can be compared on the same
+//! runs), with any configured policy (`shared::policies`), so policies can be compared on the same
 //! scenario ([`compare`]). The `live` module drives the real origin and edge instead.
 
+pub mod frontier;
 pub mod live;
 pub mod report;
 
@@ -17,9 +18,10 @@ use std::collections::{BTreeMap, VecDeque};
 use shared::fare::{price, RouteModel, Tariff, VehicleClass};
 use shared::geo::{Cell, LatLng, Level};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, MarketConfig};
+use shared::policies::{AnyPolicy, ControllerParams, ForecastAware, PolicySpec};
 use shared::pricer::RegionPricer;
 use shared::quote::Ident;
-use shared::surge::{Caps, DefaultCurve, Multiplier, NoSurge, Policy, SurgeConfig};
+use shared::surge::{Caps, Feedback, Multiplier, SurgeConfig};
 use shared::time::{Millis, Timestamp};
 
 /// A small deterministic generator (splitmix64): the same numbers on every
@@ -208,11 +210,22 @@ pub enum PolicyKind {
     Default,
     /// The default curve, smoothed harder, steps of 0.2, capped at 2.5x.
     Smoothed,
+    /// Forecast-aware pricing (`shared::policies::ForecastAware`).
+    Forecast,
+    /// The controller on unfulfilled share and p90 wait
+    /// (`shared::policies::Controller`).
+    Controller,
 }
 
 impl PolicyKind {
     /// Every policy, in report order.
-    pub const ALL: [PolicyKind; 3] = [PolicyKind::None, PolicyKind::Default, PolicyKind::Smoothed];
+    pub const ALL: [PolicyKind; 5] = [
+        PolicyKind::None,
+        PolicyKind::Default,
+        PolicyKind::Smoothed,
+        PolicyKind::Forecast,
+        PolicyKind::Controller,
+    ];
 
     /// The report name.
     pub fn name(self) -> &'static str {
@@ -220,17 +233,18 @@ impl PolicyKind {
             PolicyKind::None => "no surge",
             PolicyKind::Default => "default curve",
             PolicyKind::Smoothed => "smoothed + capped",
+            PolicyKind::Forecast => "forecast-aware",
+            PolicyKind::Controller => "controller",
         }
     }
 
-    /// A pricer for the simulated city: the core's `RegionPricer`, the
-    /// pipeline the origin runs, with this policy.
-    fn pricer(self, level: Level) -> Option<RegionPricer<SimPolicy>> {
-        let (policy, surge) = match self {
-            PolicyKind::None => (SimPolicy::None(NoSurge), SurgeConfig::default()),
-            PolicyKind::Default => (SimPolicy::Curve(DefaultCurve), SurgeConfig::default()),
+    /// The policy as a region would configure it, and the engine settings.
+    pub fn spec(self) -> (PolicySpec, SurgeConfig) {
+        match self {
+            PolicyKind::None => (PolicySpec::None, SurgeConfig::default()),
+            PolicyKind::Default => (PolicySpec::Default, SurgeConfig::default()),
             PolicyKind::Smoothed => (
-                SimPolicy::Curve(DefaultCurve),
+                PolicySpec::Default,
                 SurgeConfig {
                     neighbour_weight: 0.5,
                     ema_alpha: 0.3,
@@ -238,39 +252,30 @@ impl PolicyKind {
                     emergency_cap: Multiplier::from_tenths(25).ok(),
                 },
             ),
-        };
-        let market = MarketConfig {
-            supply_ttl: Millis::from_secs(60),
-            demand_window: Millis::from_secs(300),
-            bucket: Millis::from_secs(10),
-            ..MarketConfig::default()
-        };
-        let region = Ident::new("sim").ok()?;
-        RegionPricer::new(region, level, Caps::DEFAULT, market, policy, surge).ok()
+            PolicyKind::Forecast => (
+                PolicySpec::Forecast(ForecastAware::default()),
+                SurgeConfig::default(),
+            ),
+            PolicyKind::Controller => (
+                PolicySpec::Controller(ControllerParams::default()),
+                SurgeConfig::default(),
+            ),
+        }
     }
 }
 
-/// The simulator's policies as one type, so one pricer runs any of them.
-#[derive(Debug, Clone, Copy)]
-enum SimPolicy {
-    None(NoSurge),
-    Curve(DefaultCurve),
-}
-
-impl Policy for SimPolicy {
-    fn name(&self) -> &str {
-        match self {
-            SimPolicy::None(p) => p.name(),
-            SimPolicy::Curve(p) => p.name(),
-        }
-    }
-
-    fn raw(&self, supply: u32, demand: u32, max: Multiplier) -> f64 {
-        match self {
-            SimPolicy::None(p) => p.raw(supply, demand, max),
-            SimPolicy::Curve(p) => p.raw(supply, demand, max),
-        }
-    }
+/// A pricer for the simulated city: the core's `RegionPricer`, the
+/// pipeline the origin runs, with this policy.
+fn pricer(spec: PolicySpec, surge: SurgeConfig, level: Level) -> Option<RegionPricer<AnyPolicy>> {
+    let policy = spec.build().ok()?;
+    let market = MarketConfig {
+        supply_ttl: Millis::from_secs(60),
+        demand_window: Millis::from_secs(300),
+        bucket: Millis::from_secs(10),
+        ..MarketConfig::default()
+    };
+    let region = Ident::new("sim").ok()?;
+    RegionPricer::new(region, level, Caps::DEFAULT, market, policy, surge).ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -549,7 +554,10 @@ pub struct Simulation {
     /// Requests in arrival order; waiting ones also in `queue`.
     pub requests: Vec<Request>,
     queue: VecDeque<usize>,
-    pricer: Option<RegionPricer<SimPolicy>>,
+    pricer: Option<RegionPricer<AnyPolicy>>,
+    /// Requests that ended, (time, completed, wait), over the last
+    /// [`Feedback::WINDOW`]: what a controller steers by.
+    ended: VecDeque<(f64, bool, Option<f64>)>,
     multipliers: BTreeMap<Cell, Multiplier>,
     next_reprice: f64,
     level: Level,
@@ -577,6 +585,18 @@ pub struct TickEvents {
 impl Simulation {
     /// A fresh simulation.
     pub fn new(scenario: Scenario, policy: PolicyKind) -> Self {
+        let (spec, surge) = policy.spec();
+        Self::with_spec(scenario, policy, spec, surge)
+    }
+
+    /// A fresh simulation with a policy's parameters set by hand (a sweep);
+    /// `policy` names it in reports.
+    pub fn with_spec(
+        scenario: Scenario,
+        policy: PolicyKind,
+        spec: PolicySpec,
+        surge: SurgeConfig,
+    ) -> Self {
         let mut rng = Rng::new(scenario.seed);
         let total = scenario.drivers_online + scenario.drivers_offline;
         let drivers = (0..total)
@@ -604,7 +624,8 @@ impl Simulation {
             drivers,
             requests: Vec::new(),
             queue: VecDeque::new(),
-            pricer: policy.pricer(level),
+            pricer: pricer(spec, surge, level),
+            ended: VecDeque::new(),
             multipliers: BTreeMap::new(),
             next_reprice: 0.0,
             level,
@@ -665,12 +686,26 @@ impl Simulation {
         Timestamp((self.t * 1_000.0) as u64)
     }
 
+    /// The region's outcomes over the last [`Feedback::WINDOW`].
+    fn feedback(&mut self) -> Feedback {
+        let window = Feedback::WINDOW.0 as f64 / 1_000.0;
+        while self
+            .ended
+            .front()
+            .is_some_and(|(t, _, _)| self.t - t > window)
+        {
+            self.ended.pop_front();
+        }
+        Feedback::gather(self.ended.iter().map(|(_, done, wait)| (*done, *wait)))
+    }
+
     fn reprice(&mut self) {
         let now = self.now_ts();
+        let feedback = self.feedback();
         let Some(pricer) = self.pricer.as_mut() else {
             return;
         };
-        if pricer.tick(now).is_err() {
+        if pricer.tick_with(now, Some(&feedback)).is_err() {
             return;
         }
         let next = pricer.published().clone();
@@ -794,6 +829,7 @@ impl Simulation {
                     if t + dt >= until {
                         let wait_s = until - self.requests[request].at;
                         self.requests[request].fate = Fate::PickedUp { wait_s };
+                        self.ended.push_back((t, true, Some(wait_s)));
                         let to = self.requests[request].to;
                         let trip = distance_m(from, to) * 1.3 / (self.scenario.speed_kmh / 3.6);
                         d.state = DriverState::OnTrip {
@@ -894,6 +930,7 @@ impl Simulation {
             let req = &self.requests[r];
             if self.t - req.at > self.scenario.patience_s {
                 self.requests[r].fate = Fate::Cancelled;
+                self.ended.push_back((self.t, false, None));
                 continue;
             }
             let from = req.from;
@@ -909,6 +946,7 @@ impl Simulation {
                     let eta = dist * 1.3 / speed;
                     if self.t - self.requests[r].at + eta > self.scenario.max_eta_s {
                         self.requests[r].fate = Fate::Cancelled;
+                        self.ended.push_back((self.t, false, None));
                         continue;
                     }
                     self.drivers[i].state = DriverState::EnRoute {

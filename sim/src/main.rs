@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use sim::live::{self, LiveConfig};
-use sim::{compare, report, Scenario};
+use sim::{compare, frontier, report, Scenario};
 
 /// Equilibrium market simulator.
 #[derive(Debug, Parser)]
@@ -26,6 +26,17 @@ enum Command {
         /// Scenario length in minutes (default: 3 hours).
         #[arg(long, default_value_t = 180.0)]
         minutes: f64,
+        /// Where to write the table and chart.
+        #[arg(long, default_value = "docs/simulation")]
+        out: PathBuf,
+    },
+    /// Sweep every policy family's settings over several seeds of the
+    /// concert evening and mark the frontier (trips, concert wait,
+    /// volatility).
+    Frontier {
+        /// Seeds 1..=N.
+        #[arg(long, default_value_t = 8)]
+        seeds: u64,
         /// Where to write the table and chart.
         #[arg(long, default_value = "docs/simulation")]
         out: PathBuf,
@@ -109,6 +120,26 @@ fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 out.join("policies.md").display(),
                 out.join("policies.svg").display()
+            );
+            Ok(())
+        }
+        Command::Frontier { seeds, out } => {
+            let seeds: Vec<u64> = (1..=seeds.max(1)).collect();
+            let candidates = frontier::candidates();
+            let points = frontier::sweep(&candidates, &seeds, |done, total| {
+                eprint!("\r{done}/{total} runs");
+                let _ = std::io::stderr().flush();
+            });
+            eprintln!();
+            let table = frontier::table(&points);
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("frontier.md"), &table)?;
+            std::fs::write(out.join("frontier.svg"), frontier::svg(&points))?;
+            println!("{table}");
+            println!(
+                "wrote {} and {}",
+                out.join("frontier.md").display(),
+                out.join("frontier.svg").display()
             );
             Ok(())
         }

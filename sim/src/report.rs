@@ -53,7 +53,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     s
 }
 
-const COLORS: [&str; 3] = ["#c0392b", "#2471a3", "#229954"];
+const COLORS: [&str; 5] = ["#c0392b", "#2471a3", "#229954", "#d68910", "#7d3c98"];
 
 /// An SVG chart: median pickup wait (top) and completion rate (bottom) per
 /// 10-minute bucket, one line per policy; the spike window shaded.

@@ -74,3 +74,56 @@ fn before_the_concert_few_cells_surge_and_during_it_more_do() {
         o.surge
     );
 }
+
+#[test]
+fn the_forecast_aware_policy_completes_more_trips_than_the_default_curve_and_moves_calmly() {
+    // The shape, not the numbers: on the concert evening the policy the
+    // frontier chose (docs/simulation/frontier.md) serves more riders than
+    // the default curve, with volatility within the 0.04.
+    let scenario = Scenario::concert(7);
+    let default = Simulation::new(scenario.clone(), PolicyKind::Default).run(|_| {});
+    let chosen = Simulation::new(scenario, PolicyKind::Forecast).run(|_| {});
+    assert!(
+        chosen.completed > default.completed,
+        "completed: forecast-aware {}, default curve {}",
+        chosen.completed,
+        default.completed
+    );
+    assert!(
+        chosen.volatility <= 0.04,
+        "volatility {}",
+        chosen.volatility
+    );
+    assert!(chosen.volatility < default.volatility);
+}
+
+#[test]
+fn the_controller_surges_more_when_riders_go_unserved() {
+    // The controller's loop closes through the simulated market: with a
+    // tight target it prices more riders away than with a loose one.
+    use shared::policies::{ControllerParams, PolicySpec};
+    use shared::surge::SurgeConfig;
+    let run = |target_unfulfilled: f64, wait_min: f64| {
+        let spec = PolicySpec::Controller(ControllerParams {
+            target_unfulfilled,
+            target_p90_wait_s: wait_min * 60.0,
+            ..ControllerParams::default()
+        });
+        Simulation::with_spec(
+            Scenario::concert(7),
+            PolicyKind::Controller,
+            spec,
+            SurgeConfig::default(),
+        )
+        .run(|_| {})
+    };
+    let tight = run(0.02, 3.0);
+    let loose = run(0.5, 30.0);
+    assert!(
+        tight.declined > loose.declined,
+        "declined: tight {}, loose {}",
+        tight.declined,
+        loose.declined
+    );
+    assert!(tight.mean_multiplier > loose.mean_multiplier);
+}

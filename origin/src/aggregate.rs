@@ -7,8 +7,11 @@
 use shared::api::GridPush;
 use shared::grid::SurgeGrid;
 use shared::market::{DemandSeen, DriverSeen, MarketConfig};
+use std::collections::HashMap;
+
+use shared::policies::{AnyPolicy, InvalidPolicy, PolicySpec};
 use shared::pricer::{InvalidPricer, RegionPricer};
-use shared::surge::{DefaultCurve, SurgeConfig};
+use shared::surge::{Feedback, Policy, SurgeConfig};
 use shared::time::{Millis, Timestamp};
 
 use crate::config::Region;
@@ -33,7 +36,7 @@ pub struct RegionTick {
 #[derive(Debug)]
 struct RegionState {
     region: Region,
-    pricer: RegionPricer<DefaultCurve>,
+    pricer: RegionPricer<AnyPolicy>,
 }
 
 /// Every region's pricer.
@@ -53,7 +56,15 @@ pub struct Settings {
 }
 
 /// Why the aggregator could not be built.
-pub type AggregatorError = InvalidPricer;
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AggregatorError {
+    /// Bad market windows or engine settings.
+    #[error(transparent)]
+    Pricer(#[from] InvalidPricer),
+    /// Bad policy parameters.
+    #[error(transparent)]
+    Policy(#[from] InvalidPolicy),
+}
 
 impl Aggregator {
     /// An aggregator with empty markets.
@@ -118,6 +129,26 @@ impl Aggregator {
     /// The configured regions.
     pub fn regions(&self) -> impl Iterator<Item = &Region> {
         self.regions.iter().map(|r| &r.region)
+    }
+
+    /// The regions (of `only`, or all) whose policy steers by feedback.
+    pub fn controlled(&self, only: Option<&[usize]>) -> Vec<String> {
+        self.regions
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                only.is_none_or(|o| o.contains(i))
+                    && matches!(r.region.policy, PolicySpec::Controller(_))
+            })
+            .map(|(_, r)| r.region.id.as_str().to_owned())
+            .collect()
+    }
+
+    /// A region's controller threshold (`None`: not a controller).
+    pub fn threshold(&self, region: usize) -> Option<f64> {
+        self.regions
+            .get(region)
+            .and_then(|r| r.pricer.policy().threshold())
     }
 
     /// Applies driver reports (region index from ingest).
@@ -195,12 +226,25 @@ impl Aggregator {
     /// [`Self::tick`] of the listed regions only (`None`: all); a cluster
     /// member ticks the regions it owns.
     pub fn tick_only(&mut self, now: Timestamp, only: Option<&[usize]>) -> Vec<RegionTick> {
+        self.tick_with(now, only, &HashMap::new())
+    }
+
+    /// [`Self::tick_only`], each region's policy first shown its feedback
+    /// when `feedback` has some for it (by region id).
+    pub fn tick_with(
+        &mut self,
+        now: Timestamp,
+        only: Option<&[usize]>,
+        feedback: &HashMap<String, Feedback>,
+    ) -> Vec<RegionTick> {
         let mut out = Vec::with_capacity(self.regions.len());
         for (idx, r) in self.regions.iter_mut().enumerate() {
             if only.is_some_and(|o| !o.contains(&idx)) {
                 continue;
             }
-            let t = match r.pricer.tick(now) {
+            let f = feedback.get(r.region.id.as_str());
+            let before = r.pricer.policy().threshold();
+            let t = match r.pricer.tick_with(now, f) {
                 Ok(t) => t,
                 // Cells come from the region's own market at its level,
                 // unique by construction; a failure here would be a bug,
@@ -210,6 +254,18 @@ impl Aggregator {
                     continue;
                 }
             };
+            let after = r.pricer.policy().threshold();
+            if before != after {
+                tracing::info!(
+                    region = %r.region.id,
+                    policy = r.pricer.policy().name(),
+                    threshold = ?after,
+                    ended = f.map(|f| f.ended),
+                    unfulfilled = f.map(|f| f.unfulfilled),
+                    p90_wait_s = ?f.and_then(|f| f.p90_wait_s),
+                    "controller moved its threshold"
+                );
+            }
             let snapshots = t
                 .counts
                 .iter()
@@ -245,18 +301,15 @@ impl Aggregator {
     }
 }
 
-fn pricer(
-    region: &Region,
-    settings: Settings,
-) -> Result<RegionPricer<DefaultCurve>, InvalidPricer> {
-    RegionPricer::new(
+fn pricer(region: &Region, settings: Settings) -> Result<RegionPricer<AnyPolicy>, AggregatorError> {
+    Ok(RegionPricer::new(
         region.id.clone(),
         region.level,
         region.caps,
         settings.market,
-        DefaultCurve,
+        region.policy.build()?,
         settings.surge,
-    )
+    )?)
 }
 
 /// The wire JSON of a grid.

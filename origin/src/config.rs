@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use shared::geo::{BoundingBox, LatLng, Level};
+use shared::policies::PolicySpec;
 use shared::quote::Ident;
 
 /// Why a configuration was refused.
@@ -64,6 +65,83 @@ pub struct RegionConfig {
     /// The highest multiplier any cell of the region publishes.
     #[serde(default = "five")]
     pub max_multiplier: f64,
+    /// The region's pricing policy (default: the default curve).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+}
+
+/// `[regions.policy]`: which policy prices the region, and its parameters
+/// (`shared::policies`; any left out take the policy's defaults).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// `none`, `default`, `forecast` or `controller`.
+    pub name: String,
+    /// How far the ratio leans toward the forecast, 0..=1 (forecast,
+    /// controller).
+    pub lead: Option<f64>,
+    /// Controller: the unfulfilled share to hold, in (0, 1).
+    pub target_unfulfilled: Option<f64>,
+    /// Controller: the p90 pickup wait to hold, minutes.
+    pub target_p90_wait_minutes: Option<f64>,
+    /// Controller: the largest relative step of its threshold per
+    /// feedback, in (0, 0.5].
+    pub step: Option<f64>,
+    /// Controller: the threshold's lowest value (most surge).
+    pub min_threshold: Option<f64>,
+    /// Controller: the threshold's highest value (least surge).
+    pub max_threshold: Option<f64>,
+}
+
+impl PolicyConfig {
+    /// The core's policy, validated; parameters a policy does not take are
+    /// refused rather than ignored.
+    pub fn spec(&self) -> Result<PolicySpec, String> {
+        let spec = PolicySpec::parse(&self.name).map_err(|e| e.to_string())?;
+        let controller_only = [
+            ("target_unfulfilled", self.target_unfulfilled.is_some()),
+            (
+                "target_p90_wait_minutes",
+                self.target_p90_wait_minutes.is_some(),
+            ),
+            ("step", self.step.is_some()),
+            ("min_threshold", self.min_threshold.is_some()),
+            ("max_threshold", self.max_threshold.is_some()),
+        ];
+        let spec = match spec {
+            PolicySpec::Forecast(mut f) => {
+                f.lead = self.lead.unwrap_or(f.lead);
+                PolicySpec::Forecast(f)
+            }
+            PolicySpec::Controller(mut c) => {
+                c.lead = self.lead.unwrap_or(c.lead);
+                c.target_unfulfilled = self.target_unfulfilled.unwrap_or(c.target_unfulfilled);
+                c.target_p90_wait_s = self
+                    .target_p90_wait_minutes
+                    .map_or(c.target_p90_wait_s, |m| m * 60.0);
+                c.step = self.step.unwrap_or(c.step);
+                c.min_threshold = self.min_threshold.unwrap_or(c.min_threshold);
+                c.max_threshold = self.max_threshold.unwrap_or(c.max_threshold);
+                PolicySpec::Controller(c)
+            }
+            other => {
+                if self.lead.is_some() {
+                    return Err(format!("policy {} takes no lead", other.name()));
+                }
+                other
+            }
+        };
+        if !matches!(spec, PolicySpec::Controller(_)) {
+            if let Some((field, _)) = controller_only.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{field} is a controller parameter, not {}'s",
+                    spec.name()
+                ));
+            }
+        }
+        spec.build().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
 }
 
 fn default_level() -> u8 {
@@ -87,6 +165,8 @@ pub struct Region {
     pub level: Level,
     /// Default caps.
     pub caps: shared::surge::Caps,
+    /// The pricing policy.
+    pub policy: PolicySpec,
 }
 
 /// Who may call what (see [`crate::auth`]).
@@ -267,6 +347,7 @@ impl Default for Config {
                 level: 13,
                 min_multiplier: 1.0,
                 max_multiplier: 5.0,
+                policy: None,
             }],
             cluster: ClusterConfig::default(),
         }
@@ -471,11 +552,18 @@ impl Config {
             };
             let caps = shared::surge::Caps::new(m(r.min_multiplier)?, m(r.max_multiplier)?)
                 .map_err(|e| invalid(&name, e.to_string()))?;
+            let policy = match &r.policy {
+                Some(p) => p
+                    .spec()
+                    .map_err(|e| invalid(&format!("{name}.policy"), e))?,
+                None => PolicySpec::Default,
+            };
             out.push(Region {
                 id,
                 bounds,
                 level,
                 caps,
+                policy,
             });
         }
         Ok(out)
@@ -510,6 +598,8 @@ mod tests {
         let regions = cfg.regions().expect("example regions are valid");
         assert_eq!(regions.len(), 2);
         assert_eq!(regions[1].caps.max().tenths(), 40);
+        assert_eq!(regions[0].policy.name(), "forecast");
+        assert_eq!(regions[1].policy.name(), "controller");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod backlog;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod feedback;
 pub mod http;
 pub mod ingest;
 pub mod lawful;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub outcomes_stored: AtomicU64,
     /// Lawful emergency cap lookups that failed (retried after a minute).
     pub lawful_cap_failures: AtomicU64,
+    /// Controller feedback lookups that failed (the threshold holds).
+    pub feedback_failures: AtomicU64,
     /// Edge events applied (`POST /v1/edge-events`).
     pub edge_events_applied: AtomicU64,
     /// Edge events already applied before (redeliveries), ignored.
@@ -218,6 +220,12 @@ impl Metrics {
             "counter",
             "Lookups of a region's lawful emergency cap in the history that failed (retried after a minute).",
             g(&self.lawful_cap_failures).to_string(),
+        );
+        put(
+            "equilibrium_controller_feedback_failures_total",
+            "counter",
+            "Lookups of a controller's feedback (recent ride outcomes) that failed; its threshold holds.",
+            g(&self.feedback_failures).to_string(),
         );
         put(
             "equilibrium_edge_events_applied_total",

@@ -74,6 +74,8 @@ pub struct AppState {
     pub backlog: Backlog,
     /// Each region's lawful emergency cap, shipped with its grids.
     pub lawful: crate::lawful::LawfulCaps,
+    /// Controllers' feedback from the stored ride outcomes.
+    pub feedback: crate::feedback::Feedbacks,
     /// Demo mode: the simulator's clock (`config.simulated_clock`).
     pub simulated: Option<crate::simclock::SimulatedClock>,
 }
@@ -222,6 +224,7 @@ impl AppState {
             backlog: Backlog::new(config_backlog),
             cluster,
             lawful: crate::lawful::LawfulCaps::default(),
+            feedback: crate::feedback::Feedbacks::default(),
             simulated,
         }))
     }

@@ -29,9 +29,14 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // The state is encoded under the same lock as the tick, so it is
     // exactly the windows the tick's grid was computed from.
     let only = state.cluster.as_ref().map(|c| c.tickable());
-    let (mut ticks, encoded, engines) = {
+    // Controllers steer by the last lookup of their regions' ride outcomes
+    // (each result used by one tick), and the next lookup starts in the
+    // background.
+    let feedback = state.feedback.take();
+    let (mut ticks, encoded, engines, controlled) = {
         let mut agg = lock(&state.agg);
-        let ticks = agg.tick_only(now, only.as_deref());
+        let ticks = agg.tick_with(now, only.as_deref(), &feedback);
+        let controlled = agg.controlled(only.as_deref());
         // A single node stores its whole pricing state with the tick; a
         // cluster member stores the engine's smoothing in the cluster (the
         // market is rebuilt from the stream).
@@ -45,8 +50,9 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
                 ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
             ),
         };
-        (ticks, encoded, engines)
+        (ticks, encoded, engines, controlled)
     };
+    crate::feedback::refresh(state, &controlled, now);
     // Each grid ships its region's lawful emergency cap (looked up in the
     // background, once a day; the tick never waits for it).
     let names: Vec<String> = ticks

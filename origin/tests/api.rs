@@ -619,3 +619,122 @@ async fn a_demo_origin_ticks_on_the_simulators_clock() {
     let (st, r) = post_json(&s, "/v1/clock", Some(PRODUCER), json!({"at": 5})).await;
     assert_error(st, &r, 400, "invalid_body");
 }
+
+#[tokio::test]
+async fn a_controlled_region_steers_by_its_stored_ride_outcomes() {
+    // The region's policy is the controller; three of four rides of the last
+    // ten minutes found no driver. The background lookup of the outcomes
+    // feeds the controller one bounded step (threshold 1.0 → 0.95), used by
+    // one tick only, until the next lookup 30 s later takes another.
+    let mut c = config();
+    c.regions[0].policy = Some(origin::config::PolicyConfig {
+        name: "controller".into(),
+        lead: None,
+        target_unfulfilled: Some(0.1),
+        target_p90_wait_minutes: None,
+        step: Some(0.05),
+        min_threshold: None,
+        max_threshold: None,
+    });
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let s = state_with(c, Store::open_in_memory().expect("store"), &clock);
+    let rides: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut o = outcome(&format!("r{i}"));
+            o["completed"] = json!(i % 4 == 0);
+            o["wait_ms"] = json!(120_000);
+            o["timestamp"] = json!(T0 - 60_000);
+            o
+        })
+        .collect();
+    let (st, b) = post_json(&s, "/v1/outcomes", Some(PRODUCER), json!(rides)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let threshold = |s: &Arc<AppState>| {
+        s.agg
+            .lock()
+            .expect("aggregator")
+            .threshold(0)
+            .expect("a controller")
+    };
+    assert_eq!(threshold(&s), 1.0);
+    // The first tick starts the lookup; poll ticks until its result lands.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while threshold(&s) == 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feedback never reached the controller"
+        );
+        tick_once(&s).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!((threshold(&s) - 0.95).abs() < 1e-9, "{}", threshold(&s));
+    // More ticks within the 30 s: the result was used once.
+    for _ in 0..5 {
+        tick_once(&s).await;
+    }
+    assert!((threshold(&s) - 0.95).abs() < 1e-9, "{}", threshold(&s));
+    // 30 s on: the next lookup, another step.
+    clock.advance(origin::feedback::EVERY_MS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while threshold(&s) > 0.95 - 1e-9 {
+        assert!(std::time::Instant::now() < deadline, "no second step");
+        tick_once(&s).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!((threshold(&s) - 0.9025).abs() < 1e-9, "{}", threshold(&s));
+    let res = app(s.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let text = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("equilibrium_controller_threshold{region=\"sf\"} 0.9025"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_region_policy_with_bad_parameters_is_refused_at_start() {
+    let mut c = config();
+    c.regions[0].policy = Some(origin::config::PolicyConfig {
+        name: "forecast".into(),
+        lead: Some(0.5),
+        target_unfulfilled: Some(0.1),
+        target_p90_wait_minutes: None,
+        step: None,
+        min_threshold: None,
+        max_threshold: None,
+    });
+    let e = c.regions().expect_err("a controller parameter on forecast");
+    assert!(e.to_string().contains("target_unfulfilled"), "{e}");
+    c.regions[0].policy = Some(origin::config::PolicyConfig {
+        name: "surge-everything".into(),
+        lead: None,
+        target_unfulfilled: None,
+        target_p90_wait_minutes: None,
+        step: None,
+        min_threshold: None,
+        max_threshold: None,
+    });
+    let e = c.regions().expect_err("unknown policy");
+    assert!(e.to_string().contains("unknown policy"), "{e}");
+    c.regions[0].policy = Some(origin::config::PolicyConfig {
+        name: "controller".into(),
+        lead: Some(1.5),
+        target_unfulfilled: None,
+        target_p90_wait_minutes: None,
+        step: None,
+        min_threshold: None,
+        max_threshold: None,
+    });
+    let e = c.regions().expect_err("lead out of range");
+    assert!(e.to_string().contains("lead"), "{e}");
+}

@@ -41,6 +41,8 @@ bounds = [38.45, -121.60, 38.70, -121.30]
 [[regions]]
 id = "sd"
 bounds = [32.60, -117.30, 32.95, -116.95]
+[regions.policy]
+name = "controller"
 "#;
 
 /// A point inside each region.
@@ -345,6 +347,36 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
                 .collect();
             regions.contains(&r1.as_str()) && regions.contains(&r2.as_str())
         },
+    );
+
+    // 4b. A controlled region steers by the shared history: rides of `sd`
+    //     reported to one origin (three in four found no driver) reach the
+    //     controller of `sd`'s owner through PostgreSQL, and its threshold
+    //     steps down from 1.0.
+    let sd_owner = *by_region.get("sd").expect("sd has an owner");
+    let reporter = (sd_owner + 1) % 3;
+    let (lat, lng) = point("sd");
+    let t = now_ms();
+    let rides: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"ride_id": format!("sd-ride-{i}"), "region": "sd", "latitude": lat,
+                   "longitude": lng, "completed": i % 4 == 0, "multiplier": 1.0,
+                   "wait_ms": 240_000, "timestamp": t})
+        })
+        .collect();
+    let r = origins[reporter]
+        .as_ref()
+        .expect("origin")
+        .post("/v1/outcomes")
+        .json(&rides)
+        .send()
+        .expect("post outcomes");
+    assert_eq!(r.status().as_u16(), 200, "outcomes");
+    let threshold = r#"equilibrium_controller_threshold{region="sd"}"#;
+    wait_for(
+        "the owner's controller of sd steps on the stored outcomes",
+        Duration::from_secs(120),
+        || origins[sd_owner].as_ref().expect("owner").metric(threshold) < 1.0,
     );
 
     // 5. PostgreSQL stops for a while: ticks and pushes go on, the history

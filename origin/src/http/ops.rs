@@ -64,11 +64,34 @@ pub async fn health(State(s): State<Arc<AppState>>) -> Json<OriginHealth> {
     ),
 )]
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+    let mut body = s.metrics.render();
+    body.push_str(&controller_thresholds(&s));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The threshold of every controlled region this node prices (the
+/// demand / supply ratio at which its surge starts now).
+fn controller_thresholds(s: &AppState) -> String {
+    let agg = crate::state::lock(&s.agg);
+    let rows: Vec<String> = agg
+        .regions()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            agg.threshold(i).map(|t| {
+                format!(
+                    "equilibrium_controller_threshold{{region=\"{}\"}} {t:.4}\n",
+                    r.id
+                )
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "# HELP equilibrium_controller_threshold The demand/supply ratio at which a controlled region's surge starts (lower: more surge).\n# TYPE equilibrium_controller_threshold gauge\n{}",
+        rows.concat()
     )
-        .into_response()
 }
 
 /// `GET /openapi.json`: this API's OpenAPI 3 document.

@@ -183,6 +183,36 @@ impl Store {
         rows.map(|r| r.map_err(StoreError::from)).collect()
     }
 
+    /// The region's rides that ended in `[from_ms, to_ms)`, newest first,
+    /// at most `limit`: (completed, wait in ms when known).
+    pub fn recent_outcomes(
+        &self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(bool, Option<u64>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT completed, wait_ms FROM ride_outcomes
+             WHERE region = ?1 AND at_ms >= ?2 AND at_ms < ?3
+             ORDER BY at_ms DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                region,
+                to_i64("from_ms", from_ms)?,
+                to_i64("to_ms", to_ms)?,
+                limit
+            ],
+            |r| Ok((r.get::<_, bool>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        rows.map(|r| {
+            r.map(|(done, wait)| (done, wait.and_then(|w| u64::try_from(w).ok())))
+                .map_err(StoreError::from)
+        })
+        .collect()
+    }
+
     /// A zone's snapshots since `since_ms` (inclusive), newest first, at most
     /// `limit` rows; rows of one tick are ordered by class.
     pub fn zone_history(

@@ -129,6 +129,16 @@ pub trait History: Send + std::fmt::Debug {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Vec<f64>, StoreError>;
+    /// The region's rides that ended in `[from_ms, to_ms)`, newest first,
+    /// at most `limit`: (completed, wait in ms when known). A controller's
+    /// feedback.
+    fn recent_outcomes(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(bool, Option<u64>)>, StoreError>;
 }
 
 impl History for Store {
@@ -170,6 +180,16 @@ impl History for Store {
         to_ms: u64,
     ) -> Result<Vec<f64>, StoreError> {
         Store::daily_maxima(self, region, from_ms, to_ms)
+    }
+
+    fn recent_outcomes(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(bool, Option<u64>)>, StoreError> {
+        Store::recent_outcomes(self, region, from_ms, to_ms, limit)
     }
 }
 

@@ -425,6 +425,32 @@ impl super::History for PgStore {
         })
     }
 
+    fn recent_outcomes(
+        &mut self,
+        region: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(bool, Option<u64>)>, StoreError> {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (from, to, limit) = (ms(from_ms), ms(to_ms), i64::from(limit));
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT completed, wait_ms FROM ride_outcomes
+                 WHERE region = $1 AND at_ms >= $2 AND at_ms < $3
+                 ORDER BY at_ms DESC LIMIT $4",
+                &[&region, &from, &to, &limit],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let done: bool = r.try_get(0)?;
+                    let wait: Option<i64> = r.try_get(1)?;
+                    Ok((done, wait.and_then(|w| u64::try_from(w).ok())))
+                })
+                .collect()
+        })
+    }
+
     fn daily_maxima(
         &mut self,
         region: &str,

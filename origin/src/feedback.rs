@@ -1,0 +1,146 @@
+//! The feedback a region's controller steers by (`shared::policies::Controller`):
+//! the unfulfilled share and p90 pickup wait of the rides that ended in the
+//! last [`Feedback::WINDOW`], read from the stored ride outcomes (reported
+//! by the edge's bookings or posted to `/v1/outcomes`).
+//!
+//! Like the lawful caps, the lookup runs in the background and a tick never
+//! waits for the store. It runs every [`EVERY_MS`] for each region whose
+//! policy is the controller, and each result is handed to one tick only,
+//! so the controller moves at most one bounded step per lookup, whatever
+//! the tick interval (the simulator reprices as often). A failed lookup is
+//! logged and counted; the controller then holds its threshold.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use shared::surge::Feedback;
+use shared::time::Timestamp;
+
+use crate::state::{lock, AppState};
+
+/// How often a region's feedback is looked up, ms (the simulator's
+/// repricing interval, which the controller's defaults were chosen at).
+pub const EVERY_MS: u64 = 30_000;
+
+/// At most this many of the window's rides are read per lookup.
+const LIMIT: u32 = 50_000;
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// A result not yet handed to a tick.
+    fresh: Option<Feedback>,
+    /// When the last lookup started, ms.
+    started_at: Option<u64>,
+}
+
+/// Per region: the latest feedback not yet used, and when it was looked up.
+#[derive(Debug, Default)]
+pub struct Feedbacks(Mutex<HashMap<String, Entry>>);
+
+impl Feedbacks {
+    /// Every fresh result, each handed out once.
+    pub fn take(&self) -> HashMap<String, Feedback> {
+        lock(&self.0)
+            .iter_mut()
+            .filter_map(|(r, e)| e.fresh.take().map(|f| (r.clone(), f)))
+            .collect()
+    }
+
+    fn claim(&self, regions: &[String], now: Timestamp) -> Vec<String> {
+        let mut known = lock(&self.0);
+        regions
+            .iter()
+            .filter(|r| {
+                let e = known.entry((*r).clone()).or_default();
+                let due = e
+                    .started_at
+                    .is_none_or(|s| now.0.saturating_sub(s) >= EVERY_MS || now.0 < s);
+                if due {
+                    e.started_at = Some(now.0);
+                }
+                due
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn set(&self, region: &str, f: Feedback) {
+        lock(&self.0).entry(region.to_owned()).or_default().fresh = Some(f);
+    }
+}
+
+/// Starts the lookups due at `now` for `regions` (those with a controller)
+/// in the background.
+pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
+    let due = state.feedback.claim(regions, now);
+    if due.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let from = now.0.saturating_sub(Feedback::WINDOW.0);
+        // Rides reported up to now, inclusive.
+        let to = now.0.saturating_add(1);
+        let store = state.store.clone();
+        let regions = due.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&store);
+            regions
+                .iter()
+                .map(|r| {
+                    store
+                        .recent_outcomes(r, from, to, LIMIT)
+                        .map(|rows| (r.clone(), rows))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        match found {
+            Ok(Ok(rows)) => {
+                for (region, ended) in rows {
+                    let f = Feedback::gather(
+                        ended
+                            .into_iter()
+                            .map(|(done, wait)| (done, wait.map(|w| w as f64 / 1_000.0))),
+                    );
+                    tracing::debug!(region = %region, ended = f.ended, unfulfilled = f.unfulfilled, p90_wait_s = ?f.p90_wait_s, "controller feedback");
+                    state.feedback.set(&region, f);
+                }
+            }
+            Ok(Err(e)) => {
+                state.metrics.feedback_failures.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "controller feedback not read; thresholds hold");
+            }
+            Err(e) => {
+                state.metrics.feedback_failures.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "controller feedback task failed; thresholds hold");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_are_due_every_interval_and_results_are_used_once() {
+        let f = Feedbacks::default();
+        let regions = vec!["sf".to_owned()];
+        assert_eq!(f.claim(&regions, Timestamp(1_000)), regions);
+        assert!(f
+            .claim(&regions, Timestamp(1_000 + EVERY_MS - 1))
+            .is_empty());
+        assert_eq!(f.claim(&regions, Timestamp(1_000 + EVERY_MS)), regions);
+        f.set(
+            "sf",
+            Feedback {
+                ended: 3,
+                ..Feedback::default()
+            },
+        );
+        assert_eq!(f.take().get("sf").map(|x| x.ended), Some(3));
+        assert!(f.take().is_empty(), "handed out once");
+    }
+}

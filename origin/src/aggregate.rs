@@ -178,6 +178,32 @@ impl Aggregator {
         self.regions.iter_mut().any(|r| r.pricer.restore(grid))
     }
 
+    /// A region's forecast history when due (the first tick of each
+    /// 5-minute bucket; `shared::pricer::RegionPricer::forecast_history_due`).
+    pub fn forecast_history_due(&mut self, region: usize, now: Timestamp) -> Option<Vec<u8>> {
+        self.regions
+            .get_mut(region)
+            .and_then(|r| r.pricer.forecast_history_due(now))
+    }
+
+    /// Restores a region's forecast history (before [`Self::restore_state`],
+    /// whose open buckets go over it). `Ok(false)`: no such region.
+    pub fn restore_forecast_history(
+        &mut self,
+        region: &str,
+        bytes: &[u8],
+    ) -> Result<bool, shared::state::StateError> {
+        let Some(r) = self
+            .regions
+            .iter_mut()
+            .find(|r| r.region.id.as_str() == region)
+        else {
+            return Ok(false);
+        };
+        r.pricer.decode_forecast_history(bytes)?;
+        Ok(true)
+    }
+
     /// A region's market windows and engine smoothing, encoded
     /// (`shared::state`), to persist with its tick.
     pub fn encode_state(&self, region: usize) -> Vec<u8> {

@@ -24,6 +24,8 @@ pub struct Restored {
     /// Regions whose market windows and engine smoothing were restored as
     /// of the last tick.
     pub windows: usize,
+    /// Regions whose forecast history was restored.
+    pub forecasts: usize,
     /// Last persisted tick before the restart.
     pub last_tick_at: Option<u64>,
     /// Seconds between the last persisted tick and this start: events
@@ -37,6 +39,7 @@ struct Saved {
     last_tick_at: Option<u64>,
     grids: Vec<crate::store::StoredGrid>,
     windows: Vec<crate::store::StoredState>,
+    forecasts: Vec<(String, Vec<u8>)>,
     zones: Vec<crate::store::Zone>,
 }
 
@@ -117,6 +120,7 @@ impl AppState {
             last_tick_at: store.last_tick_at()?,
             grids: store.last_grids()?,
             windows: store.market_states()?,
+            forecasts: store.forecast_histories()?,
             zones: store.all_zones()?,
         };
         Self::build(config, Box::new(store), saved, clock, None)
@@ -181,6 +185,16 @@ impl AppState {
                 }
                 _ => {
                     tracing::warn!(region = %g.region, "stored grid not restored (unknown region or unreadable)")
+                }
+            }
+        }
+        // The forecasts' history first: the windows' open buckets go over it.
+        for (region, bytes) in saved.forecasts {
+            match agg.restore_forecast_history(&region, &bytes) {
+                Ok(true) => restored.forecasts += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(region = %region, error = %e, "stored forecast history unreadable; forecasts start empty")
                 }
             }
         }

@@ -33,24 +33,32 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // (each result used by one tick), and the next lookup starts in the
     // background.
     let feedback = state.feedback.take();
-    let (mut ticks, encoded, engines, controlled) = {
+    let (mut ticks, encoded, engines, controlled, histories) = {
         let mut agg = lock(&state.agg);
         let ticks = agg.tick_with(now, only.as_deref(), &feedback);
         let controlled = agg.controlled(only.as_deref());
         // A single node stores its whole pricing state with the tick; a
         // cluster member stores the engine's smoothing in the cluster (the
         // market is rebuilt from the stream).
-        let (encoded, engines): (Vec<Vec<u8>>, Vec<Vec<u8>>) = match &state.cluster {
-            None => (
-                ticks.iter().map(|t| agg.encode_state(t.region)).collect(),
-                Vec::new(),
-            ),
-            Some(_) => (
-                vec![Vec::new(); ticks.len()],
-                ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
-            ),
-        };
-        (ticks, encoded, engines, controlled)
+        // A single node also stores the forecasts' history once per bucket
+        // (a cluster member's forecasts restart from the replayed stream).
+        let (encoded, engines, histories): (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) =
+            match &state.cluster {
+                None => (
+                    ticks.iter().map(|t| agg.encode_state(t.region)).collect(),
+                    Vec::new(),
+                    ticks
+                        .iter()
+                        .map(|t| agg.forecast_history_due(t.region, now))
+                        .collect(),
+                ),
+                Some(_) => (
+                    vec![Vec::new(); ticks.len()],
+                    ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
+                    vec![None; ticks.len()],
+                ),
+            };
+        (ticks, encoded, engines, controlled, histories)
     };
     crate::feedback::refresh(state, &controlled, now);
     // Each grid ships its region's lawful emergency cap (looked up in the
@@ -69,7 +77,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     }
     let mut records = Vec::with_capacity(ticks.len());
     let mut new_zones = Vec::new();
-    for (t, encoded) in ticks.iter().zip(encoded) {
+    for ((t, encoded), forecast_history) in ticks.iter().zip(encoded).zip(histories) {
         let region = t.grid.region().as_str().to_owned();
         let json = grid_json(&t.grid);
         {
@@ -111,6 +119,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
             snapshots: t.snapshots.clone(),
             changes: t.changes.clone(),
             state: encoded,
+            forecast_history,
             max_multiplier: t
                 .grid
                 .cells()

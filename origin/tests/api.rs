@@ -430,7 +430,9 @@ async fn a_restart_resumes_the_windows_and_publishes_what_an_uninterrupted_run_d
     let clock_b = Arc::new(ManualClock::new(Timestamp(T0)));
     let a = state_with(config(), open("a.sqlite"), &clock_a);
     let b = state_with(config(), open("b.sqlite"), &clock_b);
-    for s in 0..30 {
+    // 130 steps of 5 s: past two forecast buckets (5 minutes each), into
+    // a third.
+    for s in 0..130 {
         assert_eq!(
             evening_step(&a, &clock_a, s).await,
             evening_step(&b, &clock_b, s).await
@@ -439,11 +441,12 @@ async fn a_restart_resumes_the_windows_and_publishes_what_an_uninterrupted_run_d
     // b dies without a shutdown (nothing after its last tick is flushed) and
     // comes back 7 s after that tick, on the same file.
     drop(b);
-    let last_tick = T0 + 29 * 5_000 + 4_000;
+    let last_tick = T0 + 129 * 5_000 + 4_000;
     clock_b.set(Timestamp(last_tick + 7_000));
     let b = state_with(config(), open("b.sqlite"), &clock_b);
     assert_eq!(b.restored.grids, 1);
     assert_eq!(b.restored.windows, 1);
+    assert_eq!(b.restored.forecasts, 1);
     assert_eq!(b.restored.last_tick_at, Some(last_tick));
     assert_eq!(
         b.restored.lost_seconds, 7.0,
@@ -466,8 +469,14 @@ async fn a_restart_resumes_the_windows_and_publishes_what_an_uninterrupted_run_d
             .any(|c| c["demand"].as_u64() > Some(0) && c["multiplier"].as_f64() > Some(1.0)),
         "the windows still hold demand and surge: {ga}"
     );
-    // And so on, tick after tick.
-    for s in 31..60 {
+    assert!(
+        cells
+            .iter()
+            .any(|c| c["expected_demand"].as_f64() > Some(0.0)),
+        "the forecasts (history and open bucket) came back too: {ga}"
+    );
+    // And so on, tick after tick, into the next bucket.
+    for s in 131..200 {
         assert_eq!(
             evening_step(&a, &clock_a, s).await,
             evening_step(&b, &clock_b, s).await,

@@ -53,6 +53,7 @@ fn tick(
         snapshots,
         changes,
         state: vec![],
+        forecast_history: None,
         max_multiplier,
     }
 }
@@ -115,6 +116,7 @@ fn a_recorded_tick_reads_back_through_every_view() {
             demand: 30,
         }],
         state: b"EQS-state-bytes".to_vec(),
+        forecast_history: None,
         max_multiplier: 2.1,
     };
     s.record_tick(&t).unwrap();
@@ -729,6 +731,11 @@ fn a_version_1_file_is_migrated_with_fares_in_minor_units() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(daily, vec![("sf".to_owned(), 0, 2.5)]);
+    // Version 5: the forecast history table, empty until a tick writes it.
+    let histories: i64 = c
+        .query_row("SELECT count(*) FROM forecast_history", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(histories, 0);
     // Version 3: the pickup wait.
     let has_wait: i64 = c
         .query_row(

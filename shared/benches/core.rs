@@ -274,7 +274,8 @@ fn state_snapshot(c: &mut Criterion) {
     let inputs = busy_inputs(&cells);
     let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
     engine.update(&inputs);
-    let bytes = shared::state::encode(&market, &engine);
+    let forecasts = shared::forecast::CellForecasts::default();
+    let bytes = shared::state::encode(&market, &engine, &forecasts);
     println!(
         "state snapshot: {} bytes for 20,000 drivers, 10,000 demand keys x 60 buckets, 10,000 engine cells",
         bytes.len()
@@ -286,6 +287,7 @@ fn state_snapshot(c: &mut Criterion) {
             black_box(shared::state::encode(
                 black_box(&market),
                 black_box(&engine),
+                black_box(&forecasts),
             ))
         })
     });
@@ -298,7 +300,9 @@ fn state_snapshot(c: &mut Criterion) {
                 )
             },
             |(mut m, mut e)| {
-                shared::state::decode_into(black_box(&bytes), &mut m, &mut e).expect("decode");
+                let mut f = shared::forecast::CellForecasts::default();
+                shared::state::decode_into(black_box(&bytes), &mut m, &mut e, &mut f)
+                    .expect("decode");
                 black_box((m, e))
             },
             BatchSize::LargeInput,

@@ -901,6 +901,10 @@ pub struct RestoredWire {
     pub grids: usize,
     /// Regions whose market windows were restored as of the last tick.
     pub windows: usize,
+    /// Regions whose forecast history was restored (as of its last
+    /// 5-minute bucket; the open buckets come with the windows).
+    #[serde(default)]
+    pub forecasts: usize,
     /// The last persisted tick, ms since the epoch (none on a fresh store).
     pub last_tick_at: Option<u64>,
     /// Seconds between that tick and the start: events accepted then were

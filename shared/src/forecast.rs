@@ -19,7 +19,11 @@
 //! slot's offset is the running mean of what it has seen (a season needs a
 //! day to exist); after that the usual smoothing applies.
 
+mod persist;
+
 use std::collections::HashMap;
+
+pub use persist::{HISTORY_MAGIC, HISTORY_VERSION};
 
 use crate::geo::Cell;
 use crate::grid::CellForecast;

@@ -554,14 +554,16 @@ mod tests {
             crate::surge::SurgeConfig::default(),
         )
         .expect("engine");
-        let bytes = crate::state::encode(&m, &engine);
+        let forecasts = crate::forecast::CellForecasts::default();
+        let bytes = crate::state::encode(&m, &engine, &forecasts);
         let mut back = Market::new(MarketConfig::default()).expect("market");
         let mut e2 = crate::surge::SurgeEngine::new(
             crate::surge::DefaultCurve,
             crate::surge::SurgeConfig::default(),
         )
         .expect("engine");
-        crate::state::decode_into(&bytes, &mut back, &mut e2).expect("decode");
+        let mut f2 = crate::forecast::CellForecasts::default();
+        crate::state::decode_into(&bytes, &mut back, &mut e2, &mut f2).expect("decode");
         assert!(!back.demand_seen(keyed(a, 1, later + 1)));
         assert!(back.demand_seen(keyed(a, 3, later + 1)));
     }

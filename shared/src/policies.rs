@@ -234,6 +234,14 @@ impl Policy for Controller {
         DefaultCurve::of_ratio(r / self.threshold).min(cell.max.as_f64())
     }
 
+    fn persisted(&self) -> Option<f64> {
+        Some(self.threshold)
+    }
+
+    fn resume(&mut self, state: f64) {
+        self.set_threshold(state);
+    }
+
     fn observe(&mut self, feedback: &Feedback) {
         let Some(p) = self.pressure(feedback) else {
             return;
@@ -360,6 +368,19 @@ impl Policy for AnyPolicy {
     fn observe(&mut self, feedback: &Feedback) {
         if let AnyPolicy::Controller(c) = self {
             c.observe(feedback);
+        }
+    }
+
+    fn persisted(&self) -> Option<f64> {
+        match self {
+            AnyPolicy::Controller(c) => c.persisted(),
+            _ => None,
+        }
+    }
+
+    fn resume(&mut self, state: f64) {
+        if let AnyPolicy::Controller(c) = self {
+            c.resume(state);
         }
     }
 }

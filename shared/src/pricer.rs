@@ -151,6 +151,8 @@ pub struct RegionPricer<P> {
     generation: u64,
     last: BTreeMap<Cell, Multiplier>,
     forecasts: crate::forecast::CellForecasts,
+    /// The bucket whose forecast history was last handed out.
+    history_bucket: Option<u64>,
 }
 
 impl<P: Policy> RegionPricer<P> {
@@ -173,6 +175,7 @@ impl<P: Policy> RegionPricer<P> {
             generation: 0,
             last: BTreeMap::new(),
             forecasts: crate::forecast::CellForecasts::default(),
+            history_bucket: None,
         })
     }
 
@@ -308,10 +311,29 @@ impl<P: Policy> RegionPricer<P> {
         true
     }
 
+    /// The forecasts' history ([`crate::forecast`]), when it changed since
+    /// it was last handed out: at the first tick of each 5-minute bucket.
+    /// The origin stores it with that tick; the open buckets travel in
+    /// [`Self::encode_state`] every tick.
+    pub fn forecast_history_due(&mut self, now: Timestamp) -> Option<Vec<u8>> {
+        let bucket = crate::forecast::bucket_of(now);
+        if self.history_bucket == Some(bucket) {
+            return None;
+        }
+        self.history_bucket = Some(bucket);
+        Some(self.forecasts.encode_history())
+    }
+
+    /// Restores a [`Self::forecast_history_due`] snapshot; call before
+    /// [`Self::decode_state`], whose open buckets go over it.
+    pub fn decode_forecast_history(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.forecasts.decode_history(bytes)
+    }
+
     /// The market windows and engine smoothing, encoded
     /// ([`crate::state`]).
     pub fn encode_state(&self) -> Vec<u8> {
-        crate::state::encode(&self.market, &self.engine)
+        crate::state::encode(&self.market, &self.engine, &self.forecasts)
     }
 
     /// The engine's smoothing alone, encoded: with the last grid, what a new
@@ -330,7 +352,12 @@ impl<P: Policy> RegionPricer<P> {
     /// [`Self::restore`]: the decoded engine state replaces the
     /// approximation the grid alone gives.
     pub fn decode_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        crate::state::decode_into(bytes, &mut self.market, &mut self.engine)
+        crate::state::decode_into(
+            bytes,
+            &mut self.market,
+            &mut self.engine,
+            &mut self.forecasts,
+        )
     }
 }
 
@@ -360,6 +387,69 @@ mod tests {
 
     fn cell() -> Cell {
         Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL)
+    }
+
+    fn controlled() -> RegionPricer<crate::policies::AnyPolicy> {
+        let policy = crate::policies::PolicySpec::parse("controller")
+            .expect("known")
+            .build()
+            .expect("valid");
+        RegionPricer::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            Caps::DEFAULT,
+            MarketConfig::default(),
+            policy,
+            SurgeConfig::default(),
+        )
+        .expect("pricer")
+    }
+
+    /// A restart (the full state) and a take-over (the engine's alone)
+    /// continue the controller's threshold and the forecasts.
+    #[test]
+    fn the_controller_threshold_and_the_forecasts_survive_a_restart() {
+        let t0 = 1_800_000_000_000;
+        let mut a = controlled();
+        let bad = Feedback {
+            ended: 50,
+            unfulfilled: 40,
+            p90_wait_s: Some(900.0),
+        };
+        let mut history = None;
+        for i in 0..400u64 {
+            let now = Timestamp(t0 + i * 30_000);
+            a.demand_seen(DemandSeen {
+                cell: cell(),
+                class: VehicleClass::Standard,
+                kind: DemandKind::RideRequest,
+                at: now,
+                once: None,
+            });
+            a.tick_with(now, (i % 10 == 0).then_some(&bad))
+                .expect("tick");
+            if let Some(h) = a.forecast_history_due(now) {
+                history = Some(h);
+            }
+        }
+        let threshold = a.policy().threshold().expect("a controller");
+        assert!(threshold < 1.0, "{threshold}");
+        let mut b = controlled();
+        b.decode_forecast_history(&history.expect("a history was handed out"))
+            .expect("history");
+        b.decode_state(&a.encode_state()).expect("state");
+        assert_eq!(b.policy().threshold(), Some(threshold));
+        assert!(a.forecasts.expected(cell()).is_some());
+        assert_eq!(a.forecasts.expected(cell()), b.forecasts.expected(cell()));
+        let mut c = controlled();
+        c.decode_engine_state(&a.encode_engine_state())
+            .expect("engine state");
+        assert_eq!(c.policy().threshold(), Some(threshold));
+        // The history is handed out once per bucket.
+        // (t0 + 12,000 s starts a bucket.)
+        let now = Timestamp(t0 + 400 * 30_000);
+        assert!(a.forecast_history_due(now).is_some());
+        assert!(a.forecast_history_due(Timestamp(now.0 + 1)).is_none());
     }
 
     /// Two classes in one cell are priced as one market: 3 requests (one

@@ -9,17 +9,24 @@
 //! validates everything it reads: any byte string either decodes into a
 //! valid state or fails with a [`StateError`], never a panic.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
-//! `"EQS" 2`, then the market (drivers, demand, and the keys of keyed
-//! demand counted within the window) and the engine cells. Version 1 (no
-//! keys) still decodes.
+//! `"EQS" 3`, then the market (drivers, demand, and the keys of keyed
+//! demand counted within the window), the engine cells, the policy's own
+//! state (a flag byte, then a controller's threshold as 8 bytes) and the
+//! forecasts' open buckets (`crate::forecast`; their history is written
+//! apart, once per bucket). Version 2 (no policy state, no open buckets)
+//! and version 1 (nor the demand keys) still decode.
+//!
+//! An engine-only snapshot ([`encode_engine`], `"EQE" 3`) is the engine
+//! cells and the policy state.
 //! Integers are LEB128 varints except ids (driver keys, cell ids, EMA bits),
 //! which are fixed 8-byte little-endian because they are uniformly spread.
 //! Driver times are stored as the distance below the newest one; demand
 //! bucket indexes as deltas. About 20 bytes per driver, 10 + 2 per bucket
 //! per demand key, 13 per engine cell.
 
+use crate::forecast::CellForecasts;
 use crate::market::Market;
 use crate::surge::{Policy, SurgeEngine};
 
@@ -27,9 +34,10 @@ use crate::surge::{Policy, SurgeEngine};
 pub const MAGIC: [u8; 3] = *b"EQS";
 /// The leading bytes of an engine-only snapshot ([`encode_engine`]).
 pub const ENGINE_MAGIC: [u8; 3] = *b"EQE";
-/// The format version written by this build. Version 2 added the keys of
-/// keyed demand to the market; version 1 snapshots still decode (with none).
-pub const VERSION: u8 = 2;
+/// The format version written by this build. Version 3 added the policy's
+/// state and the forecasts' open buckets, version 2 the keys of keyed
+/// demand; older snapshots still decode (without them).
+pub const VERSION: u8 = 3;
 
 /// Why a snapshot could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,14 +59,46 @@ pub enum StateError {
     Invalid(&'static str),
 }
 
-/// Encodes a region's market and engine state.
-pub fn encode<P: Policy>(market: &Market, engine: &SurgeEngine<P>) -> Vec<u8> {
+/// Encodes a region's market, engine (with its policy's state) and the
+/// forecasts' open buckets.
+pub fn encode<P: Policy>(
+    market: &Market,
+    engine: &SurgeEngine<P>,
+    forecasts: &CellForecasts,
+) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
     w.0.extend_from_slice(&MAGIC);
     w.u8(VERSION);
     market.write_state(&mut w);
     engine.write_state(&mut w);
+    write_policy(&mut w, engine.policy().persisted());
+    forecasts.write_open(&mut w);
     w.0
+}
+
+fn write_policy(w: &mut Writer, state: Option<f64>) {
+    match state {
+        None => w.u8(0),
+        Some(v) => {
+            w.u8(1);
+            w.fixed64(v.to_bits());
+        }
+    }
+}
+
+fn read_policy(r: &mut Reader<'_>) -> Result<Option<f64>, StateError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let v = f64::from_bits(r.fixed64()?);
+            if v.is_finite() {
+                Ok(Some(v))
+            } else {
+                Err(StateError::Invalid("policy state is not finite"))
+            }
+        }
+        _ => Err(StateError::Invalid("policy state flag is not 0 or 1")),
+    }
 }
 
 /// Decodes a snapshot into `market` and `engine`, replacing their state.
@@ -69,6 +109,7 @@ pub fn decode_into<P: Policy>(
     bytes: &[u8],
     market: &mut Market,
     engine: &mut SurgeEngine<P>,
+    forecasts: &mut CellForecasts,
 ) -> Result<(), StateError> {
     let mut r = Reader(bytes);
     if r.take(3)? != MAGIC {
@@ -80,11 +121,20 @@ pub fn decode_into<P: Policy>(
     }
     let m = Market::read_state(&mut r, version)?;
     let e = SurgeEngine::<P>::read_state(&mut r)?;
+    let (policy, opens) = if version >= 3 {
+        (read_policy(&mut r)?, CellForecasts::read_open(&mut r)?)
+    } else {
+        (None, Vec::new())
+    };
     if !r.0.is_empty() {
         return Err(StateError::TrailingBytes(r.0.len()));
     }
     market.replace_state(m);
     engine.replace_state(e);
+    if let Some(p) = policy {
+        engine.policy_mut().resume(p);
+    }
+    forecasts.apply_open(opens);
     Ok(())
 }
 
@@ -96,6 +146,7 @@ pub fn encode_engine<P: Policy>(engine: &SurgeEngine<P>) -> Vec<u8> {
     w.0.extend_from_slice(&ENGINE_MAGIC);
     w.u8(VERSION);
     engine.write_state(&mut w);
+    write_policy(&mut w, engine.policy().persisted());
     w.0
 }
 
@@ -114,10 +165,18 @@ pub fn decode_engine_into<P: Policy>(
         return Err(StateError::UnsupportedVersion(version));
     }
     let e = SurgeEngine::<P>::read_state(&mut r)?;
+    let policy = if version >= 3 {
+        read_policy(&mut r)?
+    } else {
+        None
+    };
     if !r.0.is_empty() {
         return Err(StateError::TrailingBytes(r.0.len()));
     }
     engine.replace_state(e);
+    if let Some(p) = policy {
+        engine.policy_mut().resume(p);
+    }
     Ok(())
 }
 
@@ -134,6 +193,14 @@ impl Writer {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub(crate) fn fixed32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
+
     pub(crate) fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
@@ -145,10 +212,10 @@ impl Writer {
 
 /// Reads encoded values, failing on truncation or overlong varints.
 #[derive(Debug)]
-pub(crate) struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], StateError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], StateError> {
         if self.0.len() < n {
             return Err(StateError::Truncated);
         }
@@ -165,6 +232,22 @@ impl Reader<'_> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
+    }
+
+    pub(crate) fn fixed32(&mut self) -> Result<u32, StateError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A finite `f32`, as [`Writer::fixed32`] of its bits wrote it.
+    pub(crate) fn finite_f32(&mut self, what: &'static str) -> Result<f32, StateError> {
+        let v = f32::from_bits(self.fixed32()?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(StateError::Invalid(what))
+        }
     }
 
     pub(crate) fn varint(&mut self) -> Result<u64, StateError> {

@@ -261,6 +261,15 @@ pub trait Policy {
 
     /// The region's recent outcomes, once per tick. Curves ignore them.
     fn observe(&mut self, _feedback: &Feedback) {}
+
+    /// The policy's own state, persisted with the engine's (a controller's
+    /// threshold); `None` for curves, which have none.
+    fn persisted(&self) -> Option<f64> {
+        None
+    }
+
+    /// Continues from [`Self::persisted`] state.
+    fn resume(&mut self, _state: f64) {}
 }
 
 /// No surge at all: always 1.0. The baseline for policy comparisons.

@@ -4,13 +4,23 @@
 
 use proptest::prelude::*;
 use shared::fare::VehicleClass;
+use shared::forecast::CellForecasts;
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
-use shared::state::{decode_into, encode, StateError};
+use shared::state::StateError;
+
 use shared::surge::{Caps, CellInput, DefaultCurve, SurgeConfig, SurgeEngine};
 use shared::time::{Millis, Timestamp};
 
 type Engine = SurgeEngine<DefaultCurve>;
+
+fn encode(m: &Market, e: &Engine) -> Vec<u8> {
+    shared::state::encode(m, e, &CellForecasts::default())
+}
+
+fn decode_into(bytes: &[u8], m: &mut Market, e: &mut Engine) -> Result<(), StateError> {
+    shared::state::decode_into(bytes, m, e, &mut CellForecasts::default())
+}
 
 fn config() -> MarketConfig {
     MarketConfig {
@@ -102,7 +112,7 @@ fn a_restored_region_continues_exactly_like_the_original() {
         }
     }
     let snapshot = encode(&m, &e);
-    assert_eq!(&snapshot[..4], b"EQS\x02");
+    assert_eq!(&snapshot[..4], b"EQS\x03");
     let (mut m2, mut e2) = fresh();
     decode_into(&snapshot, &mut m2, &mut e2).expect("decodes");
     assert_eq!(encode(&m2, &e2), snapshot, "encoding is deterministic");
@@ -144,11 +154,11 @@ fn damaged_snapshots_are_refused_and_leave_the_state_alone() {
         decode_into(b"nope", &mut m2, &mut e2),
         Err(StateError::NotASnapshot)
     );
-    let mut v3 = good.clone();
-    v3[3] = 3;
+    let mut v4 = good.clone();
+    v4[3] = 4;
     assert_eq!(
-        decode_into(&v3, &mut m2, &mut e2),
-        Err(StateError::UnsupportedVersion(3))
+        decode_into(&v4, &mut m2, &mut e2),
+        Err(StateError::UnsupportedVersion(4))
     );
     for cut in 4..good.len() {
         assert!(

@@ -320,6 +320,7 @@ fn least_efficient_zones_over_http_on_a_seeded_history() {
                     snapshots,
                     changes: vec![],
                     state: vec![],
+                    forecast_history: None,
                     max_multiplier: 1.0,
                 })
                 .expect("seed");
@@ -413,6 +414,7 @@ fn the_origin_ships_each_regions_lawful_cap_from_its_history() {
                     snapshots: vec![],
                     changes: vec![],
                     state: vec![],
+                    forecast_history: None,
                     max_multiplier: max,
                 })
                 .expect("seed");

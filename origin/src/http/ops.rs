@@ -27,6 +27,7 @@ pub async fn health(State(s): State<Arc<AppState>>) -> Json<OriginHealth> {
         restored: RestoredWire {
             grids: s.restored.grids,
             windows: s.restored.windows,
+            forecasts: s.restored.forecasts,
             last_tick_at: s.restored.last_tick_at,
             lost_seconds: s.restored.lost_seconds,
         },

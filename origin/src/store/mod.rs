@@ -275,6 +275,9 @@ pub struct TickRecord {
     /// The region's pricing state after the tick (market windows, engine
     /// smoothing; `shared::state`), so a restart resumes exactly here.
     pub state: Vec<u8>,
+    /// The forecasts' history (`shared::forecast`), at the first tick of
+    /// each 5-minute bucket; `None` between.
+    pub forecast_history: Option<Vec<u8>>,
     /// The grid's highest published multiplier (1.0 without cells): the
     /// day's maximum is kept per region for its lawful emergency cap.
     pub max_multiplier: f64,
@@ -565,6 +568,7 @@ mod tests {
             }],
             changes: vec![],
             state: vec![1],
+            forecast_history: None,
             max_multiplier: 1.0,
         };
         assert!(matches!(s.record_tick(&t), Err(StoreError::InvalidData(_))));
@@ -625,11 +629,17 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.conn
-                .execute("UPDATE meta SET value = 5 WHERE key = 'schema_version'", [])
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [super::schema::SCHEMA_VERSION + 1],
+                )
                 .unwrap();
         }
+        let newer = (super::schema::SCHEMA_VERSION + 1).to_string();
         match Store::open(&path) {
-            Err(StoreError::UnsupportedSchema { found }) => assert!(found.contains('5'), "{found}"),
+            Err(StoreError::UnsupportedSchema { found }) => {
+                assert!(found.contains(&newer), "{found}")
+            }
             other => panic!("expected UnsupportedSchema, got {other:?}"),
         }
     }

@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::StoreError;
 
 /// The schema version this build reads and writes, kept in `meta`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The schema at [`SCHEMA_VERSION`] (with [`MARKET_STATE`]); every
 /// statement is idempotent.
@@ -118,6 +118,17 @@ INSERT OR IGNORE INTO daily_max (region, day, max_multiplier)
     GROUP BY region, at_ms / 86400000;
 ";
 
+/// Version 4 → 5: each region's forecast history (`shared::forecast`),
+/// written once per 5-minute bucket; the open buckets travel in
+/// `market_state` with every tick.
+const V4_TO_V5: &str = "
+CREATE TABLE IF NOT EXISTS forecast_history (
+    region      TEXT    PRIMARY KEY,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    history     BLOB    NOT NULL
+);
+";
+
 /// Creates the schema in a fresh file or migrates an older one, inside the
 /// caller's transaction.
 pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -135,6 +146,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
             tx.execute_batch(MARKET_STATE)?;
             tx.execute_batch(V2_TO_V3)?;
             tx.execute_batch(V3_TO_V4)?;
+            tx.execute_batch(V4_TO_V5)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION],
@@ -163,6 +175,11 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
         tx.execute_batch(V3_TO_V4)?;
         version = 4;
         tracing::info!("store migrated from schema version 3 to 4");
+    }
+    if version == 4 {
+        tx.execute_batch(V4_TO_V5)?;
+        version = 5;
+        tracing::info!("store migrated from schema version 4 to 5");
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

@@ -114,6 +114,16 @@ impl Store {
         }
     }
 
+    /// Each region's last forecast history, sorted by region: (region,
+    /// bytes).
+    pub fn forecast_histories(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT region, history FROM forecast_history ORDER BY region")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
     /// The pricing state every region's last tick left, sorted by region,
     /// so a restarted origin resumes its windows where they were.
     pub fn market_states(&self) -> Result<Vec<StoredState>, StoreError> {
@@ -251,16 +261,28 @@ fn write_tick(conn: &Connection, t: &TickRecord) -> Result<(), StoreError> {
             generation = t.generation,
             "tick generation is not newer than the stored grid; grid and state kept"
         );
-    } else if !t.state.is_empty() {
-        conn.execute(
-            "INSERT INTO market_state (region, generation, at_ms, state)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (region) DO UPDATE SET
-                 generation = excluded.generation,
-                 at_ms = excluded.at_ms,
-                 state = excluded.state",
-            params![t.region, generation, at_ms, t.state],
-        )?;
+    } else {
+        if !t.state.is_empty() {
+            conn.execute(
+                "INSERT INTO market_state (region, generation, at_ms, state)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (region) DO UPDATE SET
+                     generation = excluded.generation,
+                     at_ms = excluded.at_ms,
+                     state = excluded.state",
+                params![t.region, generation, at_ms, t.state],
+            )?;
+        }
+        if let Some(h) = &t.forecast_history {
+            conn.execute(
+                "INSERT INTO forecast_history (region, at_ms, history)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (region) DO UPDATE SET
+                     at_ms = excluded.at_ms,
+                     history = excluded.history",
+                params![t.region, at_ms, h],
+            )?;
+        }
     }
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('last_tick_at', ?1)

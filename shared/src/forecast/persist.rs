@@ -1,0 +1,290 @@
+//! Forecast state on disk, in two parts that change at different rates.
+//!
+//! * **History** ([`CellForecasts::encode_history`]): every series' level,
+//!   trend, error variance, season and counters, and the bucket it is in.
+//!   They change only when a bucket completes, so the origin writes them
+//!   once per bucket (5 minutes): about 520 bytes a series once its day is
+//!   full, far less while it is young.
+//! * **Open buckets** ([`CellForecasts::write_open`]): each series' running
+//!   total of the bucket in progress, 16 bytes or less, written with the
+//!   market state at every tick (`crate::state`, format 3).
+//!
+//! A restart decodes the history, then the last tick's open buckets over
+//! it, and continues exactly where the last persisted tick left off. Every
+//! value is validated on the way in: any byte string decodes into valid
+//! series or fails with a [`StateError`].
+//!
+//! History format 1: `"EQF" 1`, a varint count of cells, then per cell in
+//! ascending id: the id (8 bytes), the demand series, the supply series.
+//! A series: its open bucket (varint, 0 for none, else bucket + 1), the
+//! completed count (varint), level, trend, variance and last value (4 bytes
+//! each), the number of seasonal slots seen so far (varint) and, for each
+//! slot from 0 up to the highest seen, its offset (4 bytes) and times seen
+//! (1 byte).
+
+use super::{CellForecasts, Kind, Series, SEASON_SLOTS};
+use crate::geo::Cell;
+use crate::state::{Reader, StateError, Writer};
+
+/// The leading bytes of a history snapshot.
+pub const HISTORY_MAGIC: [u8; 3] = *b"EQF";
+/// The history format written by this build.
+pub const HISTORY_VERSION: u8 = 1;
+
+/// One cell's open buckets: demand's and supply's (bucket, total, count).
+pub(crate) type OpenBuckets = (Cell, Option<(u64, f32, u32)>, Option<(u64, f32, u32)>);
+
+impl Series {
+    fn write_history(&self, w: &mut Writer) {
+        w.varint(self.open.map_or(0, |(b, _, _)| b.saturating_add(1)));
+        w.varint(u64::from(self.completed));
+        for v in [self.level, self.trend, self.var, self.last] {
+            w.fixed32(v.to_bits());
+        }
+        let slots = self
+            .slot_seen
+            .iter()
+            .rposition(|n| *n > 0)
+            .map_or(0, |i| i + 1);
+        w.varint(slots as u64);
+        for s in 0..slots {
+            w.fixed32(self.season[s].to_bits());
+            w.u8(self.slot_seen[s]);
+        }
+    }
+
+    fn read_history(r: &mut Reader<'_>, kind: Kind) -> Result<Self, StateError> {
+        let mut s = Series::new(kind);
+        s.open = match r.varint()? {
+            0 => None,
+            b => Some((b - 1, 0.0, 0)),
+        };
+        s.completed = r.u32()?;
+        s.level = r.finite_f32("forecast level is not finite")?;
+        s.trend = r.finite_f32("forecast trend is not finite")?;
+        s.var = r.finite_f32("forecast variance is not finite")?;
+        if s.var < 0.0 {
+            return Err(StateError::Invalid("forecast variance is negative"));
+        }
+        s.last = r.finite_f32("forecast last value is not finite")?;
+        let slots = usize::try_from(r.varint()?).map_err(|_| StateError::Truncated)?;
+        if slots > SEASON_SLOTS {
+            return Err(StateError::Invalid("more seasonal slots than a day has"));
+        }
+        for i in 0..slots {
+            s.season[i] = r.finite_f32("seasonal offset is not finite")?;
+            s.slot_seen[i] = r.u8()?;
+        }
+        Ok(s)
+    }
+
+    fn open_bucket(&self) -> Option<(u64, f32, u32)> {
+        self.open
+    }
+}
+
+fn write_open(w: &mut Writer, open: Option<(u64, f32, u32)>) {
+    match open {
+        None => w.u8(0),
+        Some((b, total, n)) => {
+            w.u8(1);
+            w.varint(b);
+            w.fixed32(total.to_bits());
+            w.varint(u64::from(n));
+        }
+    }
+}
+
+fn read_open(r: &mut Reader<'_>) -> Result<Option<(u64, f32, u32)>, StateError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let b = r.varint()?;
+            let total = r.finite_f32("open bucket total is not finite")?;
+            if total < 0.0 {
+                return Err(StateError::Invalid("open bucket total is negative"));
+            }
+            Ok(Some((b, total, r.u32()?)))
+        }
+        _ => Err(StateError::Invalid("open bucket flag is not 0 or 1")),
+    }
+}
+
+fn read_cell(r: &mut Reader<'_>, last: &mut Option<Cell>) -> Result<Cell, StateError> {
+    let cell = Cell::from_id(r.fixed64()?).map_err(|_| StateError::Invalid("invalid cell id"))?;
+    if last.is_some_and(|l| l >= cell) {
+        return Err(StateError::Invalid("forecast cells not in ascending order"));
+    }
+    *last = Some(cell);
+    Ok(cell)
+}
+
+impl CellForecasts {
+    fn sorted(&self) -> Vec<(&Cell, &(Series, Series))> {
+        let mut cells: Vec<_> = self.cells.iter().collect();
+        cells.sort_unstable_by_key(|(c, _)| **c);
+        cells
+    }
+
+    /// Every series' history (see the module documentation).
+    pub fn encode_history(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64));
+        w.bytes(&HISTORY_MAGIC);
+        w.u8(HISTORY_VERSION);
+        let cells = self.sorted();
+        w.varint(cells.len() as u64);
+        for (cell, (d, s)) in cells {
+            w.fixed64(cell.id());
+            d.write_history(&mut w);
+            s.write_history(&mut w);
+        }
+        w.0
+    }
+
+    /// Replaces every series with an [`Self::encode_history`] snapshot's
+    /// (open buckets start empty until [`Self::apply_open`]). On error
+    /// nothing changes.
+    pub fn decode_history(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let mut r = Reader(bytes);
+        if r.take(3)? != HISTORY_MAGIC {
+            return Err(StateError::NotASnapshot);
+        }
+        let version = r.u8()?;
+        if version != HISTORY_VERSION {
+            return Err(StateError::UnsupportedVersion(version));
+        }
+        // A cell is at least its id and two minimal series.
+        let n = r.count(8 + 2 * 19)?;
+        let mut cells = std::collections::HashMap::with_capacity(n);
+        let mut last = None;
+        for _ in 0..n {
+            let cell = read_cell(&mut r, &mut last)?;
+            let d = Series::read_history(&mut r, Kind::Sum)?;
+            let s = Series::read_history(&mut r, Kind::Mean)?;
+            cells.insert(cell, (d, s));
+        }
+        if !r.0.is_empty() {
+            return Err(StateError::TrailingBytes(r.0.len()));
+        }
+        self.cells = cells;
+        Ok(())
+    }
+
+    /// Appends every series' open bucket, cells ascending.
+    pub(crate) fn write_open(&self, w: &mut Writer) {
+        let cells = self.sorted();
+        w.varint(cells.len() as u64);
+        for (cell, (d, s)) in cells {
+            w.fixed64(cell.id());
+            write_open(w, d.open_bucket());
+            write_open(w, s.open_bucket());
+        }
+    }
+
+    /// Reads what [`Self::write_open`] wrote.
+    pub(crate) fn read_open(r: &mut Reader<'_>) -> Result<Vec<OpenBuckets>, StateError> {
+        let n = r.count(10)?;
+        let mut out = Vec::with_capacity(n);
+        let mut last = None;
+        for _ in 0..n {
+            let cell = read_cell(r, &mut last)?;
+            out.push((cell, read_open(r)?, read_open(r)?));
+        }
+        Ok(out)
+    }
+
+    /// Sets the open buckets read by [`Self::read_open`] (a cell without
+    /// history starts a new series with its open bucket).
+    pub(crate) fn apply_open(&mut self, opens: Vec<OpenBuckets>) {
+        for (cell, d, s) in opens {
+            let e = self.entry(cell);
+            if d.is_some() {
+                e.0.open = d;
+            }
+            if s.is_some() {
+                e.1.open = s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::geo::{LatLng, DEFAULT_LEVEL};
+    use crate::time::Timestamp;
+
+    fn cell(i: u32) -> Cell {
+        Cell::at(
+            LatLng::new(37.70 + f64::from(i) * 0.01, -122.45).expect("coordinate"),
+            DEFAULT_LEVEL,
+        )
+    }
+
+    /// Two days of a cell's life, ticked every 30 s.
+    fn busy(f: &mut CellForecasts, from_s: u64, to_s: u64) {
+        for t in (from_s..to_s).step_by(30) {
+            let now = Timestamp(t * 1_000);
+            for i in 0..3 {
+                let units = 1 + ((t / 600) % 4) as u32 + i;
+                f.demand(cell(i), now, units);
+            }
+            let supply: HashMap<Cell, u32> = [(cell(0), 3), (cell(1), 1)].into_iter().collect();
+            f.tick(now, &supply);
+        }
+    }
+
+    #[test]
+    fn history_and_open_buckets_restore_the_same_forecasts() {
+        let mut a = CellForecasts::default();
+        busy(&mut a, 0, 2 * 86_400 + 100);
+        let history = a.encode_history();
+        // The tick goes on within the bucket; only its open totals change.
+        busy(&mut a, 2 * 86_400 + 100, 2 * 86_400 + 250);
+        let mut open = Writer(Vec::new());
+        a.write_open(&mut open);
+
+        let mut b = CellForecasts::default();
+        b.decode_history(&history).expect("history decodes");
+        let opens = CellForecasts::read_open(&mut Reader(&open.0)).expect("open decodes");
+        b.apply_open(opens);
+        for i in 0..3 {
+            assert_eq!(a.expected(cell(i)), b.expected(cell(i)), "cell {i}");
+        }
+        // And they stay equal as both go on.
+        busy(&mut a, 2 * 86_400 + 250, 2 * 86_400 + 3_000);
+        busy(&mut b, 2 * 86_400 + 250, 2 * 86_400 + 3_000);
+        for i in 0..3 {
+            assert!(a.expected(cell(i)).is_some());
+            assert_eq!(a.expected(cell(i)), b.expected(cell(i)), "cell {i}");
+        }
+        // A full day's series: about 520 bytes each.
+        assert!(history.len() < 3 * 2 * 540, "{} bytes", history.len());
+    }
+
+    #[test]
+    fn any_bytes_decode_or_fail_cleanly() {
+        let mut a = CellForecasts::default();
+        busy(&mut a, 0, 3_600);
+        let good = a.encode_history();
+        for cut in 0..good.len() {
+            assert!(CellForecasts::default()
+                .decode_history(&good[..cut])
+                .is_err());
+        }
+        let mut flipped = good.clone();
+        for i in 4..flipped.len() {
+            flipped[i] ^= 0xff;
+            let _ = CellForecasts::default().decode_history(&flipped);
+            flipped[i] ^= 0xff;
+        }
+        let mut trailing = good;
+        trailing.push(0);
+        assert_eq!(
+            CellForecasts::default().decode_history(&trailing),
+            Err(StateError::TrailingBytes(1))
+        );
+    }
+}

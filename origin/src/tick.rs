@@ -17,6 +17,9 @@ use crate::cluster::{encode_stored, Cluster};
 use crate::state::{lock, AppState};
 use crate::store::{TickRecord, Zone};
 
+/// Encoded state of one region.
+type Bytes = Vec<u8>;
+
 /// Re-push an unchanged grid this often, so the edge never sees it as stale.
 pub const HEARTBEAT_MS: u64 = 10_000;
 
@@ -42,7 +45,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         // market is rebuilt from the stream).
         // A single node also stores the forecasts' history once per bucket
         // (a cluster member's forecasts restart from the replayed stream).
-        let (encoded, engines, histories): (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) =
+        let (encoded, engines, histories): (Vec<Bytes>, Vec<Bytes>, Vec<Option<Bytes>>) =
             match &state.cluster {
                 None => (
                     ticks.iter().map(|t| agg.encode_state(t.region)).collect(),

@@ -304,6 +304,17 @@ impl CellForecasts {
         })
     }
 
+    /// The cell's demand forecast `h` buckets ahead (1: the open bucket),
+    /// with its interval, once the series has history.
+    pub fn demand_forecast(&self, cell: Cell, h: u32) -> Option<Forecast> {
+        self.cells.get(&cell)?.0.forecast(h, &self.params)
+    }
+
+    /// The cells with forecast state, in no particular order.
+    pub fn cells(&self) -> impl Iterator<Item = Cell> + '_ {
+        self.cells.keys().copied()
+    }
+
     /// Cells with forecast state.
     pub fn len(&self) -> usize {
         self.cells.len()

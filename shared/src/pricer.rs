@@ -220,6 +220,16 @@ impl<P: Policy> RegionPricer<P> {
         self.forecasts.len()
     }
 
+    /// The demand units an event of `kind` counts for in this market.
+    pub fn weight(&self, kind: crate::market::DemandKind) -> u32 {
+        self.market.config().weight(kind)
+    }
+
+    /// The region's forecasts.
+    pub fn forecasts(&self) -> &crate::forecast::CellForecasts {
+        &self.forecasts
+    }
+
     /// The policy in use.
     pub fn policy(&self) -> &P {
         self.engine.policy()

@@ -9,6 +9,8 @@
 //! runs), with any configured policy (`shared::policies`), so policies can be compared on the same
 //! scenario ([`compare`]). The `live` module drives the real origin and edge instead.
 
+pub mod backtest;
+pub mod city;
 pub mod frontier;
 pub mod live;
 pub mod report;
@@ -126,6 +128,9 @@ pub struct Scenario {
     pub match_radius_m: f64,
     /// Cell level.
     pub level: u8,
+    /// A multi-day city's season, downtown and weather (`None`: the
+    /// evening curve over uniformly spread riders).
+    pub city: Option<city::City>,
 }
 
 impl Scenario {
@@ -157,6 +162,7 @@ impl Scenario {
             // Level 12 (~3 km²): at level 13 most cells of this fleet have
             // no idle driver, and zero supply means the zone maximum.
             level: 12,
+            city: None,
         }
     }
 
@@ -192,6 +198,52 @@ impl Scenario {
     fn random_point(&self, rng: &mut Rng) -> (f64, f64) {
         let [s, w, n, e] = self.bounds;
         (s + rng.unit() * (n - s), w + rng.unit() * (e - w))
+    }
+
+    /// Demand relative to `riders_per_min` at `t`: the city's season and
+    /// weather, else the evening curve.
+    fn demand_factor(&self, t: f64) -> f64 {
+        match &self.city {
+            Some(c) => c.demand_factor(t),
+            None => self.daily_curve(t),
+        }
+    }
+
+    /// Traffic speed at `t`, m/s.
+    fn speed_ms(&self, t: f64) -> f64 {
+        let factor = self.city.as_ref().map_or(1.0, |c| c.speed_factor(t));
+        self.speed_kmh * factor / 3.6
+    }
+
+    /// Where a rider starts: downtown or anywhere in a city, anywhere else.
+    fn rider_point(&self, rng: &mut Rng) -> (f64, f64) {
+        match &self.city {
+            Some(c) if rng.chance(c.downtown_share) => c.downtown_point(rng),
+            _ => self.random_point(rng),
+        }
+    }
+
+    /// Where the riders who open the app in `[t, t + dt)` are, demand
+    /// scaled by `scale` (1.0: the scenario's).
+    pub(crate) fn riders_at(&self, rng: &mut Rng, t: f64, dt: f64, scale: f64) -> Vec<(f64, f64)> {
+        let minutes = dt / 60.0;
+        let base = self.riders_per_min * self.demand_factor(t) * minutes * scale;
+        let mut spots: Vec<(f64, f64)> = (0..rng.poisson(base))
+            .map(|_| self.rider_point(rng))
+            .collect();
+        for s in &self.spikes {
+            if (s.start_s..s.start_s + s.duration_s).contains(&t) {
+                for _ in 0..rng.poisson(s.riders_per_min * minutes * scale) {
+                    let ang = rng.unit() * std::f64::consts::TAU;
+                    let r = rng.unit().sqrt() * s.radius_m / 111_000.0;
+                    spots.push((
+                        s.at.0 + r * ang.sin(),
+                        s.at.1 + r * ang.cos() / s.at.0.to_radians().cos(),
+                    ));
+                }
+            }
+        }
+        spots
     }
 
     /// Base demand multiplier over the scenario: an evening curve.
@@ -266,7 +318,11 @@ impl PolicyKind {
 
 /// A pricer for the simulated city: the core's `RegionPricer`, the
 /// pipeline the origin runs, with this policy.
-fn pricer(spec: PolicySpec, surge: SurgeConfig, level: Level) -> Option<RegionPricer<AnyPolicy>> {
+pub(crate) fn pricer(
+    spec: PolicySpec,
+    surge: SurgeConfig,
+    level: Level,
+) -> Option<RegionPricer<AnyPolicy>> {
     let policy = spec.build().ok()?;
     let market = MarketConfig {
         supply_ttl: Millis::from_secs(60),
@@ -558,6 +614,8 @@ pub struct Simulation {
     /// Requests that ended, (time, completed, wait), over the last
     /// [`Feedback::WINDOW`]: what a controller steers by.
     ended: VecDeque<(f64, bool, Option<f64>)>,
+    /// Demand and forecasts per cell and bucket, when backtesting.
+    log: Option<backtest::ForecastLog>,
     multipliers: BTreeMap<Cell, Multiplier>,
     next_reprice: f64,
     level: Level,
@@ -626,6 +684,7 @@ impl Simulation {
             queue: VecDeque::new(),
             pricer: pricer(spec, surge, level),
             ended: VecDeque::new(),
+            log: None,
             multipliers: BTreeMap::new(),
             next_reprice: 0.0,
             level,
@@ -639,6 +698,13 @@ impl Simulation {
             buckets: Vec::new(),
             scenario,
         }
+    }
+
+    /// Records demand and forecasts for [`backtest::evaluate`] (see
+    /// [`Self::run_logged`]).
+    pub fn with_forecast_log(mut self) -> Self {
+        self.log = Some(backtest::ForecastLog::default());
+        self
     }
 
     /// Simulated seconds elapsed.
@@ -708,6 +774,9 @@ impl Simulation {
         if pricer.tick_with(now, Some(&feedback)).is_err() {
             return;
         }
+        if let Some(log) = self.log.as_mut() {
+            log.tick(now, pricer.forecasts());
+        }
         let next = pricer.published().clone();
         for (cell, m) in &next {
             let before = self
@@ -776,7 +845,7 @@ impl Simulation {
     }
 
     fn move_drivers(&mut self, dt: f64, hot: &[(Cell, Multiplier)]) {
-        let metres = self.scenario.speed_kmh / 3.6 * dt;
+        let metres = self.scenario.speed_ms(self.t) * dt;
         let mean_surge = if self.multipliers.is_empty() {
             1.0
         } else {
@@ -831,7 +900,7 @@ impl Simulation {
                         self.requests[request].fate = Fate::PickedUp { wait_s };
                         self.ended.push_back((t, true, Some(wait_s)));
                         let to = self.requests[request].to;
-                        let trip = distance_m(from, to) * 1.3 / (self.scenario.speed_kmh / 3.6);
+                        let trip = distance_m(from, to) * 1.3 / self.scenario.speed_ms(t);
                         d.state = DriverState::OnTrip {
                             until: until + trip,
                             to,
@@ -858,23 +927,7 @@ impl Simulation {
     }
 
     fn arrivals(&mut self, dt: f64, events: &mut TickEvents) {
-        let minutes = dt / 60.0;
-        let base = self.scenario.riders_per_min * self.scenario.daily_curve(self.t) * minutes;
-        let mut spots: Vec<(f64, f64)> = (0..self.rng.poisson(base))
-            .map(|_| self.scenario.random_point(&mut self.rng))
-            .collect();
-        for s in self.scenario.spikes.clone() {
-            if (s.start_s..s.start_s + s.duration_s).contains(&self.t) {
-                for _ in 0..self.rng.poisson(s.riders_per_min * minutes) {
-                    let ang = self.rng.unit() * std::f64::consts::TAU;
-                    let r = self.rng.unit().sqrt() * s.radius_m / 111_000.0;
-                    spots.push((
-                        s.at.0 + r * ang.sin(),
-                        s.at.1 + r * ang.cos() / s.at.0.to_radians().cos(),
-                    ));
-                }
-            }
-        }
+        let spots = self.scenario.riders_at(&mut self.rng, self.t, dt, 1.0);
         let now = self.now_ts();
         for from in spots {
             let to = self.scenario.random_point(&mut self.rng);
@@ -882,13 +935,16 @@ impl Simulation {
             self.riders += 1;
             let m = self.multiplier_at(from);
             if let (Some(cell), Some(p)) = (self.cell(from), self.pricer.as_mut()) {
-                p.demand_seen(DemandSeen {
+                let counted = p.demand_seen(DemandSeen {
                     cell,
                     class: VehicleClass::Standard,
                     kind: DemandKind::Quote,
                     at: now,
                     once: None,
                 });
+                if let (true, Some(log)) = (counted, self.log.as_mut()) {
+                    log.demand(cell, now, p.weight(DemandKind::Quote));
+                }
             }
             let accept = (-self.scenario.elasticity * (m.as_f64() - 1.0)).exp();
             let b = self.bucket();
@@ -921,7 +977,7 @@ impl Simulation {
     }
 
     fn cancel_and_match(&mut self) {
-        let speed = self.scenario.speed_kmh / 3.6;
+        let speed = self.scenario.speed_ms(self.t);
         let mut idle: Vec<usize> = (0..self.drivers.len())
             .filter(|i| self.drivers[*i].state == DriverState::Idle)
             .collect();
@@ -961,8 +1017,24 @@ impl Simulation {
         self.queue = still;
     }
 
+    /// [`Self::run`], returning the forecast log too (when
+    /// [`Self::with_forecast_log`] asked for one).
+    pub fn run_logged(
+        mut self,
+        progress: impl FnMut(f64),
+    ) -> (Outcome, Option<backtest::ForecastLog>) {
+        self.drive(progress);
+        let log = self.log.take();
+        (self.finish(), log)
+    }
+
     /// Runs to the end; `progress` is called every simulated 10 minutes.
-    pub fn run(mut self, mut progress: impl FnMut(f64)) -> Outcome {
+    pub fn run(mut self, progress: impl FnMut(f64)) -> Outcome {
+        self.drive(progress);
+        self.finish()
+    }
+
+    fn drive(&mut self, mut progress: impl FnMut(f64)) {
         let mut next_report = 0.0;
         while !self.done() {
             if self.t >= next_report {
@@ -972,7 +1044,6 @@ impl Simulation {
             self.step();
         }
         progress(1.0);
-        self.finish()
     }
 
     /// The results so far (requests still open count as not completed).

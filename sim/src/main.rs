@@ -41,6 +41,27 @@ enum Command {
         #[arg(long, default_value = "docs/simulation")]
         out: PathBuf,
     },
+    /// Play a multi-day city (two rush hours a day, a rainy evening, the
+    /// concert on the last night): backtest the forecasts on the held-out
+    /// last days and compare the policies there.
+    City {
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Days of riders for the forecast backtest.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// The last days held out for scoring.
+        #[arg(long, default_value_t = 2)]
+        holdout: u32,
+        /// Days the policies play (the full simulation; the last two have
+        /// the rain and the concert).
+        #[arg(long, default_value_t = 4)]
+        policy_days: u32,
+        /// Where to write the tables.
+        #[arg(long, default_value = "docs/simulation")]
+        out: PathBuf,
+    },
     /// Drive the real origin and edge with the concert evening.
     Live {
         /// Origin base URL.
@@ -91,6 +112,51 @@ enum Command {
     },
 }
 
+/// The city's forecast backtest and policy comparison, as Markdown.
+fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
+    let scenario = Scenario::city(seed, days);
+    let holdout_bucket = u64::from(days - holdout) * shared::forecast::BUCKETS_PER_DAY;
+    let mut md = format!(
+        "Made by `cargo run --release -p equilibrium-sim -- city --seed {seed} --days {days} \
+         --holdout {holdout} --policy-days {policy_days}`.\n\n\
+         ## Forecast accuracy: {days} days, the last {holdout} held out\n\n"
+    );
+    for scale in [1.0, 5.0] {
+        let log = sim::backtest::replay(&scenario, scale, |f| {
+            eprint!("\rbacktest, demand x{scale}: {:>5.1} %", f * 100.0);
+            let _ = std::io::stderr().flush();
+        });
+        eprintln!();
+        md.push_str(&format!(
+            "Demand x{scale} ({}):\n\n{}\n",
+            if scale == 1.0 {
+                "the city the simulator's fleet serves"
+            } else {
+                "a city five times as busy, riders only"
+            },
+            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket))
+        ));
+    }
+    let scenario = Scenario::city(seed, policy_days);
+    let from_s = f64::from(policy_days.saturating_sub(2)) * 86_400.0;
+    let outcomes: Vec<sim::Outcome> = sim::PolicyKind::ALL
+        .iter()
+        .map(|kind| {
+            let o = sim::Simulation::new(scenario.clone(), *kind).run(|f| {
+                eprint!("\r{:<18} {:>5.1} %", kind.name(), f * 100.0);
+                let _ = std::io::stderr().flush();
+            });
+            eprintln!();
+            o
+        })
+        .collect();
+    md.push_str(&format!(
+        "## The policies: {policy_days} days, the last two (the rain, the concert)\n\n{}",
+        report::city_table(&outcomes, &scenario, from_s)
+    ));
+    md
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Compare { seed, minutes, out } => {
@@ -121,6 +187,22 @@ fn main() -> anyhow::Result<()> {
                 out.join("policies.md").display(),
                 out.join("policies.svg").display()
             );
+            Ok(())
+        }
+        Command::City {
+            seed,
+            days,
+            holdout,
+            policy_days,
+            out,
+        } => {
+            let days = days.max(2);
+            let holdout = holdout.clamp(1, days - 1);
+            let report = city_report(seed, days, holdout, policy_days.max(2));
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("city.md"), &report)?;
+            println!("{report}");
+            println!("wrote {}", out.join("city.md").display());
             Ok(())
         }
         Command::Frontier { seeds, out } => {

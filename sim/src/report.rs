@@ -177,3 +177,47 @@ pub fn svg(outcomes: &[Outcome], spike: Option<(f64, f64)>) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+/// The policies over a multi-day city's held-out days (from `from_s`):
+/// trips, waits, and the rainy evening and the concert apart.
+pub fn city_table(outcomes: &[Outcome], scenario: &crate::Scenario, from_s: f64) -> String {
+    let end = scenario.duration_s;
+    let rain = scenario
+        .city
+        .as_ref()
+        .and_then(|c| c.rain.first().copied())
+        .map(|r| (r.start_s, r.start_s + r.duration_s));
+    let concert = scenario
+        .concert_spike()
+        .map(|s| (s.start_s, s.start_s + s.duration_s));
+    let mut s = String::from(
+        "| policy | requests | completed trips | completion | p90 wait | rainy evening: unfulfilled | rainy evening: p90 wait | concert: unfulfilled | concert: p90 wait | volatility (whole run) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let part = |o: &Outcome, span: Option<(f64, f64)>| match span {
+        Some((a, b)) => {
+            let w = o.window(a, b);
+            (
+                format!("{:.1} %", 100.0 * w.unfulfilled_share()),
+                format!("{:.1} min", percentile(&w.waits, 0.9) / 60.0),
+            )
+        }
+        None => ("–".into(), "–".into()),
+    };
+    for o in outcomes {
+        let w = o.window(from_s, end);
+        let (ru, rw) = part(o, rain);
+        let (cu, cw) = part(o, concert);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} % | {:.1} min | {ru} | {rw} | {cu} | {cw} | {:.3} |",
+            o.policy.name(),
+            w.requests,
+            w.completed,
+            100.0 * (1.0 - w.unfulfilled_share()),
+            percentile(&w.waits, 0.9) / 60.0,
+            o.volatility,
+        );
+    }
+    s
+}

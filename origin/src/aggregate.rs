@@ -193,15 +193,24 @@ impl Aggregator {
         region: &str,
         bytes: &[u8],
     ) -> Result<bool, shared::state::StateError> {
-        let Some(r) = self
+        self.decode_into(region, |p| p.decode_forecast_history(bytes))
+    }
+
+    /// Applies `decode` to the pricer of the region named `region`;
+    /// `Ok(false)`: no such region.
+    fn decode_into(
+        &mut self,
+        region: &str,
+        decode: impl FnOnce(&mut RegionPricer<AnyPolicy>) -> Result<(), shared::state::StateError>,
+    ) -> Result<bool, shared::state::StateError> {
+        match self
             .regions
             .iter_mut()
             .find(|r| r.region.id.as_str() == region)
-        else {
-            return Ok(false);
-        };
-        r.pricer.decode_forecast_history(bytes)?;
-        Ok(true)
+        {
+            Some(r) => decode(&mut r.pricer).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// A region's market windows and engine smoothing, encoded
@@ -223,15 +232,7 @@ impl Aggregator {
         region: &str,
         bytes: &[u8],
     ) -> Result<bool, shared::state::StateError> {
-        let Some(r) = self
-            .regions
-            .iter_mut()
-            .find(|r| r.region.id.as_str() == region)
-        else {
-            return Ok(false);
-        };
-        r.pricer.decode_state(bytes)?;
-        Ok(true)
+        self.decode_into(region, |p| p.decode_state(bytes))
     }
 
     /// The generation a region last produced (0: none).

@@ -11,7 +11,6 @@
 //! logged and counted; the controller then holds its threshold.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use shared::surge::Feedback;
@@ -77,47 +76,31 @@ pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
     if due.is_empty() {
         return;
     }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let from = now.0.saturating_sub(Feedback::WINDOW.0);
-        // Rides reported up to now, inclusive.
-        let to = now.0.saturating_add(1);
-        let store = state.store.clone();
-        let regions = due.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let mut store = lock(&store);
-            regions
-                .iter()
-                .map(|r| {
-                    store
-                        .recent_outcomes(r, from, to, LIMIT)
-                        .map(|rows| (r.clone(), rows))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-        match found {
-            Ok(Ok(rows)) => {
-                for (region, ended) in rows {
-                    let f = Feedback::gather(
-                        ended
-                            .into_iter()
-                            .map(|(done, wait)| (done, wait.map(|w| w as f64 / 1_000.0))),
-                    );
-                    tracing::debug!(region = %region, ended = f.ended, unfulfilled = f.unfulfilled, p90_wait_s = ?f.p90_wait_s, "controller feedback");
-                    state.feedback.set(&region, f);
-                }
+    let from = now.0.saturating_sub(Feedback::WINDOW.0);
+    // Rides reported up to now, inclusive.
+    let to = now.0.saturating_add(1);
+    let lookup = crate::lookup::Lookup {
+        what: "controller feedback",
+        after_failure: "thresholds hold",
+        failures: |m| &m.feedback_failures,
+    };
+    crate::lookup::per_region(
+        state,
+        due,
+        lookup,
+        move |store, region| store.recent_outcomes(region, from, to, LIMIT),
+        |state, rows| {
+            for (region, ended) in rows {
+                let f = Feedback::gather(
+                    ended
+                        .into_iter()
+                        .map(|(done, wait)| (done, wait.map(|w| w as f64 / 1_000.0))),
+                );
+                tracing::debug!(region = %region, ended = f.ended, unfulfilled = f.unfulfilled, p90_wait_s = ?f.p90_wait_s, "controller feedback");
+                state.feedback.set(&region, f);
             }
-            Ok(Err(e)) => {
-                state.metrics.feedback_failures.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "controller feedback not read; thresholds hold");
-            }
-            Err(e) => {
-                state.metrics.feedback_failures.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "controller feedback task failed; thresholds hold");
-            }
-        }
-    });
+        },
+    );
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! lookup is logged, counted and retried after [`RETRY_MS`].
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use shared::emergency::{day_of, lawful_cap, lookback};
@@ -76,41 +75,29 @@ pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
     if due.is_empty() {
         return;
     }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let (from, to) = lookback(now);
-        let store = state.store.clone();
-        let regions = due.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let mut store = lock(&store);
-            regions
-                .iter()
-                .map(|r| store.daily_maxima(r, from.0, to.0).map(|d| (r.clone(), d)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-        match found {
-            Ok(Ok(rows)) => {
-                for (region, days) in rows {
-                    let maxima: Vec<Multiplier> = days
-                        .iter()
-                        .filter_map(|m| Multiplier::from_f64(*m).ok())
-                        .collect();
-                    let cap = lawful_cap(&maxima);
-                    tracing::info!(region = %region, days = maxima.len(), cap = ?cap.map(|c| c.as_f64()), "lawful emergency cap");
-                    state.lawful.set(&region, day_of(now), cap);
-                }
+    let (from, to) = lookback(now);
+    let lookup = crate::lookup::Lookup {
+        what: "lawful caps",
+        after_failure: "retrying in a minute",
+        failures: |m| &m.lawful_cap_failures,
+    };
+    crate::lookup::per_region(
+        state,
+        due,
+        lookup,
+        move |store, region| store.daily_maxima(region, from.0, to.0),
+        move |state, rows| {
+            for (region, days) in rows {
+                let maxima: Vec<Multiplier> = days
+                    .iter()
+                    .filter_map(|m| Multiplier::from_f64(*m).ok())
+                    .collect();
+                let cap = lawful_cap(&maxima);
+                tracing::info!(region = %region, days = maxima.len(), cap = ?cap.map(|c| c.as_f64()), "lawful emergency cap");
+                state.lawful.set(&region, day_of(now), cap);
             }
-            Ok(Err(e)) => {
-                state.metrics.lawful_cap_failures.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "lawful caps not computed; retrying in a minute");
-            }
-            Err(e) => {
-                state.metrics.lawful_cap_failures.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "lawful cap task failed; retrying in a minute");
-            }
-        }
-    });
+        },
+    );
 }
 
 #[cfg(test)]

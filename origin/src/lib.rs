@@ -38,6 +38,7 @@ pub mod feedback;
 pub mod http;
 pub mod ingest;
 pub mod lawful;
+pub mod lookup;
 pub mod metrics;
 pub mod push;
 pub mod retention;

@@ -121,7 +121,7 @@ fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
          --holdout {holdout} --policy-days {policy_days}`.\n\n\
          ## Forecast accuracy: {days} days, the last {holdout} held out\n\n"
     );
-    for scale in [1.0, 5.0] {
+    for scale in [1.0, 5.0, 20.0] {
         let log = sim::backtest::replay(&scenario, scale, |f| {
             eprint!("\rbacktest, demand x{scale}: {:>5.1} %", f * 100.0);
             let _ = std::io::stderr().flush();
@@ -130,9 +130,9 @@ fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
         md.push_str(&format!(
             "Demand x{scale} ({}):\n\n{}\n",
             if scale == 1.0 {
-                "the city the simulator's fleet serves"
+                "the city the simulator's fleet serves".to_string()
             } else {
-                "a city five times as busy, riders only"
+                format!("riders only, a city {scale} times as busy")
             },
             sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket))
         ));

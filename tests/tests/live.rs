@@ -91,12 +91,9 @@ fn live_mode_drives_the_real_stack() {
 
 /// The simulator's region, at its cell level: the demo prices the market
 /// the simulator plays, in the same cells.
-const SIM_REGION: &str = r#"
-[[regions]]
-id = "sf"
-bounds = [37.60, -122.55, 37.85, -122.35]
-level = 12
-"#;
+/// The demo's region (origin/demo.toml): the simulator's cells and the
+/// forecast-aware policy.
+const SIM_REGION: &str = include_str!("../../origin/demo.toml");
 
 #[test]
 fn the_demo_stack_prices_in_the_simulators_time_frame() {

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub leases_acquired: AtomicU64,
     /// Cluster: region leases lost (a renewal failed).
     pub leases_lost: AtomicU64,
+    /// Cluster: regions taken over with their forecast history.
+    pub forecasts_restored: AtomicU64,
     /// Cluster: milliseconds the last take-over's replay took.
     pub replay_ms: AtomicU64,
     /// Cluster: owned regions' messages in the stream not yet applied.
@@ -250,6 +252,12 @@ impl Metrics {
             "counter",
             "History rows deleted by retention.",
             g(&self.pruned_rows).to_string(),
+        );
+        put(
+            "equilibrium_cluster_forecasts_restored_total",
+            "counter",
+            "Regions taken over with their forecast history from the shared history.",
+            g(&self.forecasts_restored).to_string(),
         );
         put(
             "equilibrium_retention_failures_total",

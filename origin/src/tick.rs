@@ -40,27 +40,26 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         let mut agg = lock(&state.agg);
         let ticks = agg.tick_with(now, only.as_deref(), &feedback);
         let controlled = agg.controlled(only.as_deref());
+        // The forecasts' history once per bucket: with the tick in SQLite,
+        // or through the history backlog into PostgreSQL, where a member
+        // taking a region over reads it.
+        let histories: Vec<Option<Bytes>> = ticks
+            .iter()
+            .map(|t| agg.forecast_history_due(t.region, now))
+            .collect();
         // A single node stores its whole pricing state with the tick; a
         // cluster member stores the engine's smoothing in the cluster (the
         // market is rebuilt from the stream).
-        // A single node also stores the forecasts' history once per bucket
-        // (a cluster member's forecasts restart from the replayed stream).
-        let (encoded, engines, histories): (Vec<Bytes>, Vec<Bytes>, Vec<Option<Bytes>>) =
-            match &state.cluster {
-                None => (
-                    ticks.iter().map(|t| agg.encode_state(t.region)).collect(),
-                    Vec::new(),
-                    ticks
-                        .iter()
-                        .map(|t| agg.forecast_history_due(t.region, now))
-                        .collect(),
-                ),
-                Some(_) => (
-                    vec![Vec::new(); ticks.len()],
-                    ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
-                    vec![None; ticks.len()],
-                ),
-            };
+        let (encoded, engines): (Vec<Bytes>, Vec<Bytes>) = match &state.cluster {
+            None => (
+                ticks.iter().map(|t| agg.encode_state(t.region)).collect(),
+                Vec::new(),
+            ),
+            Some(_) => (
+                vec![Vec::new(); ticks.len()],
+                ticks.iter().map(|t| agg.encode_engine(t.region)).collect(),
+            ),
+        };
         (ticks, encoded, engines, controlled, histories)
     };
     crate::feedback::refresh(state, &controlled, now);

@@ -462,6 +462,11 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
     // 3. The owner dies mid-stream: another origin takes over, replays the
     //    stream, and has counted exactly what was acknowledged.
     let owner_before = wait_counted(&origins, acked, "the owner caught up before the kill");
+    let forecasts_restored = "equilibrium_cluster_forecasts_restored_total";
+    let restored_before: Vec<f64> = origins
+        .iter()
+        .map(|o| o.as_ref().map_or(0.0, |o| o.metric(forecasts_restored)))
+        .collect();
     let mut generations = vec![edge_generation(&worker)];
     for i in 0..30 {
         if i == 10 {
@@ -483,6 +488,16 @@ fn three_origins_on_nats_share_a_region_and_lose_nothing() {
         "the new owner to count every acknowledged event",
     );
     assert_ne!(new_owner, owner_before);
+    // It took the forecasts' history over too (from PostgreSQL).
+    let restored_after = origins[new_owner]
+        .as_ref()
+        .expect("new owner")
+        .metric(forecasts_restored);
+    assert!(
+        restored_after > restored_before[new_owner],
+        "the new owner restored the forecast history: {restored_after} vs {}",
+        restored_before[new_owner]
+    );
     let at_takeover = edge_generation(&worker);
     wait_for(
         "the new owner's grids at the edge",

@@ -163,6 +163,37 @@ pub async fn release_all(state: &AppState, c: &Cluster) {
     }
 }
 
+/// The region's forecast history from the shared history (PostgreSQL),
+/// before the stream's replay feeds the open bucket again. Without it (a
+/// new region, a database outage) the forecasts start empty and relearn.
+async fn restore_forecasts(state: &Arc<AppState>, idx: usize) {
+    let region = state.regions[idx].id.as_str().to_owned();
+    let store = state.store.clone();
+    let name = region.clone();
+    let found = tokio::task::spawn_blocking(move || lock(&store).forecast_history(&name)).await;
+    let restored = match found {
+        Ok(Ok(Some(bytes))) => lock(&state.agg).restore_forecast_history(&region, &bytes),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(region, error = %e, "forecast history not read; forecasts start empty");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(region, error = %e, "forecast history task failed; forecasts start empty");
+            return;
+        }
+    };
+    match restored {
+        Ok(_) => {
+            state.metrics.forecasts_restored.fetch_add(1, Relaxed);
+            tracing::info!(region, "forecast history restored");
+        }
+        Err(e) => {
+            tracing::warn!(region, error = %e, "stored forecast history unreadable; forecasts start empty")
+        }
+    }
+}
+
 async fn acquire(state: &Arc<AppState>, c: &Arc<Cluster>, idx: usize) {
     let region = state.regions[idx].id.as_str();
     let sent = Instant::now();
@@ -208,6 +239,7 @@ async fn acquire(state: &Arc<AppState>, c: &Arc<Cluster>, idx: usize) {
             }
         }
     }
+    restore_forecasts(state, idx).await;
     let stats = Arc::new(FeedStats::default());
     let feed = tokio::spawn(feed::run(state.clone(), idx, stats.clone()));
     lock(&c.owned).insert(

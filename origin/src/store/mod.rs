@@ -129,6 +129,9 @@ pub trait History: Send + std::fmt::Debug {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Vec<f64>, StoreError>;
+    /// The region's last stored forecast history (`shared::forecast`), for
+    /// a cluster member taking the region over.
+    fn forecast_history(&mut self, region: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The region's rides that ended in `[from_ms, to_ms)`, newest first,
     /// at most `limit`: (completed, wait in ms when known). A controller's
     /// feedback.
@@ -190,6 +193,13 @@ impl History for Store {
         limit: u32,
     ) -> Result<Vec<(bool, Option<u64>)>, StoreError> {
         Store::recent_outcomes(self, region, from_ms, to_ms, limit)
+    }
+
+    fn forecast_history(&mut self, region: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(Store::forecast_histories(self)?
+            .into_iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, h)| h))
     }
 }
 

@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS price_changes (
 );
 CREATE INDEX IF NOT EXISTS price_changes_by_region_time ON price_changes (region, at_ms);
 CREATE INDEX IF NOT EXISTS price_changes_by_time ON price_changes (at_ms);
+CREATE TABLE IF NOT EXISTS forecast_history (
+    region      TEXT   PRIMARY KEY,
+    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0),
+    history     BYTEA  NOT NULL
+);
 CREATE TABLE IF NOT EXISTS daily_max (
     region          TEXT             NOT NULL,
     day             BIGINT           NOT NULL CHECK (day >= 0),
@@ -295,6 +300,15 @@ impl super::History for PgStore {
                      WHERE excluded.generation > last_grids.generation",
                     &[&t.region, &generation, &at, &t.grid_json],
                 )?;
+                if let Some(h) = &t.forecast_history {
+                    tx.execute(
+                        "INSERT INTO forecast_history (region, at_ms, history) VALUES ($1, $2, $3)
+                         ON CONFLICT (region) DO UPDATE SET at_ms = excluded.at_ms,
+                             history = excluded.history
+                         WHERE excluded.at_ms >= forecast_history.at_ms",
+                        &[&t.region, &at, h],
+                    )?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -422,6 +436,16 @@ impl super::History for PgStore {
             }
             tx.commit()?;
             Ok(deleted)
+        })
+    }
+
+    fn forecast_history(&mut self, region: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT history FROM forecast_history WHERE region = $1",
+                &[&region],
+            )?;
+            Ok(row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()?)
         })
     }
 

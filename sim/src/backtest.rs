@@ -126,8 +126,10 @@ pub struct Row {
 }
 
 /// Scores the predictions whose target lies at or after `holdout_from`
-/// (a bucket index), each cell's density taken from the buckets before it.
-pub fn evaluate(log: &ForecastLog, holdout_from: u64) -> Vec<Row> {
+/// (a bucket index) and outside every `[start, end)` of `skip` (bucket
+/// indexes: events left out to see the ordinary days), each cell's density
+/// taken from the buckets before `holdout_from`.
+pub fn evaluate(log: &ForecastLog, holdout_from: u64, skip: &[(u64, u64)]) -> Vec<Row> {
     // Density from the learning period.
     let mut learn: HashMap<Cell, (f64, u64, u64)> = HashMap::new();
     for ((cell, bucket), units) in &log.actual {
@@ -154,7 +156,10 @@ pub fn evaluate(log: &ForecastLog, holdout_from: u64) -> Vec<Row> {
     }
     let mut acc: BTreeMap<(Density, u32), Acc> = BTreeMap::new();
     for p in &log.predictions {
-        if p.target < holdout_from || p.made < BUCKETS_PER_DAY {
+        if p.target < holdout_from
+            || p.made < BUCKETS_PER_DAY
+            || skip.iter().any(|(a, b)| (*a..*b).contains(&p.target))
+        {
             continue;
         }
         let Some(d) = density.get(&p.cell) else {

@@ -120,6 +120,20 @@ impl Scenario {
     pub fn concert_spike(&self) -> Option<Spike> {
         self.spikes.first().copied()
     }
+
+    /// The rain's and the spikes' spans, in seconds, each with the hour
+    /// after it (the crowd going home, the roads drying).
+    pub fn events_s(&self) -> Vec<(f64, f64)> {
+        let rain = self
+            .city
+            .iter()
+            .flat_map(|c| c.rain.iter().map(|r| (r.start_s, r.start_s + r.duration_s)));
+        let spikes = self
+            .spikes
+            .iter()
+            .map(|s| (s.start_s, s.start_s + s.duration_s));
+        rain.chain(spikes).map(|(a, b)| (a, b + 3_600.0)).collect()
+    }
 }
 
 #[cfg(test)]

@@ -121,20 +121,27 @@ fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
          --holdout {holdout} --policy-days {policy_days}`.\n\n\
          ## Forecast accuracy: {days} days, the last {holdout} held out\n\n"
     );
+    let bucket_s = shared::forecast::BUCKET.0 as f64 / 1_000.0;
+    let events: Vec<(u64, u64)> = scenario
+        .events_s()
+        .iter()
+        .map(|(a, b)| ((a / bucket_s) as u64, (b / bucket_s).ceil() as u64))
+        .collect();
     for scale in [1.0, 5.0, 20.0] {
         let log = sim::backtest::replay(&scenario, scale, |f| {
             eprint!("\rbacktest, demand x{scale}: {:>5.1} %", f * 100.0);
             let _ = std::io::stderr().flush();
         });
         eprintln!();
+        let what = if scale == 1.0 {
+            "the city the simulator's fleet serves".to_string()
+        } else {
+            format!("riders only, a city {scale} times as busy")
+        };
         md.push_str(&format!(
-            "Demand x{scale} ({}):\n\n{}\n",
-            if scale == 1.0 {
-                "the city the simulator's fleet serves".to_string()
-            } else {
-                format!("riders only, a city {scale} times as busy")
-            },
-            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket))
+            "### Demand x{scale} ({what})\n\nThe held-out days whole:\n\n{}\nThe same days without the rain and the concert (each with the hour after it):\n\n{}\n",
+            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket, &[])),
+            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket, &events))
         ));
     }
     let scenario = Scenario::city(seed, policy_days);

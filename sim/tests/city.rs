@@ -15,6 +15,7 @@ fn forecasts_beat_seasonal_naive_on_the_held_out_days() {
     let rows = evaluate(
         &log,
         u64::from(days - 2) * shared::forecast::BUCKETS_PER_DAY,
+        &[],
     );
     let at_15 = |d: Density| {
         rows.iter()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use shared::geo::{BoundingBox, LatLng, Level};
-use shared::policies::PolicySpec;
+use shared::policies::{PolicyParams, PolicySpec};
 use shared::quote::Ident;
 
 /// Why a configuration was refused.
@@ -94,53 +94,17 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// The core's policy, validated; parameters a policy does not take are
-    /// refused rather than ignored.
+    /// The core's policy, validated (`shared::policies::PolicySpec::configure`).
     pub fn spec(&self) -> Result<PolicySpec, String> {
-        let spec = PolicySpec::parse(&self.name).map_err(|e| e.to_string())?;
-        let controller_only = [
-            ("target_unfulfilled", self.target_unfulfilled.is_some()),
-            (
-                "target_p90_wait_minutes",
-                self.target_p90_wait_minutes.is_some(),
-            ),
-            ("step", self.step.is_some()),
-            ("min_threshold", self.min_threshold.is_some()),
-            ("max_threshold", self.max_threshold.is_some()),
-        ];
-        let spec = match spec {
-            PolicySpec::Forecast(mut f) => {
-                f.lead = self.lead.unwrap_or(f.lead);
-                PolicySpec::Forecast(f)
-            }
-            PolicySpec::Controller(mut c) => {
-                c.lead = self.lead.unwrap_or(c.lead);
-                c.target_unfulfilled = self.target_unfulfilled.unwrap_or(c.target_unfulfilled);
-                c.target_p90_wait_s = self
-                    .target_p90_wait_minutes
-                    .map_or(c.target_p90_wait_s, |m| m * 60.0);
-                c.step = self.step.unwrap_or(c.step);
-                c.min_threshold = self.min_threshold.unwrap_or(c.min_threshold);
-                c.max_threshold = self.max_threshold.unwrap_or(c.max_threshold);
-                PolicySpec::Controller(c)
-            }
-            other => {
-                if self.lead.is_some() {
-                    return Err(format!("policy {} takes no lead", other.name()));
-                }
-                other
-            }
+        let params = PolicyParams {
+            lead: self.lead,
+            target_unfulfilled: self.target_unfulfilled,
+            target_p90_wait_minutes: self.target_p90_wait_minutes,
+            step: self.step,
+            min_threshold: self.min_threshold,
+            max_threshold: self.max_threshold,
         };
-        if !matches!(spec, PolicySpec::Controller(_)) {
-            if let Some((field, _)) = controller_only.iter().find(|(_, set)| *set) {
-                return Err(format!(
-                    "{field} is a controller parameter, not {}'s",
-                    spec.name()
-                ));
-            }
-        }
-        spec.build().map_err(|e| e.to_string())?;
-        Ok(spec)
+        PolicySpec::configure(&self.name, &params).map_err(|e| e.to_string())
     }
 }
 

@@ -1033,6 +1033,122 @@ pub fn surge_color(m: Multiplier) -> &'static str {
     }
 }
 
+/// A policy's parameters in an experiment's arm (`shared::policies::PolicyParams`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyParamsWire {
+    /// Forecast-aware and controller: lean toward the forecast, 0..=1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<f64>,
+    /// Controller: the unfulfilled share to hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_unfulfilled: Option<f64>,
+    /// Controller: the p90 pickup wait to hold, minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_p90_wait_minutes: Option<f64>,
+    /// Controller: the largest relative step of its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    /// Controller: the threshold's lowest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_threshold: Option<f64>,
+    /// Controller: the threshold's highest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_threshold: Option<f64>,
+}
+
+/// An experiment's arm as an admin writes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArmWire {
+    /// The arm's name.
+    pub name: String,
+    /// Its policy: `none`, `default`, `forecast` or `controller`.
+    pub policy: String,
+    /// The policy's parameters (defaults for any left out).
+    #[serde(default)]
+    pub params: PolicyParamsWire,
+    /// Its share of units, whole percent (the arms' shares sum to 100).
+    pub share_percent: u32,
+}
+
+/// An experiment's guardrails.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsWire {
+    /// End the experiment when an arm's completion rate falls this many
+    /// percentage points below the control's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_drop_points: Option<f64>,
+}
+
+/// An experiment as an admin writes it, the value of `experiment:<region>`
+/// in the edge's CONFIG namespace (`wrangler kv key put`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentWire {
+    /// Its id.
+    pub id: String,
+    /// The region it runs in.
+    pub region: String,
+    /// The arms, the control first.
+    pub arms: Vec<ArmWire>,
+    /// `switchback` (the region alternates in windows) or `user`.
+    pub split: String,
+    /// Switchback: the window, minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_minutes: Option<u32>,
+    /// The assignment hash's salt.
+    pub salt: String,
+    /// Start, ms since the epoch.
+    pub start: u64,
+    /// End (exclusive), ms since the epoch.
+    pub end: u64,
+    /// Guardrails.
+    #[serde(default)]
+    pub guardrails: GuardrailsWire,
+}
+
+impl From<&ExperimentWire> for crate::experiment::ExperimentDef {
+    fn from(w: &ExperimentWire) -> Self {
+        Self {
+            id: w.id.clone(),
+            region: w.region.clone(),
+            arms: w
+                .arms
+                .iter()
+                .map(|a| crate::experiment::ArmDef {
+                    name: a.name.clone(),
+                    policy: a.policy.clone(),
+                    params: crate::policies::PolicyParams {
+                        lead: a.params.lead,
+                        target_unfulfilled: a.params.target_unfulfilled,
+                        target_p90_wait_minutes: a.params.target_p90_wait_minutes,
+                        step: a.params.step,
+                        min_threshold: a.params.min_threshold,
+                        max_threshold: a.params.max_threshold,
+                    },
+                    share_percent: a.share_percent,
+                })
+                .collect(),
+            split: w.split.clone(),
+            window_minutes: w.window_minutes,
+            salt: w.salt.clone(),
+            start_ms: w.start,
+            end_ms: w.end,
+            max_completion_drop_points: w.guardrails.max_completion_drop_points,
+        }
+    }
+}
+
+/// An experiment from its JSON, validated; the error says what is wrong
+/// (for the log line of a refused definition).
+pub fn parse_experiment(json: &str) -> Result<crate::experiment::Experiment, String> {
+    let wire: ExperimentWire =
+        serde_json::from_str(json).map_err(|e| format!("not an experiment: {e}"))?;
+    crate::experiment::Experiment::new(&(&wire).into()).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1158,6 +1274,28 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&DemandLevel::VeryHigh).expect("json"),
             "\"very_high\""
+        );
+    }
+
+    #[test]
+    fn an_experiment_parses_from_its_json_and_a_typo_is_named() {
+        let json = r#"{"id": "fa-1", "region": "sf", "split": "switchback", "window_minutes": 30,
+            "salt": "2026-11", "start": 1800000000000, "end": 1801000000000,
+            "arms": [{"name": "control", "policy": "default", "share_percent": 50},
+                     {"name": "forecast", "policy": "forecast", "params": {"lead": 0.75},
+                      "share_percent": 50}],
+            "guardrails": {"max_completion_drop_points": 5}}"#;
+        let e = parse_experiment(json).expect("valid");
+        assert_eq!(e.arms().len(), 2);
+        assert_eq!(e.max_completion_drop_points(), Some(5.0));
+        let typo = json.replace("\"lead\"", "\"laed\"");
+        assert!(parse_experiment(&typo)
+            .expect_err("unknown field")
+            .contains("laed"));
+        let bad = json.replace("\"share_percent\": 50}]", "\"share_percent\": 60}]");
+        assert_eq!(
+            parse_experiment(&bad).expect_err("shares"),
+            "arms: shares sum to 110, not 100"
         );
     }
 }

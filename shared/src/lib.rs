@@ -36,6 +36,9 @@
 //!   maximum multiplier of the 60 days before today.
 //! * [`events`]: what the edge's events (price checks, bookings) mean to
 //!   the origin: demand, counted once per key, or ride outcomes.
+//! * [`experiment`]: pricing experiments: definitions validated field by
+//!   field, overlapping ones refused, and each quote's arm assigned from the
+//!   definition alone (switchback windows or users, by a salted hash).
 //! * [`grid`]: the validated surge grid the origin pushes, and the
 //!   newest-generation-wins rule.
 //! * [`desk`]: the pricing desk: one effective multiplier (published,
@@ -51,6 +54,7 @@ pub mod booking;
 pub mod desk;
 pub mod emergency;
 pub mod events;
+pub mod experiment;
 pub mod fare;
 pub mod forecast;
 pub mod geo;

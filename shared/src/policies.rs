@@ -316,6 +316,100 @@ impl PolicySpec {
     }
 }
 
+/// A policy's parameters as an operator writes them (the origin's
+/// `[regions.policy]`, an experiment's arm): any left out take the
+/// policy's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PolicyParams {
+    /// Forecast-aware and controller: how far the ratio leans toward the
+    /// forecast, 0..=1.
+    pub lead: Option<f64>,
+    /// Controller: the unfulfilled share to hold.
+    pub target_unfulfilled: Option<f64>,
+    /// Controller: the p90 pickup wait to hold, minutes.
+    pub target_p90_wait_minutes: Option<f64>,
+    /// Controller: the largest relative step of the threshold.
+    pub step: Option<f64>,
+    /// Controller: the threshold's lowest value.
+    pub min_threshold: Option<f64>,
+    /// Controller: the threshold's highest value.
+    pub max_threshold: Option<f64>,
+}
+
+/// Why a named policy with parameters was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidPolicyConfig {
+    /// Not a policy name.
+    #[error(transparent)]
+    Unknown(#[from] UnknownPolicy),
+    /// A parameter the policy does not take (refused, not ignored).
+    #[error("{param} is not a parameter of the {policy} policy")]
+    NotTaken {
+        /// The parameter.
+        param: &'static str,
+        /// The policy.
+        policy: &'static str,
+    },
+    /// A parameter out of range.
+    #[error(transparent)]
+    Invalid(#[from] InvalidPolicy),
+}
+
+impl PolicySpec {
+    /// The policy `name` with `params` over its defaults, validated.
+    pub fn configure(name: &str, params: &PolicyParams) -> Result<Self, InvalidPolicyConfig> {
+        let spec = PolicySpec::parse(name)?;
+        let given = [
+            ("lead", params.lead.is_some()),
+            ("target_unfulfilled", params.target_unfulfilled.is_some()),
+            (
+                "target_p90_wait_minutes",
+                params.target_p90_wait_minutes.is_some(),
+            ),
+            ("step", params.step.is_some()),
+            ("min_threshold", params.min_threshold.is_some()),
+            ("max_threshold", params.max_threshold.is_some()),
+        ];
+        let takes: &[&str] = match spec {
+            PolicySpec::None | PolicySpec::Default => &[],
+            PolicySpec::Forecast(_) => &["lead"],
+            PolicySpec::Controller(_) => &[
+                "lead",
+                "target_unfulfilled",
+                "target_p90_wait_minutes",
+                "step",
+                "min_threshold",
+                "max_threshold",
+            ],
+        };
+        if let Some((param, _)) = given.iter().find(|(p, set)| *set && !takes.contains(p)) {
+            return Err(InvalidPolicyConfig::NotTaken {
+                param,
+                policy: spec.name(),
+            });
+        }
+        let spec = match spec {
+            PolicySpec::Forecast(f) => PolicySpec::Forecast(ForecastAware {
+                lead: params.lead.unwrap_or(f.lead),
+            }),
+            PolicySpec::Controller(c) => PolicySpec::Controller(ControllerParams {
+                lead: params.lead.unwrap_or(c.lead),
+                target_unfulfilled: params.target_unfulfilled.unwrap_or(c.target_unfulfilled),
+                target_p90_wait_s: params
+                    .target_p90_wait_minutes
+                    .map_or(c.target_p90_wait_s, |m| m * 60.0),
+                step: params.step.unwrap_or(c.step),
+                min_threshold: params.min_threshold.unwrap_or(c.min_threshold),
+                max_threshold: params.max_threshold.unwrap_or(c.max_threshold),
+                ..c
+            }),
+            other => other,
+        };
+        spec.build()?;
+        Ok(spec)
+    }
+}
+
 /// Any configured policy, as one type (a region's pricer holds one).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AnyPolicy {
@@ -476,6 +570,54 @@ mod tests {
         let before = c.raw(&x);
         c.observe(&feedback(100, 50, 10.0));
         assert!(c.raw(&x) > before);
+    }
+
+    #[test]
+    fn parameters_go_over_the_defaults_and_foreign_ones_are_refused() {
+        let p = PolicyParams {
+            lead: Some(0.25),
+            target_p90_wait_minutes: Some(8.0),
+            ..PolicyParams::default()
+        };
+        match PolicySpec::configure("controller", &p) {
+            Ok(PolicySpec::Controller(c)) => {
+                assert_eq!(c.lead, 0.25);
+                assert_eq!(c.target_p90_wait_s, 480.0);
+                assert_eq!(c.step, ControllerParams::default().step);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            PolicySpec::configure("forecast", &p),
+            Err(InvalidPolicyConfig::NotTaken {
+                param: "target_p90_wait_minutes",
+                policy: "forecast"
+            })
+        );
+        assert!(matches!(
+            PolicySpec::configure(
+                "default",
+                &PolicyParams {
+                    lead: Some(0.5),
+                    ..PolicyParams::default()
+                }
+            ),
+            Err(InvalidPolicyConfig::NotTaken { param: "lead", .. })
+        ));
+        assert!(matches!(
+            PolicySpec::configure(
+                "controller",
+                &PolicyParams {
+                    step: Some(0.9),
+                    ..PolicyParams::default()
+                }
+            ),
+            Err(InvalidPolicyConfig::Invalid(InvalidPolicy::Step(_)))
+        ));
+        assert!(matches!(
+            PolicySpec::configure("x", &PolicyParams::default()),
+            Err(InvalidPolicyConfig::Unknown(_))
+        ));
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub struct ForecastAware {
 }
 
 impl Default for ForecastAware {
-    /// Lead 0.75: the most trips of the leads the simulator's frontier
-    /// tried (`docs/simulation/frontier.md`).
+    /// Lead 0.75: on the simulator's frontier (`docs/simulation/frontier.md`)
+    /// within 6 trips of lead 1.0's 1,362, the most, with a concert p90 wait
+    /// 1.7 minutes shorter.
     fn default() -> Self {
         Self { lead: 0.75 }
     }

@@ -186,6 +186,14 @@ impl Aggregator {
             .and_then(|r| r.pricer.forecast_history_due(now))
     }
 
+    /// The forecast history handed out for `region` was not stored: hand it
+    /// out again at the next tick.
+    pub fn forecast_history_unsent(&mut self, region: usize) {
+        if let Some(r) = self.regions.get_mut(region) {
+            r.pricer.forecast_history_unsent();
+        }
+    }
+
     /// Restores a region's forecast history (before [`Self::restore_state`],
     /// whose open buckets go over it). `Ok(false)`: no such region.
     pub fn restore_forecast_history(

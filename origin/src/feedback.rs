@@ -18,17 +18,17 @@ use shared::time::Timestamp;
 
 use crate::state::{lock, AppState};
 
-/// How often a region's feedback is looked up, ms (the simulator's
-/// repricing interval, which the controller's defaults were chosen at).
-pub const EVERY_MS: u64 = 30_000;
+/// How often a region's feedback is looked up, ms
+/// (`shared::surge::Feedback::EVERY`).
+pub const EVERY_MS: u64 = Feedback::EVERY.0;
 
 /// At most this many of the window's rides are read per lookup.
 const LIMIT: u32 = 50_000;
 
 #[derive(Debug, Default)]
 struct Entry {
-    /// A result not yet handed to a tick.
-    fresh: Option<Feedback>,
+    /// A result not yet handed to a tick, and when its lookup started.
+    fresh: Option<(Feedback, u64)>,
     /// When the last lookup started, ms.
     started_at: Option<u64>,
 }
@@ -42,7 +42,7 @@ impl Feedbacks {
     pub fn take(&self) -> HashMap<String, Feedback> {
         lock(&self.0)
             .iter_mut()
-            .filter_map(|(r, e)| e.fresh.take().map(|f| (r.clone(), f)))
+            .filter_map(|(r, e)| e.fresh.take().map(|(f, _)| (r.clone(), f)))
             .collect()
     }
 
@@ -64,8 +64,14 @@ impl Feedbacks {
             .collect()
     }
 
-    fn set(&self, region: &str, f: Feedback) {
-        lock(&self.0).entry(region.to_owned()).or_default().fresh = Some(f);
+    /// A lookup started at `started` returned `f`; a slower, older lookup
+    /// never replaces a newer one's result.
+    fn set(&self, region: &str, f: Feedback, started: u64) {
+        let mut known = lock(&self.0);
+        let e = known.entry(region.to_owned()).or_default();
+        if e.fresh.is_none_or(|(_, s)| s <= started) {
+            e.fresh = Some((f, started));
+        }
     }
 }
 
@@ -89,7 +95,7 @@ pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
         due,
         lookup,
         move |store, region| store.recent_outcomes(region, from, to, LIMIT),
-        |state, rows| {
+        move |state, rows| {
             for (region, ended) in rows {
                 let f = Feedback::gather(
                     ended
@@ -97,7 +103,7 @@ pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
                         .map(|(done, wait)| (done, wait.map(|w| w as f64 / 1_000.0))),
                 );
                 tracing::debug!(region = %region, ended = f.ended, unfulfilled = f.unfulfilled, p90_wait_s = ?f.p90_wait_s, "controller feedback");
-                state.feedback.set(&region, f);
+                state.feedback.set(&region, f, now.0);
             }
         },
     );
@@ -116,13 +122,13 @@ mod tests {
             .claim(&regions, Timestamp(1_000 + EVERY_MS - 1))
             .is_empty());
         assert_eq!(f.claim(&regions, Timestamp(1_000 + EVERY_MS)), regions);
-        f.set(
-            "sf",
-            Feedback {
-                ended: 3,
-                ..Feedback::default()
-            },
-        );
+        let with = |ended| Feedback {
+            ended,
+            ..Feedback::default()
+        };
+        f.set("sf", with(3), 2_000);
+        // A slower lookup that started earlier does not replace it.
+        f.set("sf", with(9), 1_000);
         assert_eq!(f.take().get("sf").map(|x| x.ended), Some(3));
         assert!(f.take().is_empty(), "handed out once");
     }

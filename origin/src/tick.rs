@@ -152,6 +152,12 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
             .tick(start.elapsed().as_micros() as u64, 0, false);
         return ticks.len();
     }
+    let with_history: Vec<usize> = ticks
+        .iter()
+        .zip(&records)
+        .filter(|(_, r)| r.forecast_history.is_some())
+        .map(|(t, _)| t.region)
+        .collect();
     let store = state.store.clone();
     let written =
         tokio::task::spawn_blocking(move || lock(&store).record_ticks(&new_zones, &records)).await;
@@ -171,6 +177,11 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         let mut known = lock(&state.known_zones);
         for k in &zone_keys {
             known.remove(k);
+        }
+        // And the forecasts' history with the next tick, not a bucket later.
+        let mut agg = lock(&state.agg);
+        for region in with_history {
+            agg.forecast_history_unsent(region);
         }
     }
     state.metrics.tick(

@@ -219,11 +219,14 @@ impl Experiment {
             return Err(field("salt", "must be 1 to 64 bytes"));
         }
         if def.start_ms >= def.end_ms {
-            return Err(field("end_ms", "must be after start_ms"));
+            return Err(field("end", "must be after start"));
         }
         if let Some(p) = def.max_completion_drop_points {
             if !(p > 0.0 && p <= 100.0) {
-                return Err(field("max_completion_drop_points", "must be in (0, 100]"));
+                return Err(field(
+                    "guardrails.max_completion_drop_points",
+                    "must be in (0, 100]",
+                ));
             }
         }
         Ok(Self {
@@ -413,10 +416,10 @@ mod tests {
         assert!(refused(&d).starts_with("salt"));
         let mut d = def();
         d.end_ms = d.start_ms;
-        assert!(refused(&d).starts_with("end_ms"));
+        assert!(refused(&d).starts_with("end:"));
         let mut d = def();
         d.max_completion_drop_points = Some(0.0);
-        assert!(refused(&d).starts_with("max_completion_drop_points"));
+        assert!(refused(&d).starts_with("guardrails.max_completion_drop_points"));
         let mut d = def();
         d.id = "no spaces".into();
         assert!(refused(&d).starts_with("id"));

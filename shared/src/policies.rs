@@ -81,7 +81,8 @@ pub struct ControllerParams {
     pub target_unfulfilled: f64,
     /// The p90 pickup wait to hold, seconds.
     pub target_p90_wait_s: f64,
-    /// The largest relative move of the threshold per tick, in (0, 0.5].
+    /// The largest relative move of the threshold per feedback (every
+    /// `Feedback::EVERY`), in (0, 0.5].
     pub step: f64,
     /// The threshold's range: the demand / supply ratio at which surge
     /// starts. Low means more surge.
@@ -165,8 +166,8 @@ impl ControllerParams {
 /// Hold the region's unfulfilled share and p90 pickup wait at targets.
 ///
 /// Prices the [`ForecastAware`] ratio divided by a threshold: surge starts
-/// where demand exceeds `threshold` times supply. Each tick with enough
-/// ended requests, the threshold moves one bounded step: down (more surge)
+/// where demand exceeds `threshold` times supply. Each feedback with
+/// enough ended requests, the threshold moves one bounded step: down (more surge)
 /// when either measure is above its target, up (less surge) when both are
 /// below 80 % of theirs, else it holds. It starts at 1.0, the default
 /// curve's knee, and stays in its configured range.

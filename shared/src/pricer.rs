@@ -334,6 +334,12 @@ impl<P: Policy> RegionPricer<P> {
         Some(self.forecasts.encode_history())
     }
 
+    /// The history last handed out was not stored: the next
+    /// [`Self::forecast_history_due`] hands it out again.
+    pub fn forecast_history_unsent(&mut self) {
+        self.history_bucket = None;
+    }
+
     /// Restores a [`Self::forecast_history_due`] snapshot; call before
     /// [`Self::decode_state`], whose open buckets go over it.
     pub fn decode_forecast_history(&mut self, bytes: &[u8]) -> Result<(), StateError> {

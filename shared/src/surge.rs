@@ -221,6 +221,12 @@ impl Feedback {
     /// enough to see a crowd form).
     pub const WINDOW: crate::time::Millis = crate::time::Millis::from_secs(600);
 
+    /// How often a controller is shown feedback: each showing moves its
+    /// threshold one bounded step at most, so this sets how fast it can
+    /// move (the origin looks outcomes up this often; the simulator
+    /// reprices this often).
+    pub const EVERY: crate::time::Millis = crate::time::Millis::from_secs(30);
+
     /// Gathers ended requests: `(completed, pickup wait in seconds)`. A
     /// completed request without a known wait counts toward the share, not
     /// the percentile.
@@ -250,8 +256,9 @@ impl Feedback {
 ///
 /// `raw` must be pure and return a finite number ≥ 1.0; the engine smooths,
 /// applies the step limit and clamps into the caps afterwards, whatever the
-/// policy. A policy with state (a controller) updates it in `observe`, once
-/// per tick before any cell is priced.
+/// policy. A policy with state (a controller) updates it in `observe`,
+/// before the cells of a tick are priced, on the ticks the shell has fresh
+/// feedback for (every [`Feedback::EVERY`]).
 pub trait Policy {
     /// A short name for reports ("default", "none", ...).
     fn name(&self) -> &str;
@@ -259,7 +266,7 @@ pub trait Policy {
     /// The raw multiplier for a cell.
     fn raw(&self, cell: &PolicyInput) -> f64;
 
-    /// The region's recent outcomes, once per tick. Curves ignore them.
+    /// The region's recent outcomes, when fresh. Curves ignore them.
     fn observe(&mut self, _feedback: &Feedback) {}
 
     /// The policy's own state, persisted with the engine's (a controller's

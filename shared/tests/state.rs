@@ -177,8 +177,12 @@ fn damaged_snapshots_are_refused_and_leave_the_state_alone() {
 
 proptest! {
     #[test]
-    fn no_byte_string_panics_the_decoder(tail in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let mut bytes = b"EQS\x01".to_vec();
+    fn no_byte_string_panics_the_decoder(
+        version in 1u8..=3,
+        tail in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut bytes = b"EQS".to_vec();
+        bytes.push(version);
         bytes.extend_from_slice(&tail);
         let (mut m, mut e) = fresh();
         let _ = decode_into(&bytes, &mut m, &mut e);

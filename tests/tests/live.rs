@@ -89,8 +89,6 @@ fn live_mode_drives_the_real_stack() {
     );
 }
 
-/// The simulator's region, at its cell level: the demo prices the market
-/// the simulator plays, in the same cells.
 /// The demo's region (origin/demo.toml): the simulator's cells and the
 /// forecast-aware policy.
 const SIM_REGION: &str = include_str!("../../origin/demo.toml");

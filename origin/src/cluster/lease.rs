@@ -170,21 +170,35 @@ async fn restore_forecasts(state: &Arc<AppState>, idx: usize) {
     let region = state.regions[idx].id.as_str().to_owned();
     let store = state.store.clone();
     let name = region.clone();
-    let found = tokio::task::spawn_blocking(move || lock(&store).forecast_history(&name)).await;
+    // Lease rounds wait for this: a slow database must not hold them up
+    // until leases lapse.
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || lock(&store).forecast_history(&name)),
+    )
+    .await;
     let restored = match found {
-        Ok(Ok(Some(bytes))) => lock(&state.agg).restore_forecast_history(&region, &bytes),
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
+        Ok(Ok(Ok(Some(bytes)))) => lock(&state.agg).restore_forecast_history(&region, &bytes),
+        Ok(Ok(Ok(None))) => return,
+        Ok(Ok(Err(e))) => {
             tracing::warn!(region, error = %e, "forecast history not read; forecasts start empty");
             return;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(region, error = %e, "forecast history task failed; forecasts start empty");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                region,
+                "forecast history not read within 5 s; forecasts start empty"
+            );
             return;
         }
     };
     match restored {
-        Ok(_) => {
+        Ok(false) => {}
+        Ok(true) => {
             state.metrics.forecasts_restored.fetch_add(1, Relaxed);
             tracing::info!(region, "forecast history restored");
         }

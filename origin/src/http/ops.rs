@@ -71,12 +71,15 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// The threshold of every controlled region this node prices (the
-/// demand / supply ratio at which its surge starts now).
+/// demand / supply ratio at which its surge starts now): all of them on a
+/// single node, the ones it owns in a cluster.
 fn controller_thresholds(s: &AppState) -> String {
+    let priced = s.cluster.as_ref().map(|c| c.tickable());
     let agg = crate::state::lock(&s.agg);
     let rows: Vec<String> = agg
         .regions()
         .enumerate()
+        .filter(|(i, _)| priced.as_ref().is_none_or(|p| p.contains(i)))
         .filter_map(|(i, r)| {
             agg.threshold(i).map(|t| {
                 format!(

@@ -55,7 +55,7 @@ impl Series {
 
     fn read_history(r: &mut Reader<'_>, kind: Kind) -> Result<Self, StateError> {
         let mut s = Series::new(kind);
-        s.open = match r.varint()? {
+        s.open = match read_bucket(r)? {
             0 => None,
             b => Some((b - 1, 0.0, 0)),
         };
@@ -95,11 +95,20 @@ fn write_open(w: &mut Writer, open: Option<(u64, f32, u32)>) {
     }
 }
 
+/// The last bucket an instant can be in: a bucket past it is corrupt.
+fn read_bucket(r: &mut Reader<'_>) -> Result<u64, StateError> {
+    let b = r.varint()?;
+    if b > super::bucket_of(crate::time::Timestamp(u64::MAX)) {
+        return Err(StateError::Invalid("forecast bucket beyond any time"));
+    }
+    Ok(b)
+}
+
 fn read_open(r: &mut Reader<'_>) -> Result<Option<(u64, f32, u32)>, StateError> {
     match r.u8()? {
         0 => Ok(None),
         1 => {
-            let b = r.varint()?;
+            let b = read_bucket(r)?;
             let total = r.finite_f32("open bucket total is not finite")?;
             if total < 0.0 {
                 return Err(StateError::Invalid("open bucket total is negative"));
@@ -195,15 +204,22 @@ impl CellForecasts {
 
     /// Sets the open buckets read by [`Self::read_open`] (a cell without
     /// history starts a new series with its open bucket).
+    /// When the history is older than the open bucket (its write failed,
+    /// or a cluster's backlog dropped it), the series first complete the
+    /// buckets between as a gap (no demand, the last supply), as they do
+    /// when no event comes at all.
     pub(crate) fn apply_open(&mut self, opens: Vec<OpenBuckets>) {
+        let p = self.params;
+        let set = |series: &mut Series, open: Option<(u64, f32, u32)>| {
+            if let Some((bucket, _, _)) = open {
+                series.advance_to(bucket, &p);
+                series.open = open;
+            }
+        };
         for (cell, d, s) in opens {
             let e = self.entry(cell);
-            if d.is_some() {
-                e.0.open = d;
-            }
-            if s.is_some() {
-                e.1.open = s;
-            }
+            set(&mut e.0, d);
+            set(&mut e.1, s);
         }
     }
 }
@@ -213,6 +229,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::forecast::HORIZONS;
     use crate::geo::{LatLng, DEFAULT_LEVEL};
     use crate::time::Timestamp;
 
@@ -265,6 +282,44 @@ mod tests {
     }
 
     #[test]
+    fn a_history_older_than_the_open_buckets_catches_up_as_a_gap() {
+        let mut a = CellForecasts::default();
+        busy(&mut a, 0, 86_400 + 100);
+        let stale = a.encode_history();
+        // Three buckets later, the history was not written again.
+        busy(&mut a, 86_400 + 100, 86_400 + 1_000);
+        let mut open = Writer(Vec::new());
+        a.write_open(&mut open);
+        let mut b = CellForecasts::default();
+        b.decode_history(&stale).expect("history");
+        b.apply_open(CellForecasts::read_open(&mut Reader(&open.0)).expect("open"));
+        // Forecasts exist and go on; the missed buckets count as quiet ones.
+        busy(&mut b, 86_400 + 1_000, 86_400 + 1_300);
+        let f = b.expected(cell(0)).expect("a forecast");
+        assert!(f.demand.is_finite() && f.demand >= 0.0);
+        assert_eq!(
+            b.cells.get(&cell(0)).map(|(d, _)| d.open.map(|o| o.0)),
+            a.cells.get(&cell(0)).map(|(d, _)| d.open.map(|o| o.0 + 1)),
+            "both in the bucket after"
+        );
+    }
+
+    #[test]
+    fn a_bucket_beyond_any_time_is_refused() {
+        let mut w = Writer(Vec::new());
+        w.bytes(&HISTORY_MAGIC);
+        w.u8(HISTORY_VERSION);
+        w.varint(1);
+        w.fixed64(cell(0).id());
+        w.varint(u64::MAX); // the demand series' open bucket
+        w.bytes(&[0; 64]); // the rest, so the count is not refused first
+        assert_eq!(
+            CellForecasts::default().decode_history(&w.0),
+            Err(StateError::Invalid("forecast bucket beyond any time"))
+        );
+    }
+
+    #[test]
     fn any_bytes_decode_or_fail_cleanly() {
         let mut a = CellForecasts::default();
         busy(&mut a, 0, 3_600);
@@ -277,7 +332,16 @@ mod tests {
         let mut flipped = good.clone();
         for i in 4..flipped.len() {
             flipped[i] ^= 0xff;
-            let _ = CellForecasts::default().decode_history(&flipped);
+            let mut f = CellForecasts::default();
+            if f.decode_history(&flipped).is_ok() {
+                // Whatever decoded forecasts and ticks without a panic.
+                for c in f.cells().collect::<Vec<_>>() {
+                    for h in HORIZONS {
+                        let _ = f.demand_forecast(c, h);
+                    }
+                }
+                busy(&mut f, 3_600, 4_000);
+            }
             flipped[i] ^= 0xff;
         }
         let mut trailing = good;

@@ -529,6 +529,26 @@ pub struct GridPush {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, minimum = 1.0))]
     pub lawful_cap: Option<Multiplier>,
+    /// The arms of the region's running experiment, each priced by its own
+    /// policy from the same market (format 3; absent outside an
+    /// experiment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arms: Vec<ArmGridWire>,
+}
+
+/// One arm's multipliers in a grid push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArmGridWire {
+    /// The experiment's id.
+    pub experiment: String,
+    /// The arm's name.
+    pub arm: String,
+    /// The version of the arm's policy.
+    pub policy: String,
+    /// Multiplier by cell token; a cell of the grid without one is 1.0.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, f64>))]
+    pub multipliers: std::collections::BTreeMap<String, Multiplier>,
 }
 
 /// Why a pushed grid was refused.
@@ -556,9 +576,41 @@ pub enum InvalidGridPush {
         /// The value.
         trend: String,
     },
+    /// An arm grid is invalid.
+    #[error("arms[{index}]: {reason}")]
+    Arm {
+        /// Position in `arms`.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// The grid as a whole is invalid.
     #[error(transparent)]
     Grid(#[from] InvalidGrid),
+}
+
+fn arm_grid(index: usize, w: ArmGridWire) -> Result<crate::grid::ArmGrid, InvalidGridPush> {
+    let bad = |reason: String| InvalidGridPush::Arm { index, reason };
+    let ident = |what: &str, v: &str| Ident::new(v).map_err(|e| bad(format!("{what}: {e}")));
+    if w.multipliers.len() > crate::grid::MAX_GRID_CELLS {
+        return Err(bad(format!("{} cells", w.multipliers.len())));
+    }
+    let mut cells = Vec::with_capacity(w.multipliers.len());
+    for (token, m) in w.multipliers {
+        let cell = Cell::from_token(&token).map_err(|_| {
+            bad(format!(
+                "{:?} is not a valid S2 cell token",
+                token.chars().take(20).collect::<String>()
+            ))
+        })?;
+        cells.push((cell, m));
+    }
+    Ok(crate::grid::ArmGrid::new(
+        ident("experiment", &w.experiment)?,
+        ident("arm", &w.arm)?,
+        ident("policy", &w.policy)?,
+        cells,
+    ))
 }
 
 impl TryFrom<GridPush> for SurgeGrid {
@@ -570,6 +622,18 @@ impl TryFrom<GridPush> for SurgeGrid {
         }
         let region = Ident::new(&p.region)?;
         let level = Level::new(p.level).map_err(|_| InvalidGridPush::Level(p.level))?;
+        if p.arms.len() > *crate::experiment::ARMS.end() {
+            return Err(InvalidGridPush::Arm {
+                index: p.arms.len() - 1,
+                reason: format!("at most {} arms", crate::experiment::ARMS.end()),
+            });
+        }
+        let arms = p
+            .arms
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| arm_grid(i, a))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut cells = Vec::with_capacity(p.cells.len());
         for (index, c) in p.cells.into_iter().enumerate() {
             let cell = Cell::from_token(&c.cell).map_err(|_| InvalidGridPush::Cell {
@@ -600,7 +664,8 @@ impl TryFrom<GridPush> for SurgeGrid {
         }
         Ok(
             SurgeGrid::new(region, level, p.generation, Timestamp(p.computed_at), cells)?
-                .with_lawful_cap(p.lawful_cap),
+                .with_lawful_cap(p.lawful_cap)
+                .with_arms(arms)?,
         )
     }
 }
@@ -627,6 +692,20 @@ impl From<&SurgeGrid> for GridPush {
                 })
                 .collect(),
             lawful_cap: g.lawful_cap(),
+            arms: g
+                .arms()
+                .iter()
+                .map(|a| ArmGridWire {
+                    experiment: a.experiment.to_string(),
+                    arm: a.arm.to_string(),
+                    policy: a.policy.to_string(),
+                    multipliers: a
+                        .multipliers()
+                        .iter()
+                        .map(|(c, m)| (c.token(), *m))
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -1149,6 +1228,49 @@ pub fn parse_experiment(json: &str) -> Result<crate::experiment::Experiment, Str
     crate::experiment::Experiment::new(&(&wire).into()).map_err(|e| e.to_string())
 }
 
+/// A region's experiments from the value of `experiment:<region>`: one
+/// experiment or an array of them (one after another in time). Each
+/// definition that is invalid, names another region or overlaps another in
+/// time is refused with its reason, and the rest are kept: pricing never
+/// stops for a typo, and a region runs at most one experiment at a time.
+/// The edge and the origin both read the value through this.
+pub fn parse_experiments(
+    region: &Ident,
+    json: &str,
+) -> (Vec<crate::experiment::Experiment>, Vec<String>) {
+    let values: Vec<serde_json::Value> = match serde_json::from_str(json) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(one @ serde_json::Value::Object(_)) => vec![one],
+        Ok(_) => return (Vec::new(), vec!["not an experiment or an array".into()]),
+        Err(e) => return (Vec::new(), vec![format!("not JSON: {e}")]),
+    };
+    let mut valid = Vec::new();
+    let mut refused = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let parsed = serde_json::from_value::<ExperimentWire>(v)
+            .map_err(|e| format!("not an experiment: {e}"))
+            .and_then(|w| {
+                crate::experiment::Experiment::new(&(&w).into()).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(e) if e.region() != region => refused.push(format!(
+                "[{i}] {}: is for region {}, not {region}",
+                e.id(),
+                e.region()
+            )),
+            Ok(e) => valid.push(e),
+            Err(why) => refused.push(format!("[{i}] {why}")),
+        }
+    }
+    let (kept, overlapping) = crate::experiment::refuse_overlaps(valid);
+    refused.extend(
+        overlapping
+            .into_iter()
+            .map(|(id, why)| format!("{id}: {why}")),
+    );
+    (kept, refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1220,9 +1342,28 @@ mod tests {
                 expected_supply: None,
             }],
             lawful_cap: None,
+            arms: vec![ArmGridWire {
+                experiment: "e1".into(),
+                arm: "treatment".into(),
+                policy: "forecast-0123abcd".into(),
+                multipliers: [(cell.token(), Multiplier::from_tenths(12).expect("m"))].into(),
+            }],
         };
         let grid = SurgeGrid::try_from(push.clone()).expect("valid");
         assert_eq!(GridPush::from(&grid), push);
+        let id = |s: &str| Ident::new(s).expect("id");
+        let arm = grid.arm(&id("e1"), &id("treatment")).expect("the arm");
+        assert_eq!(arm.lookup(cell).map(|m| m.tenths()), Some(12));
+        assert!(grid.arm(&id("e1"), &id("control")).is_none());
+        let mut bad_arm = push.clone();
+        bad_arm.arms[0].multipliers = [("zz".to_owned(), Multiplier::ONE)].into();
+        assert!(matches!(
+            SurgeGrid::try_from(bad_arm),
+            Err(InvalidGridPush::Arm { index: 0, .. })
+        ));
+        let mut too_many = push.clone();
+        too_many.arms = vec![push.arms[0].clone(); 9];
+        assert!(SurgeGrid::try_from(too_many).is_err());
 
         let mut bad = push.clone();
         bad.cells[0].cell = "nonsense".into();
@@ -1297,5 +1438,35 @@ mod tests {
             parse_experiment(&bad).expect_err("shares"),
             "arms: shares sum to 110, not 100"
         );
+
+        // A region's value: one experiment or several after one another.
+        let sf = Ident::new("sf").expect("id");
+        let (one, refused) = parse_experiments(&sf, json);
+        assert_eq!((one.len(), refused.len()), (1, 0));
+        let later = json.replace("fa-1", "fa-2").replace(
+            r#""start": 1800000000000, "end": 1801000000000"#,
+            r#""start": 1801000000000, "end": 1802000000000"#,
+        );
+        assert_ne!(later.replace("fa-2", "fa-1"), json);
+        let (two, refused) = parse_experiments(&sf, &format!("[{json}, {later}]"));
+        assert_eq!((two.len(), refused.len()), (2, 0), "{refused:?}");
+        // Overlapping ones are both refused; the typo is refused alone.
+        let overlapping = json.replace("fa-1", "fa-3");
+        let (kept, refused) =
+            parse_experiments(&sf, &format!("[{json}, {overlapping}, {later}, {typo}]"));
+        assert_eq!(kept.len(), 1, "{refused:?}");
+        assert_eq!(kept[0].id().as_str(), "fa-2");
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(refused.iter().any(|r| r.contains("laed")), "{refused:?}");
+        assert!(
+            refused.iter().any(|r| r.contains("overlaps")),
+            "{refused:?}"
+        );
+        // Another region's definition under this key is refused.
+        let (none, refused) = parse_experiments(&Ident::new("nyc").expect("id"), json);
+        assert!(none.is_empty());
+        assert!(refused[0].contains("region sf, not nyc"), "{refused:?}");
+        assert!(!parse_experiments(&sf, "42").1.is_empty());
+        assert!(!parse_experiments(&sf, "{").1.is_empty());
     }
 }

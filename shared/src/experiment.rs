@@ -80,6 +80,38 @@ pub struct Arm {
     pub share_percent: u32,
 }
 
+impl Arm {
+    /// The version of the arm's policy: its name and the first 8 hex digits
+    /// of a SHA-256 of the policy with its parameters, e.g.
+    /// `forecast-1a2b3c4d`. The origin stamps it on the arm's grid and the
+    /// edge into each quote it prices from it, so a result can be traced to
+    /// the exact parameters that priced it; a changed parameter is a new
+    /// version.
+    pub fn version(&self) -> Ident {
+        let digest = Sha256::digest(format!("{:?}", self.policy).as_bytes());
+        let mut v = String::with_capacity(24);
+        v.push_str(self.policy.name());
+        v.push('-');
+        for b in &digest[..4] {
+            v.push_str(&format!("{b:02x}"));
+        }
+        // A policy name and hex digits: always an identifier.
+        Ident::new(&v).unwrap_or_else(|_| self.name.clone())
+    }
+}
+
+/// What a quote priced in an experiment carries, signed
+/// ([`crate::quote::QuoteClaims::arm`]) and copied into its booking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ArmStamp {
+    /// The experiment.
+    pub experiment: Ident,
+    /// The arm.
+    pub arm: Ident,
+    /// The arm's policy version ([`Arm::version`]).
+    pub policy: Ident,
+}
+
 /// How units are split between arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -266,6 +298,30 @@ impl Experiment {
         self.max_completion_drop_points
     }
 
+    /// When it starts.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
+    /// When it ends (exclusive).
+    pub fn end(&self) -> Timestamp {
+        self.end
+    }
+
+    /// The arm of a name.
+    pub fn arm(&self, name: &Ident) -> Option<&Arm> {
+        self.arms.iter().find(|a| &a.name == name)
+    }
+
+    /// The switchback window an instant falls in (its index since the
+    /// start); 0 in a user split or before the start.
+    pub fn window_of(&self, at: Timestamp) -> u64 {
+        match self.split {
+            Split::Switchback { window } => at.0.saturating_sub(self.start.0) / window.0.max(1),
+            Split::User => 0,
+        }
+    }
+
     /// Whether it runs at `now`.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.start <= now && now < self.end
@@ -279,8 +335,8 @@ impl Experiment {
             return None;
         }
         let (window, point) = match self.split {
-            Split::Switchback { window } => {
-                let index = (now.0 - self.start.0) / window.0.max(1);
+            Split::Switchback { .. } => {
+                let index = self.window_of(now);
                 let point = self.point(&[self.region.as_str().as_bytes(), &index.to_be_bytes()]);
                 (index, point)
             }
@@ -378,6 +434,35 @@ mod tests {
             end_ms: T0 + 14 * 86_400_000,
             max_completion_drop_points: Some(5.0),
         }
+    }
+
+    #[test]
+    fn a_policy_version_names_the_policy_and_changes_with_its_parameters() {
+        let e = Experiment::new(&def()).expect("valid");
+        let v = e.arms()[1].version();
+        assert!(v.as_str().starts_with("forecast-"), "{v}");
+        assert_eq!(v.as_str().len(), "forecast-".len() + 8);
+        assert_eq!(
+            v,
+            Experiment::new(&def()).expect("valid").arms()[1].version()
+        );
+        let mut d = def();
+        d.arms[1].params.lead = Some(0.5);
+        let other = Experiment::new(&d).expect("valid");
+        assert_ne!(other.arms()[1].version(), v);
+        assert!(e.arms()[0].version().as_str().starts_with("default-"));
+    }
+
+    #[test]
+    fn windows_count_from_the_start() {
+        let e = Experiment::new(&def()).expect("valid");
+        let min = 60_000;
+        assert_eq!(e.window_of(Timestamp(T0)), 0);
+        assert_eq!(e.window_of(Timestamp(T0 + 30 * min - 1)), 0);
+        assert_eq!(e.window_of(Timestamp(T0 + 30 * min)), 1);
+        assert_eq!(e.window_of(Timestamp(T0 - 1)), 0);
+        let at = Timestamp(T0 + 95 * min);
+        assert_eq!(e.assign(at, None).map(|a| a.window), Some(3));
     }
 
     fn refused(d: &ExperimentDef) -> String {

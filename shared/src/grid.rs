@@ -17,9 +17,10 @@ use crate::surge::{Multiplier, Trend};
 use crate::time::{Millis, Timestamp};
 
 /// The wire format version this build writes. Version 2 added each cell's
-/// forecast (`expected_demand`, `expected_supply`); version 1 pushes are
-/// still read ([`GRID_FORMATS_READ`]).
-pub const GRID_FORMAT: u32 = 2;
+/// forecast (`expected_demand`, `expected_supply`); version 3 the arm grids
+/// of a running experiment (`arms`); older pushes are still read
+/// ([`GRID_FORMATS_READ`]).
+pub const GRID_FORMAT: u32 = 3;
 
 /// The wire format versions this build reads.
 pub const GRID_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=GRID_FORMAT;
@@ -54,6 +55,56 @@ pub struct CellForecast {
     pub supply: f32,
 }
 
+/// One arm's multipliers in a running experiment ([`crate::experiment`]):
+/// computed by the arm's policy from the same market as the grid, at the
+/// same instant. A quote assigned to the arm is priced from these; the
+/// grid's other fields (supply, demand, forecast) are the market's and
+/// shared by every arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmGrid {
+    /// The experiment.
+    pub experiment: Ident,
+    /// The arm.
+    pub arm: Ident,
+    /// The version of the arm's policy that computed it
+    /// ([`crate::experiment::Arm::version`]).
+    pub policy: Ident,
+    /// The multipliers by cell, sorted by cell; a cell without one has none.
+    multipliers: Vec<(Cell, Multiplier)>,
+}
+
+impl ArmGrid {
+    /// An arm's multipliers (sorted here; a repeated cell keeps its first).
+    pub fn new(
+        experiment: Ident,
+        arm: Ident,
+        policy: Ident,
+        mut multipliers: Vec<(Cell, Multiplier)>,
+    ) -> Self {
+        multipliers.sort_by_key(|(c, _)| *c);
+        multipliers.dedup_by_key(|(c, _)| *c);
+        Self {
+            experiment,
+            arm,
+            policy,
+            multipliers,
+        }
+    }
+
+    /// The multipliers, sorted by cell.
+    pub fn multipliers(&self) -> &[(Cell, Multiplier)] {
+        &self.multipliers
+    }
+
+    /// The arm's multiplier of a cell already at the grid's level.
+    pub fn lookup(&self, cell: Cell) -> Option<Multiplier> {
+        self.multipliers
+            .binary_search_by_key(&cell, |(c, _)| *c)
+            .ok()
+            .map(|i| self.multipliers[i].1)
+    }
+}
+
 /// A validated grid: cells unique, at the grid's level, sorted by id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SurgeGrid {
@@ -63,6 +114,7 @@ pub struct SurgeGrid {
     computed_at: Timestamp,
     cells: Vec<GridCell>,
     lawful_cap: Option<Multiplier>,
+    arms: Vec<ArmGrid>,
 }
 
 /// Why a grid was refused.
@@ -125,7 +177,36 @@ impl SurgeGrid {
             computed_at,
             cells,
             lawful_cap: None,
+            arms: Vec::new(),
         })
+    }
+
+    /// The grid with the arm grids of a running experiment. Refused when
+    /// an arm has a cell at another level.
+    pub fn with_arms(mut self, arms: Vec<ArmGrid>) -> Result<Self, InvalidGrid> {
+        for a in &arms {
+            if let Some((c, _)) = a.multipliers.iter().find(|(c, _)| c.level() != self.level) {
+                return Err(InvalidGrid::WrongLevel {
+                    cell: c.token(),
+                    found: c.level().get(),
+                    expected: self.level.get(),
+                });
+            }
+        }
+        self.arms = arms;
+        Ok(self)
+    }
+
+    /// The arm grids of a running experiment (none outside one).
+    pub fn arms(&self) -> &[ArmGrid] {
+        &self.arms
+    }
+
+    /// The grid of an experiment's arm, if this grid carries it.
+    pub fn arm(&self, experiment: &Ident, arm: &Ident) -> Option<&ArmGrid> {
+        self.arms
+            .iter()
+            .find(|a| &a.experiment == experiment && &a.arm == arm)
     }
 
     /// The grid with the region's lawful emergency cap

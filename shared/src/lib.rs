@@ -50,6 +50,7 @@
 //!   module (and the few core types that *are* the wire format) knows serde.
 
 pub mod api;
+pub mod arms;
 pub mod booking;
 pub mod desk;
 pub mod emergency;

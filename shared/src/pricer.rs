@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::arms::{ArmEngines, ArmsChange};
 use crate::fare::VehicleClass;
 use crate::geo::{Cell, Level};
 use crate::grid::{CellForecast, GridCell, InvalidGrid, SurgeGrid};
@@ -118,6 +119,8 @@ pub struct PricedTick {
     pub counts: BTreeMap<(Cell, VehicleClass), Counts>,
     /// Multipliers that moved.
     pub changes: Vec<CellChange>,
+    /// Whether an experiment's arms started or stopped at this tick.
+    pub arms: ArmsChange,
 }
 
 impl PricedTick {
@@ -153,6 +156,8 @@ pub struct RegionPricer<P> {
     forecasts: crate::forecast::CellForecasts,
     /// The bucket whose forecast history was last handed out.
     history_bucket: Option<u64>,
+    /// The running experiment's arms ([`crate::arms`]).
+    arms: ArmEngines,
 }
 
 impl<P: Policy> RegionPricer<P> {
@@ -176,7 +181,19 @@ impl<P: Policy> RegionPricer<P> {
             last: BTreeMap::new(),
             forecasts: crate::forecast::CellForecasts::default(),
             history_bucket: None,
+            arms: ArmEngines::default(),
         })
+    }
+
+    /// The region's experiments: their definitions, the running one and
+    /// those ended by a guardrail.
+    pub fn arms(&self) -> &ArmEngines {
+        &self.arms
+    }
+
+    /// The experiments, to set their definitions or end one.
+    pub fn arms_mut(&mut self) -> &mut ArmEngines {
+        &mut self.arms
     }
 
     /// The region.
@@ -253,6 +270,9 @@ impl<P: Policy> RegionPricer<P> {
         now: Timestamp,
         feedback: Option<&Feedback>,
     ) -> Result<PricedTick, InvalidGrid> {
+        let arms_change = self
+            .arms
+            .follow(now, self.engine.config(), self.caps, &self.last);
         let counts = self.market.snapshot(now);
         let mut supply: std::collections::HashMap<Cell, u32> = std::collections::HashMap::new();
         for ((cell, _), c) in &counts {
@@ -268,6 +288,7 @@ impl<P: Policy> RegionPricer<P> {
                 .map(|f| ahead_of(f, window));
         }
         let results = self.engine.update_with(&inputs, feedback);
+        let arm_grids = self.arms.tick(&inputs, feedback);
         let mut changes = Vec::new();
         let mut cells = Vec::with_capacity(results.len());
         let mut next = BTreeMap::new();
@@ -293,7 +314,8 @@ impl<P: Policy> RegionPricer<P> {
             });
         }
         let generation = next_generation(self.generation, now);
-        let grid = SurgeGrid::new(self.region.clone(), self.level, generation, now, cells)?;
+        let grid = SurgeGrid::new(self.region.clone(), self.level, generation, now, cells)?
+            .with_arms(arm_grids)?;
         self.generation = generation;
         let changed = next != self.last;
         self.last = next;
@@ -302,6 +324,7 @@ impl<P: Policy> RegionPricer<P> {
             changed,
             counts,
             changes,
+            arms: arms_change,
         })
     }
 
@@ -466,6 +489,75 @@ mod tests {
         let now = Timestamp(t0 + 400 * 30_000);
         assert!(a.forecast_history_due(now).is_some());
         assert!(a.forecast_history_due(Timestamp(now.0 + 1)).is_none());
+    }
+
+    /// An experiment's arms price the region's one market with their own
+    /// policies, while it is live and until it is ended; the region's own
+    /// grid is untouched by them.
+    #[test]
+    fn arms_price_the_same_market_while_their_experiment_is_live() {
+        let t0 = 1_800_000_000_000;
+        let json = format!(
+            r#"{{"id":"e1","region":"sf","split":"switchback","window_minutes":10,"salt":"s",
+               "start":{},"end":{},
+               "arms":[{{"name":"control","policy":"default","share_percent":50}},
+                       {{"name":"flat","policy":"none","share_percent":50}}]}}"#,
+            t0 + 60_000,
+            t0 + 600_000
+        );
+        let (defs, refused) = crate::api::parse_experiments(&Ident::new("sf").expect("id"), &json);
+        assert!(refused.is_empty(), "{refused:?}");
+        let mut p = pricer();
+        p.arms_mut().set_definitions(defs);
+        let tick = |p: &mut RegionPricer<DefaultCurve>, at: u64| {
+            p.demand_seen(DemandSeen {
+                cell: cell(),
+                class: VehicleClass::Standard,
+                kind: DemandKind::RideRequest,
+                at: Timestamp(at),
+                once: None,
+            });
+            p.tick(Timestamp(at)).expect("tick")
+        };
+        let before = tick(&mut p, t0);
+        assert!(before.grid.arms().is_empty());
+        assert_eq!(before.arms, ArmsChange::Unchanged);
+        let start = tick(&mut p, t0 + 60_000);
+        assert_eq!(
+            start.arms,
+            ArmsChange::Started(Ident::new("e1").expect("id"))
+        );
+        let id = |s: &str| Ident::new(s).expect("id");
+        for at in (2..6).map(|i| t0 + i * 30_000) {
+            let t = tick(&mut p, at);
+            assert_eq!(t.grid.arms().len(), 2);
+            let control = t.grid.arm(&id("e1"), &id("control")).expect("control");
+            let flat = t.grid.arm(&id("e1"), &id("flat")).expect("flat");
+            // No drivers: the default curve surges, the flat arm does not;
+            // the control arm prices exactly as the region's own engine.
+            assert!(t.multiplier(cell()) > Multiplier::ONE);
+            assert_eq!(control.lookup(cell()), Some(t.multiplier(cell())));
+            assert_eq!(flat.lookup(cell()), Some(Multiplier::ONE));
+            assert!(flat.policy.as_str().starts_with("none-"));
+        }
+        // A guardrail ends it: no arms from the next tick on, for good.
+        assert!(p.arms_mut().end(&id("e1")));
+        let t = tick(&mut p, t0 + 200_000);
+        assert!(t.grid.arms().is_empty());
+        assert_eq!(t.arms, ArmsChange::Unchanged);
+        // Without the end, it would have stopped at its end time anyway.
+        let mut q = pricer();
+        q.arms_mut()
+            .set_definitions(p.arms().definitions().to_vec());
+        assert!(matches!(
+            tick(&mut q, t0 + 60_000).arms,
+            ArmsChange::Started(_)
+        ));
+        assert!(matches!(
+            tick(&mut q, t0 + 600_000).arms,
+            ArmsChange::Stopped(_)
+        ));
+        assert!(tick(&mut q, t0 + 630_000).grid.arms().is_empty());
     }
 
     /// Two classes in one cell are priced as one market: 3 requests (one

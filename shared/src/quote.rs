@@ -18,6 +18,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::desk::Source;
+use crate::experiment::ArmStamp;
 use crate::fare::{Currency, VehicleClass};
 use crate::geo::Cell;
 use crate::surge::Multiplier;
@@ -30,6 +31,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// signed as `eq1`, exactly as before the source existed, so tokens issued
 /// by an older worker still verify (with no source).
 const FORMAT: &str = "eq2";
+/// `eq3` appends an experiment's arm to `eq2`: the experiment, the arm and
+/// its policy's version. Claims outside an experiment are signed as `eq2`
+/// (or `eq1`), exactly as before.
+const FORMAT_ARM: &str = "eq3";
 /// The format of claims without a source.
 const FORMAT_V1: &str = "eq1";
 
@@ -108,6 +113,9 @@ pub struct QuoteClaims {
     pub expires_at: Timestamp,
     /// Where the multiplier came from (`None` for tokens of format `eq1`).
     pub source: Option<Source>,
+    /// The experiment arm that priced it, if any: signed, so a quote cannot
+    /// be moved to another arm.
+    pub arm: Option<ArmStamp>,
 }
 
 /// Why a quote token was refused.
@@ -270,10 +278,9 @@ impl Keyring {
 
     /// Verifies a token's signature (in constant time) and expiry.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<QuoteClaims, QuoteError> {
-        let (tag, rest) = self.open(token, &[FORMAT, FORMAT_V1])?;
+        let (tag, rest) = self.open(token, &[FORMAT_ARM, FORMAT, FORMAT_V1])?;
         // Signed by us: parse failures below mean a format bug, still refused.
-        let claims =
-            parse_claims(&mut rest.split('|'), tag == FORMAT).ok_or(QuoteError::Malformed)?;
+        let claims = parse_claims(&mut rest.split('|'), tag).ok_or(QuoteError::Malformed)?;
         if now >= claims.expires_at {
             return Err(QuoteError::Expired(claims.expires_at));
         }
@@ -290,10 +297,10 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
         out.push('|');
         out.push_str(text);
     };
-    out.push_str(if c.source.is_some() {
-        FORMAT
-    } else {
-        FORMAT_V1
+    out.push_str(match (c.source, &c.arm) {
+        (_, Some(_)) => FORMAT_ARM,
+        (Some(_), None) => FORMAT,
+        (None, None) => FORMAT_V1,
     });
     field(&mut out, kid.as_str());
     field(&mut out, c.quote_id.as_str());
@@ -309,16 +316,20 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
     field(&mut out, ints.format(c.grid_generation));
     field(&mut out, ints.format(c.issued_at.0));
     field(&mut out, ints.format(c.expires_at.0));
-    if let Some(source) = c.source {
-        field(&mut out, source.as_str());
+    if c.source.is_some() || c.arm.is_some() {
+        // `eq3` always carries a source; claims with an arm and no source
+        // are a caller's slip, signed as priced from the default.
+        field(&mut out, c.source.unwrap_or(Source::Default).as_str());
+    }
+    if let Some(a) = &c.arm {
+        field(&mut out, a.experiment.as_str());
+        field(&mut out, a.arm.as_str());
+        field(&mut out, a.policy.as_str());
     }
     out
 }
 
-fn parse_claims<'a>(
-    f: &mut impl Iterator<Item = &'a str>,
-    with_source: bool,
-) -> Option<QuoteClaims> {
+fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>, tag: &str) -> Option<QuoteClaims> {
     let claims = QuoteClaims {
         quote_id: Ident::new(f.next()?).ok()?,
         region: Ident::new(f.next()?).ok()?,
@@ -333,9 +344,17 @@ fn parse_claims<'a>(
         grid_generation: f.next()?.parse().ok()?,
         issued_at: Timestamp(f.next()?.parse().ok()?),
         expires_at: Timestamp(f.next()?.parse().ok()?),
-        source: match with_source {
-            false => None,
-            true => Some(Source::parse(f.next()?).ok()?),
+        source: match tag {
+            FORMAT_V1 => None,
+            _ => Some(Source::parse(f.next()?).ok()?),
+        },
+        arm: match tag {
+            FORMAT_ARM => Some(ArmStamp {
+                experiment: Ident::new(f.next()?).ok()?,
+                arm: Ident::new(f.next()?).ok()?,
+                policy: Ident::new(f.next()?).ok()?,
+            }),
+            _ => None,
         },
     };
     if f.next().is_some() {
@@ -365,6 +384,7 @@ mod tests {
             issued_at: Timestamp(1_000_000),
             expires_at: Timestamp(1_300_000),
             source: Some(Source::Fresh),
+            arm: None,
         }
     }
 
@@ -405,6 +425,45 @@ mod tests {
             ring().verify(&token, Timestamp(1_000_000)),
             Err(QuoteError::BadSignature)
         );
+    }
+
+    #[test]
+    fn an_arm_is_signed_and_cannot_be_moved() {
+        let r = ring();
+        let id = |s: &str| Ident::new(s).expect("id");
+        let mut c = claims();
+        c.arm = Some(ArmStamp {
+            experiment: id("e1"),
+            arm: id("treatment"),
+            policy: id("forecast-0123abcd"),
+        });
+        let token = r.sign(&c);
+        assert_eq!(r.verify(&token, Timestamp(1_000_000)), Ok(c.clone()));
+        // Moving the quote to the control arm breaks the signature.
+        let (body, sig) = token.split_once('.').expect("two parts");
+        let line = String::from_utf8(URL_SAFE_NO_PAD.decode(body).expect("b64")).expect("utf8");
+        assert!(line.starts_with("eq3|"), "{line}");
+        let moved = line.replace("|treatment|", "|control|");
+        assert_ne!(moved, line);
+        let forged = [URL_SAFE_NO_PAD.encode(moved), sig.to_owned()].join(".");
+        assert_eq!(
+            r.verify(&forged, Timestamp(1_000_000)),
+            Err(QuoteError::BadSignature)
+        );
+        // Dropping the arm (signing as eq2 under the old signature) fails too.
+        let dropped = line.replacen("eq3|", "eq2|", 1);
+        let dropped = dropped.rsplitn(4, '|').last().expect("prefix").to_owned();
+        let forged = [URL_SAFE_NO_PAD.encode(dropped), sig.to_owned()].join(".");
+        assert_eq!(
+            r.verify(&forged, Timestamp(1_000_000)),
+            Err(QuoteError::BadSignature)
+        );
+        // Without an arm the token is eq2, as before experiments.
+        let plain = r.sign(&claims());
+        let line = URL_SAFE_NO_PAD
+            .decode(plain.split_once('.').expect("two").0)
+            .expect("b64");
+        assert!(line.starts_with(b"eq2|"));
     }
 
     #[test]

@@ -159,7 +159,15 @@ fn claims_strategy() -> impl Strategy<Value = QuoteClaims> {
                         None,
                         Some(shared::desk::Source::Fresh),
                         Some(shared::desk::Source::Stale),
-                    ][(generation % 3) as usize],
+                        Some(shared::desk::Source::Fresh),
+                    ][(generation % 4) as usize],
+                    // Every fourth quote priced in an experiment's arm.
+                    arm: (generation % 4 == 3).then(|| shared::experiment::ArmStamp {
+                        experiment: Ident::new("e1").expect("id"),
+                        arm: Ident::new(["control", "treatment"][(issued % 2) as usize])
+                            .expect("id"),
+                        policy: Ident::new("forecast-0123abcd").expect("id"),
+                    }),
                 }
             },
         )
@@ -201,8 +209,9 @@ fn mutate(field: usize, value: &str) -> String {
                 "stale".into()
             }
         }
-        // Identifiers get a suffix; numbers get one added.
-        1..=3 => format!("{value}x"),
+        // Identifiers get a suffix (the arm's three from `eq3` too);
+        // numbers get one added.
+        1..=3 | 16..=18 => format!("{value}x"),
         _ => match value.parse::<u64>() {
             Ok(n) => (n + 1).to_string(),
             Err(_) => format!("{value}1"),
@@ -212,15 +221,20 @@ fn mutate(field: usize, value: &str) -> String {
 
 proptest! {
     #[test]
-    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..16) {
+    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..19) {
         let r = ring();
         let token = r.sign(&claims);
         let (body, sig) = token.split_once('.').expect("token shape");
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(body).expect("b64")).expect("utf8");
         let mut fields: Vec<String> = text.split('|').map(str::to_owned).collect();
-        // 15 fields as `eq1` (no source), 16 as `eq2`.
+        // 15 fields as `eq1` (no source), 16 as `eq2`, 19 as `eq3` (an arm).
         let n = fields.len();
-        prop_assert_eq!(n, if claims.source.is_some() { 16 } else { 15 });
+        let expected = match (&claims.source, &claims.arm) {
+            (_, Some(_)) => 19,
+            (Some(_), None) => 16,
+            (None, None) => 15,
+        };
+        prop_assert_eq!(n, expected);
         let field = 1 + (field - 1) % (n - 1);
         fields[field] = mutate(field, &fields[field]);
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(fields.join("|")));

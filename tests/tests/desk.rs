@@ -39,6 +39,7 @@ fn push_with_cap(w: &Worker, generation: u64, computed_at: u64, lawful_cap: Opti
             expected_supply: None,
         }],
         lawful_cap: lawful_cap.map(|t| Multiplier::from_tenths(t).expect("cap")),
+        arms: vec![],
     };
     let r = http()
         .put(w.url("/admin/v1/grids/desk"))

@@ -52,6 +52,7 @@ fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPus
         computed_at,
         cells,
         lawful_cap: None,
+        arms: vec![],
     }
 }
 

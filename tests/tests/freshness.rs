@@ -28,6 +28,7 @@ fn grid(generation: u64, tenths: u16) -> GridPush {
             expected_supply: None,
         }],
         lawful_cap: None,
+        arms: vec![],
     }
 }
 

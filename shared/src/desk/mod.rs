@@ -24,7 +24,7 @@ pub use heatmap::{level_for_zoom, TooManyZones, MAX_ZONES};
 pub use quote::{PricedQuote, QuoteAsk};
 
 use crate::geo::{Cell, LatLng, Level, DEFAULT_LEVEL};
-use crate::grid::{Freshness, GridCell, Staleness, SurgeGrid};
+use crate::grid::{ArmGrid, Freshness, GridCell, Staleness, SurgeGrid};
 use crate::quote::Ident;
 use crate::surge::{Caps, Multiplier};
 use crate::time::{Millis, Timestamp};
@@ -173,6 +173,8 @@ pub struct Effective {
 #[derive(Debug, Clone, Copy)]
 pub struct Desk<'g> {
     grid: Option<&'g SurgeGrid>,
+    /// An experiment's arm whose multipliers replace the grid's.
+    arm: Option<&'g ArmGrid>,
     inputs: DeskInputs,
 }
 
@@ -183,12 +185,29 @@ impl<'g> Desk<'g> {
             inputs.caps =
                 crate::emergency::emergency_caps(inputs.caps, grid.and_then(SurgeGrid::lawful_cap));
         }
-        Self { grid, inputs }
+        Self {
+            grid,
+            arm: None,
+            inputs,
+        }
+    }
+
+    /// The desk pricing from an experiment's arm: the arm's multipliers in
+    /// place of the grid's published ones, with the same age, staleness and
+    /// caps (an arm's quote is priced by the same rules as any other).
+    pub fn with_arm(mut self, arm: Option<&'g ArmGrid>) -> Self {
+        self.arm = arm;
+        self
     }
 
     /// The grid priced from, if any.
     pub fn grid(&self) -> Option<&'g SurgeGrid> {
         self.grid
+    }
+
+    /// The experiment arm priced from, if any (only with a grid).
+    pub fn arm(&self) -> Option<&'g ArmGrid> {
+        self.grid.and(self.arm)
     }
 
     /// Now, as the desk sees it.
@@ -236,10 +255,14 @@ impl<'g> Desk<'g> {
 
     /// The price of a cell at the grid's level.
     pub fn at_cell(&self, cell: Cell) -> Effective {
-        let published = self
-            .grid
-            .and_then(|g| g.lookup(cell))
-            .map_or(Multiplier::ONE, |c| c.multiplier);
+        let published = match (self.grid, self.arm) {
+            (Some(g), Some(arm)) => arm
+                .lookup(cell.parent(g.level()))
+                .unwrap_or(Multiplier::ONE),
+            (g, _) => g
+                .and_then(|g| g.lookup(cell))
+                .map_or(Multiplier::ONE, |c| c.multiplier),
+        };
         let (multiplier, source) = self.apply(published);
         Effective {
             multiplier,

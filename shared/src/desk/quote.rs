@@ -60,6 +60,11 @@ impl Desk<'_> {
             issued_at: issued,
             expires_at: issued + ask.valid_for,
             source: Some(effective.source),
+            arm: self.arm().map(|a| crate::experiment::ArmStamp {
+                experiment: a.experiment.clone(),
+                arm: a.arm.clone(),
+                policy: a.policy.clone(),
+            }),
         };
         PricedQuote {
             claims,

@@ -1,0 +1,181 @@
+//! A running experiment inside a region's pricer: one engine per arm over
+//! the region's one market.
+//!
+//! Every tick the pricer counts its market once; the region's own engine
+//! prices the grid every quote outside the experiment gets, and each arm's
+//! engine prices the same inputs with the arm's policy into an
+//! [`ArmGrid`]. The arms' grids travel in the same push as the region's
+//! grid (same generation, same age), so an arm's quote is priced by the
+//! same staleness and caps as any other.
+//!
+//! An arm's engine starts from the region's published multipliers (the step
+//! limit continues from what riders see, not from 1.0). An experiment runs
+//! while its definition is live ([`Experiment::is_live`]) and it has not
+//! been ended here ([`ArmEngines::end`], a breached guardrail); an ended id
+//! never runs again in this region, even if the definition stays in KV.
+//!
+//! Arms' policies see the region's feedback, not their own arm's: a
+//! controller arm steers by the whole region's outcomes. Comparing
+//! controllers in an experiment needs per-arm feedback (not built).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::experiment::Experiment;
+use crate::geo::Cell;
+use crate::grid::ArmGrid;
+use crate::policies::AnyPolicy;
+use crate::quote::Ident;
+use crate::surge::{Caps, CellInput, Feedback, Multiplier, SurgeConfig, SurgeEngine};
+use crate::time::Timestamp;
+
+/// What [`ArmEngines::follow`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArmsChange {
+    /// Nothing: the same experiment (or none) goes on.
+    Unchanged,
+    /// An experiment's arms started.
+    Started(Ident),
+    /// An experiment's arms stopped (it ended, was removed or replaced).
+    Stopped(Ident),
+    /// An experiment could not start: an arm's policy was refused.
+    Refused(Ident, String),
+}
+
+#[derive(Debug)]
+struct ArmEngine {
+    arm: Ident,
+    version: Ident,
+    engine: SurgeEngine<AnyPolicy>,
+}
+
+#[derive(Debug)]
+struct Running {
+    experiment: Experiment,
+    arms: Vec<ArmEngine>,
+}
+
+/// The arms of the region's running experiment, if any.
+#[derive(Debug, Default)]
+pub struct ArmEngines {
+    definitions: Vec<Experiment>,
+    running: Option<Running>,
+    ended: BTreeSet<Ident>,
+}
+
+impl ArmEngines {
+    /// The region's experiment definitions as last read (the value of
+    /// `experiment:<region>`, parsed by [`crate::api::parse_experiments`]);
+    /// the next [`Self::follow`] acts on them.
+    pub fn set_definitions(&mut self, definitions: Vec<Experiment>) {
+        self.definitions = definitions;
+    }
+
+    /// The definitions held.
+    pub fn definitions(&self) -> &[Experiment] {
+        &self.definitions
+    }
+
+    /// The experiment running, if any.
+    pub fn running(&self) -> Option<&Experiment> {
+        self.running.as_ref().map(|r| &r.experiment)
+    }
+
+    /// Experiments ended here (by a guardrail): they never run again.
+    pub fn ended(&self) -> &BTreeSet<Ident> {
+        &self.ended
+    }
+
+    /// Ends an experiment for good in this region; stops it if it runs.
+    pub fn end(&mut self, id: &Ident) -> bool {
+        let fresh = self.ended.insert(id.clone());
+        if self.running().is_some_and(|e| e.id() == id) {
+            self.running = None;
+        }
+        fresh
+    }
+
+    /// Restores the ended set (after a restart or a take-over).
+    pub fn restore_ended(&mut self, ended: impl IntoIterator<Item = Ident>) {
+        self.ended.extend(ended);
+        if self.running().is_some_and(|e| self.ended.contains(e.id())) {
+            self.running = None;
+        }
+    }
+
+    /// Starts, keeps or stops arms for `now`: the live definition that was
+    /// not ended runs; a changed definition of the running id restarts it.
+    pub fn follow(
+        &mut self,
+        now: Timestamp,
+        surge: SurgeConfig,
+        caps: Caps,
+        published: &BTreeMap<Cell, Multiplier>,
+    ) -> ArmsChange {
+        let live = self
+            .definitions
+            .iter()
+            .find(|e| e.is_live(now) && !self.ended.contains(e.id()));
+        let same = match (&self.running, live) {
+            (Some(r), Some(l)) => r.experiment == *l,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return ArmsChange::Unchanged;
+        }
+        let stopped = self.running.take().map(|r| r.experiment.id().clone());
+        let Some(live) = live.cloned() else {
+            return stopped.map_or(ArmsChange::Unchanged, ArmsChange::Stopped);
+        };
+        let mut arms = Vec::with_capacity(live.arms().len());
+        for a in live.arms() {
+            let engine = a
+                .policy
+                .clone()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|p| SurgeEngine::new(p, surge).map_err(|e| e.to_string()));
+            let mut engine = match engine {
+                Ok(e) => e,
+                Err(why) => {
+                    return ArmsChange::Refused(live.id().clone(), format!("{}: {why}", a.name))
+                }
+            };
+            for (cell, m) in published {
+                engine.restore(*cell, *m, caps);
+            }
+            arms.push(ArmEngine {
+                arm: a.name.clone(),
+                version: a.version(),
+                engine,
+            });
+        }
+        let id = live.id().clone();
+        self.running = Some(Running {
+            experiment: live,
+            arms,
+        });
+        ArmsChange::Started(id)
+    }
+
+    /// Each running arm's multipliers for this tick's inputs.
+    pub fn tick(&mut self, inputs: &[CellInput], feedback: Option<&Feedback>) -> Vec<ArmGrid> {
+        let Some(running) = &mut self.running else {
+            return Vec::new();
+        };
+        let experiment = running.experiment.id().clone();
+        running
+            .arms
+            .iter_mut()
+            .map(|a| {
+                let cells = a
+                    .engine
+                    .update_with(inputs, feedback)
+                    .into_iter()
+                    .map(|s| (s.cell, s.multiplier))
+                    .collect();
+                ArmGrid::new(experiment.clone(), a.arm.clone(), a.version.clone(), cells)
+            })
+            .collect()
+    }
+}

@@ -5,7 +5,7 @@
 //! and tells subscribers; then the grid is written to KV for the quote path.
 //! Refusals are logged with the client address, never with the token.
 
-use shared::api::GridPush;
+use shared::api::{GridPush, GridPushResponse};
 use shared::grid::SurgeGrid;
 use shared::quote::Ident;
 use subtle::ConstantTimeEq;
@@ -78,7 +78,21 @@ pub async fn push_grid(
         .text()
         .await
         .map_err(|_| ApiError::unavailable("the zone object"))?;
+    let mut answer = answer;
     if status == 200 {
+        // The region's experiments go back with the answer: the origin
+        // learns them from the admin's one place (KV), as the edge does.
+        let settings = crate::config::Settings::cached(env)?;
+        let experiments = crate::config::experiments_text(env, &settings, &region, now).await;
+        if let (Some(text), Ok(mut r)) = (
+            experiments,
+            serde_json::from_str::<GridPushResponse>(&answer),
+        ) {
+            r.experiments = Some(text);
+            if let Ok(with) = serde_json::to_string(&r) {
+                answer = with;
+            }
+        }
         // KV is the fast read path; a failed write only delays it (the zone
         // object already holds the grid and the read path falls back to it).
         if let Ok(kv) = env.kv("GRIDS") {

@@ -14,6 +14,11 @@
 //! * `emergency:<region>`: `true` declares an emergency in the region: its
 //!   multipliers are capped at its lawful cap, which the origin computes
 //!   from its history and ships with the grid ([`shared::emergency`])
+//! * `experiment:<region>`: the region's pricing experiment, or an array of
+//!   them one after another ([`shared::api::ExperimentWire`]); the edge
+//!   assigns each quote's arm from it and hands it to the origin with every
+//!   grid push. Invalid or overlapping definitions are ignored with a
+//!   logged reason ([`shared::api::parse_experiments`])
 //!
 //! KV reads are cached in the isolate for `CONFIG_CACHE_MS` (var; default [`CONFIG_CACHE_MS`]): an admin
 //! change takes effect within that (plus KV's own propagation, up to 60 s).
@@ -26,6 +31,7 @@ use serde::Deserialize;
 use shared::booking::{
     Terms, DEFAULT_CANCELLATION_FEE, DEFAULT_CANCELLATION_GRACE, DEFAULT_REPRICE_TOLERANCE_PERCENT,
 };
+use shared::experiment::Experiment;
 use shared::fare::{Currency, Tariff, VehicleClass};
 use shared::grid::Staleness;
 use shared::quote::{Ident, Keyring};
@@ -314,6 +320,54 @@ pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -
         .unwrap_or(Caps::DEFAULT)
         .effective(cap.and_then(|t| parse_emergency(&t)));
     (caps, declared.is_some_and(|t| parse_flag(&t)))
+}
+
+/// A region's experiments text and what it parsed to.
+type ParsedExperiments = (String, Rc<Vec<Experiment>>);
+
+thread_local! {
+    /// The last parse of each region's `experiment:<region>` text: parsed
+    /// (and a refusal logged) once per text an isolate sees.
+    static EXPERIMENTS: RefCell<HashMap<Ident, ParsedExperiments>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The key of a region's experiments.
+pub fn experiment_key(region: &Ident) -> String {
+    ["experiment:", region.as_str()].concat()
+}
+
+/// The raw value of a region's experiments key, if set.
+pub async fn experiments_text(env: &Env, s: &Settings, region: &Ident, now: u64) -> Option<String> {
+    config_value(env, &experiment_key(region), now, s.config_cache).await
+}
+
+/// A region's valid experiments (none when the key is absent or nothing in
+/// it is valid). What is refused is logged, with its reason, the first time
+/// an isolate reads that text: pricing never stops for a typo.
+pub async fn experiments(env: &Env, s: &Settings, region: &Ident, now: u64) -> Rc<Vec<Experiment>> {
+    let Some(text) = experiments_text(env, s, region, now).await else {
+        return Rc::new(Vec::new());
+    };
+    let known = EXPERIMENTS.with(|c| {
+        c.borrow()
+            .get(region)
+            .filter(|(t, _)| *t == text)
+            .map(|(_, e)| Rc::clone(e))
+    });
+    if let Some(e) = known {
+        return e;
+    }
+    let (valid, refused) = shared::api::parse_experiments(region, &text);
+    for why in &refused {
+        worker::console_warn!("{}: experiment ignored: {why}", experiment_key(region));
+    }
+    let valid = Rc::new(valid);
+    EXPERIMENTS.with(|c| {
+        c.borrow_mut()
+            .insert(region.clone(), (text, Rc::clone(&valid)))
+    });
+    valid
 }
 
 #[cfg(test)]

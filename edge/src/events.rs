@@ -50,6 +50,7 @@ pub fn quote_event(
         fare_minor: None,
         currency: None,
         wait_ms: None,
+        experiment: claims.arm.as_ref().map(Into::into),
     }
 }
 

@@ -144,6 +144,10 @@ pub struct Booking {
     /// Why the final fare is not the quoted one.
     pub fare_adjustment: Option<String>,
     history: Vec<StepRecord>,
+    /// The experiment arm its quote was priced in (absent in records
+    /// written before experiments).
+    #[serde(default)]
+    pub experiment: Option<shared::api::ExperimentArmWire>,
 }
 
 impl Booking {
@@ -179,6 +183,7 @@ impl Booking {
                 actor: Party::Rider,
                 reason: None,
             }],
+            experiment: claims.arm.as_ref().map(Into::into),
         }
     }
 
@@ -213,6 +218,7 @@ impl Booking {
                     reason: s.reason.clone(),
                 })
                 .collect(),
+            experiment: self.experiment.clone(),
         }
     }
 
@@ -246,6 +252,7 @@ impl Booking {
             fare_minor: fare.and_then(|f| u64::try_from(f).ok()),
             currency: fare.map(|_| self.currency.clone()),
             wait_ms: self.started_at.map(|s| s.saturating_sub(self.confirmed_at)),
+            experiment: self.experiment.clone(),
         }
     }
 }

@@ -129,12 +129,17 @@ pub async fn estimate(
     let (class, pickup, trip) = (v.class, v.pickup, v.trip);
     crate::limits::check_user(env, v.user_id.as_deref()).await?;
 
-    let ((read, inputs), tariff) = futures_util::future::join(
+    let ((read, inputs), tariff, experiments) = futures_util::future::join3(
         read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),
+        config::experiments(env, settings, &region, now),
     )
     .await;
-    let quote = Desk::new(read.grid.as_deref(), inputs).quote(QuoteAsk {
+    let grid = read.grid.as_deref();
+    let arm = grid.and_then(|g| {
+        shared::experiment::arm_grid(&experiments, g, Timestamp(now), v.user_id.as_deref())
+    });
+    let quote = Desk::new(grid, inputs).with_arm(arm).quote(QuoteAsk {
         region: &region,
         class,
         pickup,

@@ -117,6 +117,7 @@ impl Zone {
                         status: "stale".into(),
                         generation: current,
                         previous: None,
+                        experiments: None,
                     },
                     409,
                 )
@@ -149,6 +150,7 @@ impl Zone {
                 status: "applied".into(),
                 generation,
                 previous,
+                experiments: None,
             },
             200,
         )

@@ -9,6 +9,7 @@ use shared::grid::SurgeGrid;
 use shared::market::{DemandSeen, DriverSeen, MarketConfig};
 use std::collections::HashMap;
 
+use shared::arms::ArmsChange;
 use shared::policies::{AnyPolicy, InvalidPolicy, PolicySpec};
 use shared::pricer::{InvalidPricer, RegionPricer};
 use shared::surge::{Feedback, Policy, SurgeConfig};
@@ -264,6 +265,36 @@ impl Aggregator {
         self.tick_with(now, only, &HashMap::new())
     }
 
+    /// Sets a region's experiments from the value of its
+    /// `experiment:<region>` key as the edge reported it (`None`: the key
+    /// is absent). What is refused is logged with its reason; the valid
+    /// rest runs from the next tick. Returns whether the region is known.
+    pub fn set_experiments(&mut self, region: &str, text: Option<&str>) -> bool {
+        let Some(r) = self
+            .regions
+            .iter_mut()
+            .find(|r| r.region.id.as_str() == region)
+        else {
+            return false;
+        };
+        let (valid, refused) = match text {
+            Some(t) => shared::api::parse_experiments(&r.region.id, t),
+            None => (Vec::new(), Vec::new()),
+        };
+        for why in &refused {
+            tracing::warn!(region, reason = %why, "experiment ignored");
+        }
+        r.pricer.arms_mut().set_definitions(valid);
+        true
+    }
+
+    /// The experiment running in a region, if any.
+    pub fn running_experiment(&self, region: usize) -> Option<&shared::experiment::Experiment> {
+        self.regions
+            .get(region)
+            .and_then(|r| r.pricer.arms().running())
+    }
+
     /// [`Self::tick_only`], each region's policy first shown its feedback
     /// when `feedback` has some for it (by region id).
     pub fn tick_with(
@@ -289,6 +320,18 @@ impl Aggregator {
                     continue;
                 }
             };
+            match &t.arms {
+                ArmsChange::Unchanged => {}
+                ArmsChange::Started(id) => {
+                    tracing::info!(region = %r.region.id, experiment = %id, "experiment started: its arms are priced and pushed")
+                }
+                ArmsChange::Stopped(id) => {
+                    tracing::info!(region = %r.region.id, experiment = %id, "experiment stopped: the region's own policy prices every quote")
+                }
+                ArmsChange::Refused(id, why) => {
+                    tracing::warn!(region = %r.region.id, experiment = %id, reason = %why, "experiment not started")
+                }
+            }
             let after = r.pricer.policy().threshold();
             if before != after {
                 tracing::info!(

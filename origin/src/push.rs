@@ -134,6 +134,9 @@ pub fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
 #[derive(Debug)]
 pub struct Pusher {
     pending: Mutex<BTreeMap<String, Pending>>,
+    /// Each region's experiments as the edge last answered a push with
+    /// them, and whether the tick has taken that answer yet.
+    experiments: Mutex<BTreeMap<String, (Option<String>, bool)>>,
     wake: Notify,
     edge_url: String,
     token: String,
@@ -163,6 +166,7 @@ impl Pusher {
     ) -> Result<Self, PushSetupError> {
         Ok(Self {
             pending: Mutex::new(BTreeMap::new()),
+            experiments: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             edge_url: edge_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
@@ -201,6 +205,34 @@ impl Pusher {
         self.lock().len()
     }
 
+    /// The regions whose experiments the edge reported differently since
+    /// the last call, with the value it reported (`None`: the key is
+    /// absent): the admin defines experiments in the edge's KV, and the
+    /// origin learns them from the answers to its pushes.
+    pub fn take_experiments(&self) -> Vec<(String, Option<String>)> {
+        let mut map = self.experiments.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter_mut()
+            .filter(|(_, (_, fresh))| *fresh)
+            .map(|(region, (text, fresh))| {
+                *fresh = false;
+                (region.clone(), text.clone())
+            })
+            .collect()
+    }
+
+    fn heard_experiments(&self, region: &str, body: &str) {
+        // A 200 from an edge of this version always answers in this shape;
+        // anything else (an older edge) says nothing about experiments.
+        let Ok(r) = serde_json::from_str::<shared::api::GridPushResponse>(body) else {
+            return;
+        };
+        let mut map = self.experiments.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = map.get(region).is_none_or(|(t, _)| *t != r.experiments);
+        if changed {
+            map.insert(region.to_owned(), (r.experiments, true));
+        }
+    }
+
     async fn deliver(&self, region: &str, body: &str) -> Outcome {
         let url = format!("{}/admin/v1/grids/{region}", self.edge_url);
         let start = Instant::now();
@@ -218,6 +250,11 @@ impl Pusher {
                 self.metrics
                     .push_micros_sum
                     .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+                if r.status().as_u16() == 200 {
+                    if let Ok(body) = r.text().await {
+                        self.heard_experiments(region, &body);
+                    }
+                }
                 Outcome::Done
             }
             Ok(r) if r.status().is_client_error() => Outcome::Refused(r.status().as_u16()),

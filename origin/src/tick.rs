@@ -36,8 +36,14 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // (each result used by one tick), and the next lookup starts in the
     // background.
     let feedback = state.feedback.take();
+    // Experiments the edge reported with its last answers run from this
+    // tick on.
+    let learned = state.pusher.take_experiments();
     let (mut ticks, encoded, engines, controlled, histories) = {
         let mut agg = lock(&state.agg);
+        for (region, text) in &learned {
+            agg.set_experiments(region, text.as_deref());
+        }
         let ticks = agg.tick_with(now, only.as_deref(), &feedback);
         let controlled = agg.controlled(only.as_deref());
         // The forecasts' history once per bucket: with the tick in SQLite,

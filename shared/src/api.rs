@@ -295,6 +295,44 @@ pub struct EstimateResponse {
     pub surge_source: SurgeSource,
     /// True when pricing used stale or default data.
     pub degraded: bool,
+    /// The experiment arm that priced the quote, if it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArmWire>,
+}
+
+/// The experiment arm a quote was priced in (signed into its token and
+/// copied into its booking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentArmWire {
+    /// The experiment's id.
+    pub id: String,
+    /// The arm's name.
+    pub arm: String,
+    /// The version of the arm's policy that priced it.
+    pub policy: String,
+}
+
+impl From<&crate::experiment::ArmStamp> for ExperimentArmWire {
+    fn from(a: &crate::experiment::ArmStamp) -> Self {
+        Self {
+            id: a.experiment.to_string(),
+            arm: a.arm.to_string(),
+            policy: a.policy.to_string(),
+        }
+    }
+}
+
+impl ExperimentArmWire {
+    /// The stamp, if every part is an identifier.
+    pub fn stamp(&self) -> Result<crate::experiment::ArmStamp, InvalidIdent> {
+        Ok(crate::experiment::ArmStamp {
+            experiment: Ident::new(&self.id)?,
+            arm: Ident::new(&self.arm)?,
+            policy: Ident::new(&self.policy)?,
+        })
+    }
 }
 
 /// `POST /api/v1/quotes/{id}/confirm` request.
@@ -399,6 +437,9 @@ pub struct BookingResponse {
     pub estimated_duration_minutes: f64,
     /// Every transition, oldest first.
     pub history: Vec<BookingStep>,
+    /// The experiment arm its quote was priced in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArmWire>,
 }
 
 /// One cell of the rider heatmap.
@@ -719,6 +760,12 @@ pub struct GridPushResponse {
     pub generation: u64,
     /// Generation it replaced, if applied over one.
     pub previous: Option<u64>,
+    /// The region's experiments as the edge holds them: the value of
+    /// `experiment:<region>` in its CONFIG namespace, verbatim (the origin
+    /// parses it with [`parse_experiments`], as the edge does). Absent when
+    /// the region has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiments: Option<String>,
 }
 
 /// A driver position report, as the origin ingests it.
@@ -860,6 +907,9 @@ pub struct EdgeEvent {
     /// pickup.
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// The experiment arm the quote was priced in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArmWire>,
 }
 
 /// `POST /v1/clock` request (an origin in demo mode: the simulator sets the

@@ -131,7 +131,6 @@ impl ArmEngines {
         for a in live.arms() {
             let engine = a
                 .policy
-                .clone()
                 .build()
                 .map_err(|e| e.to_string())
                 .and_then(|p| SurgeEngine::new(p, surge).map_err(|e| e.to_string()));

@@ -89,6 +89,7 @@ mod tests {
             fare_minor: None,
             currency: None,
             wait_ms: None,
+            experiment: None,
         }
     }
 

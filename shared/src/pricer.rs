@@ -112,7 +112,7 @@ impl CellChange {
 pub struct PricedTick {
     /// The new grid.
     pub grid: SurgeGrid,
-    /// Whether any multiplier (or the set of cells) changed since the last
+    /// Whether any multiplier (or the set of cells, or an arm's multipliers)
     /// grid; unchanged grids need only be re-sent as heartbeats.
     pub changed: bool,
     /// The market's counts per cell and class at this tick.
@@ -158,6 +158,8 @@ pub struct RegionPricer<P> {
     history_bucket: Option<u64>,
     /// The running experiment's arms ([`crate::arms`]).
     arms: ArmEngines,
+    /// The arm grids last published.
+    last_arms: Vec<crate::grid::ArmGrid>,
 }
 
 impl<P: Policy> RegionPricer<P> {
@@ -182,6 +184,7 @@ impl<P: Policy> RegionPricer<P> {
             forecasts: crate::forecast::CellForecasts::default(),
             history_bucket: None,
             arms: ArmEngines::default(),
+            last_arms: Vec::new(),
         })
     }
 
@@ -317,8 +320,9 @@ impl<P: Policy> RegionPricer<P> {
         let grid = SurgeGrid::new(self.region.clone(), self.level, generation, now, cells)?
             .with_arms(arm_grids)?;
         self.generation = generation;
-        let changed = next != self.last;
+        let changed = next != self.last || grid.arms() != self.last_arms.as_slice();
         self.last = next;
+        self.last_arms = grid.arms().to_vec();
         Ok(PricedTick {
             grid,
             changed,

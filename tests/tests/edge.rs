@@ -312,6 +312,7 @@ fn claims(id: &str, issued: u64, ttl: u64) -> QuoteClaims {
         issued_at: Timestamp(issued),
         expires_at: Timestamp(issued + ttl),
         source: Some(shared::desk::Source::Fresh),
+        arm: None,
     }
 }
 

@@ -103,6 +103,7 @@ impl PricedQuote {
                 published_multiplier: e.published,
             },
             degraded: e.source.degraded(),
+            experiment: c.arm.as_ref().map(Into::into),
         }
     }
 }

@@ -20,8 +20,11 @@
 //! The hash is SHA-256; its first 8 bytes, modulo 10,000, fall into the
 //! arms' cumulative shares (in whole percent, summing to 100).
 
+pub mod results;
+
 use sha2::{Digest, Sha256};
 
+use crate::grid::{ArmGrid, SurgeGrid};
 use crate::policies::{InvalidPolicyConfig, PolicyParams, PolicySpec};
 use crate::quote::Ident;
 use crate::time::{Millis, Timestamp};
@@ -371,6 +374,26 @@ impl Experiment {
     pub fn overlaps(&self, other: &Experiment) -> bool {
         self.region == other.region && self.start < other.end && other.start < self.end
     }
+}
+
+/// The arm grid a quote at `now` for `user` is priced from: its live
+/// experiment's assignment, if the grid carries that arm computed by the
+/// same policy version the definition names. Otherwise `None`, and the
+/// quote is priced and counted as outside the experiment: an arm whose grid
+/// has not reached the edge yet (the experiment just started, or a
+/// guardrail ended it at the origin) or was computed from other parameters
+/// (the definition just changed) never prices a quote in its name.
+pub fn arm_grid<'g>(
+    experiments: &[Experiment],
+    grid: &'g SurgeGrid,
+    now: Timestamp,
+    user: Option<&str>,
+) -> Option<&'g ArmGrid> {
+    let (e, a) = experiments
+        .iter()
+        .find_map(|e| e.assign(now, user).map(|a| (e, a)))?;
+    grid.arm(e.id(), &a.arm.name)
+        .filter(|g| g.policy == a.arm.version())
 }
 
 /// Keeps the experiments that overlap no other of their region; each one

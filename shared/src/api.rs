@@ -1270,6 +1270,114 @@ impl From<&ExperimentWire> for crate::experiment::ExperimentDef {
     }
 }
 
+/// An estimate with its 95 % interval (absent with too few units).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EstimateWire {
+    /// The estimate.
+    pub value: f64,
+    /// The interval's low end.
+    pub low: Option<f64>,
+    /// The interval's high end.
+    pub high: Option<f64>,
+    /// Units it rests on: windows in a switchback, quotes or bookings in a
+    /// user split.
+    pub units: u64,
+}
+
+impl From<&crate::experiment::results::Estimate> for EstimateWire {
+    fn from(e: &crate::experiment::results::Estimate) -> Self {
+        Self {
+            value: e.value,
+            low: e.low(),
+            high: e.high(),
+            units: e.units,
+        }
+    }
+}
+
+/// An arm minus the control, with its 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DifferenceWire {
+    /// Arm minus control.
+    pub difference: f64,
+    /// The interval's low end.
+    pub low: Option<f64>,
+    /// The interval's high end.
+    pub high: Option<f64>,
+}
+
+impl From<&crate::experiment::results::Compared> for DifferenceWire {
+    fn from(c: &crate::experiment::results::Compared) -> Self {
+        Self {
+            difference: c.difference,
+            low: c.low(),
+            high: c.high(),
+        }
+    }
+}
+
+/// One arm's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArmResultWire {
+    /// The arm.
+    pub arm: String,
+    /// Its policy's version.
+    pub policy: String,
+    /// Price checks.
+    pub quotes: u64,
+    /// Bookings confirmed.
+    pub confirmed: u64,
+    /// Trips completed.
+    pub completed: u64,
+    /// Bookings cancelled.
+    pub cancelled: u64,
+    /// Bookings failed (no driver found).
+    pub failed: u64,
+    /// Fares of completed trips, minor units.
+    pub revenue_minor: u64,
+    /// Confirmed per quote.
+    pub conversion: Option<EstimateWire>,
+    /// Completed per ended booking.
+    pub completion: Option<EstimateWire>,
+    /// Fare per completed trip, minor units.
+    pub fare_minor: Option<EstimateWire>,
+    /// Minutes from confirmation to pickup.
+    pub wait_minutes: Option<EstimateWire>,
+    /// Mean multiplier quoted.
+    pub multiplier: Option<EstimateWire>,
+    /// Mean absolute change of a cell's multiplier per tick in the arm's
+    /// grid, since this origin started pricing the arm (absent when it is
+    /// not the region's owner or the arm is not running).
+    pub volatility: Option<f64>,
+    /// Conversion minus the control's (absent for the control).
+    pub conversion_vs_control: Option<DifferenceWire>,
+    /// Completion minus the control's (absent for the control).
+    pub completion_vs_control: Option<DifferenceWire>,
+}
+
+/// `GET /v1/analytics/experiments/{id}` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExperimentResultsResponse {
+    /// The experiment.
+    pub id: String,
+    /// Its region.
+    pub region: String,
+    /// `switchback` or `user`.
+    pub split: String,
+    /// `scheduled`, `running`, `finished`, or `ended` (by its guardrail).
+    pub status: String,
+    /// Why it ended early, if it did.
+    pub ended_reason: Option<String>,
+    /// How the intervals were computed.
+    pub intervals: String,
+    /// The arms, the control first.
+    pub arms: Vec<ArmResultWire>,
+}
+
 /// An experiment from its JSON, validated; the error says what is wrong
 /// (for the log line of a refused definition).
 pub fn parse_experiment(json: &str) -> Result<crate::experiment::Experiment, String> {

@@ -18,7 +18,7 @@
 //! controller arm steers by the whole region's outcomes. Comparing
 //! controllers in an experiment needs per-arm feedback (not built).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::experiment::Experiment;
 use crate::geo::Cell;
@@ -46,6 +46,11 @@ struct ArmEngine {
     arm: Ident,
     version: Ident,
     engine: SurgeEngine<AnyPolicy>,
+    /// The multipliers it last published.
+    last: BTreeMap<Cell, Multiplier>,
+    /// Σ |change| of its cells' multipliers, tenths, and cell-ticks seen.
+    moved_tenths: u64,
+    cell_ticks: u64,
 }
 
 #[derive(Debug)]
@@ -59,7 +64,7 @@ struct Running {
 pub struct ArmEngines {
     definitions: Vec<Experiment>,
     running: Option<Running>,
-    ended: BTreeSet<Ident>,
+    ended: BTreeMap<Ident, String>,
 }
 
 impl ArmEngines {
@@ -80,26 +85,38 @@ impl ArmEngines {
         self.running.as_ref().map(|r| &r.experiment)
     }
 
-    /// Experiments ended here (by a guardrail): they never run again.
-    pub fn ended(&self) -> &BTreeSet<Ident> {
+    /// Experiments ended here (by a guardrail), with why: they never run
+    /// again.
+    pub fn ended(&self) -> &BTreeMap<Ident, String> {
         &self.ended
     }
 
     /// Ends an experiment for good in this region; stops it if it runs.
-    pub fn end(&mut self, id: &Ident) -> bool {
-        let fresh = self.ended.insert(id.clone());
+    /// False when it had already ended.
+    pub fn end(&mut self, id: &Ident, reason: &str) -> bool {
+        if self.ended.contains_key(id) {
+            return false;
+        }
+        self.ended.insert(id.clone(), reason.to_owned());
         if self.running().is_some_and(|e| e.id() == id) {
             self.running = None;
         }
-        fresh
+        true
     }
 
-    /// Restores the ended set (after a restart or a take-over).
-    pub fn restore_ended(&mut self, ended: impl IntoIterator<Item = Ident>) {
-        self.ended.extend(ended);
-        if self.running().is_some_and(|e| self.ended.contains(e.id())) {
-            self.running = None;
-        }
+    /// Each running arm's volatility so far: the mean absolute change of a
+    /// cell's multiplier per tick (`None` before its first cell-tick).
+    pub fn volatility(&self) -> Vec<(Ident, Option<f64>)> {
+        self.running.as_ref().map_or_else(Vec::new, |r| {
+            r.arms
+                .iter()
+                .map(|a| {
+                    let v = (a.cell_ticks > 0)
+                        .then(|| a.moved_tenths as f64 / 10.0 / a.cell_ticks as f64);
+                    (a.arm.clone(), v)
+                })
+                .collect()
+        })
     }
 
     /// Starts, keeps or stops arms for `now`: the live definition that was
@@ -114,7 +131,7 @@ impl ArmEngines {
         let live = self
             .definitions
             .iter()
-            .find(|e| e.is_live(now) && !self.ended.contains(e.id()));
+            .find(|e| e.is_live(now) && !self.ended.contains_key(e.id()));
         let same = match (&self.running, live) {
             (Some(r), Some(l)) => r.experiment == *l,
             (None, None) => true,
@@ -147,6 +164,9 @@ impl ArmEngines {
                 arm: a.name.clone(),
                 version: a.version(),
                 engine,
+                last: published.clone(),
+                moved_tenths: 0,
+                cell_ticks: 0,
             });
         }
         let id = live.id().clone();
@@ -167,12 +187,18 @@ impl ArmEngines {
             .arms
             .iter_mut()
             .map(|a| {
-                let cells = a
+                let cells: Vec<(Cell, Multiplier)> = a
                     .engine
                     .update_with(inputs, feedback)
                     .into_iter()
                     .map(|s| (s.cell, s.multiplier))
                     .collect();
+                for (cell, m) in &cells {
+                    let before = a.last.get(cell).copied().unwrap_or(Multiplier::ONE);
+                    a.moved_tenths += u64::from(before.tenths().abs_diff(m.tenths()));
+                    a.cell_ticks += 1;
+                }
+                a.last = cells.iter().copied().collect();
                 ArmGrid::new(experiment.clone(), a.arm.clone(), a.version.clone(), cells)
             })
             .collect()

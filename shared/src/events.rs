@@ -63,6 +63,37 @@ pub fn effect(e: &EdgeEvent) -> Effect {
     }
 }
 
+/// An event of a quote priced in an experiment's arm, as the origin keeps
+/// it for the experiment's results ([`crate::experiment::results`]): the
+/// arm's stamp and what happened. `None` outside an experiment, or when the
+/// stamp is not identifiers.
+pub fn arm_event(
+    e: &EdgeEvent,
+) -> Option<(
+    crate::experiment::ArmStamp,
+    crate::experiment::results::ArmEvent,
+)> {
+    use crate::experiment::results::{ArmEvent, ArmEventKind};
+    let stamp = e.experiment.as_ref()?.stamp().ok()?;
+    let kind = match e.kind {
+        EdgeEventKind::Quote => ArmEventKind::Quote,
+        EdgeEventKind::BookingConfirmed => ArmEventKind::Confirmed,
+        EdgeEventKind::BookingStarted => ArmEventKind::Started,
+        EdgeEventKind::BookingCompleted => ArmEventKind::Completed,
+        EdgeEventKind::BookingCancelled => ArmEventKind::Cancelled,
+        EdgeEventKind::BookingFailed => ArmEventKind::Failed,
+    };
+    let event = ArmEvent {
+        arm: stamp.arm.clone(),
+        at: crate::time::Timestamp(e.timestamp),
+        kind,
+        multiplier: e.multiplier.unwrap_or(1.0),
+        fare_minor: e.fare_minor.filter(|_| kind == ArmEventKind::Completed),
+        wait_ms: e.wait_ms,
+    };
+    Some((stamp, event))
+}
+
 /// The opaque rider key a quote event carries: a hash of the user id, so
 /// the origin never sees the id itself.
 pub fn rider_key(user_id: &str) -> String {

@@ -545,7 +545,22 @@ mod tests {
             assert!(flat.policy.as_str().starts_with("none-"));
         }
         // A guardrail ends it: no arms from the next tick on, for good.
-        assert!(p.arms_mut().end(&id("e1")));
+        let vol = p.arms().volatility();
+        assert_eq!(vol.len(), 2);
+        // The control arm, like the region's engine, sits at the cap from
+        // the start (no drivers): it never moved. The flat arm started from
+        // the region's published multiplier, fell to 1.0 at once and held:
+        // its one move spread over the five ticks it priced.
+        let start = before.multiplier(cell()).tenths().abs_diff(10);
+        assert!(start > 0);
+        assert_eq!(vol[0].1, Some(0.0), "{vol:?}");
+        let flat = vol[1].1.expect("flat volatility");
+        assert!(
+            (flat - f64::from(start) / 10.0 / 5.0).abs() < 1e-9,
+            "{vol:?}"
+        );
+        assert!(p.arms_mut().end(&id("e1"), "guardrail"));
+        assert!(!p.arms_mut().end(&id("e1"), "again"));
         let t = tick(&mut p, t0 + 200_000);
         assert!(t.grid.arms().is_empty());
         assert_eq!(t.arms, ArmsChange::Unchanged);

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use shared::api::{EdgeEvent, EdgeEventsReport, ErrorBody, RecordError};
-use shared::events::{effect, Effect};
+use shared::events::{arm_event, effect, Effect};
 use shared::fare::{Currency, VehicleClass};
 use shared::market::DemandSeen;
 use shared::time::Timestamp;
@@ -27,7 +27,7 @@ use super::ingest::{json_array_only, read_body, with_store};
 use super::{bad, Problem};
 use crate::ingest::{locate, MAX_FUTURE_MS, MAX_REPORTED_ERRORS};
 use crate::state::{lock, AppState};
-use crate::store::RideOutcome;
+use crate::store::{ArmRecord, RideOutcome};
 
 /// Most events in one batch (the queue consumer sends at most 100).
 pub const MAX_EVENTS: usize = 1_000;
@@ -151,11 +151,26 @@ pub async fn edge_events(
     let mut report = EdgeEventsReport::default();
     let mut demand = Vec::new();
     let mut outcomes = Vec::new();
+    let mut arms = Vec::new();
     for (i, raw) in items.into_iter().enumerate() {
         let parsed = serde_json::from_value::<EdgeEvent>(raw)
             .map_err(|e| ("invalid_record", e.to_string()))
-            .and_then(|e| validate(&s, e, now));
-        match parsed {
+            .and_then(|e| {
+                // A quote priced in an experiment's arm is also kept for
+                // the experiment's results.
+                let arm = arm_event(&e).map(|(stamp, event)| ArmRecord {
+                    event_id: e.id.clone(),
+                    experiment: stamp.experiment.to_string(),
+                    region: e.region.clone(),
+                    policy: stamp.policy.to_string(),
+                    event,
+                });
+                validate(&s, e, now).map(|v| (v, arm))
+            });
+        if let Ok((_, Some(arm))) = &parsed {
+            arms.push(arm.clone());
+        }
+        match parsed.map(|(v, _)| v) {
             Ok(Valid::Demand(idx, d)) => demand.push((idx, d)),
             Ok(Valid::Outcome(o)) => outcomes.push(o),
             Ok(Valid::Nothing) => report.applied += 1,
@@ -170,6 +185,11 @@ pub async fn edge_events(
                 }
             }
         }
+    }
+    if !arms.is_empty() {
+        // Stored first: a failure answers 503 and the whole batch comes
+        // again (every write below is idempotent).
+        with_store(&s, move |st| st.record_arm_events(&arms)).await?;
     }
     if !outcomes.is_empty() {
         let n = outcomes.len();

@@ -56,6 +56,7 @@
 //! the market state are kept.
 
 mod analytics;
+mod experiments;
 pub mod pg;
 mod retention;
 pub mod schema;
@@ -66,6 +67,7 @@ use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, TransactionBehavior};
+use shared::experiment::results::{ArmEvent, ArmEventKind};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -142,11 +144,24 @@ pub trait History: Send + std::fmt::Debug {
         to_ms: u64,
         limit: u32,
     ) -> Result<Vec<(bool, Option<u64>)>, StoreError>;
+    /// Stores events of quotes priced in experiment arms; returns rows
+    /// inserted (a repeated event id is ignored).
+    fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError>;
+    /// An experiment's events, oldest first, at most `limit`.
+    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError>;
 }
 
 impl History for Store {
     fn record_ticks(&mut self, zones: &[Zone], ticks: &[TickRecord]) -> Result<(), StoreError> {
         Store::record_ticks(self, zones, ticks)
+    }
+
+    fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError> {
+        Store::record_arm_events(self, rows)
+    }
+
+    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {
+        Store::arm_events(self, experiment, limit)
     }
 
     fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError> {
@@ -318,6 +333,69 @@ pub struct StoredGrid {
     pub at_ms: u64,
     /// The grid JSON as it was pushed.
     pub grid_json: String,
+}
+
+/// An event of a quote priced in an experiment's arm, as stored
+/// (`arm_events`; from the edge's events: [`shared::events::arm_event`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmRecord {
+    /// The edge event's id (a repeat is ignored).
+    pub event_id: String,
+    /// The experiment.
+    pub experiment: String,
+    /// The region.
+    pub region: String,
+    /// The arm's policy version.
+    pub policy: String,
+    /// The arm and what happened.
+    pub event: ArmEvent,
+}
+
+/// An arm record's values, checked for the store: (record, at, fare, wait).
+type CheckedArm<'a> = (&'a ArmRecord, i64, Option<i64>, Option<i64>);
+
+impl ArmRecord {
+    /// Checks every record's numbers fit the store.
+    pub(crate) fn checked(rows: &[ArmRecord]) -> Result<Vec<CheckedArm<'_>>, StoreError> {
+        rows.iter()
+            .map(|r| {
+                finite("arm event multiplier", r.event.multiplier)?;
+                Ok((
+                    r,
+                    to_i64("arm event at_ms", r.event.at.0)?,
+                    r.event
+                        .fare_minor
+                        .map(|f| to_i64("arm event fare_minor", f))
+                        .transpose()?,
+                    r.event
+                        .wait_ms
+                        .map(|w| to_i64("arm event wait_ms", w))
+                        .transpose()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// An event from its stored columns.
+    pub(crate) fn event_from(
+        arm: String,
+        at_ms: u64,
+        kind: String,
+        multiplier: f64,
+        fare_minor: Option<u64>,
+        wait_ms: Option<u64>,
+    ) -> Result<ArmEvent, StoreError> {
+        Ok(ArmEvent {
+            arm: shared::quote::Ident::new(&arm)
+                .map_err(|e| StoreError::InvalidData(format!("arm event arm: {e}")))?,
+            at: shared::time::Timestamp(at_ms),
+            kind: ArmEventKind::parse(&kind)
+                .ok_or_else(|| StoreError::InvalidData(format!("arm event kind {kind:?}")))?,
+            multiplier,
+            fare_minor,
+            wait_ms,
+        })
+    }
 }
 
 /// What became of a ride, posted to `/v1/outcomes` by whoever dispatches

@@ -17,8 +17,11 @@
 
 use postgres::{Client, NoTls};
 
+use shared::experiment::results::ArmEvent;
+
 use super::{
-    finite, to_i64, HistoryRow, RideOutcome, StoreError, TickRecord, Zone, ZoneEfficiency,
+    finite, to_i64, ArmRecord, HistoryRow, RideOutcome, StoreError, TickRecord, Zone,
+    ZoneEfficiency,
 };
 
 /// The schema; idempotent, created under an advisory lock so members
@@ -89,6 +92,20 @@ CREATE TABLE IF NOT EXISTS ride_outcomes (
 ALTER TABLE ride_outcomes ADD COLUMN IF NOT EXISTS wait_ms BIGINT CHECK (wait_ms >= 0);
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_zone_time ON ride_outcomes (region, cell, at_ms);
 CREATE INDEX IF NOT EXISTS ride_outcomes_by_time ON ride_outcomes (at_ms);
+CREATE TABLE IF NOT EXISTS arm_events (
+    event_id    TEXT             PRIMARY KEY,
+    experiment  TEXT             NOT NULL,
+    region      TEXT             NOT NULL,
+    arm         TEXT             NOT NULL,
+    policy      TEXT             NOT NULL,
+    kind        TEXT             NOT NULL,
+    at_ms       BIGINT           NOT NULL CHECK (at_ms >= 0),
+    multiplier  DOUBLE PRECISION NOT NULL,
+    fare_minor  BIGINT CHECK (fare_minor >= 0),
+    wait_ms     BIGINT CHECK (wait_ms >= 0)
+);
+CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
+CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
 ";
 
 /// The least-efficient-zones report ([`super::analytics`]'s query) in
@@ -356,6 +373,62 @@ impl super::History for PgStore {
             tx.commit()?;
             Ok(inserted)
         })
+    }
+
+    fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError> {
+        let checked = ArmRecord::checked(rows)?;
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let mut inserted = 0;
+            for (r, at, fare, wait) in &checked {
+                inserted += tx.execute(
+                    "INSERT INTO arm_events (event_id, experiment, region, arm, policy, kind,
+                                             at_ms, multiplier, fare_minor, wait_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (event_id) DO NOTHING",
+                    &[
+                        &r.event_id,
+                        &r.experiment,
+                        &r.region,
+                        &r.event.arm.as_str(),
+                        &r.policy,
+                        &r.event.kind.as_str(),
+                        at,
+                        &r.event.multiplier,
+                        fare,
+                        wait,
+                    ],
+                )? as usize;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {
+        let rows = self.with(|c| {
+            Ok(c.query(
+                "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms FROM arm_events
+                 WHERE experiment = $1 ORDER BY at_ms LIMIT $2",
+                &[&experiment, &i64::from(limit)],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                ArmRecord::event_from(
+                    r.get(0),
+                    to_u64("arm event at_ms", r.get(1))?,
+                    r.get(2),
+                    r.get(3),
+                    r.get::<_, Option<i64>>(4)
+                        .map(|v| to_u64("arm event fare_minor", v))
+                        .transpose()?,
+                    r.get::<_, Option<i64>>(5)
+                        .map(|v| to_u64("arm event wait_ms", v))
+                        .transpose()?,
+                )
+            })
+            .collect()
     }
 
     fn least_efficient_zones(

@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::StoreError;
 
 /// The schema version this build reads and writes, kept in `meta`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The schema at [`SCHEMA_VERSION`] (with [`MARKET_STATE`]); every
 /// statement is idempotent.
@@ -131,6 +131,23 @@ CREATE TABLE IF NOT EXISTS forecast_history (
 
 /// Creates the schema in a fresh file or migrates an older one, inside the
 /// caller's transaction.
+const V5_TO_V6: &str = "
+CREATE TABLE IF NOT EXISTS arm_events (
+    event_id    TEXT    PRIMARY KEY,
+    experiment  TEXT    NOT NULL,
+    region      TEXT    NOT NULL,
+    arm         TEXT    NOT NULL,
+    policy      TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    multiplier  REAL    NOT NULL,
+    fare_minor  INTEGER CHECK (fare_minor >= 0),
+    wait_ms     INTEGER CHECK (wait_ms >= 0)
+);
+CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
+CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
+";
+
 pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);")?;
     let found: Option<rusqlite::types::Value> = tx
@@ -147,6 +164,7 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
             tx.execute_batch(V2_TO_V3)?;
             tx.execute_batch(V3_TO_V4)?;
             tx.execute_batch(V4_TO_V5)?;
+            tx.execute_batch(V5_TO_V6)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 params![SCHEMA_VERSION],
@@ -180,6 +198,11 @@ pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> 
         tx.execute_batch(V4_TO_V5)?;
         version = 5;
         tracing::info!("store migrated from schema version 4 to 5");
+    }
+    if version == 5 {
+        tx.execute_batch(V5_TO_V6)?;
+        version = 6;
+        tracing::info!("store migrated from schema version 5 to 6");
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

@@ -1,0 +1,85 @@
+//! Events of quotes priced in experiment arms (`arm_events`), the basis of
+//! an experiment's results ([`shared::experiment::results`]).
+
+use rusqlite::{params, TransactionBehavior};
+use shared::experiment::results::ArmEvent;
+
+use super::{get_u64, ArmRecord, Store, StoreError};
+
+impl Store {
+    /// Stores arm events in one transaction; returns rows inserted (a
+    /// repeated event id is ignored: the edge delivers at least once).
+    pub fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError> {
+        let checked = ArmRecord::checked(rows)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO arm_events
+                     (event_id, experiment, region, arm, policy, kind, at_ms, multiplier,
+                      fare_minor, wait_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for (r, at, fare, wait) in checked {
+                inserted += insert.execute(params![
+                    r.event_id,
+                    r.experiment,
+                    r.region,
+                    r.event.arm.as_str(),
+                    r.policy,
+                    r.event.kind.as_str(),
+                    at,
+                    r.event.multiplier,
+                    fare,
+                    wait
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    /// An experiment's events, oldest first, at most `limit`.
+    pub fn arm_events(
+        &mut self,
+        experiment: &str,
+        limit: u32,
+    ) -> Result<Vec<ArmEvent>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms FROM arm_events
+             WHERE experiment = ?1 ORDER BY at_ms LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![experiment, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                get_u64(r, 1, "arm event at_ms"),
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (arm, at, kind, multiplier, fare, wait) = row?;
+            let non_negative = |what: &str, v: Option<i64>| {
+                v.map(|v| {
+                    u64::try_from(v)
+                        .map_err(|_| StoreError::InvalidData(format!("{what} {v} is negative")))
+                })
+                .transpose()
+            };
+            out.push(ArmRecord::event_from(
+                arm,
+                at?,
+                kind,
+                multiplier,
+                non_negative("arm event fare_minor", fare)?,
+                non_negative("arm event wait_ms", wait)?,
+            )?);
+        }
+        Ok(out)
+    }
+}

@@ -34,6 +34,19 @@ pub struct RegionTick {
     pub changes: Vec<PriceChange>,
 }
 
+/// An experiment as this origin knows it ([`Aggregator::experiment`]).
+#[derive(Debug, Clone)]
+pub struct KnownExperiment {
+    /// The definition.
+    pub experiment: shared::experiment::Experiment,
+    /// `scheduled`, `running`, `finished` or `ended`.
+    pub status: &'static str,
+    /// Why it ended early, if it did.
+    pub ended: Option<String>,
+    /// Each running arm's volatility here (empty when not running here).
+    pub volatility: Vec<(shared::quote::Ident, Option<f64>)>,
+}
+
 #[derive(Debug)]
 struct RegionState {
     region: Region,
@@ -288,11 +301,69 @@ impl Aggregator {
         true
     }
 
-    /// The experiment running in a region, if any.
-    pub fn running_experiment(&self, region: usize) -> Option<&shared::experiment::Experiment> {
+    /// An experiment this origin knows (from any region's definitions):
+    /// its definition, its status at `now` (`scheduled`, `running`,
+    /// `finished` or `ended`), why it ended early, and its arms'
+    /// volatility while it runs here.
+    pub fn experiment(&self, id: &str, now: Timestamp) -> Option<KnownExperiment> {
+        self.regions.iter().find_map(|r| {
+            let arms = r.pricer.arms();
+            let e = arms.definitions().iter().find(|e| e.id().as_str() == id)?;
+            let ended = arms.ended().get(e.id()).cloned();
+            let status = if ended.is_some() {
+                "ended"
+            } else if now < e.start() {
+                "scheduled"
+            } else if now >= e.end() {
+                "finished"
+            } else {
+                "running"
+            };
+            let volatility = match arms.running() {
+                Some(run) if run.id() == e.id() => arms.volatility(),
+                _ => Vec::new(),
+            };
+            Some(KnownExperiment {
+                experiment: e.clone(),
+                status,
+                ended,
+                volatility,
+            })
+        })
+    }
+
+    /// Ends a region's experiment for good (a breached guardrail); its arms
+    /// stop from the next tick. False when it was not running there or had
+    /// already ended.
+    pub fn end_experiment(
+        &mut self,
+        region: &str,
+        id: &shared::quote::Ident,
+        reason: &str,
+    ) -> bool {
         self.regions
-            .get(region)
-            .and_then(|r| r.pricer.arms().running())
+            .iter_mut()
+            .find(|r| r.region.id.as_str() == region)
+            .is_some_and(|r| r.pricer.arms_mut().end(id, reason))
+    }
+
+    /// The experiments running in the given regions (all when `None`),
+    /// with their region ids: what the guardrail watches.
+    pub fn running_experiments(
+        &self,
+        only: Option<&[usize]>,
+    ) -> Vec<(String, shared::experiment::Experiment)> {
+        self.regions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+            .filter_map(|(_, r)| {
+                r.pricer
+                    .arms()
+                    .running()
+                    .map(|e| (r.region.id.as_str().to_owned(), e.clone()))
+            })
+            .collect()
     }
 
     /// [`Self::tick_only`], each region's policy first shown its feedback

@@ -35,6 +35,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod feedback;
+pub mod guardrail;
 pub mod http;
 pub mod ingest;
 pub mod lawful;

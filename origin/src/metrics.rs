@@ -46,6 +46,10 @@ pub struct Metrics {
     pub lawful_cap_failures: AtomicU64,
     /// Controller feedback lookups that failed (the threshold holds).
     pub feedback_failures: AtomicU64,
+    /// Guardrail lookups of running experiments that failed.
+    pub guardrail_failures: AtomicU64,
+    /// Experiments ended by their guardrail.
+    pub experiments_ended: AtomicU64,
     /// Edge events applied (`POST /v1/edge-events`).
     pub edge_events_applied: AtomicU64,
     /// Edge events already applied before (redeliveries), ignored.
@@ -228,6 +232,18 @@ impl Metrics {
             "counter",
             "Lookups of a controller's feedback (recent ride outcomes) that failed; its threshold holds.",
             g(&self.feedback_failures).to_string(),
+        );
+        put(
+            "equilibrium_guardrail_failures_total",
+            "counter",
+            "Lookups of a running experiment's results for its guardrail that failed; the experiment goes on.",
+            g(&self.guardrail_failures).to_string(),
+        );
+        put(
+            "equilibrium_experiments_ended_total",
+            "counter",
+            "Experiments ended by their guardrail (the region's own policy prices again).",
+            g(&self.experiments_ended).to_string(),
         );
         put(
             "equilibrium_edge_events_applied_total",

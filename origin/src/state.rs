@@ -79,6 +79,8 @@ pub struct AppState {
     pub lawful: crate::lawful::LawfulCaps,
     /// Controllers' feedback from the stored ride outcomes.
     pub feedback: crate::feedback::Feedbacks,
+    /// When each region's experiment guardrail was last looked up.
+    pub guardrails: crate::guardrail::Guardrails,
     /// Demo mode: the simulator's clock (`config.simulated_clock`).
     pub simulated: Option<crate::simclock::SimulatedClock>,
 }
@@ -239,6 +241,7 @@ impl AppState {
             cluster,
             lawful: crate::lawful::LawfulCaps::default(),
             feedback: crate::feedback::Feedbacks::default(),
+            guardrails: crate::guardrail::Guardrails::default(),
             simulated,
         }))
     }

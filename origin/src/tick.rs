@@ -69,6 +69,8 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         (ticks, encoded, engines, controlled, histories)
     };
     crate::feedback::refresh(state, &controlled, now);
+    let running = lock(&state.agg).running_experiments(only.as_deref());
+    crate::guardrail::refresh(state, running, now);
     // Each grid ships its region's lawful emergency cap (looked up in the
     // background, once a day; the tick never waits for it).
     let names: Vec<String> = ticks

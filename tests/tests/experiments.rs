@@ -179,3 +179,140 @@ fn quotes_are_priced_and_signed_in_their_arm() {
         origin.log()
     );
 }
+
+/// Books a quote of `user` and drives it to `end` (`complete` or `fail`)
+/// as dispatch.
+fn book_and(w: &Worker, user: &str, end: &str) {
+    let q = quote(w, Some(user));
+    let id = q["quote_id"].as_str().expect("id");
+    let (status, b) = confirm(w, q["quote_token"].as_str().expect("token"), id);
+    assert_eq!(status, 200, "{b}");
+    let booking = b["booking_id"].as_str().expect("booking");
+    let steps: &[(&str, Value)] = if end == "complete" {
+        &[
+            ("start", json!({})),
+            (
+                "complete",
+                json!({"distance_km": 1.4, "duration_minutes": 5.0}),
+            ),
+        ]
+    } else {
+        &[("fail", json!({"reason": "no driver found"}))]
+    };
+    for (action, body) in steps {
+        let r = http()
+            .post(w.url(&format!("/api/v1/bookings/{booking}/{action}")))
+            .bearer_auth(equilibrium_tests::DISPATCH_TOKEN)
+            .json(body)
+            .send()
+            .expect("act");
+        assert_eq!(r.status().as_u16(), 200, "{action}");
+    }
+}
+
+#[test]
+fn results_per_arm_follow_the_bookings_and_a_breached_guardrail_ends_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = equilibrium_tests::free_port();
+    let w = Worker::start_with_vars(&[("ORIGIN_URL", &format!("http://127.0.0.1:{port}"))]);
+    let text = definition(now_ms() - 60_000);
+    w.kv_put("CONFIG", "experiment:sf", &text);
+    let origin = Origin::start_on(port, &dir.path().join("o.sqlite"), &w.base, 0.5, &[]);
+    let sf = Ident::new("sf").expect("id");
+    let (defs, _) = shared::api::parse_experiments(&sf, &text);
+    let arm_of = |user: &str| {
+        defs[0]
+            .assign(Timestamp(now_ms()), Some(user))
+            .expect("an arm")
+            .arm
+            .name
+            .to_string()
+    };
+    let pool: Vec<String> = (0..400).map(|i| format!("rider-{i}")).collect();
+    let control: Vec<&String> = pool.iter().filter(|u| arm_of(u) == "control").collect();
+    let flat: Vec<&String> = pool.iter().filter(|u| arm_of(u) == "flat").collect();
+    wait_for(
+        "both arms priced at the edge",
+        Duration::from_secs(90),
+        || {
+            quote(&w, Some(control[0]))["experiment"]["arm"] == "control"
+                && quote(&w, Some(flat[0]))["experiment"]["arm"] == "flat"
+        },
+    );
+    // Control riders all complete; the flat arm's bookings fail half the
+    // time: 100 % against 50 %, far past the guardrail's 20 points.
+    let n = shared::experiment::results::GUARDRAIL_MIN_ENDED as usize;
+    for i in 0..n {
+        book_and(&w, control[i % control.len()], "complete");
+        book_and(
+            &w,
+            flat[i % flat.len()],
+            if i % 2 == 0 { "complete" } else { "fail" },
+        );
+    }
+    let report = || -> Value {
+        origin
+            .get("/v1/analytics/experiments/flat-vs-default")
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    };
+    wait_for(
+        "every booking's outcome in the arms' results",
+        Duration::from_secs(120),
+        || {
+            let r = report();
+            r["arms"][0]["completed"].as_u64() == Some(n as u64)
+                && r["arms"][1]["failed"].as_u64() == Some((n / 2) as u64)
+        },
+    );
+    let r = report();
+    assert_eq!(r["split"], "user");
+    let (c, f) = (&r["arms"][0], &r["arms"][1]);
+    assert_eq!(
+        (c["arm"].as_str(), f["arm"].as_str()),
+        (Some("control"), Some("flat"))
+    );
+    assert_eq!(c["confirmed"].as_u64(), Some(n as u64));
+    assert_eq!(f["completed"].as_u64(), Some(n.div_ceil(2) as u64));
+    assert_eq!(c["completion"]["value"].as_f64(), Some(1.0));
+    assert_eq!(f["completion"]["value"].as_f64(), Some(0.5));
+    assert!(
+        f["completion_vs_control"]["difference"].as_f64() == Some(-0.5),
+        "{r}"
+    );
+    assert!(c["revenue_minor"].as_u64().unwrap_or(0) > 0);
+    // Every quote of the arm was a price check: conversion is confirmed
+    // over quotes (the waits above quoted too).
+    assert!(c["quotes"].as_u64().unwrap_or(0) >= n as u64);
+    assert!(f["multiplier"]["value"].as_f64() == Some(1.0), "{r}");
+    // The guardrail ends it: the report says why, and quotes are priced by
+    // the region's own grid again, with no arm.
+    wait_for(
+        "the guardrail to end the experiment",
+        Duration::from_secs(120),
+        || report()["status"] == "ended",
+    );
+    let r = report();
+    assert!(
+        r["ended_reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("arm flat"),
+        "{r}"
+    );
+    wait_for(
+        "quotes outside the ended experiment",
+        Duration::from_secs(60),
+        || quote(&w, Some(flat[0])).get("experiment").is_none(),
+    );
+    assert_eq!(origin.metric("equilibrium_experiments_ended_total"), 1.0);
+    // An unknown experiment is a clear 404.
+    let r = origin
+        .get("/v1/analytics/experiments/nope")
+        .send()
+        .expect("report");
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().expect("json");
+    assert_eq!(body["error"]["code"], "experiment_not_found", "{body}");
+}

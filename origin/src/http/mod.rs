@@ -17,6 +17,10 @@
 
 pub mod clock;
 pub mod edge_events;
+mod experiments;
+
+/// Most arm events read for one experiment's results.
+pub use experiments::MAX_EVENTS as MAX_EXPERIMENT_EVENTS;
 pub mod ingest;
 pub mod openapi;
 pub mod ops;
@@ -161,7 +165,11 @@ pub fn app(state: Arc<AppState>) -> Router {
     let reader = Router::new()
         .route("/v1/grids/{region}", get(reads::grid))
         .route("/v1/analytics/least-efficient", get(reads::least_efficient))
-        .route("/v1/analytics/history", get(reads::history));
+        .route("/v1/analytics/history", get(reads::history))
+        .route(
+            "/v1/analytics/experiments/{id}",
+            get(experiments::results_of),
+        );
     let metrics = Router::new().route("/metrics", get(ops::metrics));
     let metrics = if state.config.auth.metrics_open {
         metrics

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         super::reads::grid,
         super::reads::least_efficient,
         super::reads::history,
+        super::experiments::results_of,
     ),
     modifiers(&BearerSchemes),
 )]

@@ -1,0 +1,80 @@
+//! Experiments' guardrails, checked as the region ticks: every
+//! [`EVERY_MS`] the results of each running experiment with a guardrail
+//! are looked up in the background (a tick never waits for the store) and
+//! judged by the core ([`shared::experiment::results::guardrail_breach`]).
+//! A breach ends the experiment for good in its region: its arms stop at
+//! the next tick, the grid pushed then has none, so every quote is priced
+//! by the region's own policy again. Logged as an error, counted in
+//! `equilibrium_experiments_ended_total`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use shared::experiment::results::{guardrail_breach, results};
+use shared::experiment::Experiment;
+use shared::time::Timestamp;
+
+use crate::state::{lock, AppState};
+
+/// How often a running experiment's guardrail is judged, ms.
+pub const EVERY_MS: u64 = shared::surge::Feedback::EVERY.0;
+
+/// When each region's last guardrail lookup started, ms.
+#[derive(Debug, Default)]
+pub struct Guardrails(Mutex<HashMap<String, u64>>);
+
+impl Guardrails {
+    fn claim(&self, region: &str, now: Timestamp) -> bool {
+        let mut at = lock(&self.0);
+        let due = at
+            .get(region)
+            .is_none_or(|s| now.0.saturating_sub(*s) >= EVERY_MS || now.0 < *s);
+        if due {
+            at.insert(region.to_owned(), now.0);
+        }
+        due
+    }
+}
+
+/// Starts the guardrail lookups due at `now` for `running` experiments
+/// (region id, experiment).
+pub fn refresh(state: &Arc<AppState>, running: Vec<(String, Experiment)>, now: Timestamp) {
+    let due: HashMap<String, Experiment> = running
+        .into_iter()
+        .filter(|(_, e)| e.max_completion_drop_points().is_some())
+        .filter(|(r, _)| state.guardrails.claim(r, now))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let regions: Vec<String> = due.keys().cloned().collect();
+    let lookup = crate::lookup::Lookup {
+        what: "experiment guardrails",
+        after_failure: "experiments go on; judged again at the next lookup",
+        failures: |m| &m.guardrail_failures,
+    };
+    let experiments = due.clone();
+    crate::lookup::per_region(
+        state,
+        regions,
+        lookup,
+        move |store, region| match experiments.get(region) {
+            Some(e) => store.arm_events(e.id().as_str(), crate::http::MAX_EXPERIMENT_EVENTS),
+            None => Ok(Vec::new()),
+        },
+        move |state, rows| {
+            for (region, events) in rows {
+                let Some(e) = due.get(&region) else { continue };
+                let Some(why) = guardrail_breach(e, &results(e, &events)) else {
+                    continue;
+                };
+                if lock(&state.agg).end_experiment(&region, e.id(), &why) {
+                    state.metrics.experiments_ended.fetch_add(1, Relaxed);
+                    tracing::error!(region = %region, experiment = %e.id(), reason = %why,
+                        "experiment ended by its guardrail: the region's own policy prices every quote again");
+                }
+            }
+        },
+    );
+}

@@ -1,0 +1,118 @@
+//! `GET /v1/analytics/experiments/{id}`: an experiment's results per arm,
+//! from the events of the quotes priced in its arms (reported by the edge,
+//! stored in `arm_events`) and the core's statistics
+//! ([`shared::experiment::results`]).
+//!
+//! The origin knows an experiment from the definitions the edge returns
+//! with its pushes; in cluster mode the region's owner knows it (another
+//! member answers 404 until it owns the region).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use shared::api::{ArmResultWire, ErrorBody, ExperimentResultsResponse};
+use shared::experiment::results::{results, Compared};
+use shared::experiment::Split;
+
+use super::ingest::with_store;
+use super::{Path, Problem};
+use crate::state::{lock, AppState};
+
+/// Most events read for one report.
+pub const MAX_EVENTS: u32 = 1_000_000;
+
+/// `GET /v1/analytics/experiments/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/experiments/{id}",
+    tag = "reads",
+    params(("id" = String, Path, description = "Experiment id")),
+    responses(
+        (status = 200, description = "Results per arm, the control first", body = ExperimentResultsResponse),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A producer token", body = ErrorBody),
+        (status = 404, description = "No experiment of that id is known to this origin", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
+    ),
+    security(("reader" = [])),
+)]
+pub async fn results_of(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ExperimentResultsResponse>, Problem> {
+    let now = s.clock.now();
+    let known = lock(&s.agg).experiment(&id, now).ok_or_else(|| {
+        Problem(
+            StatusCode::NOT_FOUND,
+            "experiment_not_found",
+            format!(
+                "no experiment {:?} is known to this origin (it learns them from the edge's experiment:<region> keys with its pushes)",
+                id.chars().take(64).collect::<String>()
+            ),
+        )
+    })?;
+    let key = id.clone();
+    let events = with_store(&s, move |st| st.arm_events(&key, MAX_EVENTS)).await?;
+    let e = &known.experiment;
+    let table = results(e, &events);
+    let control = table.first().cloned();
+    let arms = table
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let vs = |pick: fn(&shared::experiment::results::ArmResult) -> Option<_>| {
+                let c = control.as_ref().filter(|_| i > 0)?;
+                Some((&Compared::of(&pick(r)?, &pick(c)?)).into())
+            };
+            ArmResultWire {
+                arm: r.arm.to_string(),
+                policy: e
+                    .arm(&r.arm)
+                    .map(|a| a.version().to_string())
+                    .unwrap_or_default(),
+                quotes: r.quotes,
+                confirmed: r.confirmed,
+                completed: r.completed,
+                cancelled: r.cancelled,
+                failed: r.failed,
+                revenue_minor: r.revenue_minor,
+                conversion: r.conversion.as_ref().map(Into::into),
+                completion: r.completion.as_ref().map(Into::into),
+                fare_minor: r.fare.as_ref().map(Into::into),
+                wait_minutes: r.wait_minutes.as_ref().map(Into::into),
+                multiplier: r.multiplier.as_ref().map(Into::into),
+                volatility: known
+                    .volatility
+                    .iter()
+                    .find(|(a, _)| *a == r.arm)
+                    .and_then(|(_, v)| *v),
+                conversion_vs_control: vs(|x| x.conversion),
+                completion_vs_control: vs(|x| x.completion),
+            }
+        })
+        .collect();
+    let (split, intervals) = match e.split() {
+        Split::Switchback { window } => (
+            "switchback",
+            format!(
+                "95 % normal intervals; the unit is the {}-minute window (cluster-robust ratio variance)",
+                window.0 / 60_000
+            ),
+        ),
+        Split::User => (
+            "user",
+            "95 % normal intervals; the unit is the quote or the booking, taken as independent (ignores interference between arms)".to_owned(),
+        ),
+    };
+    Ok(Json(ExperimentResultsResponse {
+        id: e.id().to_string(),
+        region: e.region().to_string(),
+        split: split.to_owned(),
+        status: known.status.to_owned(),
+        ended_reason: known.ended,
+        intervals,
+        arms,
+    }))
+}

@@ -14,17 +14,20 @@
 //! * `analytics`: ride outcomes and the report queries.
 //! * `retention`: deleting rows older than the retention, in batches.
 //!
-//! # Schema (version 2)
+//! # Schema (version 6)
 //!
 //! | table           | key                  | what it holds                                        |
 //! |-----------------|----------------------|------------------------------------------------------|
-//! | `meta`          | `key`                | `schema_version` = 4, `last_tick_at` (ms)            |
+//! | `meta`          | `key`                | `schema_version` = 6, `last_tick_at` (ms)            |
 //! | `zones`         | `(region, cell)`     | zones priced so far: name, multiplier bounds, active |
 //! | `snapshots`     | `id`                 | per tick, cell and vehicle class: supply, demand, multiplier |
 //! | `price_changes` | `id`                 | the change log: old → new multiplier, reason, supply, demand |
 //! | `last_grids`    | `region`             | the newest grid JSON per region and its generation   |
 //! | `market_state`  | `region`             | the region's market windows and engine state after its last tick |
 //! | `ride_outcomes` | `ride_id`            | completed or abandoned rides: fare in minor units, currency |
+//! | `daily_max`     | `(region, day)`      | the highest multiplier of each UTC day (lawful caps)  |
+//! | `forecast_history` | `region`          | the forecasts' history, once per 5-minute bucket      |
+//! | `arm_events`    | `event_id`           | quotes priced in experiment arms and their bookings' transitions |
 //!
 //! Times are `INTEGER` milliseconds since the Unix epoch and generations are
 //! `INTEGER`; both are `u64` in Rust, so a value above `i64::MAX` is refused

@@ -1,0 +1,52 @@
+//! The cluster's PostgreSQL store on a real server: what the SQLite store's
+//! tests show for a single origin, for the parts cluster mode adds.
+
+use equilibrium_tests::postgres::Postgres;
+use origin::store::pg::PgStore;
+use origin::store::{ArmRecord, History};
+use shared::experiment::results::{ArmEvent, ArmEventKind};
+use shared::quote::Ident;
+use shared::time::Timestamp;
+
+fn record(id: &str, experiment: &str, at: u64, kind: ArmEventKind) -> ArmRecord {
+    ArmRecord {
+        event_id: id.into(),
+        experiment: experiment.into(),
+        region: "sf".into(),
+        policy: "forecast-0123abcd".into(),
+        event: ArmEvent {
+            arm: Ident::new("treatment").expect("id"),
+            at: Timestamp(at),
+            kind,
+            multiplier: 1.7,
+            fare_minor: (kind == ArmEventKind::Completed).then_some(2_345),
+            wait_ms: (kind == ArmEventKind::Started).then_some(120_000),
+        },
+    }
+}
+
+#[test]
+fn arm_events_are_stored_once_and_read_back_in_postgres() {
+    let pg = Postgres::start();
+    let (mut store, err) = PgStore::open(&pg.url());
+    assert!(err.is_none(), "{err:?}");
+    let rows = vec![
+        record("q_1", "e1", 2_000, ArmEventKind::Quote),
+        record("b_1:in_progress", "e1", 3_000, ArmEventKind::Started),
+        record("b_1:completed", "e1", 4_000, ArmEventKind::Completed),
+    ];
+    assert_eq!(store.record_arm_events(&rows).expect("record"), 3);
+    assert_eq!(store.record_arm_events(&rows).expect("redelivered"), 0);
+    store
+        .record_arm_events(&[record("q_2", "e2", 1_000, ArmEventKind::Quote)])
+        .expect("another experiment");
+    let back = store.arm_events("e1", 100).expect("read");
+    assert_eq!(
+        back,
+        rows.iter().map(|r| r.event.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(store.arm_events("e1", 1).expect("limited").len(), 1);
+    let too_late = record("q_3", "e1", u64::MAX, ArmEventKind::Quote);
+    assert!(store.record_arm_events(&[too_late]).is_err());
+    assert_eq!(store.arm_events("e1", 100).expect("read").len(), 3);
+}

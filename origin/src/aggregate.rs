@@ -100,7 +100,12 @@ impl Aggregator {
         let settings = self.settings;
         if let Some(r) = self.regions.get_mut(region) {
             // The settings were valid when the aggregator was built.
-            if let Ok(p) = pricer(&r.region, settings) {
+            if let Ok(mut p) = pricer(&r.region, settings) {
+                // The region's experiments are configuration, not market
+                // state: they outlive the reset.
+                let arms = r.pricer.arms();
+                p.arms_mut().set_definitions(arms.definitions().to_vec());
+                p.arms_mut().restore_ended(arms.ended().clone());
                 r.pricer = p;
             }
         }
@@ -330,6 +335,22 @@ impl Aggregator {
                 volatility,
             })
         })
+    }
+
+    /// Restores a region's experiments ended earlier (read from the
+    /// store at start or at a take-over).
+    pub fn restore_ended(&mut self, region: &str, ended: Vec<(String, String)>) {
+        let Some(r) = self
+            .regions
+            .iter_mut()
+            .find(|r| r.region.id.as_str() == region)
+        else {
+            return;
+        };
+        let ended = ended
+            .into_iter()
+            .filter_map(|(id, why)| shared::quote::Ident::new(&id).ok().map(|id| (id, why)));
+        r.pricer.arms_mut().restore_ended(ended);
     }
 
     /// Ends a region's experiment for good (a breached guardrail); its arms

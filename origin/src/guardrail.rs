@@ -73,8 +73,25 @@ pub fn refresh(state: &Arc<AppState>, running: Vec<(String, Experiment)>, now: T
                     state.metrics.experiments_ended.fetch_add(1, Relaxed);
                     tracing::error!(region = %region, experiment = %e.id(), reason = %why,
                         "experiment ended by its guardrail: the region's own policy prices every quote again");
+                    remember_end(state, region, e.id().to_string(), why, now);
                 }
             }
         },
     );
+}
+
+/// Stores an experiment's end so it stays ended across a restart or a
+/// take-over. A failed write is logged and counted: the end holds in this
+/// process, and after a restart the guardrail, judging the same stored
+/// events, ends it again within [`EVERY_MS`].
+fn remember_end(state: &AppState, region: String, id: String, why: String, now: Timestamp) {
+    let store = state.store.clone();
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = lock(&store).record_experiment_end(&region, &id, &why, now.0) {
+            metrics.guardrail_failures.fetch_add(1, Relaxed);
+            tracing::warn!(region = %region, experiment = %id, error = %e,
+                "experiment end not stored; it holds until this process stops");
+        }
+    });
 }

@@ -41,6 +41,8 @@ struct Saved {
     windows: Vec<crate::store::StoredState>,
     forecasts: Vec<(String, Vec<u8>)>,
     zones: Vec<crate::store::Zone>,
+    /// Experiments ended early, per region: (region, id, why).
+    ended: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// Shared state of the server.
@@ -118,12 +120,18 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StartError> {
+        let mut ended = Vec::new();
+        for r in config.regions()? {
+            let id = r.id.as_str().to_owned();
+            ended.push((id.clone(), store.experiment_ends(&id)?));
+        }
         let saved = Saved {
             last_tick_at: store.last_tick_at()?,
             grids: store.last_grids()?,
             windows: store.market_states()?,
             forecasts: store.forecast_histories()?,
             zones: store.all_zones()?,
+            ended,
         };
         Self::build(config, Box::new(store), saved, clock, None)
     }
@@ -189,6 +197,9 @@ impl AppState {
                     tracing::warn!(region = %g.region, "stored grid not restored (unknown region or unreadable)")
                 }
             }
+        }
+        for (region, ended) in saved.ended {
+            agg.restore_ended(&region, ended);
         }
         // The forecasts' history first: the windows' open buckets go over it.
         for (region, bytes) in saved.forecasts {

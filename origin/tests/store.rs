@@ -853,6 +853,18 @@ fn arm_events_round_trip(store: &mut dyn History) {
     bad.event.multiplier = f64::NAN;
     assert!(store.record_arm_events(&[bad]).is_err());
     assert_eq!(store.arm_events("e1", 100).expect("read").len(), 3);
+    // An experiment's early end, once per id, by region.
+    store
+        .record_experiment_end("sf", "e1", "arm flat: completion", 7_000)
+        .expect("end");
+    store
+        .record_experiment_end("sf", "e1", "again", 8_000)
+        .expect("repeat ignored");
+    assert_eq!(
+        store.experiment_ends("sf").expect("ends"),
+        vec![("e1".to_owned(), "arm flat: completion".to_owned())]
+    );
+    assert!(store.experiment_ends("nyc").expect("none").is_empty());
 }
 
 #[test]

@@ -104,6 +104,18 @@ impl ArmEngines {
         true
     }
 
+    /// Restores experiments ended earlier (by this process before a restart,
+    /// or by the region's previous owner): they never run again.
+    pub fn restore_ended(&mut self, ended: impl IntoIterator<Item = (Ident, String)>) {
+        self.ended.extend(ended);
+        if self
+            .running()
+            .is_some_and(|e| self.ended.contains_key(e.id()))
+        {
+            self.running = None;
+        }
+    }
+
     /// Each running arm's volatility so far: the mean absolute change of a
     /// cell's multiplier per tick (`None` before its first cell-tick).
     pub fn volatility(&self) -> Vec<(Ident, Option<f64>)> {

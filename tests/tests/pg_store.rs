@@ -49,4 +49,16 @@ fn arm_events_are_stored_once_and_read_back_in_postgres() {
     let too_late = record("q_3", "e1", u64::MAX, ArmEventKind::Quote);
     assert!(store.record_arm_events(&[too_late]).is_err());
     assert_eq!(store.arm_events("e1", 100).expect("read").len(), 3);
+    // An experiment's early end, once per id, by region.
+    store
+        .record_experiment_end("sf", "e1", "arm flat: completion", 7_000)
+        .expect("end");
+    store
+        .record_experiment_end("sf", "e1", "again", 8_000)
+        .expect("repeat ignored");
+    assert_eq!(
+        store.experiment_ends("sf").expect("ends"),
+        vec![("e1".to_owned(), "arm flat: completion".to_owned())]
+    );
+    assert!(store.experiment_ends("nyc").expect("none").is_empty());
 }

@@ -163,6 +163,30 @@ pub async fn release_all(state: &AppState, c: &Cluster) {
     }
 }
 
+/// The region's experiments that ended early, from the shared history:
+/// they stay ended under their new owner. Without them (a database
+/// outage) the guardrail ends them again at its next lookup.
+async fn restore_ended(state: &Arc<AppState>, idx: usize) {
+    let region = state.regions[idx].id.as_str().to_owned();
+    let store = state.store.clone();
+    let name = region.clone();
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || lock(&store).experiment_ends(&name)),
+    )
+    .await;
+    match found {
+        Ok(Ok(Ok(ended))) => lock(&state.agg).restore_ended(&region, ended),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(region, error = %e, "ended experiments not read; the guardrail judges again")
+        }
+        _ => tracing::warn!(
+            region,
+            "ended experiments not read within 5 s; the guardrail judges again"
+        ),
+    }
+}
+
 /// The region's forecast history from the shared history (PostgreSQL),
 /// before the stream's replay feeds the open bucket again. Without it (a
 /// new region, a database outage) the forecasts start empty and relearn.
@@ -254,6 +278,7 @@ async fn acquire(state: &Arc<AppState>, c: &Arc<Cluster>, idx: usize) {
         }
     }
     restore_forecasts(state, idx).await;
+    restore_ended(state, idx).await;
     let stats = Arc::new(FeedStats::default());
     let feed = tokio::spawn(feed::run(state.clone(), idx, stats.clone()));
     lock(&c.owned).insert(

@@ -4,7 +4,7 @@
 use rusqlite::{params, TransactionBehavior};
 use shared::experiment::results::ArmEvent;
 
-use super::{get_u64, ArmRecord, Store, StoreError};
+use super::{get_u64, to_i64, ArmRecord, Store, StoreError};
 
 impl Store {
     /// Stores arm events in one transaction; returns rows inserted (a
@@ -39,6 +39,37 @@ impl Store {
         }
         tx.commit()?;
         Ok(inserted)
+    }
+
+    /// Records that a region's experiment ended early (its guardrail), so
+    /// it stays ended across restarts; a second record of it is ignored.
+    pub fn record_experiment_end(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO experiment_ends (experiment, region, reason, at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                experiment,
+                region,
+                reason,
+                to_i64("experiment end at_ms", at_ms)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A region's experiments that ended early: (id, why).
+    pub fn experiment_ends(&self, region: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT experiment, reason FROM experiment_ends WHERE region = ?1 ORDER BY experiment",
+        )?;
+        let rows = st.query_map(params![region], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// An experiment's events, oldest first, at most `limit`.

@@ -28,6 +28,7 @@
 //! | `daily_max`     | `(region, day)`      | the highest multiplier of each UTC day (lawful caps)  |
 //! | `forecast_history` | `region`          | the forecasts' history, once per 5-minute bucket      |
 //! | `arm_events`    | `event_id`           | quotes priced in experiment arms and their bookings' transitions |
+//! | `experiment_ends` | `experiment`       | experiments ended early by their guardrail, and why   |
 //!
 //! Times are `INTEGER` milliseconds since the Unix epoch and generations are
 //! `INTEGER`; both are `u64` in Rust, so a value above `i64::MAX` is refused
@@ -152,6 +153,16 @@ pub trait History: Send + std::fmt::Debug {
     fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError>;
     /// An experiment's events, oldest first, at most `limit`.
     fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError>;
+    /// Records that a region's experiment ended early (a repeat is ignored).
+    fn record_experiment_end(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// A region's experiments that ended early: (id, why).
+    fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 impl History for Store {
@@ -165,6 +176,20 @@ impl History for Store {
 
     fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {
         Store::arm_events(self, experiment, limit)
+    }
+
+    fn record_experiment_end(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        Store::record_experiment_end(self, region, experiment, reason, at_ms)
+    }
+
+    fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Store::experiment_ends(self, region)
     }
 
     fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError> {

@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS arm_events (
 );
 CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
+CREATE TABLE IF NOT EXISTS experiment_ends (
+    experiment  TEXT   PRIMARY KEY,
+    region      TEXT   NOT NULL,
+    reason      TEXT   NOT NULL,
+    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0)
+);
 ";
 
 /// The least-efficient-zones report ([`super::analytics`]'s query) in
@@ -403,6 +409,34 @@ impl super::History for PgStore {
             tx.commit()?;
             Ok(inserted)
         })
+    }
+
+    fn record_experiment_end(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let at = to_i64("experiment end at_ms", at_ms)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO experiment_ends (experiment, region, reason, at_ms)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (experiment) DO NOTHING",
+                &[&experiment, &region, &reason, &at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.with(|c| {
+            Ok(c.query(
+                "SELECT experiment, reason FROM experiment_ends WHERE region = $1 ORDER BY experiment",
+                &[&region],
+            )?)
+        })?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {

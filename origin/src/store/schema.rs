@@ -146,6 +146,12 @@ CREATE TABLE IF NOT EXISTS arm_events (
 );
 CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
+CREATE TABLE IF NOT EXISTS experiment_ends (
+    experiment  TEXT    PRIMARY KEY,
+    region      TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0)
+);
 ";
 
 pub(super) fn create_or_migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::desk::{Desk, DriverAsk, MAX_RADIUS_M};
+use shared::desk::{DriverAsk, MAX_RADIUS_M};
 use shared::fare::RouteModel;
 use shared::geo::{BoundingBox, LatLng};
 use worker::{Context, Env, Request, Response};
@@ -41,6 +41,20 @@ fn number(
     }
 }
 
+/// The optional `user_id`: in a user-split experiment the views show what
+/// this rider's quotes charge (a switchback's arm needs no user).
+fn user_of(q: &BTreeMap<String, String>) -> Result<Option<&str>, ApiError> {
+    match q.get("user_id") {
+        Some(u) if u.is_empty() || u.len() > shared::api::MAX_USER_ID => {
+            Err(ApiError::bad_request(
+                "invalid_user_id",
+                format!("user_id must be 1 to {} bytes", shared::api::MAX_USER_ID),
+            ))
+        }
+        u => Ok(u.map(String::as_str)),
+    }
+}
+
 /// Parses `bounds=south,west,north,east`.
 pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_bounds", m);
@@ -59,7 +73,7 @@ pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
     BoundingBox::new(sw, ne).map_err(|e| bad(e.to_string()))
 }
 
-/// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r]`.
+/// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r][&user_id=u]`.
 pub async fn rider(
     req: &Request,
     env: &Env,
@@ -86,15 +100,18 @@ pub async fn rider(
     };
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
-    let (read, inputs) = read_desk_inputs(env, ctx, settings, &region, now).await;
-    // Every cell at its effective multiplier: what a quote there charges.
-    let resp = Desk::new(read.grid.as_deref(), inputs)
+    let user = user_of(&q)?;
+    let read = read_desk_inputs(env, ctx, settings, &region, now).await;
+    // Every cell at its effective multiplier: what a quote there charges
+    // (to this user, in an experiment's arm).
+    let resp = read
+        .desk(now, user)
         .rider_heatmap(&region, &bounds, zoom)
         .map_err(|e| ApiError::bad_request("too_many_zones", e.to_string()))?;
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
 }
 
-/// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=]`.
+/// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=&user_id=]`.
 pub async fn driver(
     req: &Request,
     env: &Env,
@@ -126,13 +143,14 @@ pub async fn driver(
     let class = class_of(q.get("vehicle_type").map(String::as_str))?;
     let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
-    let ((read, inputs), tariff) = futures_util::future::join(
+    let user = user_of(&q)?;
+    let (read, tariff) = futures_util::future::join(
         read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),
     )
     .await;
     // Earnings at the effective multiplier: what riders there are charged.
-    let resp = Desk::new(read.grid.as_deref(), inputs).driver_zones(DriverAsk {
+    let resp = read.desk(now, user).driver_zones(DriverAsk {
         region: &region,
         here,
         radius_m: radius,

@@ -1,7 +1,10 @@
 //! `POST /api/v1/pricing/estimate` (confirming a quote: [`crate::bookings`]).
 
 use shared::api::EstimateRequest;
+use std::rc::Rc;
+
 use shared::desk::{Desk, DeskInputs, QuoteAsk};
+use shared::experiment::Experiment;
 use shared::fare::{RouteModel, VehicleClass};
 use shared::quote::Ident;
 use shared::time::Timestamp;
@@ -70,16 +73,42 @@ pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
     }
 }
 
-/// The region's grid and the caps in force, read concurrently, as the
-/// desk's inputs at `now`: the one read path of every price the edge shows.
+/// Everything a price at the edge is made of, read concurrently: the
+/// region's grid, the caps in force (as the desk's inputs at `now`) and the
+/// region's experiments.
+#[derive(Debug)]
+pub struct DeskRead {
+    /// The grid and where it came from.
+    pub read: grids::GridRead,
+    /// Caps, staleness, now.
+    pub inputs: DeskInputs,
+    /// The region's valid experiments.
+    pub experiments: Rc<Vec<Experiment>>,
+}
+
+impl DeskRead {
+    /// The desk of `user` (when known) at `now`: priced from the arm of
+    /// their experiment when the grid carries it ([`shared::experiment::arm_grid`]),
+    /// from the region's grid otherwise. Every view of a price goes
+    /// through this, so a map shows what a quote there charges.
+    pub fn desk(&self, now: u64, user: Option<&str>) -> Desk<'_> {
+        let grid = self.read.grid.as_deref();
+        let arm = grid
+            .and_then(|g| shared::experiment::arm_grid(&self.experiments, g, Timestamp(now), user));
+        Desk::new(grid, self.inputs).with_arm(arm)
+    }
+}
+
+/// Reads a region's [`DeskRead`] at `now`: the one read path of every
+/// price the edge shows.
 pub async fn read_desk_inputs(
     env: &Env,
     ctx: &Context,
     settings: &Settings,
     region: &Ident,
     now: u64,
-) -> (grids::GridRead, DeskInputs) {
-    let (read, (caps, emergency)) = futures_util::future::join(
+) -> DeskRead {
+    let (read, (caps, emergency), experiments) = futures_util::future::join3(
         grids::read(
             env,
             ctx,
@@ -89,6 +118,7 @@ pub async fn read_desk_inputs(
             settings.grid_refresh,
         ),
         config::effective_caps(env, settings, region, now),
+        config::experiments(env, settings, region, now),
     )
     .await;
     let inputs = DeskInputs {
@@ -98,7 +128,11 @@ pub async fn read_desk_inputs(
         from_cache: matches!(read.via, Via::Isolate | Via::Location),
         emergency,
     };
-    (read, inputs)
+    DeskRead {
+        read,
+        inputs,
+        experiments,
+    }
 }
 
 /// `POST /api/v1/pricing/estimate`.
@@ -129,17 +163,12 @@ pub async fn estimate(
     let (class, pickup, trip) = (v.class, v.pickup, v.trip);
     crate::limits::check_user(env, v.user_id.as_deref()).await?;
 
-    let ((read, inputs), tariff, experiments) = futures_util::future::join3(
+    let (desk, tariff) = futures_util::future::join(
         read_desk_inputs(env, ctx, settings, &region, now),
         config::tariff(env, settings, &region, class, now),
-        config::experiments(env, settings, &region, now),
     )
     .await;
-    let grid = read.grid.as_deref();
-    let arm = grid.and_then(|g| {
-        shared::experiment::arm_grid(&experiments, g, Timestamp(now), v.user_id.as_deref())
-    });
-    let quote = Desk::new(grid, inputs).with_arm(arm).quote(QuoteAsk {
+    let quote = desk.desk(now, v.user_id.as_deref()).quote(QuoteAsk {
         region: &region,
         class,
         pickup,

@@ -13,6 +13,7 @@
 //!   shows what a quote charges.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use shared::api::{GridPush, GridPushResponse};
@@ -27,6 +28,10 @@ use worker::{
 
 use crate::error::ApiError;
 use crate::http::{error_response, json};
+
+/// What prices a region besides its grid: the caps in force, whether an
+/// emergency is declared, and its experiments.
+type Pricing = (Caps, bool, Rc<Vec<shared::experiment::Experiment>>);
 
 #[durable_object]
 #[derive(Debug)]
@@ -74,7 +79,7 @@ impl Zone {
     }
 
     /// The stream message for a grid: the grid as the desk prices it now.
-    fn stream_message(&self, grid: &SurgeGrid, caps: (Caps, bool), now: u64) -> Option<String> {
+    fn stream_message(&self, grid: &SurgeGrid, caps: &Pricing, now: u64) -> Option<String> {
         let settings = crate::config::Settings::cached(&self.env).ok()?;
         let inputs = DeskInputs {
             caps: caps.0,
@@ -83,17 +88,30 @@ impl Zone {
             from_cache: false,
             emergency: caps.1,
         };
-        let effective = Desk::new(Some(grid), inputs).effective_grid()?;
+        // A switchback's arm in force is the whole region's price now; a
+        // user split's arms are per rider, so the stream shows the grid's.
+        let arm = shared::experiment::arm_grid(&caps.2, grid, Timestamp(now), None);
+        let effective = Desk::new(Some(grid), inputs)
+            .with_arm(arm)
+            .effective_grid()?;
         let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
         Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
     }
 
-    /// The caps in force for `region` now (read before any grid state is
-    /// read, so no await separates reading the held grid from writing it).
-    async fn caps(&self, region: &shared::quote::Ident, now: u64) -> (Caps, bool) {
+    /// The caps in force for `region` now and its experiments (read
+    /// before any grid state is read, so no await separates reading the
+    /// held grid from writing it).
+    async fn caps(&self, region: &shared::quote::Ident, now: u64) -> Pricing {
         match crate::config::Settings::cached(&self.env) {
-            Ok(s) => crate::config::effective_caps(&self.env, &s, region, now).await,
-            Err(_) => (Caps::DEFAULT, false),
+            Ok(s) => {
+                let ((caps, emergency), experiments) = futures_util::future::join(
+                    crate::config::effective_caps(&self.env, &s, region, now),
+                    crate::config::experiments(&self.env, &s, region, now),
+                )
+                .await;
+                (caps, emergency, experiments)
+            }
+            Err(_) => (Caps::DEFAULT, false, Rc::default()),
         }
     }
 
@@ -138,7 +156,7 @@ impl Zone {
             return Err(e);
         }
         let message =
-            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, caps, now)))?;
+            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, &caps, now)))?;
         if let Some(message) = message {
             for ws in self.state.get_websockets() {
                 // A socket that is closing cannot be sent to; the others can.
@@ -160,12 +178,12 @@ impl Zone {
         let now = worker::Date::now().as_millis();
         let caps = match &region {
             Some(r) => self.caps(r, now).await,
-            None => (Caps::DEFAULT, false),
+            None => (Caps::DEFAULT, false, Rc::default()),
         };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         let message =
-            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, caps, now)))?;
+            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, &caps, now)))?;
         if let Some(message) = message {
             let _ = pair.server.send_with_str(message);
         }

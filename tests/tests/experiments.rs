@@ -114,6 +114,55 @@ fn quotes_are_priced_and_signed_in_their_arm() {
         // The same user again: the same arm.
         assert_eq!(quote(&w, Some(user))["experiment"]["arm"], arm.as_str());
     }
+    // The map and the driver view of a rider show what their quotes
+    // charge: the flat arm's 1.0 at the pickup for a flat rider, the
+    // control arm's surge for a control rider.
+    let views = |user: &str| -> (f64, f64, f64) {
+        let token = shared::geo::Cell::at(
+            shared::geo::LatLng::new(SF.0, SF.1).expect("ll"),
+            shared::geo::DEFAULT_LEVEL,
+        )
+        .token();
+        let at = |v: &Value, list: &str| {
+            v[list]
+                .as_array()
+                .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
+                .and_then(|z| z["surge_multiplier"].as_f64())
+                .unwrap_or(f64::NAN)
+        };
+        let get = |path: String| -> Value {
+            http()
+                .get(w.url(&path))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null)
+        };
+        let map = get(format!(
+            "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=sf&user_id={user}"
+        ));
+        let driver = get(format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=3000&region=sf&user_id={user}",
+            SF.0, SF.1
+        ));
+        let q = quote(&w, Some(user));
+        (
+            q["surge_multiplier"].as_f64().unwrap_or(f64::NAN),
+            at(&map, "zones"),
+            at(&driver, "recommended_zones"),
+        )
+    };
+    assert_eq!(views(&flat), (1.0, 1.0, 1.0));
+    // The control arm moves with the market: poll until one moment's three
+    // views are read within one grid.
+    wait_for(
+        "a control rider's views to agree",
+        Duration::from_secs(60),
+        || {
+            let (q, m, d) = views(&control);
+            q > 1.0 && q == m && m == d
+        },
+    );
+
     // Anonymous riders are outside a user split: no arm, priced by the
     // region's own grid (which surges here).
     let anon = quote(&w, None);

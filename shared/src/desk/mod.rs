@@ -233,6 +233,16 @@ impl<'g> Desk<'g> {
         }
     }
 
+    /// What the grid publishes for a cell of it: the arm's multiplier when
+    /// the desk prices an experiment's arm (1.0 where the arm has none),
+    /// the grid's otherwise.
+    fn published(&self, c: &GridCell) -> Multiplier {
+        match self.arm {
+            Some(arm) => arm.lookup(c.cell).unwrap_or(Multiplier::ONE),
+            None => c.multiplier,
+        }
+    }
+
     /// The effective price of a published multiplier in this region now.
     fn apply(&self, published: Multiplier) -> (Multiplier, Source) {
         let Some(age) = self.age() else {
@@ -255,14 +265,10 @@ impl<'g> Desk<'g> {
 
     /// The price of a cell at the grid's level.
     pub fn at_cell(&self, cell: Cell) -> Effective {
-        let published = match (self.grid, self.arm) {
-            (Some(g), Some(arm)) => arm
-                .lookup(cell.parent(g.level()))
-                .unwrap_or(Multiplier::ONE),
-            (g, _) => g
-                .and_then(|g| g.lookup(cell))
-                .map_or(Multiplier::ONE, |c| c.multiplier),
-        };
+        let published = self
+            .grid
+            .and_then(|g| g.lookup(cell))
+            .map_or(Multiplier::ONE, |c| self.published(c));
         let (multiplier, source) = self.apply(published);
         Effective {
             multiplier,
@@ -297,7 +303,7 @@ impl<'g> Desk<'g> {
                 g.cells()
                     .iter()
                     .map(|c| GridCell {
-                        multiplier: self.apply(c.multiplier).0,
+                        multiplier: self.apply(self.published(c)).0,
                         ..*c
                     })
                     .collect()
@@ -355,6 +361,32 @@ mod tests {
         for c in desk.cells() {
             assert_eq!(desk.at(c.cell.center()).multiplier, c.multiplier, "{c:?}");
         }
+    }
+
+    #[test]
+    fn an_arm_prices_every_view_from_its_multipliers() {
+        let g = grid(1_000);
+        let hot = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
+        let arm = ArmGrid::new(
+            Ident::new("e1").expect("id"),
+            Ident::new("calm").expect("id"),
+            Ident::new("none-00000000").expect("id"),
+            vec![(hot, m(13))],
+        );
+        let caps = Caps::DEFAULT.effective(Some(m(25)));
+        let desk = Desk::new(Some(&g), inputs(caps, 2_000)).with_arm(Some(&arm));
+        let at = desk.at(hot.center());
+        assert_eq!((at.multiplier, at.published), (m(13), m(13)));
+        // A cell the arm has no multiplier for is 1.0 in the arm.
+        let cold = desk.at(LatLng::new(37.70, -122.45).expect("ll"));
+        assert_eq!(cold.multiplier, Multiplier::ONE);
+        assert_views_agree(&desk);
+        let streamed = desk.effective_grid().expect("grid");
+        assert_eq!(streamed.cells(), desk.cells().as_slice());
+        // The same grid outside the arm: its own multipliers, capped.
+        let plain = Desk::new(Some(&g), inputs(caps, 2_000));
+        assert_eq!(plain.at(hot.center()).multiplier, m(25));
+        assert!(plain.arm().is_none() && desk.arm().is_some());
     }
 
     #[test]

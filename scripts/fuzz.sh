@@ -12,7 +12,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 export RUSTC_BOOTSTRAP=1
 step "building the fuzz targets"
 cargo fuzz build -O --sanitizer none
-for target in estimate_request grid_push ndjson_ingest quote_token; do
+for target in estimate_request experiment_config grid_push ndjson_ingest quote_token; do
   step "fuzzing $target for ${SECS}s"
   mkdir -p "corpus/$target"
   log="$(mktemp)"

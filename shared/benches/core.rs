@@ -363,6 +363,73 @@ fn forecast_update(c: &mut Criterion) {
     g.finish();
 }
 
+/// A region's tick with a two-arm experiment running (each arm's engine
+/// over the same market) against the same tick with none.
+fn experiment_arms(c: &mut Criterion) {
+    let cells = ten_thousand_cells();
+    let t0 = 1_800_000_000_000u64;
+    let build = || {
+        let mut p = shared::pricer::RegionPricer::new(
+            Ident::new("sf").expect("id"),
+            DEFAULT_LEVEL,
+            Caps::DEFAULT,
+            MarketConfig::default(),
+            shared::policies::PolicySpec::Default
+                .build()
+                .expect("policy"),
+            SurgeConfig::default(),
+        )
+        .expect("pricer");
+        for (i, cell) in cells.iter().enumerate() {
+            for d in 0..(mix(i as u64) % 4) {
+                p.driver_seen(DriverSeen {
+                    driver: DriverId(i as u64 * 8 + d),
+                    cell: *cell,
+                    class: VehicleClass::Standard,
+                    available: true,
+                    at: Timestamp(t0),
+                });
+            }
+            for k in 0..(mix(i as u64 + 99) % 8) {
+                p.demand_seen(DemandSeen {
+                    cell: *cell,
+                    class: VehicleClass::Standard,
+                    kind: DemandKind::RideRequest,
+                    at: Timestamp(t0 + k),
+                    once: None,
+                });
+            }
+        }
+        p
+    };
+    let now = Timestamp(t0 + 1_000);
+    let mut plain = build();
+    plain.tick(now).expect("tick");
+    let mut with_arms = build();
+    let json = format!(
+        r#"{{"id":"e1","region":"sf","split":"switchback","window_minutes":30,"salt":"s",
+            "start":{t0},"end":{},
+            "arms":[{{"name":"control","policy":"default","share_percent":50}},
+                    {{"name":"forecast","policy":"forecast","share_percent":50}}]}}"#,
+        t0 + 86_400_000
+    );
+    let (defs, refused) = shared::api::parse_experiments(&Ident::new("sf").expect("id"), &json);
+    assert!(refused.is_empty(), "{refused:?}");
+    with_arms.arms_mut().set_definitions(defs);
+    let warm = with_arms.tick(now).expect("tick");
+    assert_eq!(warm.grid.arms().len(), 2, "the arms run");
+    let mut g = c.benchmark_group("experiment");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(cells.len() as u64));
+    g.bench_function("region_tick_10k_cells_two_arms", |b| {
+        b.iter(|| black_box(with_arms.tick(now).expect("tick")))
+    });
+    g.bench_function("baseline_region_tick_10k_cells", |b| {
+        b.iter(|| black_box(plain.tick(now).expect("tick")))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     latlng_to_cell,
@@ -370,6 +437,7 @@ criterion_group!(
     grid_recompute,
     quote_sign_verify,
     state_snapshot,
-    forecast_update
+    forecast_update,
+    experiment_arms
 );
 criterion_main!(benches);

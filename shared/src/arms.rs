@@ -46,8 +46,8 @@ struct ArmEngine {
     arm: Ident,
     version: Ident,
     engine: SurgeEngine<AnyPolicy>,
-    /// The multipliers it last published.
-    last: BTreeMap<Cell, Multiplier>,
+    /// The multipliers it last published, sorted by cell.
+    last: Vec<(Cell, Multiplier)>,
     /// Σ |change| of its cells' multipliers, tenths, and cell-ticks seen.
     moved_tenths: u64,
     cell_ticks: u64,
@@ -176,7 +176,7 @@ impl ArmEngines {
                 arm: a.name.clone(),
                 version: a.version(),
                 engine,
-                last: published.clone(),
+                last: published.iter().map(|(c, m)| (*c, *m)).collect(),
                 moved_tenths: 0,
                 cell_ticks: 0,
             });
@@ -205,12 +205,16 @@ impl ArmEngines {
                     .into_iter()
                     .map(|s| (s.cell, s.multiplier))
                     .collect();
+                // Both sorted by cell (the engine's results are).
                 for (cell, m) in &cells {
-                    let before = a.last.get(cell).copied().unwrap_or(Multiplier::ONE);
+                    let before = a
+                        .last
+                        .binary_search_by_key(cell, |(c, _)| *c)
+                        .map_or(Multiplier::ONE, |i| a.last[i].1);
                     a.moved_tenths += u64::from(before.tenths().abs_diff(m.tenths()));
                     a.cell_ticks += 1;
                 }
-                a.last = cells.iter().copied().collect();
+                a.last.clone_from(&cells);
                 ArmGrid::new(experiment.clone(), a.arm.clone(), a.version.clone(), cells)
             })
             .collect()

@@ -1344,18 +1344,24 @@ pub struct ArmResultWire {
     pub completion: Option<EstimateWire>,
     /// Fare per completed trip, minor units.
     pub fare_minor: Option<EstimateWire>,
+    /// Revenue per quote, minor units.
+    pub revenue_per_quote_minor: Option<EstimateWire>,
     /// Minutes from confirmation to pickup.
     pub wait_minutes: Option<EstimateWire>,
     /// Mean multiplier quoted.
     pub multiplier: Option<EstimateWire>,
     /// Mean absolute change of a cell's multiplier per tick in the arm's
     /// grid, since this origin started pricing the arm (absent when it is
-    /// not the region's owner or the arm is not running).
+    /// not the region's owner or the arm is not running). A property of
+    /// the arm's grid over every cell and tick, not a sample of riders: no
+    /// interval.
     pub volatility: Option<f64>,
     /// Conversion minus the control's (absent for the control).
     pub conversion_vs_control: Option<DifferenceWire>,
     /// Completion minus the control's (absent for the control).
     pub completion_vs_control: Option<DifferenceWire>,
+    /// Revenue per quote minus the control's (absent for the control).
+    pub revenue_per_quote_vs_control: Option<DifferenceWire>,
 }
 
 /// `GET /v1/analytics/experiments/{id}` response.

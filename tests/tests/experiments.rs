@@ -341,6 +341,16 @@ fn results_per_arm_follow_the_bookings_and_a_breached_guardrail_ends_it() {
         "{r}"
     );
     assert!(c["revenue_minor"].as_u64().unwrap_or(0) > 0);
+    let per_quote = c["revenue_per_quote_minor"]["value"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let quotes = c["quotes"].as_f64().unwrap_or(0.0);
+    let revenue = c["revenue_minor"].as_f64().unwrap_or(0.0);
+    assert!((per_quote * quotes - revenue).abs() < 1e-6 * revenue, "{r}");
+    assert!(
+        f["revenue_per_quote_vs_control"]["difference"].is_f64(),
+        "{r}"
+    );
     // Conversion is confirmed over quotes (the waits above quoted too).
     let conversion = c["conversion"]["value"].as_f64().expect("conversion");
     assert!(conversion > 0.0 && conversion <= 1.0, "{r}");

@@ -81,6 +81,7 @@ pub async fn results_of(
                 conversion: r.conversion.as_ref().map(Into::into),
                 completion: r.completion.as_ref().map(Into::into),
                 fare_minor: r.fare.as_ref().map(Into::into),
+                revenue_per_quote_minor: r.revenue_per_quote.as_ref().map(Into::into),
                 wait_minutes: r.wait_minutes.as_ref().map(Into::into),
                 multiplier: r.multiplier.as_ref().map(Into::into),
                 volatility: known
@@ -90,6 +91,7 @@ pub async fn results_of(
                     .and_then(|(_, v)| *v),
                 conversion_vs_control: vs(|x| x.conversion),
                 completion_vs_control: vs(|x| x.completion),
+                revenue_per_quote_vs_control: vs(|x| x.revenue_per_quote),
             }
         })
         .collect();

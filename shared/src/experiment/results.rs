@@ -15,8 +15,9 @@
 //!   Σ quotes over the arm's windows) with the cluster-robust variance of
 //!   a ratio estimator: `var(R) = Σ (y_w − R·x_w)² / (n (n−1) x̄²)` over the
 //!   arm's `n` windows. Fewer than two windows give no interval.
-//! * **User split**: the unit is the quote (for conversion and the
-//!   multiplier) or the booking (for completion, fare and wait), taken as
+//! * **User split**: the unit is the quote (for conversion, revenue per
+//!   quote and the multiplier) or the booking (for completion, fare and
+//!   wait), taken as
 //!   independent. That ignores interference — riders of both arms compete
 //!   for the same drivers — which is exactly the bias a switchback avoids
 //!   (`docs/simulation/experiments.md` measures it).
@@ -181,6 +182,8 @@ pub struct ArmResult {
     pub completion: Option<Estimate>,
     /// Fare per completed trip, minor units.
     pub fare: Option<Estimate>,
+    /// Revenue per quote, minor units: what a price check brings in.
+    pub revenue_per_quote: Option<Estimate>,
     /// Minutes from confirmation to pickup.
     pub wait_minutes: Option<Estimate>,
     /// Mean multiplier quoted.
@@ -238,18 +241,22 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                 conversion: None,
                 completion: None,
                 fare: None,
+                revenue_per_quote: None,
                 wait_minutes: None,
                 multiplier: None,
             };
             // Metric → units. A switchback's unit is the window; a user
             // split's is each quote or booking (a running index).
-            let (mut conv, mut comp, mut fare, mut wait, mut mult) = (
+            let (mut conv, mut comp, mut fare, mut wait, mut mult, mut rpq) = (
+                Units::new(),
                 Units::new(),
                 Units::new(),
                 Units::new(),
                 Units::new(),
                 Units::new(),
             );
+            // A user split's fares, to spread over its quotes.
+            let mut fares = Vec::new();
             for (i, e) in events.iter().filter(|e| e.arm == arm.name).enumerate() {
                 let unit = if switchback {
                     experiment.window_of(e.at)
@@ -262,6 +269,7 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                         add(&mut mult, unit, 1.0, e.multiplier);
                         if switchback {
                             add(&mut conv, unit, 1.0, 0.0);
+                            add(&mut rpq, unit, 1.0, 0.0);
                         }
                     }
                     ArmEventKind::Confirmed => {
@@ -276,8 +284,10 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                         let paid = e.fare_minor.unwrap_or(0);
                         r.revenue_minor = r.revenue_minor.saturating_add(paid);
                         add(&mut fare, unit, 1.0, paid as f64);
+                        fares.push(paid as f64);
                         if switchback {
                             add(&mut comp, unit, 1.0, 1.0);
+                            add(&mut rpq, unit, 0.0, paid as f64);
                         }
                     }
                     ArmEventKind::Cancelled => {
@@ -305,10 +315,18 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                 // Proportions over independent units: `k` ones among `n`.
                 conv = bernoulli(r.quotes, r.confirmed.min(r.quotes));
                 comp = bernoulli(r.completed + r.cancelled + r.failed, r.completed);
+                // Each completed trip came from one of the arm's quotes: the
+                // quotes as units, the fares on as many of them, 0 on the
+                // rest.
+                let n = r.quotes.max(fares.len() as u64);
+                rpq = (0..n)
+                    .map(|i| (i, (1.0, fares.get(i as usize).copied().unwrap_or(0.0))))
+                    .collect();
             }
             r.conversion = ratio(&conv);
             r.completion = ratio(&comp);
             r.fare = ratio(&fare);
+            r.revenue_per_quote = ratio(&rpq);
             r.wait_minutes = ratio(&wait);
             r.multiplier = ratio(&mult);
             r
@@ -431,6 +449,7 @@ mod tests {
         assert!((se - expected).abs() < 1e-12, "{se} vs {expected}");
         assert_eq!(c.revenue_minor, 9_000);
         assert_eq!(c.fare.map(|f| f.value), Some(1_000.0));
+        assert_eq!(c.revenue_per_quote.map(|f| f.value), Some(300.0));
         assert_eq!(c.wait_minutes.map(|w| w.value), Some(4.0));
         assert_eq!(c.multiplier.map(|m| m.value), Some(1.5));
         let d = Compared::of(&r[1].conversion.expect("flat"), &conv);
@@ -451,6 +470,9 @@ mod tests {
         let se = c.se.expect("se");
         assert!((se - (0.4f64 * 0.6 / 99.0).sqrt()).abs() < 1e-12, "{se}");
         assert_eq!(r[1].completion.map(|x| x.units), Some(50));
+        let rpq = r[0].revenue_per_quote.expect("revenue per quote");
+        assert_eq!((rpq.value, rpq.units), (300.0, 100));
+        assert!(rpq.se.is_some_and(|se| se > 0.0));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod backtest;
 pub mod city;
+pub mod experiments;
 pub mod frontier;
 pub mod live;
 pub mod report;

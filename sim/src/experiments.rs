@@ -176,6 +176,10 @@ pub struct Estimate {
     pub se: Option<f64>,
     /// Units (riders or windows) in (control, treatment).
     pub units: (usize, usize),
+    /// Each arm's completed trips scaled to every unit, (control,
+    /// treatment): what the design says everyone-control and
+    /// everyone-treatment would complete; `value` is their difference.
+    pub arms: (f64, f64),
 }
 
 impl Estimate {
@@ -206,14 +210,14 @@ fn mean_var(xs: &[f64]) -> (f64, f64) {
     (mean, var)
 }
 
-/// Difference of means (treatment − control) and Welch's standard error
-/// (`None` when an arm has fewer than two units).
-fn welch(control: &[f64], treatment: &[f64]) -> (f64, Option<f64>) {
+/// The arms' means (control, treatment) and Welch's standard error of
+/// their difference (`None` when an arm has fewer than two units).
+fn welch(control: &[f64], treatment: &[f64]) -> ((f64, f64), Option<f64>) {
     let (mc, vc) = mean_var(control);
     let (mt, vt) = mean_var(treatment);
     let se = (control.len() > 1 && treatment.len() > 1)
         .then(|| (vc / control.len() as f64 + vt / treatment.len() as f64).sqrt());
-    (mt - mc, se)
+    ((mc, mt), se)
 }
 
 /// The user split's estimate: riders as units, N·(ȳ_T − ȳ_C). Riders the
@@ -226,12 +230,13 @@ pub fn user_estimate(exposures: &[Exposure]) -> Estimate {
         }
     }
     let n = (arms[0].len() + arms[1].len()) as f64;
-    let (diff, se) = welch(&arms[0], &arms[1]);
+    let ((c, t), se) = welch(&arms[0], &arms[1]);
     Estimate {
         design: Design::User,
-        value: n * diff,
+        value: n * (t - c),
         se: se.map(|s| n * s),
         units: (arms[0].len(), arms[1].len()),
+        arms: (n * c, n * t),
     }
 }
 
@@ -274,16 +279,18 @@ pub fn switchback_estimate(
         }
     }
     let w = arms.len() as f64;
-    let (diff, se) = welch(&by_arm[0], &by_arm[1]);
+    let ((c, t), se) = welch(&by_arm[0], &by_arm[1]);
+    let both = !by_arm[0].is_empty() && !by_arm[1].is_empty();
     Estimate {
         design: Design::Switchback { window_minutes },
-        value: if by_arm[0].is_empty() || by_arm[1].is_empty() {
-            f64::NAN
-        } else {
-            w * diff
-        },
+        value: if both { w * (t - c) } else { f64::NAN },
         se: se.map(|s| w * s),
         units: (by_arm[0].len(), by_arm[1].len()),
+        arms: if both {
+            (w * c, w * t)
+        } else {
+            (f64::NAN, f64::NAN)
+        },
     }
 }
 
@@ -405,6 +412,11 @@ pub struct Summary {
     pub with_ci: usize,
     /// Mean units per arm (control, treatment).
     pub units: (f64, f64),
+    /// Mean of each arm's trips scaled to every unit, (control, treatment).
+    pub arms: (f64, f64),
+    /// Mean trips of each policy alone over the same seeds, (control,
+    /// treatment): with `arms`, where the bias comes from.
+    pub alone: (f64, f64),
 }
 
 /// The truth and each design's summary over `runs`.
@@ -431,9 +443,12 @@ pub fn summarize(runs: &[SeedRun]) -> (Truth, Vec<Summary>) {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let pairs: Vec<(Estimate, f64)> = runs
+            let pairs: Vec<Paired> = runs
                 .iter()
-                .filter_map(|r| r.estimates.get(i).map(|e| (*e, r.truth())))
+                .filter_map(|r| {
+                    let alone = (f64::from(r.control_trips), f64::from(r.treatment_trips));
+                    r.estimates.get(i).map(|e| (*e, alone))
+                })
                 .collect();
             summary(*d, &pairs, mean)
         })
@@ -451,21 +466,31 @@ pub fn summarize_aa(runs: &[SeedRun]) -> Vec<Summary> {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let pairs: Vec<(Estimate, f64)> = runs
+            let pairs: Vec<Paired> = runs
                 .iter()
-                .filter_map(|r| r.aa.get(i).map(|e| (*e, 0.0)))
+                .filter_map(|r| {
+                    let alone = f64::from(r.control_trips);
+                    r.aa.get(i).map(|e| (*e, (alone, alone)))
+                })
                 .collect();
             summary(*d, &pairs, 0.0)
         })
         .collect()
 }
 
-/// One design over (estimate, that seed's truth) pairs, against
-/// `estimand`; estimates without a value (one arm only) are left out.
-fn summary(design: Design, pairs: &[(Estimate, f64)], estimand: f64) -> Summary {
-    let pairs: Vec<&(Estimate, f64)> = pairs.iter().filter(|(e, _)| e.value.is_finite()).collect();
+/// An estimate and its seed's trips of (control, treatment) alone.
+type Paired = (Estimate, (f64, f64));
+
+/// One design over (estimate, that seed's trips of (control, treatment)
+/// alone) pairs, against `estimand`; estimates without a value (one arm
+/// only) are left out.
+fn summary(design: Design, pairs: &[Paired], estimand: f64) -> Summary {
+    let pairs: Vec<&Paired> = pairs.iter().filter(|(e, _)| e.value.is_finite()).collect();
     let values: Vec<f64> = pairs.iter().map(|(e, _)| e.value).collect();
-    let errors: Vec<f64> = pairs.iter().map(|(e, t)| e.value - t).collect();
+    let errors: Vec<f64> = pairs.iter().map(|(e, (c, t))| e.value - (t - c)).collect();
+    let mean_of = |f: &dyn Fn(&Paired) -> f64| {
+        pairs.iter().map(|p| f(p)).sum::<f64>() / pairs.len().max(1) as f64
+    };
     let (m, v) = mean_var(&values);
     let (bias, bias_var) = mean_var(&errors);
     let k = pairs.len().max(1) as f64;
@@ -486,10 +511,36 @@ fn summary(design: Design, pairs: &[(Estimate, f64)], estimand: f64) -> Summary 
         covered: cis.iter().filter(|e| e.covers(estimand)).count(),
         with_ci: cis.len(),
         units: (
-            pairs.iter().map(|(e, _)| e.units.0 as f64).sum::<f64>() / k,
-            pairs.iter().map(|(e, _)| e.units.1 as f64).sum::<f64>() / k,
+            mean_of(&|(e, _)| e.units.0 as f64),
+            mean_of(&|(e, _)| e.units.1 as f64),
         ),
+        arms: (mean_of(&|(e, _)| e.arms.0), mean_of(&|(e, _)| e.arms.1)),
+        alone: (mean_of(&|(_, a)| a.0), mean_of(&|(_, a)| a.1)),
     }
+}
+
+/// Where each design's bias comes from (Markdown): each arm's trips
+/// scaled to every unit against the same policy alone, means over the
+/// seeds with an estimate.
+pub fn arms_table(summaries: &[Summary]) -> String {
+    let mut s = String::from(
+        "| design | everyone control: the control arm scaled up / the control alone | difference | everyone treatment: the treatment arm scaled up / the treatment alone | difference |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for x in summaries {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} / {:.0} | {:+.0} | {:.0} / {:.0} | {:+.0} |",
+            x.design.label(),
+            x.arms.0,
+            x.alone.0,
+            x.arms.0 - x.alone.0,
+            x.arms.1,
+            x.alone.1,
+            x.arms.1 - x.alone.1,
+        );
+    }
+    s
 }
 
 /// The A/A table (Markdown): the same policy in both arms, truth 0.
@@ -610,7 +661,12 @@ pub fn findings(truth: &Truth, summaries: &[Summary], aa: &[Summary], hours: f64
             );
             continue;
         }
-        let bias = if x.bias.abs() > 2.0 * x.bias_se {
+        let bias = if x.seeds < 2 {
+            format!(
+                "one seed with an estimate, {:+.0} from its truth: too few to tell bias",
+                x.bias
+            )
+        } else if x.bias.abs() > 2.0 * x.bias_se {
             format!(
                 "biased: {:+.0} trips on average ({:+.0} % of the truth, more than twice its standard error of {:.0})",
                 x.bias,
@@ -641,16 +697,64 @@ pub fn findings(truth: &Truth, summaries: &[Summary], aa: &[Summary], hours: f64
             100.0 * x.covered as f64 / x.with_ci.max(1) as f64,
         );
     }
-    if let Some(best) = summaries
+    let user = summaries
         .iter()
-        .filter(|x| x.seeds > 0)
-        .min_by(|a, b| a.rmse.total_cmp(&b.rmse))
-    {
-        let _ = writeln!(
-            s,
-            "- The smallest error (RMSE) is the {}'s.",
-            best.design.label()
-        );
+        .find(|x| x.design == Design::User && x.seeds > 0);
+    let switchbacks: Vec<&Summary> = summaries
+        .iter()
+        .filter(|x| matches!(x.design, Design::Switchback { .. }) && x.seeds > 0)
+        .collect();
+    if let (Some(u), Some(first), Some(last)) = (user, switchbacks.first(), switchbacks.last()) {
+        let (lo, hi) = switchbacks
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x.sd), b.max(x.sd)));
+        if lo > u.sd {
+            let _ = writeln!(
+                s,
+                "- The switchbacks are noisier: their estimates spread by {lo:.0} to {hi:.0} trips (SD over the seeds) against the user split's {:.0}. Their units are a few windows of very unequal size (the concert's 26 minutes fall in one to three of them), where the user split has over a thousand riders an arm.",
+                u.sd
+            );
+        }
+        let by_window: Vec<String> = switchbacks
+            .iter()
+            .map(|x| match x.design {
+                Design::Switchback { window_minutes } => {
+                    format!("{window_minutes} min {:+.0}", x.bias)
+                }
+                Design::User => format!("{:+.0}", x.bias),
+            })
+            .collect();
+        let shrinking = switchbacks.windows(2).all(|p| p[1].bias < p[0].bias);
+        let spreading = switchbacks.windows(2).all(|p| p[1].sd > p[0].sd);
+        if switchbacks.len() > 1 && shrinking && spreading {
+            let _ = writeln!(
+                s,
+                "- The switchback's bias shrinks as its windows grow ({}) while its spread grows: the trade a switchback makes. Carry-over would do this: drivers that one window's prices drew online or toward the venue serve the next window too, and the longer the window, the smaller the share of it so affected.",
+                by_window.join(", ")
+            );
+        } else if switchbacks.len() > 1 {
+            let _ = writeln!(
+                s,
+                "- The switchback's bias by window: {} (SD {:.0} to {:.0}).",
+                by_window.join(", "),
+                first.sd,
+                last.sd
+            );
+        }
+        if u.seeds > 1 && u.bias.abs() > 2.0 * u.bias_se {
+            let _ = writeln!(
+                s,
+                "- The user split's estimates vary least and its RMSE ({:.0}) is {} the switchbacks', but it is biased, so its interval, sized for noise alone, contains the truth on {} of {} seeds.",
+                u.rmse,
+                if switchbacks.iter().all(|x| x.rmse >= u.rmse) {
+                    "below all"
+                } else {
+                    "not below all"
+                },
+                u.covered,
+                u.with_ci
+            );
+        }
     }
     let coverage: Vec<String> = aa
         .iter()
@@ -736,6 +840,10 @@ pub fn report(runs: &[SeedRun], scenario: &Scenario, command: &str) -> String {
          Bias is the mean of (estimate − the seed's truth); RMSE and coverage are \
          against the mean truth.\n\n{}\n\
          ## What the numbers say\n\n{}\n\
+         ## Where the bias comes from\n\n\
+         An estimate is the treatment arm's trips scaled up to every unit minus the \
+         control arm's. Without interference or carry-over each would match its \
+         policy alone on average (means over the seeds with an estimate):\n\n{}\n\
          ## A/A: the default curve in both arms\n\n\
          The same designs with the control in both arms: the truth is 0, there is no \
          interference to find, so this checks the machinery and the intervals \
@@ -744,6 +852,7 @@ pub fn report(runs: &[SeedRun], scenario: &Scenario, command: &str) -> String {
          Estimates with their 95 % intervals, completed trips over the evening.\n\n{}",
         table(&truth, &summaries),
         findings(&truth, &summaries, &aa, hours),
+        arms_table(&summaries),
         aa_table(&aa),
         seed_table(runs),
     );
@@ -758,17 +867,17 @@ pub fn report(runs: &[SeedRun], scenario: &Scenario, command: &str) -> String {
 /// seed's truth (grey ticks) and the mean truth (dashed line).
 pub fn svg(runs: &[SeedRun]) -> String {
     let (truth, summaries) = summarize(runs);
-    let (w, pad, panel_h, gap, top) = (760.0, 60.0, 150.0, 34.0, 44.0);
+    let (w, pad, panel_h, gap, top) = (760.0, 60.0, 150.0, 34.0, 56.0);
     let h = top + summaries.len() as f64 * (panel_h + gap) + 30.0;
+    // The range of the points; intervals beyond it are cut at the edge.
     let mut lo = truth.mean.min(0.0);
     let mut hi = truth.mean.max(0.0);
     for r in runs {
         lo = lo.min(r.truth());
         hi = hi.max(r.truth());
         for e in r.estimates.iter().filter(|e| e.value.is_finite()) {
-            let (a, b) = e.ci().unwrap_or((e.value, e.value));
-            lo = lo.min(a);
-            hi = hi.max(b);
+            lo = lo.min(e.value);
+            hi = hi.max(e.value);
         }
     }
     let step = nice_step((hi - lo) / 4.0);
@@ -779,7 +888,8 @@ pub fn svg(runs: &[SeedRun]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{pad}\" y=\"20\" font-size=\"14\">Each experiment's estimate of the effect on completed trips, per seed, against the truth</text>\n\
-         <text x=\"{pad}\" y=\"36\" fill=\"#555\">dots: estimate (blue: its 95 % interval contains the truth, red: not, hollow: no interval); bars: interval; grey ticks: the seed's truth; dashed: the truth, {:+.0}</text>\n",
+         <text x=\"{pad}\" y=\"36\" fill=\"#555\">dots: estimates (blue: the 95 % interval, the bar, contains the truth; red: not; grey: no interval)</text>\n\
+         <text x=\"{pad}\" y=\"50\" fill=\"#555\">grey ticks: each seed's truth; dashed line: the truth (mean of the seeds), {:+.0} trips</text>\n",
         truth.mean
     );
     for (k, x) in summaries.iter().enumerate() {
@@ -825,7 +935,9 @@ pub fn svg(runs: &[SeedRun]) -> String {
             let Some(e) = run.estimates.get(k).filter(|e| e.value.is_finite()) else {
                 continue;
             };
-            let color = if e.covers(truth.mean) {
+            let color = if e.se.is_none() {
+                "#888"
+            } else if e.covers(truth.mean) {
                 "#2471a3"
             } else {
                 "#c0392b"
@@ -842,7 +954,7 @@ pub fn svg(runs: &[SeedRun]) -> String {
                 s,
                 "<circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"2.5\" stroke=\"{color}\" fill=\"{}\"><title>seed {}, {}: {:+.0} (truth {:+.0})</title></circle>",
                 sy(e.value),
-                if e.se.is_some() { color } else { "white" },
+                color,
                 run.seed,
                 e.design.label(),
                 e.value,
@@ -881,8 +993,8 @@ mod tests {
 
     #[test]
     fn welch_is_the_difference_of_means_with_its_standard_error() {
-        let (d, se) = welch(&[1.0, 2.0, 3.0], &[4.0, 6.0]);
-        assert!((d - 3.0).abs() < 1e-12);
+        let ((c, t), se) = welch(&[1.0, 2.0, 3.0], &[4.0, 6.0]);
+        assert!((c - 2.0).abs() < 1e-12 && (t - 5.0).abs() < 1e-12);
         // var 1/3 + var 2/2 = 1/3 + 1.
         let se = se.expect("two units each");
         assert!((se - (1.0_f64 / 3.0 + 1.0).sqrt()).abs() < 1e-12);

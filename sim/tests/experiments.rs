@@ -147,6 +147,7 @@ fn the_estimates_add_up_to_the_run_and_the_truth_to_the_standalone_runs() {
     for design in [Design::User, SWITCHBACK] {
         let (estimate, outcome, exposures) =
             experiments::run_design(&s, design, control, treatment, |_| {}).expect("runs");
+        assert!((estimate.value - (estimate.arms.1 - estimate.arms.0)).abs() < 1e-9);
         let trips = exposures.iter().filter(|x| x.completed).count();
         assert_eq!(trips as u32, outcome.completed, "{design:?}");
         assert_eq!(

@@ -711,7 +711,7 @@ pub fn findings(truth: &Truth, summaries: &[Summary], aa: &[Summary], hours: f64
         if lo > u.sd {
             let _ = writeln!(
                 s,
-                "- The switchbacks are noisier: their estimates spread by {lo:.0} to {hi:.0} trips (SD over the seeds) against the user split's {:.0}. Their units are a few windows of very unequal size (the concert's 26 minutes fall in one to three of them), where the user split has over a thousand riders an arm.",
+                "- The switchbacks are noisier: their estimates spread by {lo:.0} to {hi:.0} trips (SD over the seeds) against the user split's {:.0}. Their units are at most a few dozen windows of very unequal size (the concert's windows hold far more riders than the others), where the user split has over a thousand riders an arm.",
                 u.sd
             );
         }

@@ -8,15 +8,22 @@
 //! pricing core (`shared::pricer::RegionPricer`, the pipeline the origin
 //! runs), with any configured policy (`shared::policies`), so policies can be compared on the same
 //! scenario ([`compare`]). The `live` module drives the real origin and edge instead.
+//!
+//! A simulation can also run an experiment ([`Simulation::with_experiment`]):
+//! one pricer per arm, all fed the same market, each rider quoted by the
+//! arm the core's assignment gives them; `experiments` compares what a
+//! user split and a switchback estimate with the truth.
 
 pub mod backtest;
 pub mod city;
+pub mod experiments;
 pub mod frontier;
 pub mod live;
 pub mod report;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use shared::experiment::{Experiment, Split};
 use shared::fare::{price, RouteModel, Tariff, VehicleClass};
 use shared::geo::{Cell, LatLng, Level};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, MarketConfig};
@@ -279,6 +286,17 @@ impl PolicyKind {
         PolicyKind::Controller,
     ];
 
+    /// The family of a configured policy (how reports name a run whose
+    /// policy came from elsewhere, e.g. an experiment's control arm).
+    pub fn of(spec: &PolicySpec) -> Self {
+        match spec {
+            PolicySpec::None => PolicyKind::None,
+            PolicySpec::Default => PolicyKind::Default,
+            PolicySpec::Forecast(_) => PolicyKind::Forecast,
+            PolicySpec::Controller(_) => PolicyKind::Controller,
+        }
+    }
+
     /// The report name.
     pub fn name(self) -> &'static str {
         match self {
@@ -390,6 +408,38 @@ pub struct Request {
     pub fare: i64,
     /// What happened.
     pub fate: Fate,
+}
+
+/// A rider who saw a price while an experiment ran
+/// ([`Simulation::with_experiment`]): the unit of a user split, counted in
+/// its window for a switchback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exposure {
+    /// When, seconds.
+    pub at: f64,
+    /// The arm's index in the experiment (0: the control); `None` when the
+    /// assignment left the rider outside it (priced by the control).
+    pub arm: Option<usize>,
+    /// Switchback: the window's index since the start; user split: 0.
+    pub window: u64,
+    /// The multiplier quoted: the arm's, the one the rider accepted or
+    /// declined.
+    pub multiplier: Multiplier,
+    /// The request, when the rider accepted (an index into
+    /// [`Simulation::requests`]).
+    pub request: Option<usize>,
+    /// Picked up by the end of the run (set by
+    /// [`Simulation::run_experiment`]).
+    pub completed: bool,
+}
+
+/// An arm of an experiment whose pricer could not be built (its policy
+/// or the engine settings were refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("arm {arm}: its pricer could not be built (policy or engine settings refused)")]
+pub struct UnbuildableArm {
+    /// The arm's index.
+    pub arm: usize,
 }
 
 /// Counters of one reporting bucket (10 simulated minutes).
@@ -610,12 +660,26 @@ pub struct Simulation {
     /// Requests in arrival order; waiting ones also in `queue`.
     pub requests: Vec<Request>,
     queue: VecDeque<usize>,
-    pricer: Option<RegionPricer<AnyPolicy>>,
+    /// The pricers: one, or one per arm of `experiment` in its order. Every
+    /// one sees every driver report and rider, so each arm keeps its own
+    /// engine and policy state over the one market.
+    pricers: Vec<RegionPricer<AnyPolicy>>,
+    /// Each pricer's last published multipliers: what its riders are quoted.
+    grids: Vec<BTreeMap<Cell, Multiplier>>,
+    /// The experiment that picks a rider's pricer, if any.
+    experiment: Option<Experiment>,
+    /// With an experiment: every rider who saw a price, in order.
+    exposures: Vec<Exposure>,
     /// Requests that ended, (time, completed, wait), over the last
     /// [`Feedback::WINDOW`]: what a controller steers by.
     ended: VecDeque<(f64, bool, Option<f64>)>,
     /// Demand and forecasts per cell and bucket, when backtesting.
     log: Option<backtest::ForecastLog>,
+    /// What drivers see and reposition by (and what volatility and the
+    /// surge shares measure): the one pricer's grid; with an experiment,
+    /// the arm in force (switchback) or the arms' multipliers weighted by
+    /// their shares (user split: the fare a driver can expect from the next
+    /// rider in the cell).
     multipliers: BTreeMap<Cell, Multiplier>,
     next_reprice: f64,
     level: Level,
@@ -645,6 +709,36 @@ impl Simulation {
     pub fn new(scenario: Scenario, policy: PolicyKind) -> Self {
         let (spec, surge) = policy.spec();
         Self::with_spec(scenario, policy, spec, surge)
+    }
+
+    /// A fresh simulation running `experiment`: one pricer per arm (its
+    /// policy, the region's engine settings `surge`), all fed the same
+    /// driver reports and riders. Rider `n` (counting from 0 in arrival
+    /// order) is the user `rider-n`, so in a user split each rider who
+    /// opens the app is a new user; [`Experiment::assign`] at the moment
+    /// of the quote picks the arm, and the rider sees that arm's price.
+    /// Simulated time is milliseconds since 0, so the experiment should
+    /// start at 0 and end after the scenario. Controllers get the whole
+    /// region's outcomes as feedback, not their arm's.
+    pub fn with_experiment(
+        scenario: Scenario,
+        experiment: Experiment,
+        surge: SurgeConfig,
+    ) -> Result<Self, UnbuildableArm> {
+        let control = experiment
+            .arms()
+            .first()
+            .map_or(PolicyKind::Default, |a| PolicyKind::of(&a.policy));
+        let mut sim = Self::with_spec(scenario, control, PolicySpec::None, surge);
+        sim.pricers = experiment
+            .arms()
+            .iter()
+            .enumerate()
+            .map(|(arm, a)| pricer(a.policy, surge, sim.level).ok_or(UnbuildableArm { arm }))
+            .collect::<Result<_, _>>()?;
+        sim.grids = vec![BTreeMap::new(); sim.pricers.len()];
+        sim.experiment = Some(experiment);
+        Ok(sim)
     }
 
     /// A fresh simulation with a policy's parameters set by hand (a sweep);
@@ -682,7 +776,10 @@ impl Simulation {
             drivers,
             requests: Vec::new(),
             queue: VecDeque::new(),
-            pricer: pricer(spec, surge, level),
+            pricers: pricer(spec, surge, level).into_iter().collect(),
+            grids: vec![BTreeMap::new()],
+            experiment: None,
+            exposures: Vec::new(),
             ended: VecDeque::new(),
             log: None,
             multipliers: BTreeMap::new(),
@@ -722,12 +819,76 @@ impl Simulation {
         &self.scenario
     }
 
-    /// The multiplier in force at a point (1.0 where none).
+    /// The multiplier drivers see at a point (1.0 where none); without an
+    /// experiment, the one riders are quoted.
     pub fn multiplier_at(&self, p: (f64, f64)) -> Multiplier {
         LatLng::new(p.0, p.1)
             .ok()
             .and_then(|ll| self.multipliers.get(&Cell::at(ll, self.level)).copied())
             .unwrap_or(Multiplier::ONE)
+    }
+
+    /// The experiment's riders so far (empty without one).
+    pub fn exposures(&self) -> &[Exposure] {
+        &self.exposures
+    }
+
+    /// The experiment running, if any.
+    pub fn experiment(&self) -> Option<&Experiment> {
+        self.experiment.as_ref()
+    }
+
+    /// The quote of rider number `rider` (counting from 0) at `p` now: the
+    /// assignment (arm, window) when an experiment placed the rider, and
+    /// the multiplier of the pricer that quotes them (the arm's; the
+    /// control's or the one pricer's otherwise).
+    fn quote(&self, p: (f64, f64), rider: u32) -> (Option<(usize, u64)>, Multiplier) {
+        let placed = self.experiment.as_ref().and_then(|e| {
+            let a = e.assign(self.now_ts(), Some(&format!("rider-{rider}")))?;
+            let arm = e.arms().iter().position(|x| x.name == a.arm.name)?;
+            Some((arm, a.window))
+        });
+        let index = placed.map_or(0, |(arm, _)| arm);
+        let m = self
+            .cell(p)
+            .and_then(|c| self.grids.get(index).and_then(|g| g.get(&c)).copied())
+            .unwrap_or(Multiplier::ONE);
+        (placed, m)
+    }
+
+    /// What drivers see now (see the `multipliers` field).
+    fn drivers_view(&self) -> BTreeMap<Cell, Multiplier> {
+        let Some(e) = &self.experiment else {
+            return self.grids.first().cloned().unwrap_or_default();
+        };
+        match e.split() {
+            Split::Switchback { .. } => {
+                let arm = e
+                    .assign(self.now_ts(), None)
+                    .and_then(|a| e.arms().iter().position(|x| x.name == a.arm.name))
+                    .unwrap_or(0);
+                self.grids.get(arm).cloned().unwrap_or_default()
+            }
+            Split::User => {
+                let cells: std::collections::BTreeSet<Cell> =
+                    self.grids.iter().flat_map(|g| g.keys().copied()).collect();
+                cells
+                    .into_iter()
+                    .map(|c| {
+                        let mean: f64 = e
+                            .arms()
+                            .iter()
+                            .zip(&self.grids)
+                            .map(|(a, g)| {
+                                let m = g.get(&c).copied().unwrap_or(Multiplier::ONE);
+                                f64::from(a.share_percent) / 100.0 * m.as_f64()
+                            })
+                            .sum();
+                        (c, Multiplier::from_f64(mean).unwrap_or(Multiplier::ONE))
+                    })
+                    .collect()
+            }
+        }
     }
 
     fn cell(&self, p: (f64, f64)) -> Option<Cell> {
@@ -768,16 +929,26 @@ impl Simulation {
     fn reprice(&mut self) {
         let now = self.now_ts();
         let feedback = self.feedback();
-        let Some(pricer) = self.pricer.as_mut() else {
-            return;
-        };
-        if pricer.tick_with(now, Some(&feedback)).is_err() {
+        if self.pricers.is_empty() {
             return;
         }
-        if let Some(log) = self.log.as_mut() {
+        let mut priced = Vec::with_capacity(self.pricers.len());
+        for (pricer, grid) in self.pricers.iter_mut().zip(&mut self.grids) {
+            let ok = pricer.tick_with(now, Some(&feedback)).is_ok();
+            if ok {
+                grid.clone_from(pricer.published());
+            }
+            priced.push(ok);
+        }
+        if !priced.contains(&true) {
+            return;
+        }
+        if let (Some(log), Some(pricer), Some(true)) =
+            (self.log.as_mut(), self.pricers.first(), priced.first())
+        {
             log.tick(now, pricer.forecasts());
         }
-        let next = pricer.published().clone();
+        let next = self.drivers_view();
         for (cell, m) in &next {
             let before = self
                 .multipliers
@@ -818,14 +989,16 @@ impl Simulation {
             }
             let available = d.state == DriverState::Idle;
             events.drivers.push((i, d.pos, available));
-            if let (Some(cell), Some(p)) = (self.cell(d.pos), self.pricer.as_mut()) {
-                p.driver_seen(DriverSeen {
-                    driver: DriverId(i as u64),
-                    cell,
-                    class: VehicleClass::Standard,
-                    available,
-                    at: now,
-                });
+            if let Some(cell) = self.cell(d.pos) {
+                for p in &mut self.pricers {
+                    p.driver_seen(DriverSeen {
+                        driver: DriverId(i as u64),
+                        cell,
+                        class: VehicleClass::Standard,
+                        available,
+                        at: now,
+                    });
+                }
             }
         }
         self.t += dt;
@@ -932,19 +1105,32 @@ impl Simulation {
         for from in spots {
             let to = self.scenario.random_point(&mut self.rng);
             events.riders.push((from, to));
+            let (placed, m) = self.quote(from, self.riders);
             self.riders += 1;
-            let m = self.multiplier_at(from);
-            if let (Some(cell), Some(p)) = (self.cell(from), self.pricer.as_mut()) {
-                let counted = p.demand_seen(DemandSeen {
+            if let Some(cell) = self.cell(from) {
+                let seen = DemandSeen {
                     cell,
                     class: VehicleClass::Standard,
                     kind: DemandKind::Quote,
                     at: now,
                     once: None,
-                });
-                if let (true, Some(log)) = (counted, self.log.as_mut()) {
-                    log.demand(cell, now, p.weight(DemandKind::Quote));
+                };
+                for (i, p) in self.pricers.iter_mut().enumerate() {
+                    let counted = p.demand_seen(seen);
+                    if let (0, true, Some(log)) = (i, counted, self.log.as_mut()) {
+                        log.demand(cell, now, p.weight(DemandKind::Quote));
+                    }
                 }
+            }
+            if self.experiment.is_some() {
+                self.exposures.push(Exposure {
+                    at: self.t,
+                    arm: placed.map(|(arm, _)| arm),
+                    window: placed.map_or(0, |(_, w)| w),
+                    multiplier: m,
+                    request: None,
+                    completed: false,
+                });
             }
             let accept = (-self.scenario.elasticity * (m.as_f64() - 1.0)).exp();
             let b = self.bucket();
@@ -971,7 +1157,11 @@ impl Simulation {
                 fare,
                 fate: Fate::Waiting,
             });
-            self.queue.push_back(self.requests.len() - 1);
+            let request = self.requests.len() - 1;
+            self.queue.push_back(request);
+            if let (true, Some(e)) = (self.experiment.is_some(), self.exposures.last_mut()) {
+                e.request = Some(request);
+            }
             self.bucket().requests += 1;
         }
     }
@@ -1026,6 +1216,21 @@ impl Simulation {
         self.drive(progress);
         let log = self.log.take();
         (self.finish(), log)
+    }
+
+    /// [`Self::run`] for an experiment: the outcome and every rider who saw
+    /// a price, with whether they were picked up by the end.
+    pub fn run_experiment(mut self, progress: impl FnMut(f64)) -> (Outcome, Vec<Exposure>) {
+        self.drive(progress);
+        let mut exposures = std::mem::take(&mut self.exposures);
+        for e in &mut exposures {
+            e.completed = e.request.is_some_and(|r| {
+                self.requests
+                    .get(r)
+                    .is_some_and(|q| matches!(q.fate, Fate::PickedUp { .. }))
+            });
+        }
+        (self.finish(), exposures)
     }
 
     /// Runs to the end; `progress` is called every simulated 10 minutes.

@@ -4,8 +4,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use sim::experiments::{self, Design};
 use sim::live::{self, LiveConfig};
-use sim::{compare, frontier, report, Scenario};
+use sim::{compare, frontier, report, PolicyKind, Scenario};
 
 /// Equilibrium market simulator.
 #[derive(Debug, Parser)]
@@ -38,6 +39,20 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         seeds: u64,
         /// Where to write the table and chart.
+        #[arg(long, default_value = "docs/simulation")]
+        out: PathBuf,
+    },
+    /// Run the default curve against forecast-aware three ways on the
+    /// concert evening (each alone, a user split, switchbacks) and compare
+    /// each experiment's estimate with the truth.
+    Experiments {
+        /// Seeds 1..=N.
+        #[arg(long, default_value_t = 8)]
+        seeds: u64,
+        /// Switchback windows to try, minutes.
+        #[arg(long, value_delimiter = ',', default_value = "10,30")]
+        windows: Vec<u32>,
+        /// Where to write the page and chart.
         #[arg(long, default_value = "docs/simulation")]
         out: PathBuf,
     },
@@ -210,6 +225,47 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(out.join("city.md"), &report)?;
             println!("{report}");
             println!("wrote {}", out.join("city.md").display());
+            Ok(())
+        }
+        Command::Experiments {
+            seeds,
+            windows,
+            out,
+        } => {
+            let control = PolicyKind::Default.spec().0;
+            let treatment = PolicyKind::Forecast.spec().0;
+            let mut designs = vec![Design::User];
+            designs.extend(
+                windows
+                    .iter()
+                    .map(|m| Design::Switchback { window_minutes: *m }),
+            );
+            let mut runs = Vec::new();
+            for seed in 1..=seeds.max(1) {
+                let scenario = Scenario::concert(seed);
+                let run =
+                    experiments::run_seed(&scenario, &designs, control, treatment, |what, f| {
+                        eprint!("\rseed {seed}/{seeds}: {what:<20} {:>5.1} %", f * 100.0);
+                        let _ = std::io::stderr().flush();
+                    })?;
+                eprintln!();
+                runs.push(run);
+            }
+            let windows: Vec<String> = windows.iter().map(u32::to_string).collect();
+            let command = format!(
+                "cargo run -p equilibrium-sim -- experiments --seeds {seeds} --windows {}",
+                windows.join(",")
+            );
+            let page = experiments::report(&runs, &Scenario::concert(1), &command);
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("experiments.md"), &page)?;
+            std::fs::write(out.join("experiments.svg"), experiments::svg(&runs))?;
+            println!("{page}");
+            println!(
+                "wrote {} and {}",
+                out.join("experiments.md").display(),
+                out.join("experiments.svg").display()
+            );
             Ok(())
         }
         Command::Frontier { seeds, out } => {

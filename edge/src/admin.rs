@@ -82,13 +82,12 @@ pub async fn push_grid(
     if status == 200 {
         // The region's experiments go back with the answer: the origin
         // learns them from the admin's one place (KV), as the edge does.
-        let settings = crate::config::Settings::cached(env)?;
-        let experiments = crate::config::experiments_text(env, &settings, &region, now).await;
-        if let (Some(text), Ok(mut r)) = (
-            experiments,
-            serde_json::from_str::<GridPushResponse>(&answer),
-        ) {
-            r.experiments = Some(text);
+        // A failed read says nothing (`experiments_read` false): the origin
+        // keeps what it knew rather than stopping a running experiment.
+        let read = crate::config::experiments_read(env, &region).await;
+        if let (Some(text), Ok(mut r)) = (read, serde_json::from_str::<GridPushResponse>(&answer)) {
+            r.experiments = text;
+            r.experiments_read = true;
             if let Ok(with) = serde_json::to_string(&r) {
                 answer = with;
             }

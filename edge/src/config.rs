@@ -342,6 +342,14 @@ pub async fn experiments_text(env: &Env, s: &Settings, region: &Ident, now: u64)
     config_value(env, &experiment_key(region), now, s.config_cache).await
 }
 
+/// The raw value of a region's experiments key read from KV itself (not
+/// the isolate cache): `Some(value)` when read (`None` inside: absent),
+/// `None` when KV failed.
+pub async fn experiments_read(env: &Env, region: &Ident) -> Option<Option<String>> {
+    let kv = env.kv("CONFIG").ok()?;
+    kv.get(&experiment_key(region)).text().await.ok()
+}
+
 /// A region's valid experiments (none when the key is absent or nothing in
 /// it is valid). What is refused is logged, with its reason, the first time
 /// an isolate reads that text: pricing never stops for a typo.

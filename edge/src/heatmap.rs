@@ -41,18 +41,12 @@ fn number(
     }
 }
 
-/// The optional `user_id`: in a user-split experiment the views show what
-/// this rider's quotes charge (a switchback's arm needs no user).
+/// The optional `user_id` (the core's rule, [`shared::api::user_id`]): in a
+/// user-split experiment the views show what this rider's quotes charge (a
+/// switchback's arm needs no user).
 fn user_of(q: &BTreeMap<String, String>) -> Result<Option<&str>, ApiError> {
-    match q.get("user_id") {
-        Some(u) if u.is_empty() || u.len() > shared::api::MAX_USER_ID => {
-            Err(ApiError::bad_request(
-                "invalid_user_id",
-                format!("user_id must be 1 to {} bytes", shared::api::MAX_USER_ID),
-            ))
-        }
-        u => Ok(u.map(String::as_str)),
-    }
+    shared::api::user_id(q.get("user_id").map(String::as_str))
+        .map_err(|r| ApiError::bad_request(r.code, r.message))
 }
 
 /// Parses `bounds=south,west,north,east`.

@@ -136,6 +136,7 @@ impl Zone {
                         generation: current,
                         previous: None,
                         experiments: None,
+                        experiments_read: false,
                     },
                     409,
                 )
@@ -169,6 +170,7 @@ impl Zone {
                 generation,
                 previous,
                 experiments: None,
+                experiments_read: false,
             },
             200,
         )

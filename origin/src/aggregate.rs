@@ -44,7 +44,10 @@ pub struct KnownExperiment {
     /// Why it ended early, if it did.
     pub ended: Option<String>,
     /// Each running arm's volatility here (empty when not running here).
-    pub volatility: Vec<(shared::quote::Ident, Option<f64>)>,
+    pub volatility: Vec<(
+        shared::quote::Ident,
+        Option<shared::experiment::results::Estimate>,
+    )>,
 }
 
 #[derive(Debug)]
@@ -288,6 +291,13 @@ impl Aggregator {
     /// is absent). What is refused is logged with its reason; the valid
     /// rest runs from the next tick. Returns whether the region is known.
     pub fn set_experiments(&mut self, region: &str, text: Option<&str>) -> bool {
+        // Ids other regions' experiments hold: an id names one experiment.
+        let taken: Vec<shared::quote::Ident> = self
+            .regions
+            .iter()
+            .filter(|r| r.region.id.as_str() != region)
+            .flat_map(|r| r.pricer.arms().definitions().iter().map(|e| e.id().clone()))
+            .collect();
         let Some(r) = self
             .regions
             .iter_mut()
@@ -295,10 +305,12 @@ impl Aggregator {
         else {
             return false;
         };
-        let (valid, refused) = match text {
+        let (valid, mut refused) = match text {
             Some(t) => shared::api::parse_experiments(&r.region.id, t),
             None => (Vec::new(), Vec::new()),
         };
+        let (valid, reused) = shared::experiment::refuse_reused_ids(valid, |id| taken.contains(id));
+        refused.extend(reused);
         for why in &refused {
             tracing::warn!(region, reason = %why, "experiment ignored");
         }
@@ -315,15 +327,7 @@ impl Aggregator {
             let arms = r.pricer.arms();
             let e = arms.definitions().iter().find(|e| e.id().as_str() == id)?;
             let ended = arms.ended().get(e.id()).cloned();
-            let status = if ended.is_some() {
-                "ended"
-            } else if now < e.start() {
-                "scheduled"
-            } else if now >= e.end() {
-                "finished"
-            } else {
-                "running"
-            };
+            let status = e.status(now, ended.is_some()).as_str();
             let volatility = match arms.running() {
                 Some(run) if run.id() == e.id() => arms.volatility(),
                 _ => Vec::new(),

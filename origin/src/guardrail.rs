@@ -60,7 +60,9 @@ pub fn refresh(state: &Arc<AppState>, running: Vec<(String, Experiment)>, now: T
         regions,
         lookup,
         move |store, region| match experiments.get(region) {
-            Some(e) => store.arm_events(e.id().as_str(), crate::http::MAX_EXPERIMENT_EVENTS),
+            Some(e) => {
+                store.arm_events(region, e.id().as_str(), crate::http::MAX_EXPERIMENT_EVENTS)
+            }
             None => Ok(Vec::new()),
         },
         move |state, rows| {

@@ -226,6 +226,10 @@ impl Pusher {
         let Ok(r) = serde_json::from_str::<shared::api::GridPushResponse>(body) else {
             return;
         };
+        if !r.experiments_read {
+            // The edge could not read the key this time: keep what we knew.
+            return;
+        }
         let mut map = self.experiments.lock().unwrap_or_else(|p| p.into_inner());
         let changed = map.get(region).is_none_or(|(t, _)| *t != r.experiments);
         if changed {

@@ -146,12 +146,7 @@ impl EstimateRequest {
             .map(Ident::new)
             .transpose()
             .map_err(|e| refuse("invalid_region", e.to_string()))?;
-        if self.user_id.as_ref().is_some_and(|u| u.len() > MAX_USER_ID) {
-            return Err(refuse(
-                "invalid_user_id",
-                format!("user_id is longer than {MAX_USER_ID} bytes"),
-            ));
-        }
+        let user_id = user_id(self.user_id.as_deref())?.map(str::to_owned);
         let trip = route
             .estimate(pickup, dropoff)
             .map_err(|e| refuse("trip_too_long", e.to_string()))?;
@@ -160,9 +155,23 @@ impl EstimateRequest {
             dropoff,
             class,
             region,
-            user_id: self.user_id.clone(),
+            user_id,
             trip,
         })
+    }
+}
+
+/// The one rule for a rider's `user_id` wherever a request may carry one:
+/// at most [`MAX_USER_ID`] bytes; an empty one is anonymous (it would
+/// otherwise put every client that sends it in one experiment arm).
+pub fn user_id(given: Option<&str>) -> Result<Option<&str>, Refusal> {
+    match given {
+        Some(u) if u.len() > MAX_USER_ID => Err(Refusal {
+            code: "invalid_user_id",
+            message: format!("user_id is longer than {MAX_USER_ID} bytes"),
+        }),
+        Some("") | None => Ok(None),
+        Some(u) => Ok(Some(u)),
     }
 }
 
@@ -312,6 +321,10 @@ pub struct ExperimentArmWire {
     pub arm: String,
     /// The version of the arm's policy that priced it.
     pub policy: String,
+    /// The unit of analysis the quote counts in: a switchback's window
+    /// index, a user split's rider (a hash of the user id).
+    #[serde(default)]
+    pub unit: u64,
 }
 
 impl From<&crate::experiment::ArmStamp> for ExperimentArmWire {
@@ -320,6 +333,7 @@ impl From<&crate::experiment::ArmStamp> for ExperimentArmWire {
             id: a.experiment.to_string(),
             arm: a.arm.to_string(),
             policy: a.policy.to_string(),
+            unit: a.unit,
         }
     }
 }
@@ -331,6 +345,7 @@ impl ExperimentArmWire {
             experiment: Ident::new(&self.id)?,
             arm: Ident::new(&self.arm)?,
             policy: Ident::new(&self.policy)?,
+            unit: self.unit,
         })
     }
 }
@@ -714,7 +729,9 @@ impl TryFrom<GridPush> for SurgeGrid {
 impl From<&SurgeGrid> for GridPush {
     fn from(g: &SurgeGrid) -> Self {
         Self {
-            format: GRID_FORMAT,
+            // Format 3 only when there are arms: an edge that reads
+            // formats 1-2 keeps taking every grid outside an experiment.
+            format: if g.arms().is_empty() { 2 } else { GRID_FORMAT },
             region: g.region().as_str().to_owned(),
             level: g.level().get(),
             generation: g.generation(),
@@ -766,6 +783,10 @@ pub struct GridPushResponse {
     /// the region has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiments: Option<String>,
+    /// Whether the edge read that key for this answer: false when it could
+    /// not (KV failing), and then `experiments` says nothing.
+    #[serde(default)]
+    pub experiments_read: bool,
 }
 
 /// A driver position report, as the origin ingests it.
@@ -1351,11 +1372,10 @@ pub struct ArmResultWire {
     /// Mean multiplier quoted.
     pub multiplier: Option<EstimateWire>,
     /// Mean absolute change of a cell's multiplier per tick in the arm's
-    /// grid, since this origin started pricing the arm (absent when it is
-    /// not the region's owner or the arm is not running). A property of
-    /// the arm's grid over every cell and tick, not a sample of riders: no
-    /// interval.
-    pub volatility: Option<f64>,
+    /// grid while riders saw it, since this origin started pricing the arm
+    /// (absent when it is not the region's owner or the arm is not
+    /// running); the unit is a switchback's window, a user split's minute.
+    pub volatility: Option<EstimateWire>,
     /// Conversion minus the control's (absent for the control).
     pub conversion_vs_control: Option<DifferenceWire>,
     /// Completion minus the control's (absent for the control).
@@ -1392,6 +1412,9 @@ pub fn parse_experiment(json: &str) -> Result<crate::experiment::Experiment, Str
     crate::experiment::Experiment::new(&(&wire).into()).map_err(|e| e.to_string())
 }
 
+/// Most experiments one region's value may hold.
+pub const MAX_EXPERIMENTS: usize = 32;
+
 /// A region's experiments from the value of `experiment:<region>`: one
 /// experiment or an array of them (one after another in time). Each
 /// definition that is invalid, names another region or overlaps another in
@@ -1403,6 +1426,15 @@ pub fn parse_experiments(
     json: &str,
 ) -> (Vec<crate::experiment::Experiment>, Vec<String>) {
     let values: Vec<serde_json::Value> = match serde_json::from_str(json) {
+        Ok(serde_json::Value::Array(items)) if items.len() > MAX_EXPERIMENTS => {
+            return (
+                Vec::new(),
+                vec![format!(
+                    "{} experiments; a region's value holds at most {MAX_EXPERIMENTS}",
+                    items.len()
+                )],
+            )
+        }
         Ok(serde_json::Value::Array(items)) => items,
         Ok(one @ serde_json::Value::Object(_)) => vec![one],
         Ok(_) => return (Vec::new(), vec!["not an experiment or an array".into()]),
@@ -1432,6 +1464,8 @@ pub fn parse_experiments(
             .into_iter()
             .map(|(id, why)| format!("{id}: {why}")),
     );
+    let (kept, reused) = crate::experiment::refuse_reused_ids(kept, |_| false);
+    refused.extend(reused);
     (kept, refused)
 }
 
@@ -1515,6 +1549,17 @@ mod tests {
         };
         let grid = SurgeGrid::try_from(push.clone()).expect("valid");
         assert_eq!(GridPush::from(&grid), push);
+        // Outside an experiment a grid is written as format 2, which an
+        // edge that predates arms still reads.
+        let plain = SurgeGrid::try_from(GridPush {
+            arms: vec![],
+            ..push.clone()
+        })
+        .expect("valid");
+        assert_eq!(GridPush::from(&plain).format, 2);
+        assert_eq!(user_id(Some("")), Ok(None));
+        assert_eq!(user_id(Some("u1")), Ok(Some("u1")));
+        assert!(user_id(Some(&"x".repeat(MAX_USER_ID + 1))).is_err());
         let id = |s: &str| Ident::new(s).expect("id");
         let arm = grid.arm(&id("e1"), &id("treatment")).expect("the arm");
         assert_eq!(arm.lookup(cell).map(|m| m.tenths()), Some(12));
@@ -1624,6 +1669,14 @@ mod tests {
         assert!(refused.iter().any(|r| r.contains("laed")), "{refused:?}");
         assert!(
             refused.iter().any(|r| r.contains("overlaps")),
+            "{refused:?}"
+        );
+        // One id for two experiments of the region: both refused.
+        let again = later.replace("fa-2", "fa-1");
+        let (kept, refused) = parse_experiments(&sf, &format!("[{json}, {again}]"));
+        assert!(kept.is_empty(), "{refused:?}");
+        assert!(
+            refused.iter().all(|r| r.contains("names two")),
             "{refused:?}"
         );
         // Another region's definition under this key is refused.

@@ -14,13 +14,18 @@
 //! been ended here ([`ArmEngines::end`], a breached guardrail); an ended id
 //! never runs again in this region, even if the definition stays in KV.
 //!
+//! Each arm's volatility (the mean absolute change of a cell's multiplier
+//! per tick) is kept per unit of the design, in memory: it starts again
+//! when the process does.
+//!
 //! Arms' policies see the region's feedback, not their own arm's: a
 //! controller arm steers by the whole region's outcomes. Comparing
 //! controllers in an experiment needs per-arm feedback (not built).
 
 use std::collections::BTreeMap;
 
-use crate::experiment::Experiment;
+use crate::experiment::results::{add, ratio, Estimate, Units};
+use crate::experiment::{Experiment, Split};
 use crate::geo::Cell;
 use crate::grid::ArmGrid;
 use crate::policies::AnyPolicy;
@@ -48,9 +53,10 @@ struct ArmEngine {
     engine: SurgeEngine<AnyPolicy>,
     /// The multipliers it last published, sorted by cell.
     last: Vec<(Cell, Multiplier)>,
-    /// Σ |change| of its cells' multipliers, tenths, and cell-ticks seen.
-    moved_tenths: u64,
-    cell_ticks: u64,
+    /// Per unit of the design (a switchback's window while the arm is in
+    /// force, a user split's minute): (cell-ticks, Σ |change| of a cell's
+    /// multiplier).
+    moves: Units,
 }
 
 #[derive(Debug)]
@@ -117,16 +123,14 @@ impl ArmEngines {
     }
 
     /// Each running arm's volatility so far: the mean absolute change of a
-    /// cell's multiplier per tick (`None` before its first cell-tick).
-    pub fn volatility(&self) -> Vec<(Ident, Option<f64>)> {
+    /// cell's multiplier per tick, with the design's unit (a switchback's
+    /// windows, counting the ticks the arm was in force; a user split's
+    /// minutes) as the interval's unit (`None` before its first cell-tick).
+    pub fn volatility(&self) -> Vec<(Ident, Option<Estimate>)> {
         self.running.as_ref().map_or_else(Vec::new, |r| {
             r.arms
                 .iter()
-                .map(|a| {
-                    let v = (a.cell_ticks > 0)
-                        .then(|| a.moved_tenths as f64 / 10.0 / a.cell_ticks as f64);
-                    (a.arm.clone(), v)
-                })
+                .map(|a| (a.arm.clone(), ratio(&a.moves)))
                 .collect()
         })
     }
@@ -177,8 +181,7 @@ impl ArmEngines {
                 version: a.version(),
                 engine,
                 last: published.iter().map(|(c, m)| (*c, *m)).collect(),
-                moved_tenths: 0,
-                cell_ticks: 0,
+                moves: Units::new(),
             });
         }
         let id = live.id().clone();
@@ -189,12 +192,26 @@ impl ArmEngines {
         ArmsChange::Started(id)
     }
 
-    /// Each running arm's multipliers for this tick's inputs.
-    pub fn tick(&mut self, inputs: &[CellInput], feedback: Option<&Feedback>) -> Vec<ArmGrid> {
+    /// Each running arm's multipliers for this tick's inputs at `now`.
+    pub fn tick(
+        &mut self,
+        inputs: &[CellInput],
+        feedback: Option<&Feedback>,
+        now: Timestamp,
+    ) -> Vec<ArmGrid> {
         let Some(running) = &mut self.running else {
             return Vec::new();
         };
-        let experiment = running.experiment.id().clone();
+        let e = &running.experiment;
+        let experiment = e.id().clone();
+        // Which arm riders see now, and the unit this tick belongs to.
+        let (in_force, unit) = match e.split() {
+            Split::Switchback { .. } => (
+                e.assign(now, None).map(|a| a.arm.name.clone()),
+                e.window_of(now),
+            ),
+            Split::User => (None, now.0.saturating_sub(e.start().0) / 60_000),
+        };
         running
             .arms
             .iter_mut()
@@ -206,13 +223,17 @@ impl ArmEngines {
                     .map(|s| (s.cell, s.multiplier))
                     .collect();
                 // Both sorted by cell (the engine's results are).
+                let mut moved = 0u64;
                 for (cell, m) in &cells {
                     let before = a
                         .last
                         .binary_search_by_key(cell, |(c, _)| *c)
                         .map_or(Multiplier::ONE, |i| a.last[i].1);
-                    a.moved_tenths += u64::from(before.tenths().abs_diff(m.tenths()));
-                    a.cell_ticks += 1;
+                    moved += u64::from(before.tenths().abs_diff(m.tenths()));
+                }
+                let counted = in_force.as_ref().is_none_or(|arm| *arm == a.arm);
+                if counted && !cells.is_empty() {
+                    add(&mut a.moves, unit, cells.len() as f64, moved as f64 / 10.0);
                 }
                 a.last.clone_from(&cells);
                 ArmGrid::new(experiment.clone(), a.arm.clone(), a.version.clone(), cells)

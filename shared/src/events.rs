@@ -90,6 +90,7 @@ pub fn arm_event(
         multiplier: e.multiplier.unwrap_or(1.0),
         fare_minor: e.fare_minor.filter(|_| kind == ArmEventKind::Completed),
         wait_ms: e.wait_ms,
+        unit: stamp.unit,
     };
     Some((stamp, event))
 }

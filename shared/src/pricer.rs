@@ -291,7 +291,7 @@ impl<P: Policy> RegionPricer<P> {
                 .map(|f| ahead_of(f, window));
         }
         let results = self.engine.update_with(&inputs, feedback);
-        let arm_grids = self.arms.tick(&inputs, feedback);
+        let arm_grids = self.arms.tick(&inputs, feedback, now);
         let mut changes = Vec::new();
         let mut cells = Vec::with_capacity(results.len());
         let mut next = BTreeMap::new();
@@ -547,18 +547,39 @@ mod tests {
         // A guardrail ends it: no arms from the next tick on, for good.
         let vol = p.arms().volatility();
         assert_eq!(vol.len(), 2);
-        // The control arm, like the region's engine, sits at the cap from
-        // the start (no drivers): it never moved. The flat arm started from
-        // the region's published multiplier, fell to 1.0 at once and held:
-        // its one move spread over the five ticks it priced.
+        // A switchback: each arm's volatility counts only the ticks it was
+        // in force. The control arm, like the region's engine, sits at the
+        // cap from the start (no drivers): it never moved. The flat arm
+        // started from the region's published multiplier and fell to 1.0
+        // at its first tick, then held.
+        let exp = &p.arms().definitions()[0];
+        let in_force = |at: u64, arm: &str| {
+            exp.assign(Timestamp(at), None)
+                .is_some_and(|a| a.arm.name.as_str() == arm)
+        };
+        let ticks: Vec<u64> = std::iter::once(t0 + 60_000)
+            .chain((2..6).map(|i| t0 + i * 30_000))
+            .collect();
+        let flat_ticks = ticks.iter().filter(|t| in_force(**t, "flat")).count();
+        let control_ticks = ticks.len() - flat_ticks;
         let start = before.multiplier(cell()).tenths().abs_diff(10);
         assert!(start > 0);
-        assert_eq!(vol[0].1, Some(0.0), "{vol:?}");
-        let flat = vol[1].1.expect("flat volatility");
-        assert!(
-            (flat - f64::from(start) / 10.0 / 5.0).abs() < 1e-9,
-            "{vol:?}"
-        );
+        match control_ticks {
+            0 => assert!(vol[0].1.is_none()),
+            _ => assert_eq!(vol[0].1.map(|v| v.value), Some(0.0), "{vol:?}"),
+        }
+        let flat_moved = if in_force(ticks[0], "flat") {
+            f64::from(start) / 10.0
+        } else {
+            0.0
+        };
+        match flat_ticks {
+            0 => assert!(vol[1].1.is_none()),
+            n => {
+                let v = vol[1].1.expect("flat volatility").value;
+                assert!((v - flat_moved / n as f64).abs() < 1e-9, "{vol:?}");
+            }
+        }
         assert!(p.arms_mut().end(&id("e1"), "guardrail"));
         assert!(!p.arms_mut().end(&id("e1"), "again"));
         let t = tick(&mut p, t0 + 200_000);

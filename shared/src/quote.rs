@@ -31,8 +31,8 @@ type HmacSha256 = Hmac<Sha256>;
 /// signed as `eq1`, exactly as before the source existed, so tokens issued
 /// by an older worker still verify (with no source).
 const FORMAT: &str = "eq2";
-/// `eq3` appends an experiment's arm to `eq2`: the experiment, the arm and
-/// its policy's version. Claims outside an experiment are signed as `eq2`
+/// `eq3` appends an experiment's arm to `eq2`: the experiment, the arm,
+/// its policy's version and the quote's unit of analysis. Claims outside an experiment are signed as `eq2`
 /// (or `eq1`), exactly as before.
 const FORMAT_ARM: &str = "eq3";
 /// The format of claims without a source.
@@ -325,6 +325,7 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
         field(&mut out, a.experiment.as_str());
         field(&mut out, a.arm.as_str());
         field(&mut out, a.policy.as_str());
+        field(&mut out, ints.format(a.unit));
     }
     out
 }
@@ -353,6 +354,7 @@ fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>, tag: &str) -> Option<
                 experiment: Ident::new(f.next()?).ok()?,
                 arm: Ident::new(f.next()?).ok()?,
                 policy: Ident::new(f.next()?).ok()?,
+                unit: f.next()?.parse().ok()?,
             }),
             _ => None,
         },
@@ -436,6 +438,7 @@ mod tests {
             experiment: id("e1"),
             arm: id("treatment"),
             policy: id("forecast-0123abcd"),
+            unit: 7,
         });
         let token = r.sign(&c);
         assert_eq!(r.verify(&token, Timestamp(1_000_000)), Ok(c.clone()));
@@ -450,9 +453,16 @@ mod tests {
             r.verify(&forged, Timestamp(1_000_000)),
             Err(QuoteError::BadSignature)
         );
+        // So does moving it to another unit (window or rider).
+        let other_unit = format!("{}8", line.strip_suffix('7').expect("unit 7 last"));
+        let forged = [URL_SAFE_NO_PAD.encode(other_unit), sig.to_owned()].join(".");
+        assert_eq!(
+            r.verify(&forged, Timestamp(1_000_000)),
+            Err(QuoteError::BadSignature)
+        );
         // Dropping the arm (signing as eq2 under the old signature) fails too.
         let dropped = line.replacen("eq3|", "eq2|", 1);
-        let dropped = dropped.rsplitn(4, '|').last().expect("prefix").to_owned();
+        let dropped = dropped.rsplitn(5, '|').last().expect("prefix").to_owned();
         let forged = [URL_SAFE_NO_PAD.encode(dropped), sig.to_owned()].join(".");
         assert_eq!(
             r.verify(&forged, Timestamp(1_000_000)),

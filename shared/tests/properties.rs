@@ -167,6 +167,7 @@ fn claims_strategy() -> impl Strategy<Value = QuoteClaims> {
                         arm: Ident::new(["control", "treatment"][(issued % 2) as usize])
                             .expect("id"),
                         policy: Ident::new("forecast-0123abcd").expect("id"),
+                        unit: issued % 1_000,
                     }),
                 }
             },
@@ -221,16 +222,16 @@ fn mutate(field: usize, value: &str) -> String {
 
 proptest! {
     #[test]
-    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..19) {
+    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..20) {
         let r = ring();
         let token = r.sign(&claims);
         let (body, sig) = token.split_once('.').expect("token shape");
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(body).expect("b64")).expect("utf8");
         let mut fields: Vec<String> = text.split('|').map(str::to_owned).collect();
-        // 15 fields as `eq1` (no source), 16 as `eq2`, 19 as `eq3` (an arm).
+        // 15 fields as `eq1` (no source), 16 as `eq2`, 20 as `eq3` (an arm).
         let n = fields.len();
         let expected = match (&claims.source, &claims.arm) {
-            (_, Some(_)) => 19,
+            (_, Some(_)) => 20,
             (Some(_), None) => 16,
             (None, None) => 15,
         };

@@ -227,6 +227,22 @@ fn quotes_are_priced_and_signed_in_their_arm() {
         "{}",
         origin.log()
     );
+    // While it runs, the origin reports each arm's grid volatility: the
+    // flat arm never moves once at 1.0.
+    let r: Value = origin
+        .get("/v1/analytics/experiments/flat-vs-default")
+        .send()
+        .and_then(|r| r.json())
+        .expect("report");
+    assert_eq!(r["status"], "running", "{r}");
+    assert!(
+        r["arms"][0]["volatility"]["value"].as_f64().is_some(),
+        "{r}"
+    );
+    assert!(
+        r["arms"][1]["volatility"]["units"].as_u64() >= Some(1),
+        "{r}"
+    );
 }
 
 /// Books a quote of `user` and drives it to `end` (`complete` or `fail`)

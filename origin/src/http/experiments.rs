@@ -53,8 +53,8 @@ pub async fn results_of(
             ),
         )
     })?;
-    let key = id.clone();
-    let events = with_store(&s, move |st| st.arm_events(&key, MAX_EVENTS)).await?;
+    let (region, key) = (known.experiment.region().to_string(), id.clone());
+    let events = with_store(&s, move |st| st.arm_events(&region, &key, MAX_EVENTS)).await?;
     let e = &known.experiment;
     let table = results(e, &events);
     let control = table.first().cloned();
@@ -88,7 +88,7 @@ pub async fn results_of(
                     .volatility
                     .iter()
                     .find(|(a, _)| *a == r.arm)
-                    .and_then(|(_, v)| *v),
+                    .and_then(|(_, v)| v.as_ref().map(Into::into)),
                 conversion_vs_control: vs(|x| x.conversion),
                 completion_vs_control: vs(|x| x.completion),
                 revenue_per_quote_vs_control: vs(|x| x.revenue_per_quote),

@@ -19,10 +19,10 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO arm_events
                      (event_id, experiment, region, arm, policy, kind, at_ms, multiplier,
-                      fare_minor, wait_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      fare_minor, wait_ms, unit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for (r, at, fare, wait) in checked {
+            for (r, at, fare, wait, unit) in checked {
                 inserted += insert.execute(params![
                     r.event_id,
                     r.experiment,
@@ -33,7 +33,8 @@ impl Store {
                     at,
                     r.event.multiplier,
                     fare,
-                    wait
+                    wait,
+                    unit
                 ])?;
             }
         }
@@ -72,17 +73,18 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// An experiment's events, oldest first, at most `limit`.
+    /// A region's experiment's events, oldest first, at most `limit`.
     pub fn arm_events(
         &mut self,
+        region: &str,
         experiment: &str,
         limit: u32,
     ) -> Result<Vec<ArmEvent>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms FROM arm_events
-             WHERE experiment = ?1 ORDER BY at_ms LIMIT ?2",
+            "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms, unit FROM arm_events
+             WHERE region = ?1 AND experiment = ?2 ORDER BY at_ms LIMIT ?3",
         )?;
-        let rows = st.query_map(params![experiment, limit], |r| {
+        let rows = st.query_map(params![region, experiment, limit], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 get_u64(r, 1, "arm event at_ms"),
@@ -90,11 +92,12 @@ impl Store {
                 r.get::<_, f64>(3)?,
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
+                get_u64(r, 6, "arm event unit"),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (arm, at, kind, multiplier, fare, wait) = row?;
+            let (arm, at, kind, multiplier, fare, wait, unit) = row?;
             let non_negative = |what: &str, v: Option<i64>| {
                 v.map(|v| {
                     u64::try_from(v)
@@ -109,6 +112,7 @@ impl Store {
                 multiplier,
                 non_negative("arm event fare_minor", fare)?,
                 non_negative("arm event wait_ms", wait)?,
+                unit?,
             )?);
         }
         Ok(out)

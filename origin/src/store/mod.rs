@@ -151,8 +151,13 @@ pub trait History: Send + std::fmt::Debug {
     /// Stores events of quotes priced in experiment arms; returns rows
     /// inserted (a repeated event id is ignored).
     fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError>;
-    /// An experiment's events, oldest first, at most `limit`.
-    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError>;
+    /// A region's experiment's events, oldest first, at most `limit`.
+    fn arm_events(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        limit: u32,
+    ) -> Result<Vec<ArmEvent>, StoreError>;
     /// Records that a region's experiment ended early (a repeat is ignored).
     fn record_experiment_end(
         &mut self,
@@ -174,8 +179,13 @@ impl History for Store {
         Store::record_arm_events(self, rows)
     }
 
-    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {
-        Store::arm_events(self, experiment, limit)
+    fn arm_events(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        limit: u32,
+    ) -> Result<Vec<ArmEvent>, StoreError> {
+        Store::arm_events(self, region, experiment, limit)
     }
 
     fn record_experiment_end(
@@ -379,8 +389,9 @@ pub struct ArmRecord {
     pub event: ArmEvent,
 }
 
-/// An arm record's values, checked for the store: (record, at, fare, wait).
-type CheckedArm<'a> = (&'a ArmRecord, i64, Option<i64>, Option<i64>);
+/// An arm record's values, checked for the store: (record, at, fare, wait,
+/// unit).
+type CheckedArm<'a> = (&'a ArmRecord, i64, Option<i64>, Option<i64>, i64);
 
 impl ArmRecord {
     /// Checks every record's numbers fit the store.
@@ -399,6 +410,7 @@ impl ArmRecord {
                         .wait_ms
                         .map(|w| to_i64("arm event wait_ms", w))
                         .transpose()?,
+                    to_i64("arm event unit", r.event.unit)?,
                 ))
             })
             .collect()
@@ -412,6 +424,7 @@ impl ArmRecord {
         multiplier: f64,
         fare_minor: Option<u64>,
         wait_ms: Option<u64>,
+        unit: u64,
     ) -> Result<ArmEvent, StoreError> {
         Ok(ArmEvent {
             arm: shared::quote::Ident::new(&arm)
@@ -422,6 +435,7 @@ impl ArmRecord {
             multiplier,
             fare_minor,
             wait_ms,
+            unit,
         })
     }
 }

@@ -102,15 +102,17 @@ CREATE TABLE IF NOT EXISTS arm_events (
     at_ms       BIGINT           NOT NULL CHECK (at_ms >= 0),
     multiplier  DOUBLE PRECISION NOT NULL,
     fare_minor  BIGINT CHECK (fare_minor >= 0),
-    wait_ms     BIGINT CHECK (wait_ms >= 0)
+    wait_ms     BIGINT CHECK (wait_ms >= 0),
+    unit        BIGINT NOT NULL CHECK (unit >= 0)
 );
-CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
+CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (region, experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
 CREATE TABLE IF NOT EXISTS experiment_ends (
-    experiment  TEXT   PRIMARY KEY,
     region      TEXT   NOT NULL,
+    experiment  TEXT   NOT NULL,
     reason      TEXT   NOT NULL,
-    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0)
+    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0),
+    PRIMARY KEY (region, experiment)
 );
 ";
 
@@ -386,11 +388,11 @@ impl super::History for PgStore {
         self.with(|c| {
             let mut tx = c.transaction()?;
             let mut inserted = 0;
-            for (r, at, fare, wait) in &checked {
+            for (r, at, fare, wait, unit) in &checked {
                 inserted += tx.execute(
                     "INSERT INTO arm_events (event_id, experiment, region, arm, policy, kind,
-                                             at_ms, multiplier, fare_minor, wait_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                             at_ms, multiplier, fare_minor, wait_ms, unit)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (event_id) DO NOTHING",
                     &[
                         &r.event_id,
@@ -403,6 +405,7 @@ impl super::History for PgStore {
                         &r.event.multiplier,
                         fare,
                         wait,
+                        unit,
                     ],
                 )? as usize;
             }
@@ -422,7 +425,7 @@ impl super::History for PgStore {
         self.with(|c| {
             c.execute(
                 "INSERT INTO experiment_ends (experiment, region, reason, at_ms)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (experiment) DO NOTHING",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (region, experiment) DO NOTHING",
                 &[&experiment, &region, &reason, &at],
             )?;
             Ok(())
@@ -439,12 +442,17 @@ impl super::History for PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    fn arm_events(&mut self, experiment: &str, limit: u32) -> Result<Vec<ArmEvent>, StoreError> {
+    fn arm_events(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        limit: u32,
+    ) -> Result<Vec<ArmEvent>, StoreError> {
         let rows = self.with(|c| {
             Ok(c.query(
-                "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms FROM arm_events
-                 WHERE experiment = $1 ORDER BY at_ms LIMIT $2",
-                &[&experiment, &i64::from(limit)],
+                "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms, unit FROM arm_events
+                 WHERE region = $1 AND experiment = $2 ORDER BY at_ms LIMIT $3",
+                &[&region, &experiment, &i64::from(limit)],
             )?)
         })?;
         rows.iter()
@@ -460,6 +468,7 @@ impl super::History for PgStore {
                     r.get::<_, Option<i64>>(5)
                         .map(|v| to_u64("arm event wait_ms", v))
                         .transpose()?,
+                    to_u64("arm event unit", r.get(6))?,
                 )
             })
             .collect()

@@ -142,15 +142,17 @@ CREATE TABLE IF NOT EXISTS arm_events (
     at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
     multiplier  REAL    NOT NULL,
     fare_minor  INTEGER CHECK (fare_minor >= 0),
-    wait_ms     INTEGER CHECK (wait_ms >= 0)
+    wait_ms     INTEGER CHECK (wait_ms >= 0),
+    unit        INTEGER NOT NULL CHECK (unit >= 0)
 );
-CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (experiment, at_ms);
+CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (region, experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
 CREATE TABLE IF NOT EXISTS experiment_ends (
-    experiment  TEXT    PRIMARY KEY,
     region      TEXT    NOT NULL,
+    experiment  TEXT    NOT NULL,
     reason      TEXT    NOT NULL,
-    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0)
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    PRIMARY KEY (region, experiment)
 );
 ";
 

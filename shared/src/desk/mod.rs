@@ -23,8 +23,9 @@ pub use driver::{hourly_earnings, DriverAsk, MAX_RADIUS_M, MAX_RECOMMENDED};
 pub use heatmap::{level_for_zoom, TooManyZones, MAX_ZONES};
 pub use quote::{PricedQuote, QuoteAsk};
 
+use crate::experiment::ArmChoice;
 use crate::geo::{Cell, LatLng, Level, DEFAULT_LEVEL};
-use crate::grid::{ArmGrid, Freshness, GridCell, Staleness, SurgeGrid};
+use crate::grid::{Freshness, GridCell, Staleness, SurgeGrid};
 use crate::quote::Ident;
 use crate::surge::{Caps, Multiplier};
 use crate::time::{Millis, Timestamp};
@@ -174,7 +175,7 @@ pub struct Effective {
 pub struct Desk<'g> {
     grid: Option<&'g SurgeGrid>,
     /// An experiment's arm whose multipliers replace the grid's.
-    arm: Option<&'g ArmGrid>,
+    arm: Option<ArmChoice<'g>>,
     inputs: DeskInputs,
 }
 
@@ -195,7 +196,7 @@ impl<'g> Desk<'g> {
     /// The desk pricing from an experiment's arm: the arm's multipliers in
     /// place of the grid's published ones, with the same age, staleness and
     /// caps (an arm's quote is priced by the same rules as any other).
-    pub fn with_arm(mut self, arm: Option<&'g ArmGrid>) -> Self {
+    pub fn with_arm(mut self, arm: Option<ArmChoice<'g>>) -> Self {
         self.arm = arm;
         self
     }
@@ -206,7 +207,7 @@ impl<'g> Desk<'g> {
     }
 
     /// The experiment arm priced from, if any (only with a grid).
-    pub fn arm(&self) -> Option<&'g ArmGrid> {
+    pub fn arm(&self) -> Option<ArmChoice<'g>> {
         self.grid.and(self.arm)
     }
 
@@ -238,7 +239,7 @@ impl<'g> Desk<'g> {
     /// the grid's otherwise.
     fn published(&self, c: &GridCell) -> Multiplier {
         match self.arm {
-            Some(arm) => arm.lookup(c.cell).unwrap_or(Multiplier::ONE),
+            Some(arm) => arm.grid.lookup(c.cell).unwrap_or(Multiplier::ONE),
             None => c.multiplier,
         }
     }
@@ -367,14 +368,17 @@ mod tests {
     fn an_arm_prices_every_view_from_its_multipliers() {
         let g = grid(1_000);
         let hot = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
-        let arm = ArmGrid::new(
+        let arm = crate::grid::ArmGrid::new(
             Ident::new("e1").expect("id"),
             Ident::new("calm").expect("id"),
             Ident::new("none-00000000").expect("id"),
             vec![(hot, m(13))],
         );
         let caps = Caps::DEFAULT.effective(Some(m(25)));
-        let desk = Desk::new(Some(&g), inputs(caps, 2_000)).with_arm(Some(&arm));
+        let desk = Desk::new(Some(&g), inputs(caps, 2_000)).with_arm(Some(ArmChoice {
+            grid: &arm,
+            unit: 3,
+        }));
         let at = desk.at(hot.center());
         assert_eq!((at.multiplier, at.published), (m(13), m(13)));
         // A cell the arm has no multiplier for is 1.0 in the arm.

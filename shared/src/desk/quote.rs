@@ -61,9 +61,10 @@ impl Desk<'_> {
             expires_at: issued + ask.valid_for,
             source: Some(effective.source),
             arm: self.arm().map(|a| crate::experiment::ArmStamp {
-                experiment: a.experiment.clone(),
-                arm: a.arm.clone(),
-                policy: a.policy.clone(),
+                experiment: a.grid.experiment.clone(),
+                arm: a.grid.arm.clone(),
+                policy: a.grid.policy.clone(),
+                unit: a.unit,
             }),
         };
         PricedQuote {

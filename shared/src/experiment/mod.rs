@@ -113,6 +113,33 @@ pub struct ArmStamp {
     pub arm: Ident,
     /// The arm's policy version ([`Arm::version`]).
     pub policy: Ident,
+    /// The quote's unit of analysis ([`Assignment::unit`]).
+    pub unit: u64,
+}
+
+/// Where an experiment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Before its start.
+    Scheduled,
+    /// Between its start and its end.
+    Running,
+    /// Past its end.
+    Finished,
+    /// Ended early by its guardrail.
+    Ended,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Scheduled => "scheduled",
+            Status::Running => "running",
+            Status::Finished => "finished",
+            Status::Ended => "ended",
+        }
+    }
 }
 
 /// How units are split between arms.
@@ -183,6 +210,11 @@ pub struct Assignment<'a> {
     pub arm: &'a Arm,
     /// Switchback: the window's index since the start; user split: 0.
     pub window: u64,
+    /// The unit of analysis the quote belongs to: a switchback's window
+    /// index, a user split's rider (a 63-bit hash of the user id, so the
+    /// id itself never travels). Signed into the quote with its arm, so
+    /// every later event of the quote counts in the unit it was priced in.
+    pub unit: u64,
 }
 
 impl Experiment {
@@ -325,6 +357,16 @@ impl Experiment {
         }
     }
 
+    /// Where it stands at `now`: `ended` when a guardrail ended it early.
+    pub fn status(&self, now: Timestamp, ended: bool) -> Status {
+        match () {
+            _ if ended => Status::Ended,
+            _ if now < self.start => Status::Scheduled,
+            _ if now >= self.end => Status::Finished,
+            _ => Status::Running,
+        }
+    }
+
     /// Whether it runs at `now`.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.start <= now && now < self.end
@@ -337,23 +379,28 @@ impl Experiment {
         if !self.is_live(now) {
             return None;
         }
-        let (window, point) = match self.split {
+        let (window, unit, point) = match self.split {
             Split::Switchback { .. } => {
                 let index = self.window_of(now);
                 let point = self.point(&[self.region.as_str().as_bytes(), &index.to_be_bytes()]);
-                (index, point)
+                (index, index, point)
             }
-            Split::User => (0, self.point(&[user?.as_bytes()])),
+            Split::User => {
+                let user = user?;
+                (0, rider_unit(user), self.point(&[user.as_bytes()]))
+            }
         };
         let mut upto = 0;
         for arm in &self.arms {
             upto += arm.share_percent * 100;
             if point < upto {
-                return Some(Assignment { arm, window });
+                return Some(Assignment { arm, window, unit });
             }
         }
         // Shares sum to 100 %: unreachable, but the control is the safe arm.
-        self.arms.first().map(|arm| Assignment { arm, window })
+        self.arms
+            .first()
+            .map(|arm| Assignment { arm, window, unit })
     }
 
     /// A point in 0..10,000 from the salt and `parts`.
@@ -388,12 +435,60 @@ pub fn arm_grid<'g>(
     grid: &'g SurgeGrid,
     now: Timestamp,
     user: Option<&str>,
-) -> Option<&'g ArmGrid> {
+) -> Option<ArmChoice<'g>> {
     let (e, a) = experiments
         .iter()
         .find_map(|e| e.assign(now, user).map(|a| (e, a)))?;
     grid.arm(e.id(), &a.arm.name)
         .filter(|g| g.policy == a.arm.version())
+        .map(|g| ArmChoice {
+            grid: g,
+            unit: a.unit,
+        })
+}
+
+/// The arm a quote is priced in: its grid and the unit of analysis the
+/// quote counts in ([`Assignment::unit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArmChoice<'g> {
+    /// The arm's multipliers.
+    pub grid: &'g ArmGrid,
+    /// The quote's unit.
+    pub unit: u64,
+}
+
+/// A user split's unit of a rider: a 63-bit hash of the user id (it fits a
+/// signed 64-bit column).
+pub fn rider_unit(user: &str) -> u64 {
+    crate::market::DriverId::from_external(user).0 & (i64::MAX as u64)
+}
+
+/// An experiment id names one experiment: of `experiments` (a region's),
+/// those whose id appears twice among them or is `taken` (by another
+/// region's) are refused with the reason; the rest are kept.
+pub fn refuse_reused_ids(
+    experiments: Vec<Experiment>,
+    taken: impl Fn(&Ident) -> bool,
+) -> (Vec<Experiment>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for e in &experiments {
+        let twice = experiments.iter().filter(|o| o.id == e.id).count() > 1;
+        if twice {
+            refused.push(format!(
+                "{}: the id names two experiments of the region",
+                e.id
+            ));
+        } else if taken(&e.id) {
+            refused.push(format!(
+                "{}: the id names another region's experiment",
+                e.id
+            ));
+        } else {
+            kept.push(e.clone());
+        }
+    }
+    (kept, refused)
 }
 
 /// Keeps the experiments that overlap no other of their region; each one
@@ -474,6 +569,16 @@ mod tests {
         let other = Experiment::new(&d).expect("valid");
         assert_ne!(other.arms()[1].version(), v);
         assert!(e.arms()[0].version().as_str().starts_with("default-"));
+    }
+
+    #[test]
+    fn status_follows_the_clock_and_an_early_end() {
+        let e = Experiment::new(&def()).expect("valid");
+        assert_eq!(e.status(Timestamp(T0 - 1), false), Status::Scheduled);
+        assert_eq!(e.status(Timestamp(T0), false), Status::Running);
+        assert_eq!(e.status(e.end(), false), Status::Finished);
+        assert_eq!(e.status(Timestamp(T0), true), Status::Ended);
+        assert_eq!(Status::Ended.as_str(), "ended");
     }
 
     #[test]

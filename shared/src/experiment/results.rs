@@ -10,17 +10,20 @@
 //! Every interval is a 95 % normal interval (±1.96 standard errors).
 //!
 //! * **Switchback**: the unit is the window. Riders within a window share
-//!   drivers and one policy, so their outcomes are not independent; each
-//!   metric is a ratio of per-window sums (conversion = Σ confirmed /
-//!   Σ quotes over the arm's windows) with the cluster-robust variance of
-//!   a ratio estimator: `var(R) = Σ (y_w − R·x_w)² / (n (n−1) x̄²)` over the
-//!   arm's `n` windows. Fewer than two windows give no interval.
-//! * **User split**: the unit is the quote (for conversion, revenue per
-//!   quote and the multiplier) or the booking (for completion, fare and
-//!   wait), taken as
-//!   independent. That ignores interference — riders of both arms compete
-//!   for the same drivers — which is exactly the bias a switchback avoids
+//!   drivers and one policy, so their outcomes are not independent.
+//! * **User split**: the unit is the rider (a hash of the user id): a
+//!   rider's repeated price checks and bookings are not independent. The
+//!   interval still ignores interference — riders of both arms compete for
+//!   the same drivers — which is exactly the bias a switchback avoids
 //!   (`docs/simulation/experiments.md` measures it).
+//!
+//! Every event counts in the unit its quote was priced in (signed into the
+//! quote with its arm and copied into its booking), so a booking completed
+//! in the next window still counts in its quote's. Each metric is a ratio
+//! of per-unit sums (conversion = Σ confirmed / Σ quotes over the arm's
+//! units) with the cluster-robust variance of a ratio estimator:
+//! `var(R) = Σ (y_u − R·x_u)² / (n (n−1) x̄²)` over the arm's `n` units.
+//! Fewer than two units give no interval.
 //!
 //! A difference from the control ([`Compared`]) has the interval of two
 //! independent estimates: `±1.96 √(se_arm² + se_control²)`.
@@ -30,7 +33,7 @@ use std::collections::BTreeMap;
 use crate::quote::Ident;
 use crate::time::Timestamp;
 
-use super::{Experiment, Split};
+use super::Experiment;
 
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.96;
@@ -104,6 +107,9 @@ pub struct ArmEvent {
     pub fare_minor: Option<u64>,
     /// Started or completed: ms from confirmation to pickup.
     pub wait_ms: Option<u64>,
+    /// The unit of analysis its quote was priced in
+    /// ([`super::Assignment::unit`]).
+    pub unit: u64,
 }
 
 /// A point estimate with its 95 % interval.
@@ -113,7 +119,7 @@ pub struct Estimate {
     pub value: f64,
     /// Its standard error, when the units allow one.
     pub se: Option<f64>,
-    /// Units it rests on (windows in a switchback; quotes or bookings in a
+    /// Units it rests on (windows in a switchback; riders in a
     /// user split).
     pub units: u64,
 }
@@ -190,11 +196,13 @@ pub struct ArmResult {
     pub multiplier: Option<Estimate>,
 }
 
-/// Per-unit sums of one metric: (denominator, numerator).
-type Units = BTreeMap<u64, (f64, f64)>;
+/// Per-unit sums of one metric: unit → (denominator, numerator).
+pub type Units = BTreeMap<u64, (f64, f64)>;
 
-/// The ratio Σy / Σx over units with its cluster-robust standard error.
-fn ratio(units: &Units) -> Option<Estimate> {
+/// The ratio Σy / Σx over units with its cluster-robust standard error
+/// (the estimator of every metric here, and of an arm's volatility in
+/// [`crate::arms`]).
+pub fn ratio(units: &Units) -> Option<Estimate> {
     let n = units.len();
     let (sx, sy) = units
         .values()
@@ -216,7 +224,7 @@ fn ratio(units: &Units) -> Option<Estimate> {
 }
 
 /// Adds `(x, y)` to a unit.
-fn add(units: &mut Units, unit: u64, x: f64, y: f64) {
+pub fn add(units: &mut Units, unit: u64, x: f64, y: f64) {
     let e = units.entry(unit).or_insert((0.0, 0.0));
     e.0 += x;
     e.1 += y;
@@ -225,7 +233,6 @@ fn add(units: &mut Units, unit: u64, x: f64, y: f64) {
 /// The results of every arm (the control first) from its events. Events of
 /// arms the experiment does not have are ignored.
 pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
-    let switchback = matches!(experiment.split(), Split::Switchback { .. });
     experiment
         .arms()
         .iter()
@@ -245,8 +252,9 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                 wait_minutes: None,
                 multiplier: None,
             };
-            // Metric → units. A switchback's unit is the window; a user
-            // split's is each quote or booking (a running index).
+            // Metric → units: every event counts in the unit its quote
+            // was priced in (signed into the quote with its arm): a
+            // switchback's window, a user split's rider.
             let (mut conv, mut comp, mut fare, mut wait, mut mult, mut rpq) = (
                 Units::new(),
                 Units::new(),
@@ -255,73 +263,43 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                 Units::new(),
                 Units::new(),
             );
-            // A user split's fares, to spread over its quotes.
-            let mut fares = Vec::new();
-            for (i, e) in events.iter().filter(|e| e.arm == arm.name).enumerate() {
-                let unit = if switchback {
-                    experiment.window_of(e.at)
-                } else {
-                    i as u64
-                };
+            for e in events.iter().filter(|e| e.arm == arm.name) {
+                let unit = e.unit;
                 match e.kind {
                     ArmEventKind::Quote => {
                         r.quotes += 1;
                         add(&mut mult, unit, 1.0, e.multiplier);
-                        if switchback {
-                            add(&mut conv, unit, 1.0, 0.0);
-                            add(&mut rpq, unit, 1.0, 0.0);
-                        }
+                        add(&mut conv, unit, 1.0, 0.0);
+                        add(&mut rpq, unit, 1.0, 0.0);
                     }
                     ArmEventKind::Confirmed => {
                         r.confirmed += 1;
-                        if switchback {
-                            add(&mut conv, unit, 0.0, 1.0);
+                        add(&mut conv, unit, 0.0, 1.0);
+                    }
+                    ArmEventKind::Started => {
+                        // A trip's wait is reported when it starts (and
+                        // again at completion): counted once, here.
+                        if let Some(w) = e.wait_ms {
+                            add(&mut wait, unit, 1.0, w as f64 / 60_000.0);
                         }
                     }
-                    ArmEventKind::Started => {}
                     ArmEventKind::Completed => {
                         r.completed += 1;
                         let paid = e.fare_minor.unwrap_or(0);
                         r.revenue_minor = r.revenue_minor.saturating_add(paid);
                         add(&mut fare, unit, 1.0, paid as f64);
-                        fares.push(paid as f64);
-                        if switchback {
-                            add(&mut comp, unit, 1.0, 1.0);
-                            add(&mut rpq, unit, 0.0, paid as f64);
-                        }
+                        add(&mut comp, unit, 1.0, 1.0);
+                        add(&mut rpq, unit, 0.0, paid as f64);
                     }
-                    ArmEventKind::Cancelled => {
-                        r.cancelled += 1;
-                        if switchback {
-                            add(&mut comp, unit, 1.0, 0.0);
+                    ArmEventKind::Cancelled | ArmEventKind::Failed => {
+                        if e.kind == ArmEventKind::Cancelled {
+                            r.cancelled += 1;
+                        } else {
+                            r.failed += 1;
                         }
-                    }
-                    ArmEventKind::Failed => {
-                        r.failed += 1;
-                        if switchback {
-                            add(&mut comp, unit, 1.0, 0.0);
-                        }
+                        add(&mut comp, unit, 1.0, 0.0);
                     }
                 }
-                // A trip's wait is reported when it starts (and again at
-                // completion): counted once, at the start.
-                if e.kind == ArmEventKind::Started {
-                    if let Some(w) = e.wait_ms {
-                        add(&mut wait, unit, 1.0, w as f64 / 60_000.0);
-                    }
-                }
-            }
-            if !switchback {
-                // Proportions over independent units: `k` ones among `n`.
-                conv = bernoulli(r.quotes, r.confirmed.min(r.quotes));
-                comp = bernoulli(r.completed + r.cancelled + r.failed, r.completed);
-                // Each completed trip came from one of the arm's quotes: the
-                // quotes as units, the fares on as many of them, 0 on the
-                // rest.
-                let n = r.quotes.max(fares.len() as u64);
-                rpq = (0..n)
-                    .map(|i| (i, (1.0, fares.get(i as usize).copied().unwrap_or(0.0))))
-                    .collect();
             }
             r.conversion = ratio(&conv);
             r.completion = ratio(&comp);
@@ -331,13 +309,6 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
             r.multiplier = ratio(&mult);
             r
         })
-        .collect()
-}
-
-/// `n` independent units of which `k` are ones.
-fn bernoulli(n: u64, k: u64) -> Units {
-    (0..n)
-        .map(|i| (i, (1.0, if i < k { 1.0 } else { 0.0 })))
         .collect()
 }
 
@@ -394,7 +365,7 @@ mod tests {
         .expect("valid")
     }
 
-    fn event(arm: &str, at: u64, kind: ArmEventKind) -> ArmEvent {
+    fn event(arm: &str, at: u64, kind: ArmEventKind, unit: u64) -> ArmEvent {
         ArmEvent {
             arm: Ident::new(arm).expect("id"),
             at: Timestamp(at),
@@ -402,23 +373,33 @@ mod tests {
             multiplier: 1.5,
             fare_minor: (kind == ArmEventKind::Completed).then_some(1_000),
             wait_ms: (kind == ArmEventKind::Started).then_some(240_000),
+            unit,
         }
     }
 
     /// `quotes` quotes, `booked` of them confirmed and `done` of those
-    /// completed (the rest cancelled), in a window starting at `at`.
-    fn window(out: &mut Vec<ArmEvent>, arm: &str, at: u64, quotes: u32, booked: u32, done: u32) {
+    /// completed (the rest cancelled), from `at`; the `i`th quote and its
+    /// booking count in `unit(i)`. The outcomes come 20 minutes later (in
+    /// another window): they still count in their quote's unit.
+    fn window(
+        out: &mut Vec<ArmEvent>,
+        arm: &str,
+        at: u64,
+        (quotes, booked, done): (u32, u32, u32),
+        unit: impl Fn(u32) -> u64,
+    ) {
         for i in 0..quotes {
-            out.push(event(arm, at + u64::from(i), ArmEventKind::Quote));
+            out.push(event(arm, at + u64::from(i), ArmEventKind::Quote, unit(i)));
         }
         for i in 0..booked {
             let t = at + 1_000 + u64::from(i);
-            out.push(event(arm, t, ArmEventKind::Confirmed));
+            out.push(event(arm, t, ArmEventKind::Confirmed, unit(i)));
+            let later = t + 20 * MIN;
             if i < done {
-                out.push(event(arm, t + 1, ArmEventKind::Started));
-                out.push(event(arm, t + 2, ArmEventKind::Completed));
+                out.push(event(arm, later, ArmEventKind::Started, unit(i)));
+                out.push(event(arm, later + 1, ArmEventKind::Completed, unit(i)));
             } else {
-                out.push(event(arm, t + 1, ArmEventKind::Cancelled));
+                out.push(event(arm, later, ArmEventKind::Cancelled, unit(i)));
             }
         }
     }
@@ -432,7 +413,13 @@ mod tests {
         for w in 0..6u64 {
             let arm = if w % 2 == 0 { "control" } else { "flat" };
             let booked = 2 + w as u32;
-            window(&mut events, arm, T0 + w * 10 * MIN, 10, booked, booked - 1);
+            window(
+                &mut events,
+                arm,
+                T0 + w * 10 * MIN,
+                (10, booked, booked - 1),
+                |_| w,
+            );
         }
         let r = results(&e, &events);
         let c = &r[0];
@@ -460,8 +447,11 @@ mod tests {
     fn a_user_split_counts_quotes_and_bookings() {
         let e = experiment("user", None);
         let mut events = Vec::new();
-        window(&mut events, "control", T0, 100, 40, 30);
-        window(&mut events, "flat", T0, 100, 50, 45);
+        // Each quote a rider of its own.
+        window(&mut events, "control", T0, (100, 40, 30), u64::from);
+        window(&mut events, "flat", T0, (100, 50, 45), |i| {
+            1_000 + u64::from(i)
+        });
         let r = results(&e, &events);
         let c = r[0].conversion.expect("conversion");
         assert_eq!(c.units, 100);
@@ -479,12 +469,18 @@ mod tests {
     fn the_guardrail_waits_for_enough_bookings_then_names_the_arm() {
         let e = experiment("user", Some(10.0));
         let mut events = Vec::new();
-        window(&mut events, "control", T0, 40, 20, 18);
-        window(&mut events, "flat", T0, 40, 20, 10);
+        window(&mut events, "control", T0, (40, 20, 18), u64::from);
+        window(&mut events, "flat", T0, (40, 20, 10), |i| {
+            1_000 + u64::from(i)
+        });
         // 90 % against 50 %, but only 20 ended bookings per arm.
         assert_eq!(guardrail_breach(&e, &results(&e, &events)), None);
-        window(&mut events, "control", T0 + MIN, 40, 20, 18);
-        window(&mut events, "flat", T0 + MIN, 40, 20, 10);
+        window(&mut events, "control", T0 + MIN, (40, 20, 18), |i| {
+            100 + u64::from(i)
+        });
+        window(&mut events, "flat", T0 + MIN, (40, 20, 10), |i| {
+            2_000 + u64::from(i)
+        });
         let why = guardrail_breach(&e, &results(&e, &events)).expect("breached");
         assert!(why.starts_with("arm flat: completion 50.0 %"), "{why}");
         // Within the limit: no breach.

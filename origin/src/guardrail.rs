@@ -97,3 +97,28 @@ fn remember_end(state: &AppState, region: String, id: String, why: String, now: 
         }
     });
 }
+
+/// Keeps every value of a region's experiments key the edge reported, in
+/// the background: an experiment's results stay readable after its
+/// definition leaves KV. A failed write is logged and counted (the value
+/// is written again when the edge reports a change).
+pub fn keep_values(state: &Arc<AppState>, learned: &[(String, Option<String>)], now: Timestamp) {
+    let values: Vec<(String, String)> = learned
+        .iter()
+        .filter_map(|(r, t)| t.clone().map(|t| (r.clone(), t)))
+        .collect();
+    if values.is_empty() {
+        return;
+    }
+    let store = state.store.clone();
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = lock(&store);
+        for (region, value) in values {
+            if let Err(e) = store.record_experiment_value(&region, &value, now.0) {
+                metrics.guardrail_failures.fetch_add(1, Relaxed);
+                tracing::warn!(region = %region, error = %e, "experiment definition not kept");
+            }
+        }
+    });
+}

@@ -39,6 +39,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // Experiments the edge reported with its last answers run from this
     // tick on.
     let learned = state.pusher.take_experiments();
+    crate::guardrail::keep_values(state, &learned, now);
     let (mut ticks, encoded, engines, controlled, histories) = {
         let mut agg = lock(&state.agg);
         for (region, text) in &learned {

@@ -866,6 +866,23 @@ fn arm_events_round_trip(store: &mut dyn History) {
         vec![("e1".to_owned(), "arm flat: completion".to_owned())]
     );
     assert!(store.experiment_ends("nyc").expect("none").is_empty());
+    // Every value of a region's key is kept once, oldest first.
+    store
+        .record_experiment_value("sf", "[1]", 1_000)
+        .expect("value");
+    store
+        .record_experiment_value("sf", "[1]", 2_000)
+        .expect("again");
+    store
+        .record_experiment_value("sf", "[2]", 3_000)
+        .expect("value");
+    assert_eq!(
+        store.experiment_values().expect("values"),
+        vec![
+            ("sf".to_owned(), "[1]".to_owned()),
+            ("sf".to_owned(), "[2]".to_owned())
+        ]
+    );
     // Regions keep their own: the same id elsewhere is another experiment.
     let mut elsewhere = ev("q_9", 2_500, ArmEventKind::Quote);
     elsewhere.region = "nyc".into();

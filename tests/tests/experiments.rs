@@ -431,6 +431,22 @@ fn results_per_arm_follow_the_bookings_and_a_breached_guardrail_ends_it() {
         1,
         "started once, before the restart"
     );
+    // The definition leaves KV: its results stay readable from what the
+    // origin kept.
+    w.kv_put("CONFIG", "experiment:sf", "[]");
+    let after_delete = generation(&origin);
+    wait_for(
+        "the edge to report the empty value",
+        Duration::from_secs(60),
+        || generation(&origin) > after_delete + 3,
+    );
+    let r: Value = origin
+        .get("/v1/analytics/experiments/flat-vs-default")
+        .send()
+        .and_then(|r| r.json())
+        .expect("report");
+    assert_eq!(r["status"], "ended", "{r}");
+    assert_eq!(r["arms"][0]["completed"].as_u64(), Some(n as u64), "{r}");
     // An unknown experiment is a clear 404.
     let r = origin
         .get("/v1/analytics/experiments/nope")

@@ -4,8 +4,10 @@
 //! ([`shared::experiment::results`]).
 //!
 //! The origin knows an experiment from the definitions the edge returns
-//! with its pushes; in cluster mode the region's owner knows it (another
-//! member answers 404 until it owns the region).
+//! with its pushes, and keeps every value it saw in its store
+//! (`experiment_values`), so the results stay readable after the
+//! definition leaves KV, after a restart, and (PostgreSQL being shared) at
+//! any cluster member.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use shared::experiment::Split;
 
 use super::ingest::with_store;
 use super::{Path, Problem};
+use crate::aggregate::KnownExperiment;
 use crate::state::{lock, AppState};
 
 /// Most events read for one report.
@@ -43,7 +46,17 @@ pub async fn results_of(
     Path(id): Path<String>,
 ) -> Result<Json<ExperimentResultsResponse>, Problem> {
     let now = s.clock.now();
-    let known = lock(&s.agg).experiment(&id, now).ok_or_else(|| {
+    let live = lock(&s.agg).experiment(&id, now);
+    let known = match live {
+        Some(k) => Some(k),
+        // No longer in KV (deleted, replaced) or not learned since a
+        // restart: the definitions the store kept.
+        None => {
+            let key = id.clone();
+            with_store(&s, move |st| stored(st, &key, now)).await?
+        }
+    };
+    let known = known.ok_or_else(|| {
         Problem(
             StatusCode::NOT_FOUND,
             "experiment_not_found",
@@ -117,4 +130,33 @@ pub async fn results_of(
         intervals,
         arms,
     }))
+}
+
+/// An experiment from the definitions the store kept, with its status.
+fn stored(
+    st: &mut dyn crate::store::History,
+    id: &str,
+    now: shared::time::Timestamp,
+) -> Result<Option<KnownExperiment>, crate::store::StoreError> {
+    // Newest value first: a definition changed later wins.
+    for (region, value) in st.experiment_values()?.into_iter().rev() {
+        let Ok(region_id) = shared::quote::Ident::new(&region) else {
+            continue;
+        };
+        let (valid, _) = shared::api::parse_experiments(&region_id, &value);
+        if let Some(e) = valid.into_iter().find(|e| e.id().as_str() == id) {
+            let ended = st
+                .experiment_ends(&region)?
+                .into_iter()
+                .find(|(x, _)| x == id)
+                .map(|(_, why)| why);
+            return Ok(Some(KnownExperiment {
+                status: e.status(now, ended.is_some()).as_str(),
+                experiment: e,
+                ended,
+                volatility: Vec::new(),
+            }));
+        }
+    }
+    Ok(None)
 }

@@ -64,6 +64,31 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps a value of a region's `experiment:<region>` key as the edge
+    /// reported it, so an experiment's results outlive its definition in
+    /// KV (a value seen before is kept once).
+    pub fn record_experiment_value(
+        &mut self,
+        region: &str,
+        value: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO experiment_values (region, value, at_ms) VALUES (?1, ?2, ?3)",
+            params![region, value, to_i64("experiment value at_ms", at_ms)?],
+        )?;
+        Ok(())
+    }
+
+    /// Every value kept: (region, value), oldest first.
+    pub fn experiment_values(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT region, value FROM experiment_values ORDER BY at_ms")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A region's experiments that ended early: (id, why).
     pub fn experiment_ends(&self, region: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut st = self.conn.prepare_cached(

@@ -28,7 +28,8 @@
 //! | `daily_max`     | `(region, day)`      | the highest multiplier of each UTC day (lawful caps)  |
 //! | `forecast_history` | `region`          | the forecasts' history, once per 5-minute bucket      |
 //! | `arm_events`    | `event_id`           | quotes priced in experiment arms and their bookings' transitions |
-//! | `experiment_ends` | `experiment`       | experiments ended early by their guardrail, and why   |
+//! | `experiment_values` | `(region, value)` | every `experiment:<region>` value the edge reported, for results after it is gone |
+//! | `experiment_ends` | `(region, experiment)` | experiments ended early by their guardrail, and why |
 //!
 //! Times are `INTEGER` milliseconds since the Unix epoch and generations are
 //! `INTEGER`; both are `u64` in Rust, so a value above `i64::MAX` is refused
@@ -168,6 +169,15 @@ pub trait History: Send + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// A region's experiments that ended early: (id, why).
     fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Keeps a value of a region's `experiment:<region>` key (once).
+    fn record_experiment_value(
+        &mut self,
+        region: &str,
+        value: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Every value kept: (region, value), oldest first.
+    fn experiment_values(&mut self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 impl History for Store {
@@ -200,6 +210,19 @@ impl History for Store {
 
     fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError> {
         Store::experiment_ends(self, region)
+    }
+
+    fn record_experiment_value(
+        &mut self,
+        region: &str,
+        value: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        Store::record_experiment_value(self, region, value, at_ms)
+    }
+
+    fn experiment_values(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        Store::experiment_values(self)
     }
 
     fn record_outcomes(&mut self, o: &[RideOutcome]) -> Result<usize, StoreError> {

@@ -107,6 +107,12 @@ CREATE TABLE IF NOT EXISTS arm_events (
 );
 CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (region, experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
+CREATE TABLE IF NOT EXISTS experiment_values (
+    region      TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    at_ms       BIGINT NOT NULL CHECK (at_ms >= 0),
+    PRIMARY KEY (region, value)
+);
 CREATE TABLE IF NOT EXISTS experiment_ends (
     region      TEXT   NOT NULL,
     experiment  TEXT   NOT NULL,
@@ -430,6 +436,33 @@ impl super::History for PgStore {
             )?;
             Ok(())
         })
+    }
+
+    fn record_experiment_value(
+        &mut self,
+        region: &str,
+        value: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let at = to_i64("experiment value at_ms", at_ms)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO experiment_values (region, value, at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (region, value) DO NOTHING",
+                &[&region, &value, &at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn experiment_values(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.with(|c| {
+            Ok(c.query(
+                "SELECT region, value FROM experiment_values ORDER BY at_ms",
+                &[],
+            )?)
+        })?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn experiment_ends(&mut self, region: &str) -> Result<Vec<(String, String)>, StoreError> {

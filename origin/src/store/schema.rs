@@ -147,6 +147,12 @@ CREATE TABLE IF NOT EXISTS arm_events (
 );
 CREATE INDEX IF NOT EXISTS arm_events_by_experiment ON arm_events (region, experiment, at_ms);
 CREATE INDEX IF NOT EXISTS arm_events_by_time ON arm_events (at_ms);
+CREATE TABLE IF NOT EXISTS experiment_values (
+    region      TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+    PRIMARY KEY (region, value)
+);
 CREATE TABLE IF NOT EXISTS experiment_ends (
     region      TEXT    NOT NULL,
     experiment  TEXT    NOT NULL,

@@ -61,14 +61,14 @@ pub fn refresh(state: &Arc<AppState>, running: Vec<(String, Experiment)>, now: T
         lookup,
         move |store, region| match experiments.get(region) {
             Some(e) => {
-                store.arm_events(region, e.id().as_str(), crate::http::MAX_EXPERIMENT_EVENTS)
+                store.arm_tallies(region, e.id().as_str(), crate::http::MAX_EXPERIMENT_EVENTS)
             }
             None => Ok(Vec::new()),
         },
         move |state, rows| {
-            for (region, events) in rows {
+            for (region, tallies) in rows {
                 let Some(e) = due.get(&region) else { continue };
-                let Some(why) = guardrail_breach(e, &results(e, &events)) else {
+                let Some(why) = guardrail_breach(e, &results(e, &tallies)) else {
                     continue;
                 };
                 if lock(&state.agg).end_experiment(&region, e.id(), &why) {

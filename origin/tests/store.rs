@@ -838,13 +838,15 @@ fn arm_events_round_trip(store: &mut dyn History) {
     let mut other = ev("q_2", 1_000, ArmEventKind::Quote);
     other.experiment = "e2".into();
     store.record_arm_events(&[other]).expect("other experiment");
-    let back = store.arm_events("sf", "e1", 100).expect("read");
-    assert_eq!(
-        back,
-        rows.iter().map(|r| r.event.clone()).collect::<Vec<_>>()
-    );
-    assert_eq!(store.arm_events("sf", "e1", 2).expect("limited").len(), 2);
-    assert!(store.arm_events("sf", "nope", 10).expect("none").is_empty());
+    let mut back = store.arm_tallies("sf", "e1", 100).expect("read");
+    back.sort_by_key(|t| (t.arm.clone(), t.unit, t.kind));
+    let events: Vec<_> = rows.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(back, shared::experiment::results::tally(&events));
+    assert_eq!(store.arm_tallies("sf", "e1", 2).expect("limited").len(), 2);
+    assert!(store
+        .arm_tallies("sf", "nope", 10)
+        .expect("none")
+        .is_empty());
     let mut bad = ev("q_3", u64::MAX, ArmEventKind::Quote);
     assert!(matches!(
         store.record_arm_events(&[ev("q_4", 5_000, ArmEventKind::Quote), bad.clone()]),
@@ -853,7 +855,7 @@ fn arm_events_round_trip(store: &mut dyn History) {
     bad.event.at = shared::time::Timestamp(6_000);
     bad.event.multiplier = f64::NAN;
     assert!(store.record_arm_events(&[bad]).is_err());
-    assert_eq!(store.arm_events("sf", "e1", 100).expect("read").len(), 3);
+    assert_eq!(store.arm_tallies("sf", "e1", 100).expect("read").len(), 3);
     // An experiment's early end, once per id, by region.
     store
         .record_experiment_end("sf", "e1", "arm flat: completion", 7_000)
@@ -887,8 +889,8 @@ fn arm_events_round_trip(store: &mut dyn History) {
     let mut elsewhere = ev("q_9", 2_500, ArmEventKind::Quote);
     elsewhere.region = "nyc".into();
     assert_eq!(store.record_arm_events(&[elsewhere]).expect("nyc"), 1);
-    assert_eq!(store.arm_events("sf", "e1", 100).expect("sf").len(), 3);
-    assert_eq!(store.arm_events("nyc", "e1", 100).expect("nyc").len(), 1);
+    assert_eq!(store.arm_tallies("sf", "e1", 100).expect("sf").len(), 3);
+    assert_eq!(store.arm_tallies("nyc", "e1", 100).expect("nyc").len(), 1);
     store
         .record_experiment_end("nyc", "e1", "its own reason", 9_000)
         .expect("nyc end");

@@ -41,15 +41,14 @@ fn arm_events_are_stored_once_and_read_back_in_postgres() {
     store
         .record_arm_events(&[record("q_2", "e2", 1_000, ArmEventKind::Quote)])
         .expect("another experiment");
-    let back = store.arm_events("sf", "e1", 100).expect("read");
-    assert_eq!(
-        back,
-        rows.iter().map(|r| r.event.clone()).collect::<Vec<_>>()
-    );
-    assert_eq!(store.arm_events("sf", "e1", 1).expect("limited").len(), 1);
+    let mut back = store.arm_tallies("sf", "e1", 100).expect("read");
+    back.sort_by_key(|t| (t.arm.clone(), t.unit, t.kind));
+    let events: Vec<_> = rows.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(back, shared::experiment::results::tally(&events));
+    assert_eq!(store.arm_tallies("sf", "e1", 1).expect("limited").len(), 1);
     let too_late = record("q_3", "e1", u64::MAX, ArmEventKind::Quote);
     assert!(store.record_arm_events(&[too_late]).is_err());
-    assert_eq!(store.arm_events("sf", "e1", 100).expect("read").len(), 3);
+    assert_eq!(store.arm_tallies("sf", "e1", 100).expect("read").len(), 3);
     // An experiment's early end, once per id, by region.
     store
         .record_experiment_end("sf", "e1", "arm flat: completion", 7_000)

@@ -23,7 +23,7 @@ use super::{Path, Problem};
 use crate::aggregate::KnownExperiment;
 use crate::state::{lock, AppState};
 
-/// Most events read for one report.
+/// Most (arm, unit, kind) rows read for one report.
 pub const MAX_EVENTS: u32 = 1_000_000;
 
 /// `GET /v1/analytics/experiments/{id}`.
@@ -67,9 +67,9 @@ pub async fn results_of(
         )
     })?;
     let (region, key) = (known.experiment.region().to_string(), id.clone());
-    let events = with_store(&s, move |st| st.arm_events(&region, &key, MAX_EVENTS)).await?;
+    let tallies = with_store(&s, move |st| st.arm_tallies(&region, &key, MAX_EVENTS)).await?;
     let e = &known.experiment;
-    let table = results(e, &events);
+    let table = results(e, &tallies);
     let control = table.first().cloned();
     let arms = table
         .iter()

@@ -2,9 +2,9 @@
 //! an experiment's results ([`shared::experiment::results`]).
 
 use rusqlite::{params, TransactionBehavior};
-use shared::experiment::results::ArmEvent;
+use shared::experiment::results::Tally;
 
-use super::{get_u64, to_i64, ArmRecord, Store, StoreError};
+use super::{to_i64, ArmRecord, Store, StoreError};
 
 impl Store {
     /// Stores arm events in one transaction; returns rows inserted (a
@@ -98,46 +98,38 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// A region's experiment's events, oldest first, at most `limit`.
-    pub fn arm_events(
+    /// A region's experiment's events summed per arm, unit and kind (one
+    /// row each, however many events), at most `limit` rows.
+    pub fn arm_tallies(
         &mut self,
         region: &str,
         experiment: &str,
         limit: u32,
-    ) -> Result<Vec<ArmEvent>, StoreError> {
+    ) -> Result<Vec<Tally>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms, unit FROM arm_events
-             WHERE region = ?1 AND experiment = ?2 ORDER BY at_ms LIMIT ?3",
+            "SELECT arm, unit, kind, COUNT(*), SUM(multiplier), COALESCE(SUM(fare_minor), 0),
+                    COALESCE(SUM(wait_ms), 0), COUNT(wait_ms)
+             FROM arm_events WHERE region = ?1 AND experiment = ?2
+             GROUP BY arm, unit, kind LIMIT ?3",
         )?;
         let rows = st.query_map(params![region, experiment, limit], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                get_u64(r, 1, "arm event at_ms"),
+                r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, f64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-                get_u64(r, 6, "arm event unit"),
+                [r.get::<_, i64>(3)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                r.get::<_, f64>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (arm, at, kind, multiplier, fare, wait, unit) = row?;
-            let non_negative = |what: &str, v: Option<i64>| {
-                v.map(|v| {
-                    u64::try_from(v)
-                        .map_err(|_| StoreError::InvalidData(format!("{what} {v} is negative")))
-                })
-                .transpose()
-            };
-            out.push(ArmRecord::event_from(
+            let (arm, unit, kind, [count, fare, wait, waits], multiplier) = row?;
+            out.push(ArmRecord::tally_from(
                 arm,
-                at?,
+                unit,
                 kind,
+                [count, fare, wait, waits],
                 multiplier,
-                non_negative("arm event fare_minor", fare)?,
-                non_negative("arm event wait_ms", wait)?,
-                unit?,
             )?);
         }
         Ok(out)

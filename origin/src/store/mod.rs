@@ -72,7 +72,7 @@ use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, TransactionBehavior};
-use shared::experiment::results::{ArmEvent, ArmEventKind};
+use shared::experiment::results::{ArmEvent, ArmEventKind, Tally};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -152,13 +152,14 @@ pub trait History: Send + std::fmt::Debug {
     /// Stores events of quotes priced in experiment arms; returns rows
     /// inserted (a repeated event id is ignored).
     fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError>;
-    /// A region's experiment's events, oldest first, at most `limit`.
-    fn arm_events(
+    /// A region's experiment's events summed per arm, unit and kind, at
+    /// most `limit` rows.
+    fn arm_tallies(
         &mut self,
         region: &str,
         experiment: &str,
         limit: u32,
-    ) -> Result<Vec<ArmEvent>, StoreError>;
+    ) -> Result<Vec<Tally>, StoreError>;
     /// Records that a region's experiment ended early (a repeat is ignored).
     fn record_experiment_end(
         &mut self,
@@ -189,13 +190,13 @@ impl History for Store {
         Store::record_arm_events(self, rows)
     }
 
-    fn arm_events(
+    fn arm_tallies(
         &mut self,
         region: &str,
         experiment: &str,
         limit: u32,
-    ) -> Result<Vec<ArmEvent>, StoreError> {
-        Store::arm_events(self, region, experiment, limit)
+    ) -> Result<Vec<Tally>, StoreError> {
+        Store::arm_tallies(self, region, experiment, limit)
     }
 
     fn record_experiment_end(
@@ -439,26 +440,27 @@ impl ArmRecord {
             .collect()
     }
 
-    /// An event from its stored columns.
-    pub(crate) fn event_from(
+    /// A tally from its stored columns: counts and sums are
+    /// `[count, Σ fare, Σ wait ms, waits]`.
+    pub(crate) fn tally_from(
         arm: String,
-        at_ms: u64,
+        unit: i64,
         kind: String,
-        multiplier: f64,
-        fare_minor: Option<u64>,
-        wait_ms: Option<u64>,
-        unit: u64,
-    ) -> Result<ArmEvent, StoreError> {
-        Ok(ArmEvent {
+        [count, fare, wait, waits]: [i64; 4],
+        multiplier_sum: f64,
+    ) -> Result<Tally, StoreError> {
+        let n = |what: &str, v: i64| from_i64(what, v);
+        Ok(Tally {
             arm: shared::quote::Ident::new(&arm)
                 .map_err(|e| StoreError::InvalidData(format!("arm event arm: {e}")))?,
-            at: shared::time::Timestamp(at_ms),
+            unit: n("arm event unit", unit)?,
             kind: ArmEventKind::parse(&kind)
                 .ok_or_else(|| StoreError::InvalidData(format!("arm event kind {kind:?}")))?,
-            multiplier,
-            fare_minor,
-            wait_ms,
-            unit,
+            count: n("arm event count", count)?,
+            multiplier_sum: finite("arm event multiplier", multiplier_sum)?,
+            fare_sum: n("arm event fare_minor", fare)?,
+            wait_ms_sum: n("arm event wait_ms", wait)?,
+            waits: n("arm event waits", waits)?,
         })
     }
 }

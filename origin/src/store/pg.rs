@@ -17,7 +17,7 @@
 
 use postgres::{Client, NoTls};
 
-use shared::experiment::results::ArmEvent;
+use shared::experiment::results::Tally;
 
 use super::{
     finite, to_i64, ArmRecord, HistoryRow, RideOutcome, StoreError, TickRecord, Zone,
@@ -475,33 +475,30 @@ impl super::History for PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    fn arm_events(
+    fn arm_tallies(
         &mut self,
         region: &str,
         experiment: &str,
         limit: u32,
-    ) -> Result<Vec<ArmEvent>, StoreError> {
+    ) -> Result<Vec<Tally>, StoreError> {
         let rows = self.with(|c| {
             Ok(c.query(
-                "SELECT arm, at_ms, kind, multiplier, fare_minor, wait_ms, unit FROM arm_events
-                 WHERE region = $1 AND experiment = $2 ORDER BY at_ms LIMIT $3",
+                "SELECT arm, unit, kind, COUNT(*), SUM(multiplier),
+                        COALESCE(SUM(fare_minor), 0)::BIGINT, COALESCE(SUM(wait_ms), 0)::BIGINT,
+                        COUNT(wait_ms)
+                 FROM arm_events WHERE region = $1 AND experiment = $2
+                 GROUP BY arm, unit, kind LIMIT $3",
                 &[&region, &experiment, &i64::from(limit)],
             )?)
         })?;
         rows.iter()
             .map(|r| {
-                ArmRecord::event_from(
+                ArmRecord::tally_from(
                     r.get(0),
-                    to_u64("arm event at_ms", r.get(1))?,
+                    r.get(1),
                     r.get(2),
-                    r.get(3),
-                    r.get::<_, Option<i64>>(4)
-                        .map(|v| to_u64("arm event fare_minor", v))
-                        .transpose()?,
-                    r.get::<_, Option<i64>>(5)
-                        .map(|v| to_u64("arm event wait_ms", v))
-                        .transpose()?,
-                    to_u64("arm event unit", r.get(6))?,
+                    [r.get(3), r.get(5), r.get(6), r.get(7)],
+                    r.get(4),
                 )
             })
             .collect()

@@ -230,9 +230,59 @@ pub fn add(units: &mut Units, unit: u64, x: f64, y: f64) {
     e.1 += y;
 }
 
-/// The results of every arm (the control first) from its events. Events of
-/// arms the experiment does not have are ignored.
-pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
+/// An arm's events of one kind in one unit, summed: what the store reads
+/// for an experiment's results (one row per arm, unit and kind, however
+/// many events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// The arm.
+    pub arm: Ident,
+    /// The unit ([`super::Assignment::unit`]).
+    pub unit: u64,
+    /// What happened.
+    pub kind: ArmEventKind,
+    /// How many times.
+    pub count: u64,
+    /// Σ multiplier quoted.
+    pub multiplier_sum: f64,
+    /// Σ fare paid, minor units.
+    pub fare_sum: u64,
+    /// Σ wait, ms, over the events that report one.
+    pub wait_ms_sum: u64,
+    /// Events that report a wait.
+    pub waits: u64,
+}
+
+/// Sums events into tallies (what the store's `GROUP BY` does).
+pub fn tally(events: &[ArmEvent]) -> Vec<Tally> {
+    let mut by: BTreeMap<(Ident, u64, ArmEventKind), Tally> = BTreeMap::new();
+    for e in events {
+        let t = by
+            .entry((e.arm.clone(), e.unit, e.kind))
+            .or_insert_with(|| Tally {
+                arm: e.arm.clone(),
+                unit: e.unit,
+                kind: e.kind,
+                count: 0,
+                multiplier_sum: 0.0,
+                fare_sum: 0,
+                wait_ms_sum: 0,
+                waits: 0,
+            });
+        t.count += 1;
+        t.multiplier_sum += e.multiplier;
+        t.fare_sum = t.fare_sum.saturating_add(e.fare_minor.unwrap_or(0));
+        if let Some(w) = e.wait_ms {
+            t.wait_ms_sum = t.wait_ms_sum.saturating_add(w);
+            t.waits += 1;
+        }
+    }
+    by.into_values().collect()
+}
+
+/// The results of every arm (the control first) from its tallies. Tallies
+/// of arms the experiment does not have are ignored.
+pub fn results(experiment: &Experiment, tallies: &[Tally]) -> Vec<ArmResult> {
     experiment
         .arms()
         .iter()
@@ -263,41 +313,45 @@ pub fn results(experiment: &Experiment, events: &[ArmEvent]) -> Vec<ArmResult> {
                 Units::new(),
                 Units::new(),
             );
-            for e in events.iter().filter(|e| e.arm == arm.name) {
-                let unit = e.unit;
-                match e.kind {
+            for t in tallies.iter().filter(|t| t.arm == arm.name) {
+                let (unit, n) = (t.unit, t.count as f64);
+                match t.kind {
                     ArmEventKind::Quote => {
-                        r.quotes += 1;
-                        add(&mut mult, unit, 1.0, e.multiplier);
-                        add(&mut conv, unit, 1.0, 0.0);
-                        add(&mut rpq, unit, 1.0, 0.0);
+                        r.quotes += t.count;
+                        add(&mut mult, unit, n, t.multiplier_sum);
+                        add(&mut conv, unit, n, 0.0);
+                        add(&mut rpq, unit, n, 0.0);
                     }
                     ArmEventKind::Confirmed => {
-                        r.confirmed += 1;
-                        add(&mut conv, unit, 0.0, 1.0);
+                        r.confirmed += t.count;
+                        add(&mut conv, unit, 0.0, n);
                     }
                     ArmEventKind::Started => {
                         // A trip's wait is reported when it starts (and
                         // again at completion): counted once, here.
-                        if let Some(w) = e.wait_ms {
-                            add(&mut wait, unit, 1.0, w as f64 / 60_000.0);
+                        if t.waits > 0 {
+                            add(
+                                &mut wait,
+                                unit,
+                                t.waits as f64,
+                                t.wait_ms_sum as f64 / 60_000.0,
+                            );
                         }
                     }
                     ArmEventKind::Completed => {
-                        r.completed += 1;
-                        let paid = e.fare_minor.unwrap_or(0);
-                        r.revenue_minor = r.revenue_minor.saturating_add(paid);
-                        add(&mut fare, unit, 1.0, paid as f64);
-                        add(&mut comp, unit, 1.0, 1.0);
-                        add(&mut rpq, unit, 0.0, paid as f64);
+                        r.completed += t.count;
+                        r.revenue_minor = r.revenue_minor.saturating_add(t.fare_sum);
+                        add(&mut fare, unit, n, t.fare_sum as f64);
+                        add(&mut comp, unit, n, n);
+                        add(&mut rpq, unit, 0.0, t.fare_sum as f64);
                     }
                     ArmEventKind::Cancelled | ArmEventKind::Failed => {
-                        if e.kind == ArmEventKind::Cancelled {
-                            r.cancelled += 1;
+                        if t.kind == ArmEventKind::Cancelled {
+                            r.cancelled += t.count;
                         } else {
-                            r.failed += 1;
+                            r.failed += t.count;
                         }
-                        add(&mut comp, unit, 1.0, 0.0);
+                        add(&mut comp, unit, n, 0.0);
                     }
                 }
             }
@@ -421,7 +475,7 @@ mod tests {
                 |_| w,
             );
         }
-        let r = results(&e, &events);
+        let r = results(&e, &tally(&events));
         let c = &r[0];
         assert_eq!(
             (c.quotes, c.confirmed, c.completed, c.cancelled),
@@ -452,7 +506,7 @@ mod tests {
         window(&mut events, "flat", T0, (100, 50, 45), |i| {
             1_000 + u64::from(i)
         });
-        let r = results(&e, &events);
+        let r = results(&e, &tally(&events));
         let c = r[0].conversion.expect("conversion");
         assert_eq!(c.units, 100);
         assert!((c.value - 0.4).abs() < 1e-12);
@@ -474,23 +528,26 @@ mod tests {
             1_000 + u64::from(i)
         });
         // 90 % against 50 %, but only 20 ended bookings per arm.
-        assert_eq!(guardrail_breach(&e, &results(&e, &events)), None);
+        assert_eq!(guardrail_breach(&e, &results(&e, &tally(&events))), None);
         window(&mut events, "control", T0 + MIN, (40, 20, 18), |i| {
             100 + u64::from(i)
         });
         window(&mut events, "flat", T0 + MIN, (40, 20, 10), |i| {
             2_000 + u64::from(i)
         });
-        let why = guardrail_breach(&e, &results(&e, &events)).expect("breached");
+        let why = guardrail_breach(&e, &results(&e, &tally(&events))).expect("breached");
         assert!(why.starts_with("arm flat: completion 50.0 %"), "{why}");
         // Within the limit: no breach.
         let lenient = experiment("user", Some(45.0));
         assert_eq!(
-            guardrail_breach(&lenient, &results(&lenient, &events)),
+            guardrail_breach(&lenient, &results(&lenient, &tally(&events))),
             None
         );
         // No guardrail: never.
         let none = experiment("user", None);
-        assert_eq!(guardrail_breach(&none, &results(&none, &events)), None);
+        assert_eq!(
+            guardrail_breach(&none, &results(&none, &tally(&events))),
+            None
+        );
     }
 }

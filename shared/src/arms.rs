@@ -71,6 +71,9 @@ pub struct ArmEngines {
     definitions: Vec<Experiment>,
     running: Option<Running>,
     ended: BTreeMap<Ident, String>,
+    /// The last definition that could not start: not tried (nor reported)
+    /// again until the definition changes.
+    refused: Option<Experiment>,
 }
 
 impl ArmEngines {
@@ -151,6 +154,7 @@ impl ArmEngines {
         let same = match (&self.running, live) {
             (Some(r), Some(l)) => r.experiment == *l,
             (None, None) => true,
+            (None, Some(l)) => self.refused.as_ref() == Some(l),
             _ => false,
         };
         if same {
@@ -170,7 +174,10 @@ impl ArmEngines {
             let mut engine = match engine {
                 Ok(e) => e,
                 Err(why) => {
-                    return ArmsChange::Refused(live.id().clone(), format!("{}: {why}", a.name))
+                    let change =
+                        ArmsChange::Refused(live.id().clone(), format!("{}: {why}", a.name));
+                    self.refused = Some(live.clone());
+                    return change;
                 }
             };
             for (cell, m) in published {

@@ -93,9 +93,43 @@ impl DeskRead {
     /// through this, so a map shows what a quote there charges.
     pub fn desk(&self, now: u64, user: Option<&str>) -> Desk<'_> {
         let grid = self.read.grid.as_deref();
-        let arm = grid
-            .and_then(|g| shared::experiment::arm_grid(&self.experiments, g, Timestamp(now), user));
+        let arm = grid.and_then(|g| {
+            match shared::experiment::pick_arm(&self.experiments, g, Timestamp(now), user) {
+                Ok(arm) => Some(arm),
+                Err(why) => {
+                    warn_other_version(&why);
+                    None
+                }
+            }
+        });
         Desk::new(grid, self.inputs).with_arm(arm)
+    }
+}
+
+thread_local! {
+    /// (experiment, arm, grid's version) pairs already logged here.
+    static WARNED: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// Logs, once per isolate and pair of versions, that an arm's grid was
+/// computed by another version of its policy than the definition names:
+/// its quotes are priced outside the experiment until they agree.
+fn warn_other_version(why: &shared::experiment::Outside) {
+    let shared::experiment::Outside::OtherVersion {
+        experiment,
+        arm,
+        grid,
+        definition,
+    } = why
+    else {
+        return;
+    };
+    let key = [experiment.as_str(), arm.as_str(), grid.as_str()].join("|");
+    if WARNED.with(|w| w.borrow_mut().insert(key)) {
+        worker::console_warn!(
+            "experiment {experiment} arm {arm}: the grid's policy version {grid} is not the definition's {definition}; its quotes are priced outside the experiment"
+        );
     }
 }
 

@@ -436,15 +436,59 @@ pub fn arm_grid<'g>(
     now: Timestamp,
     user: Option<&str>,
 ) -> Option<ArmChoice<'g>> {
+    pick_arm(experiments, grid, now, user).ok()
+}
+
+/// Why a quote is priced outside any arm ([`pick_arm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outside {
+    /// No live experiment puts it in an arm (none running, or an
+    /// anonymous rider in a user split).
+    Unassigned,
+    /// The grid does not carry the assigned arm (not pushed yet, or the
+    /// origin ended the experiment).
+    NotInGrid,
+    /// The grid's arm was computed by another version of the arm's policy
+    /// than the definition names: the origin and this reader disagree on
+    /// the definition (just changed) or on how versions are computed
+    /// (different builds). Worth a log line.
+    OtherVersion {
+        /// The experiment.
+        experiment: Ident,
+        /// The arm.
+        arm: Ident,
+        /// The version in the grid.
+        grid: Ident,
+        /// The version the definition gives.
+        definition: Ident,
+    },
+}
+
+/// [`arm_grid`], saying why a quote stays outside the experiment.
+pub fn pick_arm<'g>(
+    experiments: &[Experiment],
+    grid: &'g SurgeGrid,
+    now: Timestamp,
+    user: Option<&str>,
+) -> Result<ArmChoice<'g>, Outside> {
     let (e, a) = experiments
         .iter()
-        .find_map(|e| e.assign(now, user).map(|a| (e, a)))?;
-    grid.arm(e.id(), &a.arm.name)
-        .filter(|g| g.policy == a.arm.version())
-        .map(|g| ArmChoice {
-            grid: g,
-            unit: a.unit,
-        })
+        .find_map(|e| e.assign(now, user).map(|a| (e, a)))
+        .ok_or(Outside::Unassigned)?;
+    let g = grid.arm(e.id(), &a.arm.name).ok_or(Outside::NotInGrid)?;
+    let version = a.arm.version();
+    if g.policy != version {
+        return Err(Outside::OtherVersion {
+            experiment: e.id().clone(),
+            arm: a.arm.name.clone(),
+            grid: g.policy.clone(),
+            definition: version,
+        });
+    }
+    Ok(ArmChoice {
+        grid: g,
+        unit: a.unit,
+    })
 }
 
 /// The arm a quote is priced in: its grid and the unit of analysis the
@@ -569,6 +613,44 @@ mod tests {
         let other = Experiment::new(&d).expect("valid");
         assert_ne!(other.arms()[1].version(), v);
         assert!(e.arms()[0].version().as_str().starts_with("default-"));
+    }
+
+    #[test]
+    fn a_quote_is_priced_in_its_arm_only_from_the_arm_the_definition_names() {
+        use crate::geo::{Cell, LatLng, DEFAULT_LEVEL};
+        let e = Experiment::new(&def()).expect("valid");
+        let now = Timestamp(T0 + 1);
+        let assigned = e.assign(now, None).expect("an arm").arm;
+        let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
+        let grid_with = |version: Ident| {
+            SurgeGrid::new(e.region().clone(), DEFAULT_LEVEL, 1, now, vec![])
+                .expect("grid")
+                .with_arms(vec![ArmGrid::new(
+                    e.id().clone(),
+                    assigned.name.clone(),
+                    version,
+                    vec![(cell, crate::surge::Multiplier::ONE)],
+                )])
+                .expect("arms")
+        };
+        let good = grid_with(assigned.version());
+        let picked = pick_arm(std::slice::from_ref(&e), &good, now, None).expect("priced");
+        assert_eq!(picked.unit, 0);
+        assert_eq!(picked.grid.arm, assigned.name);
+        let stale = grid_with(Ident::new("forecast-00000000").expect("id"));
+        assert!(matches!(
+            pick_arm(std::slice::from_ref(&e), &stale, now, None),
+            Err(Outside::OtherVersion { .. })
+        ));
+        let none = SurgeGrid::new(e.region().clone(), DEFAULT_LEVEL, 1, now, vec![]).expect("grid");
+        assert_eq!(
+            pick_arm(std::slice::from_ref(&e), &none, now, None).map(|_| ()),
+            Err(Outside::NotInGrid)
+        );
+        assert_eq!(
+            pick_arm(std::slice::from_ref(&e), &good, Timestamp(T0 - 1), None).map(|_| ()),
+            Err(Outside::Unassigned)
+        );
     }
 
     #[test]

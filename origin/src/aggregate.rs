@@ -357,6 +357,56 @@ impl Aggregator {
         r.pricer.arms_mut().restore_ended(ended);
     }
 
+    /// The running experiments' controller arms in the given regions (all
+    /// when `None`): (region, experiment, arms), whose feedback is looked
+    /// up per arm.
+    pub fn steered_arms(&self, only: Option<&[usize]>) -> Vec<(String, String, Vec<String>)> {
+        self.regions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+            .filter_map(|(_, r)| {
+                let (e, arms) = r.pricer.arms().steered()?;
+                Some((
+                    r.region.id.as_str().to_owned(),
+                    e.id().as_str().to_owned(),
+                    arms.iter().map(|a| a.as_str().to_owned()).collect(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The running experiment's arms' controller thresholds in a region
+    /// (`None` for other policies).
+    pub fn arm_thresholds(&self, region: &str) -> Vec<(String, Option<f64>)> {
+        self.regions
+            .iter()
+            .find(|r| r.region.id.as_str() == region)
+            .map(|r| {
+                r.pricer
+                    .arms()
+                    .thresholds()
+                    .into_iter()
+                    .map(|(a, t)| (a.as_str().to_owned(), t))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Shows an experiment arm's policy its arm's recent outcomes (at the
+    /// next tick).
+    pub fn observe_arm(&mut self, region: &str, arm: &str, f: Feedback) {
+        let (Some(r), Ok(arm)) = (
+            self.regions
+                .iter_mut()
+                .find(|r| r.region.id.as_str() == region),
+            shared::quote::Ident::new(arm),
+        ) else {
+            return;
+        };
+        r.pricer.arms_mut().observe(&arm, f);
+    }
+
     /// Ends a region's experiment for good (a breached guardrail); its arms
     /// stop from the next tick. False when it was not running there or had
     /// already ended.

@@ -109,6 +109,72 @@ pub fn refresh(state: &Arc<AppState>, regions: &[String], now: Timestamp) {
     );
 }
 
+/// The key of an experiment arm's feedback in [`Feedbacks`]: region and
+/// arm (`/` is in no identifier, so it cannot be a region's key).
+pub fn arm_key(region: &str, arm: &str) -> String {
+    [region, "/", arm].concat()
+}
+
+/// Starts the lookups due at `now` of the running experiments' controller
+/// arms, `(region, experiment, arms)`: each arm's policy steers by the
+/// outcomes of the bookings priced in that arm, read from the stored arm
+/// events, never by the region's.
+pub fn refresh_arms(
+    state: &Arc<AppState>,
+    steered: Vec<(String, String, Vec<String>)>,
+    now: Timestamp,
+) {
+    // One lookup per region and experiment, claimed under that pair.
+    let claims: Vec<String> = steered
+        .iter()
+        .map(|(r, e, _)| [r.as_str(), "/", e.as_str(), "/"].concat())
+        .collect();
+    let due = state.feedback.claim(&claims, now);
+    let due: Vec<(String, String, Vec<String>)> = steered
+        .into_iter()
+        .filter(|(r, e, _)| due.contains(&[r.as_str(), "/", e.as_str(), "/"].concat()))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let from = now.0.saturating_sub(Feedback::WINDOW.0);
+    let to = now.0.saturating_add(1);
+    let lookup = crate::lookup::Lookup {
+        what: "experiment arms' feedback",
+        after_failure: "the arms' thresholds hold",
+        failures: |m| &m.feedback_failures,
+    };
+    let experiments: HashMap<String, (String, Vec<String>)> =
+        due.into_iter().map(|(r, e, arms)| (r, (e, arms))).collect();
+    let regions: Vec<String> = experiments.keys().cloned().collect();
+    let arms_of = experiments.clone();
+    crate::lookup::per_region(
+        state,
+        regions,
+        lookup,
+        move |store, region| match experiments.get(region) {
+            Some((e, _)) => store.recent_arm_outcomes(region, e, from, to, LIMIT),
+            None => Ok(Vec::new()),
+        },
+        move |state, rows| {
+            for (region, ended) in rows {
+                let Some((_, arms)) = arms_of.get(&region) else {
+                    continue;
+                };
+                for arm in arms {
+                    let f = Feedback::gather(
+                        ended
+                            .iter()
+                            .filter(|(a, _, _)| a == arm)
+                            .map(|(_, done, wait)| (*done, wait.map(|w| w as f64 / 1_000.0))),
+                    );
+                    state.feedback.set(&arm_key(&region, arm), f, now.0);
+                }
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

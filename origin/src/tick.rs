@@ -35,7 +35,18 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
     // Controllers steer by the last lookup of their regions' ride outcomes
     // (each result used by one tick), and the next lookup starts in the
     // background.
-    let feedback = state.feedback.take();
+    let mut feedback = state.feedback.take();
+    // Experiment arms' feedback goes to their own policies.
+    let arm_feedback: Vec<(String, shared::surge::Feedback)> = {
+        let keys: Vec<String> = feedback
+            .keys()
+            .filter(|k| k.contains('/'))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| feedback.remove(&k).map(|f| (k, f)))
+            .collect()
+    };
     // Experiments the edge reported with its last answers run from this
     // tick on.
     let learned = state.pusher.take_experiments();
@@ -44,6 +55,11 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         let mut agg = lock(&state.agg);
         for (region, text) in &learned {
             agg.set_experiments(region, text.as_deref());
+        }
+        for (key, f) in arm_feedback {
+            if let Some((region, arm)) = key.split_once('/') {
+                agg.observe_arm(region, arm, f);
+            }
         }
         let ticks = agg.tick_with(now, only.as_deref(), &feedback);
         let controlled = agg.controlled(only.as_deref());
@@ -70,7 +86,14 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         (ticks, encoded, engines, controlled, histories)
     };
     crate::feedback::refresh(state, &controlled, now);
-    let running = lock(&state.agg).running_experiments(only.as_deref());
+    let (running, steered) = {
+        let agg = lock(&state.agg);
+        (
+            agg.running_experiments(only.as_deref()),
+            agg.steered_arms(only.as_deref()),
+        )
+    };
+    crate::feedback::refresh_arms(state, steered, now);
     crate::guardrail::refresh(state, running, now);
     // Each grid ships its region's lawful emergency cap (looked up in the
     // background, once a day; the tick never waits for it).

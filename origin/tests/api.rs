@@ -747,3 +747,66 @@ fn a_region_policy_with_bad_parameters_is_refused_at_start() {
     let e = c.regions().expect_err("lead out of range");
     assert!(e.to_string().contains("lead"), "{e}");
 }
+
+/// A controller arm of an experiment steers by the outcomes of its own
+/// arm's bookings (looked up in the background from the stored arm
+/// events), never by the other arm's.
+#[tokio::test]
+async fn a_controller_arm_steers_by_its_own_arms_outcomes() {
+    use origin::state::lock;
+    use origin::store::ArmRecord;
+    use shared::experiment::results::{ArmEvent, ArmEventKind};
+    let (s, clock) = fresh();
+    let definition = json!({
+        "id": "c1", "region": "sf", "split": "switchback", "window_minutes": 10,
+        "salt": "s", "start": T0 - 1, "end": T0 + 3_600_000,
+        "arms": [{"name": "a", "policy": "controller", "share_percent": 50},
+                 {"name": "b", "policy": "controller", "share_percent": 50}]
+    })
+    .to_string();
+    assert!(lock(&s.agg).set_experiments("sf", Some(&definition)));
+    tick_once(&s).await;
+    let start = lock(&s.agg).arm_thresholds("sf");
+    assert_eq!(start.len(), 2, "both arms run");
+    // Arm a: 40 of 50 bookings failed, long waits; arm b: none ended.
+    let rows: Vec<ArmRecord> = (0..50u64)
+        .map(|i| ArmRecord {
+            event_id: format!("b_{i}:ended"),
+            experiment: "c1".into(),
+            region: "sf".into(),
+            policy: "controller-00000000".into(),
+            event: ArmEvent {
+                arm: shared::quote::Ident::new("a").expect("id"),
+                at: Timestamp(T0 + 1_000 + i),
+                kind: if i < 40 {
+                    ArmEventKind::Failed
+                } else {
+                    ArmEventKind::Completed
+                },
+                multiplier: 1.0,
+                fare_minor: None,
+                wait_ms: Some(900_000),
+                unit: 0,
+            },
+        })
+        .collect();
+    lock(&s.store).record_arm_events(&rows).expect("stored");
+    // Ticks every 30 s; the lookup runs in the background, so poll (with a
+    // deadline) until its result has reached a tick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let moved = loop {
+        clock.advance(30_000);
+        tick_once(&s).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = lock(&s.agg).arm_thresholds("sf");
+        if now[0].1 != start[0].1 {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "arm a never moved: {now:?}"
+        );
+    };
+    assert!(moved[0].1 < start[0].1, "{start:?} → {moved:?}");
+    assert_eq!(moved[1].1, start[1].1, "arm b saw no outcomes of its own");
+}

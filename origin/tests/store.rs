@@ -904,4 +904,16 @@ fn arm_events_round_trip(store: &mut dyn History) {
 fn arm_events_are_stored_once_and_read_back() {
     let mut s = Store::open_in_memory().expect("store");
     arm_events_round_trip(&mut s);
+    // A controller arm's feedback: the arm's bookings that ended in the
+    // window, newest first, with their waits; quotes and starts are not
+    // outcomes.
+    let recent = s
+        .recent_arm_outcomes("sf", "e1", 0, 10_000, 10)
+        .expect("recent");
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert!(recent[0].1, "the one ended booking completed");
+    assert!(s
+        .recent_arm_outcomes("sf", "e1", 5_000, 10_000, 10)
+        .expect("later")
+        .is_empty());
 }

@@ -18,9 +18,9 @@
 //! per tick) is kept per unit of the design, in memory: it starts again
 //! when the process does.
 //!
-//! Arms' policies see the region's feedback, not their own arm's: a
-//! controller arm steers by the whole region's outcomes. Comparing
-//! controllers in an experiment needs per-arm feedback (not built).
+//! Each arm's policy sees its own arm's outcomes ([`ArmEngines::observe`]:
+//! the shell gathers the arm's ended bookings), never the region's: a
+//! controller arm steers by what its own prices did.
 
 use std::collections::BTreeMap;
 
@@ -74,6 +74,8 @@ pub struct ArmEngines {
     /// The last definition that could not start: not tried (nor reported)
     /// again until the definition changes.
     refused: Option<Experiment>,
+    /// Each arm's feedback not yet shown to its policy.
+    feedback: BTreeMap<Ident, Feedback>,
 }
 
 impl ArmEngines {
@@ -199,13 +201,37 @@ impl ArmEngines {
         ArmsChange::Started(id)
     }
 
+    /// The running arms whose policy steers by feedback (controllers):
+    /// the experiment and those arms.
+    pub fn steered(&self) -> Option<(&Experiment, Vec<Ident>)> {
+        let r = self.running.as_ref()?;
+        let arms: Vec<Ident> = r
+            .experiment
+            .arms()
+            .iter()
+            .filter(|a| a.policy.name() == "controller")
+            .map(|a| a.name.clone())
+            .collect();
+        (!arms.is_empty()).then_some((&r.experiment, arms))
+    }
+
+    /// Each running arm's controller threshold (`None` for other policies).
+    pub fn thresholds(&self) -> Vec<(Ident, Option<f64>)> {
+        self.running.as_ref().map_or_else(Vec::new, |r| {
+            r.arms
+                .iter()
+                .map(|a| (a.arm.clone(), a.engine.policy().threshold()))
+                .collect()
+        })
+    }
+
+    /// An arm's recent outcomes, shown to its policy at the next tick (once).
+    pub fn observe(&mut self, arm: &Ident, f: Feedback) {
+        self.feedback.insert(arm.clone(), f);
+    }
+
     /// Each running arm's multipliers for this tick's inputs at `now`.
-    pub fn tick(
-        &mut self,
-        inputs: &[CellInput],
-        feedback: Option<&Feedback>,
-        now: Timestamp,
-    ) -> Vec<ArmGrid> {
+    pub fn tick(&mut self, inputs: &[CellInput], now: Timestamp) -> Vec<ArmGrid> {
         let Some(running) = &mut self.running else {
             return Vec::new();
         };
@@ -223,9 +249,10 @@ impl ArmEngines {
             .arms
             .iter_mut()
             .map(|a| {
+                let feedback = self.feedback.remove(&a.arm);
                 let cells: Vec<(Cell, Multiplier)> = a
                     .engine
-                    .update_with(inputs, feedback)
+                    .update_with(inputs, feedback.as_ref())
                     .into_iter()
                     .map(|s| (s.cell, s.multiplier))
                     .collect();

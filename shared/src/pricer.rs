@@ -291,7 +291,7 @@ impl<P: Policy> RegionPricer<P> {
                 .map(|f| ahead_of(f, window));
         }
         let results = self.engine.update_with(&inputs, feedback);
-        let arm_grids = self.arms.tick(&inputs, feedback, now);
+        let arm_grids = self.arms.tick(&inputs, now);
         let mut changes = Vec::new();
         let mut cells = Vec::with_capacity(results.len());
         let mut next = BTreeMap::new();
@@ -598,6 +598,43 @@ mod tests {
             ArmsChange::Stopped(_)
         ));
         assert!(tick(&mut q, t0 + 630_000).grid.arms().is_empty());
+    }
+
+    /// A controller arm steers by its own arm's outcomes only: bad outcomes
+    /// shown to one arm move its threshold, not the other's, nor the
+    /// region's.
+    #[test]
+    fn each_controller_arm_steers_by_its_own_outcomes() {
+        let t0 = 1_800_000_000_000;
+        let json = format!(
+            r#"{{"id":"c1","region":"sf","split":"switchback","window_minutes":10,"salt":"s",
+               "start":{t0},"end":{},
+               "arms":[{{"name":"a","policy":"controller","share_percent":50}},
+                       {{"name":"b","policy":"controller","share_percent":50}}]}}"#,
+            t0 + 3_600_000
+        );
+        let (defs, refused) = crate::api::parse_experiments(&Ident::new("sf").expect("id"), &json);
+        assert!(refused.is_empty(), "{refused:?}");
+        let mut p = controlled();
+        p.arms_mut().set_definitions(defs);
+        p.tick(Timestamp(t0)).expect("tick");
+        let (_, steered) = p.arms().steered().expect("two controller arms");
+        assert_eq!(steered.len(), 2);
+        let start = p.arms().thresholds();
+        let bad = Feedback {
+            ended: 50,
+            unfulfilled: 40,
+            p90_wait_s: Some(900.0),
+        };
+        let a = Ident::new("a").expect("id");
+        for i in 1..=5u64 {
+            p.arms_mut().observe(&a, bad);
+            p.tick(Timestamp(t0 + i * 30_000)).expect("tick");
+        }
+        let after = p.arms().thresholds();
+        assert!(after[0].1 < start[0].1, "{start:?} → {after:?}");
+        assert_eq!(after[1].1, start[1].1, "arm b saw nothing");
+        assert_eq!(p.policy().threshold(), controlled().policy().threshold());
     }
 
     /// Two classes in one cell are priced as one market: 3 requests (one

@@ -61,4 +61,16 @@ fn arm_events_are_stored_once_and_read_back_in_postgres() {
         vec![("e1".to_owned(), "arm flat: completion".to_owned())]
     );
     assert!(store.experiment_ends("nyc").expect("none").is_empty());
+    // A controller arm's feedback: the arm's bookings that ended in the
+    // window, newest first, with their waits; quotes and starts are not
+    // outcomes.
+    let recent = store
+        .recent_arm_outcomes("sf", "e1", 0, 10_000, 10)
+        .expect("recent");
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert!(recent[0].1, "the one ended booking completed");
+    assert!(store
+        .recent_arm_outcomes("sf", "e1", 5_000, 10_000, 10)
+        .expect("later")
+        .is_empty());
 }

@@ -98,6 +98,47 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// A region's experiment's bookings that ended in `[from_ms, to_ms)`,
+    /// newest first, at most `limit`: (arm, completed, wait in ms when
+    /// known). A controller arm's feedback.
+    pub fn recent_arm_outcomes(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, bool, Option<u64>)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT arm, kind = 'completed', wait_ms FROM arm_events
+             WHERE region = ?1 AND experiment = ?2 AND at_ms >= ?3 AND at_ms < ?4
+               AND kind IN ('completed', 'cancelled', 'failed')
+             ORDER BY at_ms DESC LIMIT ?5",
+        )?;
+        let rows = st.query_map(
+            params![
+                region,
+                experiment,
+                to_i64("from_ms", from_ms)?,
+                to_i64("to_ms", to_ms)?,
+                limit
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (arm, done, wait) = row?;
+            out.push((arm, done, wait.and_then(|w| u64::try_from(w).ok())));
+        }
+        Ok(out)
+    }
+
     /// A region's experiment's events summed per arm, unit and kind (one
     /// row each, however many events), at most `limit` rows.
     pub fn arm_tallies(

@@ -152,6 +152,16 @@ pub trait History: Send + std::fmt::Debug {
     /// Stores events of quotes priced in experiment arms; returns rows
     /// inserted (a repeated event id is ignored).
     fn record_arm_events(&mut self, rows: &[ArmRecord]) -> Result<usize, StoreError>;
+    /// A region's experiment's bookings that ended in `[from_ms, to_ms)`,
+    /// newest first, at most `limit`: (arm, completed, wait in ms).
+    fn recent_arm_outcomes(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, bool, Option<u64>)>, StoreError>;
     /// A region's experiment's events summed per arm, unit and kind, at
     /// most `limit` rows.
     fn arm_tallies(
@@ -197,6 +207,17 @@ impl History for Store {
         limit: u32,
     ) -> Result<Vec<Tally>, StoreError> {
         Store::arm_tallies(self, region, experiment, limit)
+    }
+
+    fn recent_arm_outcomes(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, bool, Option<u64>)>, StoreError> {
+        Store::recent_arm_outcomes(self, region, experiment, from_ms, to_ms, limit)
     }
 
     fn record_experiment_end(

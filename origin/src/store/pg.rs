@@ -475,6 +475,33 @@ impl super::History for PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    fn recent_arm_outcomes(
+        &mut self,
+        region: &str,
+        experiment: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, bool, Option<u64>)>, StoreError> {
+        let (from, to) = (to_i64("from_ms", from_ms)?, to_i64("to_ms", to_ms)?);
+        let rows = self.with(|c| {
+            Ok(c.query(
+                "SELECT arm, kind = 'completed', wait_ms FROM arm_events
+                 WHERE region = $1 AND experiment = $2 AND at_ms >= $3 AND at_ms < $4
+                   AND kind IN ('completed', 'cancelled', 'failed')
+                 ORDER BY at_ms DESC LIMIT $5",
+                &[&region, &experiment, &from, &to, &i64::from(limit)],
+            )?)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let wait: Option<i64> = r.get(2);
+                (r.get(0), r.get(1), wait.and_then(|w| u64::try_from(w).ok()))
+            })
+            .collect())
+    }
+
     fn arm_tallies(
         &mut self,
         region: &str,

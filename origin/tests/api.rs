@@ -791,13 +791,16 @@ async fn a_controller_arm_steers_by_its_own_arms_outcomes() {
         })
         .collect();
     lock(&s.store).record_arm_events(&rows).expect("stored");
-    // Ticks every 30 s; the lookup runs in the background, so poll (with a
-    // deadline) until its result has reached a tick.
+    // One lookup is due 30 s (manual clock) after the first; it runs in the
+    // background, so tick again at the same instant, yielding in between,
+    // until its result has reached a tick (polled with a deadline; the
+    // clock does not move, so the rows stay in the lookup's window).
+    clock.advance(30_000);
+    tick_once(&s).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let moved = loop {
-        clock.advance(30_000);
+        tokio::task::yield_now().await;
         tick_once(&s).await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let now = lock(&s.agg).arm_thresholds("sf");
         if now[0].1 != start[0].1 {
             break now;

@@ -81,6 +81,8 @@ pub struct Arm {
     pub policy: PolicySpec,
     /// Its share, whole percent.
     pub share_percent: u32,
+    /// Its policy's version, computed once ([`Arm::version`]).
+    version: Ident,
 }
 
 impl Arm {
@@ -91,15 +93,21 @@ impl Arm {
     /// the exact parameters that priced it; a changed parameter is a new
     /// version.
     pub fn version(&self) -> Ident {
-        let digest = Sha256::digest(format!("{:?}", self.policy).as_bytes());
+        self.version.clone()
+    }
+
+    /// The version of `policy` (computed once, when the arm is built: the
+    /// edge asks for it on every quote in an experiment).
+    fn version_of(policy: &PolicySpec, name: &Ident) -> Ident {
+        let digest = Sha256::digest(format!("{policy:?}").as_bytes());
         let mut v = String::with_capacity(24);
-        v.push_str(self.policy.name());
+        v.push_str(policy.name());
         v.push('-');
         for b in &digest[..4] {
             v.push_str(&format!("{b:02x}"));
         }
         // A policy name and hex digits: always an identifier.
-        Ident::new(&v).unwrap_or_else(|_| self.name.clone())
+        Ident::new(&v).unwrap_or_else(|_| name.clone())
     }
 }
 
@@ -249,6 +257,7 @@ impl Experiment {
             let policy = PolicySpec::configure(&a.policy, &a.params)
                 .map_err(|error| InvalidExperiment::Policy { arm: i, error })?;
             arms.push(Arm {
+                version: Arm::version_of(&policy, &name),
                 name,
                 policy,
                 share_percent: a.share_percent,
@@ -476,13 +485,12 @@ pub fn pick_arm<'g>(
         .find_map(|e| e.assign(now, user).map(|a| (e, a)))
         .ok_or(Outside::Unassigned)?;
     let g = grid.arm(e.id(), &a.arm.name).ok_or(Outside::NotInGrid)?;
-    let version = a.arm.version();
-    if g.policy != version {
+    if g.policy != a.arm.version {
         return Err(Outside::OtherVersion {
             experiment: e.id().clone(),
             arm: a.arm.name.clone(),
             grid: g.policy.clone(),
-            definition: version,
+            definition: a.arm.version(),
         });
     }
     Ok(ArmChoice {

@@ -166,6 +166,13 @@ impl Aggregator {
             .collect()
     }
 
+    /// A region's live forecast accuracy (`shared::forecast::CellForecasts::accuracy`).
+    pub fn forecast_accuracy(&self, region: usize) -> Option<shared::forecast::Accuracy> {
+        self.regions
+            .get(region)
+            .map(|r| r.pricer.forecasts().accuracy())
+    }
+
     /// A region's controller threshold (`None`: not a controller).
     pub fn threshold(&self, region: usize) -> Option<f64> {
         self.regions
@@ -533,7 +540,8 @@ fn pricer(region: &Region, settings: Settings) -> Result<RegionPricer<AnyPolicy>
         settings.market,
         region.policy.build()?,
         settings.surge,
-    )?)
+    )?
+    .with_calendar(region.calendar))
 }
 
 /// The wire JSON of a grid.

@@ -68,6 +68,11 @@ pub struct RegionConfig {
     /// The region's pricing policy (default: the default curve).
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// The region's local standard time, minutes ahead of UTC (−480 for
+    /// San Francisco; default 0): where its forecasts' days and weekends
+    /// begin.
+    #[serde(default)]
+    pub utc_offset_minutes: i64,
 }
 
 /// `[regions.policy]`: which policy prices the region, and its parameters
@@ -131,6 +136,8 @@ pub struct Region {
     pub caps: shared::surge::Caps,
     /// The pricing policy.
     pub policy: PolicySpec,
+    /// Its days, for the forecasts' weekday and weekend profiles.
+    pub calendar: shared::forecast::Calendar,
 }
 
 /// Who may call what (see [`crate::auth`]).
@@ -312,6 +319,7 @@ impl Default for Config {
                 min_multiplier: 1.0,
                 max_multiplier: 5.0,
                 policy: None,
+                utc_offset_minutes: 0,
             }],
             cluster: ClusterConfig::default(),
         }
@@ -522,12 +530,16 @@ impl Config {
                     .map_err(|e| invalid(&format!("{name}.policy"), e))?,
                 None => PolicySpec::Default,
             };
+            let calendar =
+                shared::forecast::Calendar::from_utc_offset_minutes(r.utc_offset_minutes)
+                    .map_err(|e| invalid(&name, e.to_string()))?;
             out.push(Region {
                 id,
                 bounds,
                 level,
                 caps,
                 policy,
+                calendar,
             });
         }
         Ok(out)
@@ -564,6 +576,21 @@ mod tests {
         assert_eq!(regions[1].caps.max().tenths(), 40);
         assert_eq!(regions[0].policy.name(), "forecast");
         assert_eq!(regions[1].policy.name(), "controller");
+        assert_eq!(regions[0].calendar.utc_offset_minutes(), -480);
+        assert_eq!(regions[1].calendar.utc_offset_minutes(), -300);
+    }
+
+    #[test]
+    fn a_utc_offset_no_clock_uses_is_refused() {
+        let cfg: Config = toml::from_str(
+            "[[regions]]\nid = \"x\"\nbounds = [40, 0, 41, 1]\nutc_offset_minutes = 7\n",
+        )
+        .expect("toml");
+        let e = cfg.regions().expect_err("7 minutes").to_string();
+        assert!(
+            e.contains("regions.x") && e.contains("multiple of 15"),
+            "{e}"
+        );
     }
 
     #[test]

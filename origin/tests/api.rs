@@ -110,6 +110,23 @@ async fn busy(s: &Arc<AppState>, at: (f64, f64), drivers: usize, requests: usize
     assert_eq!(r["accepted"], requests);
 }
 
+/// `GET /metrics` without a token, as text.
+async fn metrics_text(s: &Arc<AppState>) -> String {
+    let res = app(s.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn assert_error(st: StatusCode, body: &Value, status: u16, code: &str) {
     assert_eq!(st.as_u16(), status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -411,6 +428,35 @@ async fn events_become_a_grid_on_a_manual_clock() {
     );
 }
 
+#[tokio::test]
+async fn metrics_show_the_live_accuracy_of_the_demand_forecasts() {
+    let (s, clock) = fresh();
+    // Eighty minutes of a steady downtown: the same requests every
+    // 5-minute bucket, a tick a minute.
+    for minute in 0..80u64 {
+        let t = T0 + minute * 60_000;
+        clock.set(Timestamp(t));
+        if minute % 5 == 0 {
+            busy(&s, SF, 4, 60, t).await;
+        }
+        clock.set(Timestamp(t + 1_000));
+        tick_once(&s).await;
+    }
+    let text = metrics_text(&s).await;
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let busy_15 =
+        gauge("equilibrium_forecast_wape{region=\"sf\",cells=\"busy\",horizon_minutes=\"15\"}");
+    assert!(busy_15 < 0.2, "a steady market is forecast well: {busy_15}");
+    let all_5 =
+        gauge("equilibrium_forecast_wape{region=\"sf\",cells=\"all\",horizon_minutes=\"5\"}");
+    assert!(all_5 < 0.2, "{all_5}");
+    assert!(gauge("equilibrium_forecast_busy_series{region=\"sf\"}") >= 1.0);
+}
+
 /// Ticks `state` at `at` after feeding it second `s` of a busy evening.
 async fn evening_step(st: &Arc<AppState>, clock: &ManualClock, s: u64) -> Value {
     let t = T0 + s * 5_000;
@@ -691,19 +737,7 @@ async fn a_controlled_region_steers_by_its_stored_ride_outcomes() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!((threshold(&s) - 0.9025).abs() < 1e-9, "{}", threshold(&s));
-    let res = app(s.clone())
-        .oneshot(
-            Request::builder()
-                .uri("/metrics")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let text = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&text);
+    let text = metrics_text(&s).await;
     assert!(
         text.contains("equilibrium_controller_threshold{region=\"sf\"} 0.9025"),
         "{text}"

@@ -2,6 +2,7 @@
 //!
 //! `cargo bench -p equilibrium-shared --bench core`; results in BENCHMARKS.md.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -354,6 +355,44 @@ fn forecast_update(c: &mut Criterion) {
                 s.observe(at, (i % 3) as f32, &p);
                 sum += d.forecast(3, &p).map_or(0.0, |f| f.expected);
             }
+            black_box(sum)
+        })
+    });
+    // The same through the region's `CellForecasts`, as the pricer runs
+    // it: series per cell and class (one cell in ten has XL riders and
+    // drivers too), the supply map of the tick, the grid's forecast.
+    let classes = |i: usize| {
+        if i.is_multiple_of(10) {
+            &[VehicleClass::Standard, VehicleClass::Xl][..]
+        } else {
+            &[VehicleClass::Standard][..]
+        }
+    };
+    let mut region = shared::forecast::CellForecasts::new(p);
+    let feed = |region: &mut shared::forecast::CellForecasts, b: u64| {
+        let at = Timestamp(b * BUCKET.0 + 1);
+        let mut supply = HashMap::new();
+        for (i, cell) in cells.iter().enumerate() {
+            for class in classes(i) {
+                region.demand(*cell, *class, at, (mix(i as u64 + b) % 9) as u32);
+                supply.insert((*cell, *class), (mix(i as u64 * 7 + b) % 4) as u32);
+            }
+        }
+        region.tick(at, &supply);
+    };
+    for b in 0..shared::forecast::BUCKETS_PER_DAY {
+        feed(&mut region, b);
+    }
+    let mut region_bucket = shared::forecast::BUCKETS_PER_DAY;
+    g.bench_function("cell_forecasts_tick_10k_cells", |b| {
+        b.iter(|| {
+            region_bucket += 1;
+            feed(&mut region, region_bucket);
+            let sum: f32 = cells
+                .iter()
+                .filter_map(|c| region.expected(*c))
+                .map(|f| f.demand)
+                .sum();
             black_box(sum)
         })
     });

@@ -1,23 +1,34 @@
 //! Short-term forecasts of a cell's demand and supply: additive
-//! Holt-Winters over fixed 5-minute buckets with a daily season.
+//! Holt-Winters over fixed 5-minute buckets with a weekly season kept as
+//! two daily profiles, one for weekdays and one for weekends.
 //!
 //! A [`Series`] takes observations as they come (demand units summed per
 //! bucket; supply sampled and averaged per bucket) and, each time a bucket
 //! completes, updates a level, a damped trend and one of
-//! [`SEASON_SLOTS`] quarter-hour seasonal offsets. It forecasts 1 to 3
-//! buckets ahead (5, 10, 15 minutes) with a prediction interval from the
-//! running variance of its one-step errors.
+//! [`SEASON_SLOTS`] quarter-hour seasonal offsets of the profile of the
+//! bucket's day type (Saturday and Sunday in the region's
+//! [`Calendar`]; Monday to Friday). It forecasts 1 to 3 buckets ahead (5,
+//! 10, 15 minutes) with a prediction interval from the running variance of
+//! its one-step errors.
 //!
-//! Compact: a series is 2 + 96 numbers and a few counters (about 420
-//! bytes), whatever its history. Deterministic: `f32` arithmetic in a fixed
-//! order, `now` passed in. No I/O.
+//! Compact: a series is 2 + 2 × 96 numbers and a few counters (about 1 KB),
+//! whatever its history. Deterministic: `f32` arithmetic in a fixed order,
+//! `now` passed in. No I/O.
 //!
-//! Why these choices: the season is a day because urban demand repeats
-//! daily (two rush hours, evenings); quarter-hour slots keep the state small
-//! while 5-minute buckets keep the forecast responsive; the trend is damped
-//! so a burst does not extrapolate into a runaway. During the first day each
-//! slot's offset is the running mean of what it has seen (a season needs a
-//! day to exist); after that the usual smoothing applies.
+//! Why these choices: urban demand repeats daily (two rush hours,
+//! evenings) and weekly (no morning rush at weekends, longer nights). A
+//! full week of quarter-hour slots (672) would triple the state and learn
+//! each slot from one day a week; two day types learn the weekdays' profile
+//! five times a week and the weekend's twice, which forecast the
+//! simulator's city better than a week of slots did, and better than a
+//! daily profile plus an hourly weekly correction (docs/simulation/city.md
+//! has the comparison with the daily-only profile, [`Params::weekends`]).
+//! Quarter-hour slots keep the state small while 5-minute buckets keep the
+//! forecast responsive; the trend is damped so a burst does not extrapolate
+//! into a runaway. Until a slot has been seen a few times its offset is the
+//! running mean of what it has seen (a profile needs a day of its type to
+//! exist, so the first weekend starts from its level); after that the
+//! usual smoothing applies.
 
 mod persist;
 
@@ -25,6 +36,7 @@ use std::collections::HashMap;
 
 pub use persist::{HISTORY_MAGIC, HISTORY_VERSION};
 
+use crate::fare::VehicleClass;
 use crate::geo::Cell;
 use crate::grid::CellForecast;
 use crate::time::{Millis, Timestamp};
@@ -35,6 +47,12 @@ pub const BUCKET: Millis = Millis::from_secs(300);
 /// Seasonal slots per day (quarter hours).
 pub const SEASON_SLOTS: usize = 96;
 
+/// Day types with a profile of their own: weekdays, weekends.
+pub const DAY_TYPES: usize = 2;
+
+/// Seasonal slots of a series: a day of slots per day type.
+const PROFILE_SLOTS: usize = SEASON_SLOTS * DAY_TYPES;
+
 /// Forecast buckets per seasonal slot.
 const BUCKETS_PER_SLOT: u64 = 3;
 
@@ -44,11 +62,71 @@ pub const BUCKETS_PER_DAY: u64 = SEASON_SLOTS as u64 * BUCKETS_PER_SLOT;
 /// The horizons forecast, in buckets: 5, 10 and 15 minutes.
 pub const HORIZONS: [u32; 3] = [1, 2, 3];
 
+/// Demand units a bucket from which a series counts as busy (the
+/// forecast target's cells, and the backtest's densest class).
+pub const BUSY_UNITS_PER_BUCKET: f32 = 10.0;
+
+/// How much of its weight the live accuracy score keeps per bucket: it
+/// covers about the last hour (12 buckets).
+const SCORE_DECAY: f32 = 11.0 / 12.0;
+
 /// A gap longer than this (no observation at all) restarts the series: a
 /// day of missing data says nothing about today.
 const MAX_GAP_BUCKETS: u64 = BUCKETS_PER_DAY;
 
-/// Smoothing parameters.
+/// When a region's days begin, and which are weekends: its local
+/// standard time as an offset from UTC. Daylight saving is not followed:
+/// in summer a day type changes an hour off local midnight, which the
+/// night's low demand hardly notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Calendar {
+    offset_buckets: i64,
+}
+
+/// A UTC offset that is no offset a clock uses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("utc_offset_minutes must be a multiple of 15 from -720 to 840, not {0}")]
+pub struct InvalidCalendar(pub i64);
+
+impl Calendar {
+    /// UTC: days begin at 00:00 UTC.
+    pub const UTC: Calendar = Calendar { offset_buckets: 0 };
+
+    /// A region whose local standard time is `minutes` ahead of UTC (−480
+    /// for San Francisco, 60 for Paris, 330 for Mumbai).
+    pub fn from_utc_offset_minutes(minutes: i64) -> Result<Self, InvalidCalendar> {
+        if !(-720..=840).contains(&minutes) || minutes % 15 != 0 {
+            return Err(InvalidCalendar(minutes));
+        }
+        Ok(Self {
+            offset_buckets: minutes * 60 / (BUCKET.0 as i64 / 1_000),
+        })
+    }
+
+    /// The offset from UTC, minutes.
+    pub fn utc_offset_minutes(self) -> i64 {
+        self.offset_buckets * (BUCKET.0 as i64 / 1_000) / 60
+    }
+
+    /// The bucket in local time.
+    fn local(self, bucket: u64) -> u64 {
+        bucket.saturating_add_signed(self.offset_buckets)
+    }
+
+    /// Whether the local day of `bucket` is a Saturday or a Sunday.
+    fn weekend_bucket(self, bucket: u64) -> bool {
+        // 1970-01-01 was a Thursday: day 0 is weekday 3 (Monday = 0).
+        (self.local(bucket) / BUCKETS_PER_DAY + 3) % 7 >= 5
+    }
+
+    /// Whether `at` falls on a local Saturday or Sunday (5-minute
+    /// resolution: the rule the forecasts use).
+    pub fn is_weekend(self, at: Timestamp) -> bool {
+        self.weekend_bucket(bucket_of(at))
+    }
+}
+
+/// Smoothing parameters and the calendar.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
     /// Level smoothing.
@@ -59,19 +137,30 @@ pub struct Params {
     pub gamma: f32,
     /// Trend damping per bucket ahead.
     pub phi: f32,
+    /// Whether weekends have a profile of their own (false: one daily
+    /// profile for every day, the model before the weekly season; kept so
+    /// backtests can compare the two).
+    pub weekends: bool,
+    /// The region's days.
+    pub calendar: Calendar,
 }
 
 impl Default for Params {
     fn default() -> Self {
         // Chosen on the backtest's synthetic city (shared/tests/
-        // forecast_backtest.rs): alpha 0.05 forecasts that calm city best
-        // (WAPE 15.6 % at 15 minutes) but follows a real shift (rain, an
-        // event) too slowly; 0.1 costs a point there (16.6 %).
+        // forecast_backtest.rs), before the weekend profile: alpha 0.05
+        // forecast that calm city best (WAPE 15.6 % at 15 minutes) but
+        // follows a real shift (rain, an event) too slowly; 0.1 cost a
+        // point there (16.6 %). With the weekend profile 0.1 gives 17.4 %:
+        // that city has no weekends, and the profile learns from two days
+        // a week.
         Self {
             alpha: 0.1,
             beta: 0.01,
             gamma: 0.2,
             phi: 0.9,
+            weekends: true,
+            calendar: Calendar::UTC,
         }
     }
 }
@@ -105,10 +194,11 @@ pub struct Series {
     kind: Kind,
     level: f32,
     trend: f32,
-    season: Box<[f32; SEASON_SLOTS]>,
+    /// The weekday profile's slots, then the weekend's.
+    season: Box<[f32; PROFILE_SLOTS]>,
     /// Updates each slot has had (saturating): a slot seen fewer than
     /// `1 / gamma` times averages instead of smoothing.
-    slot_seen: Box<[u8; SEASON_SLOTS]>,
+    slot_seen: Box<[u8; PROFILE_SLOTS]>,
     /// Running variance of one-step errors.
     var: f32,
     /// Completed buckets seen.
@@ -118,10 +208,63 @@ pub struct Series {
     open: Option<(u64, f32, u32)>,
     /// The last completed bucket's value (carried into gaps for `Mean`).
     last: f32,
+    /// The forecasts made for the coming buckets, scored as they complete
+    /// (not persisted: a restarted series scores afresh).
+    score: Score,
 }
 
-fn slot_of(bucket: u64) -> usize {
-    ((bucket % BUCKETS_PER_DAY) / BUCKETS_PER_SLOT) as usize
+/// A series' live accuracy: the forecasts it made for the next three
+/// buckets, and the decayed errors of those already completed.
+#[derive(Debug, Clone, PartialEq)]
+struct Score {
+    /// `ahead[i][h - 1]`: the forecast `h` buckets ahead for the `i + 1`th
+    /// bucket after the last completed one (NaN: none made).
+    ahead: [[f32; 3]; 3],
+    /// Decayed Σ |forecast − actual| per horizon.
+    abs: [f32; 3],
+    /// Decayed Σ actual per horizon, over the buckets scored.
+    actual: [f32; 3],
+    /// Decayed count of buckets scored at the longest horizon.
+    buckets: f32,
+}
+
+impl Score {
+    fn new() -> Self {
+        Self {
+            ahead: [[f32::NAN; 3]; 3],
+            abs: [0.0; 3],
+            actual: [0.0; 3],
+            buckets: 0.0,
+        }
+    }
+
+    /// Scores the forecasts made for a bucket that completed with `y`, and
+    /// moves on to the next.
+    fn complete(&mut self, y: f32) {
+        let made = self.ahead[0];
+        for (h, f) in made.iter().enumerate() {
+            if f.is_finite() {
+                self.abs[h] = SCORE_DECAY * self.abs[h] + (f - y).abs();
+                self.actual[h] = SCORE_DECAY * self.actual[h] + y;
+            }
+        }
+        if made[2].is_finite() {
+            self.buckets = SCORE_DECAY * self.buckets + 1.0;
+        }
+        self.ahead = [self.ahead[1], self.ahead[2], [f32::NAN; 3]];
+    }
+}
+
+/// The seasonal slot of `bucket`: its quarter hour of the local day, in
+/// the weekend profile on a weekend.
+fn slot_of(bucket: u64, p: &Params) -> usize {
+    let local = p.calendar.local(bucket);
+    let slot = ((local % BUCKETS_PER_DAY) / BUCKETS_PER_SLOT) as usize;
+    if p.weekends && p.calendar.weekend_bucket(bucket) {
+        SEASON_SLOTS + slot
+    } else {
+        slot
+    }
 }
 
 /// The bucket (index since the epoch) of an instant.
@@ -136,12 +279,13 @@ impl Series {
             kind,
             level: 0.0,
             trend: 0.0,
-            season: Box::new([0.0; SEASON_SLOTS]),
-            slot_seen: Box::new([0; SEASON_SLOTS]),
+            season: Box::new([0.0; PROFILE_SLOTS]),
+            slot_seen: Box::new([0; PROFILE_SLOTS]),
             var: 0.0,
             completed: 0,
             open: None,
             last: 0.0,
+            score: Score::new(),
         }
     }
 
@@ -203,7 +347,8 @@ impl Series {
     }
 
     fn complete(&mut self, bucket: u64, y: f32, p: &Params) {
-        let s = slot_of(bucket);
+        self.score.complete(y);
+        let s = slot_of(bucket, p);
         if self.completed == 0 {
             self.level = y;
             self.trend = 0.0;
@@ -228,6 +373,27 @@ impl Series {
         self.slot_seen[s] = self.slot_seen[s].saturating_add(1);
         self.completed = self.completed.saturating_add(1);
         self.last = y;
+        for h in 1..=3 {
+            self.score.ahead[h - 1][h - 1] = self.expected_after(bucket, h as u32, p);
+        }
+    }
+
+    /// The expected value `h` buckets after `last`, the last completed
+    /// bucket.
+    fn expected_after(&self, last: u64, h: u32, p: &Params) -> f32 {
+        let damped: f32 = (1..=h).map(|i| p.phi.powi(i as i32)).sum();
+        (self.level + damped * self.trend + self.season[slot_of(last + u64::from(h), p)]).max(0.0)
+    }
+
+    /// The live accuracy of its forecasts over about the last hour:
+    /// (Σ |error|, Σ actual) per horizon, and the mean actual per bucket.
+    fn accuracy(&self) -> ([f32; 3], [f32; 3], f32) {
+        let mean = if self.score.buckets > 0.0 {
+            self.score.actual[2] / self.score.buckets
+        } else {
+            0.0
+        };
+        (self.score.abs, self.score.actual, mean)
     }
 
     /// The forecast `h` buckets after the last completed one (1: the open
@@ -237,9 +403,7 @@ impl Series {
             return None;
         }
         let last = self.open.map(|(b, _, _)| b.saturating_sub(1))?;
-        let damped: f32 = (1..=h).map(|i| p.phi.powi(i as i32)).sum();
-        let expected =
-            (self.level + damped * self.trend + self.season[slot_of(last + u64::from(h))]).max(0.0);
+        let expected = self.expected_after(last, h, p);
         // The error variance grows with the horizon as the level's does.
         let spread = 1.96 * (self.var * (1.0 + (h as f32 - 1.0) * p.alpha * p.alpha)).sqrt();
         Some(Forecast {
@@ -254,38 +418,78 @@ impl Series {
 /// The horizon a grid carries, in buckets: 15 minutes.
 pub const GRID_HORIZON: u32 = 3;
 
-/// A region's forecasts: a demand and a supply series per cell (vehicle
-/// classes pooled, as surge is), fed by the pricer.
+/// A region's forecasts: a demand and a supply series per cell and
+/// vehicle class, fed by the pricer. Surge prices a cell for all classes
+/// at once (`crate::pricer`), so what the grid carries and the policies
+/// read is the cell's sum over its classes; each class's own forecast is
+/// there for whoever asks ([`Self::class_demand_forecast`]).
 #[derive(Debug, Default)]
 pub struct CellForecasts {
     params: Params,
-    cells: HashMap<Cell, (Series, Series)>,
+    cells: HashMap<SeriesKey, (Series, Series)>,
 }
 
+/// What a region's series are kept by.
+pub(crate) type SeriesKey = (Cell, VehicleClass);
+
+/// [`CellForecasts::accuracy`]: WAPE per horizon (5, 10, 15 minutes;
+/// `None` before anything was scored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    /// Over every cell and class.
+    pub all: [Option<f64>; 3],
+    /// Over the busy series.
+    pub busy: [Option<f64>; 3],
+    /// Series counted as busy.
+    pub busy_series: usize,
+}
+
+/// The classes in a fixed order, for sums that must not depend on a hash
+/// map's order.
+const CLASSES: [VehicleClass; 4] = [
+    VehicleClass::Economy,
+    VehicleClass::Standard,
+    VehicleClass::Premium,
+    VehicleClass::Xl,
+];
+
 impl CellForecasts {
-    /// Demand units arriving in `cell` at `at`.
-    pub fn demand(&mut self, cell: Cell, at: Timestamp, units: u32) {
-        let p = self.params;
-        self.entry(cell).0.observe(at, units as f32, &p);
+    /// No series yet, forecasting with `params`.
+    pub fn new(params: Params) -> Self {
+        Self {
+            params,
+            cells: HashMap::new(),
+        }
     }
 
-    fn entry(&mut self, cell: Cell) -> &mut (Series, Series) {
+    /// The parameters forecasts use.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Demand units for `class` arriving in `cell` at `at`.
+    pub fn demand(&mut self, cell: Cell, class: VehicleClass, at: Timestamp, units: u32) {
+        let p = self.params;
+        self.entry(cell, class).0.observe(at, units as f32, &p);
+    }
+
+    fn entry(&mut self, cell: Cell, class: VehicleClass) -> &mut (Series, Series) {
         self.cells
-            .entry(cell)
+            .entry((cell, class))
             .or_insert_with(|| (Series::new(Kind::Sum), Series::new(Kind::Mean)))
     }
 
-    /// A tick at `now`: each cell's available drivers (cells not listed
-    /// have none), every series advanced to `now`'s bucket, and the series
-    /// idle for more than a day dropped.
-    pub fn tick(&mut self, now: Timestamp, supply: &HashMap<Cell, u32>) {
+    /// A tick at `now`: the available drivers per cell and class (those
+    /// not listed have none), every series advanced to `now`'s bucket, and
+    /// the series idle for more than a day dropped.
+    pub fn tick(&mut self, now: Timestamp, supply: &HashMap<(Cell, VehicleClass), u32>) {
         let p = self.params;
-        for (cell, n) in supply {
-            self.entry(*cell).1.observe(now, *n as f32, &p);
+        for ((cell, class), n) in supply {
+            self.entry(*cell, *class).1.observe(now, *n as f32, &p);
         }
         let bucket = bucket_of(now);
-        self.cells.retain(|cell, (d, s)| {
-            if !supply.contains_key(cell) {
+        self.cells.retain(|key, (d, s)| {
+            if !supply.contains_key(key) {
                 s.observe(now, 0.0, &p);
             }
             d.advance_to(bucket, &p);
@@ -294,28 +498,112 @@ impl CellForecasts {
     }
 
     /// The cell's expected demand and supply [`GRID_HORIZON`] buckets
-    /// ahead, once its series have history.
+    /// ahead, summed over its classes with history.
     pub fn expected(&self, cell: Cell) -> Option<CellForecast> {
-        let (d, s) = self.cells.get(&cell)?;
         let p = &self.params;
-        Some(CellForecast {
-            demand: d.forecast(GRID_HORIZON, p)?.expected,
-            supply: s.forecast(GRID_HORIZON, p)?.expected,
+        let mut sum: Option<CellForecast> = None;
+        for (d, s) in CLASSES.iter().filter_map(|c| self.cells.get(&(cell, *c))) {
+            let (Some(d), Some(s)) = (d.forecast(GRID_HORIZON, p), s.forecast(GRID_HORIZON, p))
+            else {
+                continue;
+            };
+            let f = sum.get_or_insert(CellForecast {
+                demand: 0.0,
+                supply: 0.0,
+            });
+            f.demand += d.expected;
+            f.supply += s.expected;
+        }
+        sum
+    }
+
+    /// The cell's demand forecast `h` buckets ahead (1: the open bucket)
+    /// over all its classes: the expected values summed, the interval's
+    /// half-widths combined as independent errors.
+    pub fn demand_forecast(&self, cell: Cell, h: u32) -> Option<Forecast> {
+        let forecasts: Vec<Forecast> = CLASSES
+            .iter()
+            .filter_map(|c| self.class_demand_forecast(cell, *c, h))
+            .collect();
+        if forecasts.is_empty() {
+            return None;
+        }
+        let expected: f32 = forecasts.iter().map(|f| f.expected).sum();
+        let spread = forecasts
+            .iter()
+            .map(|f| {
+                let half = (f.high - f.low) / 2.0;
+                half * half
+            })
+            .sum::<f32>()
+            .sqrt();
+        Some(Forecast {
+            expected,
+            low: (expected - spread).max(0.0),
+            high: expected + spread,
+            horizon: h,
         })
     }
 
-    /// The cell's demand forecast `h` buckets ahead (1: the open bucket),
-    /// with its interval, once the series has history.
-    pub fn demand_forecast(&self, cell: Cell, h: u32) -> Option<Forecast> {
-        self.cells.get(&cell)?.0.forecast(h, &self.params)
+    /// One class's demand forecast in the cell `h` buckets ahead.
+    pub fn class_demand_forecast(
+        &self,
+        cell: Cell,
+        class: VehicleClass,
+        h: u32,
+    ) -> Option<Forecast> {
+        self.cells.get(&(cell, class))?.0.forecast(h, &self.params)
     }
 
-    /// The cells with forecast state, in no particular order.
+    /// One class's supply forecast in the cell `h` buckets ahead.
+    pub fn class_supply_forecast(
+        &self,
+        cell: Cell,
+        class: VehicleClass,
+        h: u32,
+    ) -> Option<Forecast> {
+        self.cells.get(&(cell, class))?.1.forecast(h, &self.params)
+    }
+
+    /// The live accuracy of the demand forecasts over about the last hour,
+    /// each forecast scored when the bucket it predicted completes: WAPE
+    /// per horizon over every series, and over the busy ones (a mean of at
+    /// least [`BUSY_UNITS_PER_BUCKET`]). Not persisted: it starts afresh
+    /// after a restart or a take-over.
+    pub fn accuracy(&self) -> Accuracy {
+        let mut all = ([0.0f64; 3], [0.0f64; 3]);
+        let mut busy = ([0.0f64; 3], [0.0f64; 3]);
+        let mut busy_series = 0;
+        for (d, _) in self.cells.values() {
+            let (abs, actual, mean) = d.accuracy();
+            let is_busy = mean >= BUSY_UNITS_PER_BUCKET;
+            busy_series += usize::from(is_busy);
+            for h in 0..3 {
+                all.0[h] += f64::from(abs[h]);
+                all.1[h] += f64::from(actual[h]);
+                if is_busy {
+                    busy.0[h] += f64::from(abs[h]);
+                    busy.1[h] += f64::from(actual[h]);
+                }
+            }
+        }
+        let wape = |(abs, actual): ([f64; 3], [f64; 3])| {
+            std::array::from_fn(|h| (actual[h] > 0.0).then(|| abs[h] / actual[h]))
+        };
+        Accuracy {
+            all: wape(all),
+            busy: wape(busy),
+            busy_series,
+        }
+    }
+
+    /// The cells with forecast state, each once, ascending.
     pub fn cells(&self) -> impl Iterator<Item = Cell> + '_ {
-        self.cells.keys().copied()
+        let cells: std::collections::BTreeSet<Cell> = self.cells.keys().map(|(c, _)| *c).collect();
+        cells.into_iter()
     }
 
-    /// Cells with forecast state.
+    /// Series pairs (cell and class) with forecast state.
     pub fn len(&self) -> usize {
         self.cells.len()
     }
@@ -372,7 +660,7 @@ mod tests {
         let p = Params::default();
         let mut s = Series::new(Kind::Sum);
         // Quiet nights, a busy evening slot: 3 days.
-        let y = |b: u64| if slot_of(b) == 72 { 30.0 } else { 2.0 };
+        let y = |b: u64| if slot_of(b, &p) == 72 { 30.0 } else { 2.0 };
         for b in 0..3 * BUCKETS_PER_DAY {
             s.observe(at(b), y(b), &p);
         }
@@ -381,5 +669,142 @@ mod tests {
         assert!(evening > 20.0, "{evening}");
         let f = s.forecast(1, &p).expect("f");
         assert!((f.expected - 2.0).abs() < 2.0, "{f:?}");
+    }
+
+    /// Three weeks of a cell busy at 08:00 on weekdays only, in the local
+    /// time of `calendar`.
+    fn weekday_mornings(p: &Params) -> Series {
+        let mut s = Series::new(Kind::Sum);
+        let offset = p.calendar.utc_offset_minutes() * 60 * 1_000;
+        for b in 0..21 * BUCKETS_PER_DAY {
+            let utc = Timestamp(b * BUCKET.0 + 1);
+            let local = utc.0 as i64 + offset;
+            let hour = (local.rem_euclid(86_400_000)) / 3_600_000;
+            let weekday = (local.div_euclid(86_400_000) + 3).rem_euclid(7) < 5;
+            let y = if weekday && hour == 8 { 30.0 } else { 2.0 };
+            s.observe(utc, y, p);
+        }
+        s
+    }
+
+    #[test]
+    fn live_accuracy_scores_each_forecast_when_its_bucket_completes() {
+        use crate::geo::{LatLng, DEFAULT_LEVEL};
+        let cell = |lat: f64| Cell::at(LatLng::new(lat, -122.42).expect("ll"), DEFAULT_LEVEL);
+        let (steady, jumpy) = (cell(37.77), cell(37.70));
+        let mut f = CellForecasts::default();
+        assert_eq!(f.accuracy().all, [None; 3], "nothing scored yet");
+        let none = HashMap::new();
+        for b in 0..200u64 {
+            // A busy cell at a steady 20, a quiet one alternating 0 and 4.
+            f.demand(steady, VehicleClass::Standard, at(b), 20);
+            f.demand(
+                jumpy,
+                VehicleClass::Standard,
+                at(b),
+                if b % 2 == 0 { 4 } else { 0 },
+            );
+            f.tick(at(b), &none);
+        }
+        let a = f.accuracy();
+        assert_eq!(a.busy_series, 1);
+        let busy = a.busy[2].expect("busy scored");
+        assert!(busy < 0.01, "a steady cell is forecast exactly: {busy}");
+        let all = a.all[2].expect("all scored");
+        // The quiet cell's alternation is missed by about 2 a bucket: 2 of
+        // the 22 units a bucket, all cells together.
+        assert!(all > 0.05 && all < 0.15, "{all}");
+        for h in 0..3 {
+            assert!(a.all[h].is_some() && a.busy[h].is_some(), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn classes_are_forecast_apart_and_a_cell_is_their_sum() {
+        use crate::geo::{LatLng, DEFAULT_LEVEL};
+        let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
+        let mut f = CellForecasts::default();
+        let supply: HashMap<(Cell, VehicleClass), u32> = [
+            ((cell, VehicleClass::Standard), 2),
+            ((cell, VehicleClass::Xl), 6),
+        ]
+        .into_iter()
+        .collect();
+        for b in 0..200 {
+            let now = at(b);
+            f.demand(cell, VehicleClass::Standard, now, 8);
+            f.demand(cell, VehicleClass::Xl, now, 1);
+            f.tick(now, &supply);
+        }
+        let standard = f
+            .class_demand_forecast(cell, VehicleClass::Standard, 3)
+            .expect("standard");
+        let xl = f
+            .class_demand_forecast(cell, VehicleClass::Xl, 3)
+            .expect("xl");
+        assert!((standard.expected - 8.0).abs() < 0.1, "{standard:?}");
+        assert!((xl.expected - 1.0).abs() < 0.1, "{xl:?}");
+        let xl_supply = f
+            .class_supply_forecast(cell, VehicleClass::Xl, 3)
+            .expect("xl supply");
+        assert!((xl_supply.expected - 6.0).abs() < 0.1, "{xl_supply:?}");
+        assert_eq!(
+            f.class_demand_forecast(cell, VehicleClass::Premium, 3),
+            None
+        );
+        let both = f.demand_forecast(cell, 3).expect("cell");
+        assert!((both.expected - 9.0).abs() < 0.2, "{both:?}");
+        let grid = f.expected(cell).expect("grid forecast");
+        assert!(
+            (grid.demand - 9.0).abs() < 0.2 && (grid.supply - 8.0).abs() < 0.2,
+            "{grid:?}"
+        );
+        assert_eq!(f.cells().collect::<Vec<_>>(), vec![cell]);
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn weekends_have_their_own_profile() {
+        let p = Params::default();
+        let s = weekday_mornings(&p);
+        // Day 21 is a Thursday: its 08:00 slot is busy, the weekend's not.
+        let thursday_8 = slot_of(21 * BUCKETS_PER_DAY + 8 * 12, &p);
+        let saturday_8 = slot_of(23 * BUCKETS_PER_DAY + 8 * 12, &p);
+        assert!(s.season[thursday_8] > 20.0, "{}", s.season[thursday_8]);
+        assert!(s.season[saturday_8].abs() < 2.0, "{}", s.season[saturday_8]);
+        // With one profile for all days, 08:00 is a blur of both.
+        let daily = Params {
+            weekends: false,
+            ..p
+        };
+        let blur = weekday_mornings(&daily).season[slot_of(23 * BUCKETS_PER_DAY + 8 * 12, &daily)];
+        assert!(blur > 5.0 && blur < 28.0, "{blur}");
+    }
+
+    #[test]
+    fn the_calendar_moves_the_weekend_to_local_days() {
+        let utc = Calendar::UTC;
+        let sf = Calendar::from_utc_offset_minutes(-480).expect("offset");
+        // Saturday 1970-01-03 03:00 UTC is still Friday evening in San
+        // Francisco.
+        let at = Timestamp((2 * 86_400 + 3 * 3_600) * 1_000);
+        assert!(utc.is_weekend(at));
+        assert!(!sf.is_weekend(at));
+        assert!(sf.is_weekend(Timestamp(at.0 + 8 * 3_600_000)));
+        assert_eq!(sf.utc_offset_minutes(), -480);
+        for bad in [-735, 845, 7, 10_000] {
+            assert_eq!(
+                Calendar::from_utc_offset_minutes(bad),
+                Err(InvalidCalendar(bad))
+            );
+        }
+        // A Paris cell learns its Monday mornings in Paris time.
+        let p = Params {
+            calendar: Calendar::from_utc_offset_minutes(60).expect("offset"),
+            ..Params::default()
+        };
+        let s = weekday_mornings(&p);
+        let monday_8_paris = 25 * BUCKETS_PER_DAY + 7 * 12; // 07:00 UTC
+        assert!(s.season[slot_of(monday_8_paris, &p)] > 20.0);
     }
 }

@@ -319,7 +319,7 @@ pub(crate) struct MarketData {
 }
 
 /// A vehicle class as one byte in snapshots.
-fn class_code(c: VehicleClass) -> u8 {
+pub(crate) fn class_code(c: VehicleClass) -> u8 {
     match c {
         VehicleClass::Economy => 0,
         VehicleClass::Standard => 1,
@@ -328,7 +328,8 @@ fn class_code(c: VehicleClass) -> u8 {
     }
 }
 
-fn class_of(code: u8) -> Result<VehicleClass, StateError> {
+/// The class of a snapshot's byte.
+pub(crate) fn class_of(code: u8) -> Result<VehicleClass, StateError> {
     match code {
         0 => Ok(VehicleClass::Economy),
         1 => Ok(VehicleClass::Standard),

@@ -188,6 +188,16 @@ impl<P: Policy> RegionPricer<P> {
         })
     }
 
+    /// The pricer with its forecasts on the region's `calendar` (which
+    /// days are weekends, where they begin). Call before any event.
+    pub fn with_calendar(mut self, calendar: crate::forecast::Calendar) -> Self {
+        self.forecasts = crate::forecast::CellForecasts::new(crate::forecast::Params {
+            calendar,
+            ..*self.forecasts.params()
+        });
+        self
+    }
+
     /// The region's experiments: their definitions, the running one and
     /// those ended by a guardrail.
     pub fn arms(&self) -> &ArmEngines {
@@ -230,7 +240,7 @@ impl<P: Policy> RegionPricer<P> {
         let counted = self.market.demand_seen(e);
         let units = self.market.config().weight(e.kind);
         if counted && units > 0 {
-            self.forecasts.demand(e.cell, e.at, units);
+            self.forecasts.demand(e.cell, e.class, e.at, units);
         }
         counted
     }
@@ -277,10 +287,8 @@ impl<P: Policy> RegionPricer<P> {
             .arms
             .follow(now, self.engine.config(), self.caps, &self.last);
         let counts = self.market.snapshot(now);
-        let mut supply: std::collections::HashMap<Cell, u32> = std::collections::HashMap::new();
-        for ((cell, _), c) in &counts {
-            *supply.entry(*cell).or_default() += c.supply;
-        }
+        let supply: std::collections::HashMap<_, u32> =
+            counts.iter().map(|(key, c)| (*key, c.supply)).collect();
         self.forecasts.tick(now, &supply);
         let window = self.market.config().demand_window;
         let mut inputs = cell_inputs(&counts, self.caps);

@@ -9,17 +9,19 @@
 //! validates everything it reads: any byte string either decodes into a
 //! valid state or fails with a [`StateError`], never a panic.
 //!
-//! # Format (version 3)
+//! # Format (version 4)
 //!
-//! `"EQS" 3`, then the market (drivers, demand, and the keys of keyed
+//! `"EQS" 4`, then the market (drivers, demand, and the keys of keyed
 //! demand counted within the window), the engine cells, the policy's own
 //! state (a flag byte, then a controller's threshold as 8 bytes) and the
-//! forecasts' open buckets (`crate::forecast`; their history is written
-//! apart, once per bucket). Version 2 (no policy state, no open buckets)
-//! and version 1 (nor the demand keys) still decode.
+//! forecasts' open buckets per cell and vehicle class (`crate::forecast`;
+//! their history is written apart, once per bucket). Version 3 (open
+//! buckets per cell, read as the standard class's), version 2 (no policy
+//! state, no open buckets) and version 1 (nor the demand keys) still
+//! decode.
 //!
-//! An engine-only snapshot ([`encode_engine`], `"EQE" 3`) is the engine
-//! cells and the policy state.
+//! An engine-only snapshot ([`encode_engine`], `"EQE" 4`) is the engine
+//! cells and the policy state (unchanged since version 3).
 //! Integers are LEB128 varints except ids (driver keys, cell ids, EMA bits),
 //! which are fixed 8-byte little-endian because they are uniformly spread.
 //! Driver times are stored as the distance below the newest one; demand
@@ -34,10 +36,11 @@ use crate::surge::{Policy, SurgeEngine};
 pub const MAGIC: [u8; 3] = *b"EQS";
 /// The leading bytes of an engine-only snapshot ([`encode_engine`]).
 pub const ENGINE_MAGIC: [u8; 3] = *b"EQE";
-/// The format version written by this build. Version 3 added the policy's
-/// state and the forecasts' open buckets, version 2 the keys of keyed
-/// demand; older snapshots still decode (without them).
-pub const VERSION: u8 = 3;
+/// The format version written by this build. Version 4 keyed the
+/// forecasts' open buckets by vehicle class too, version 3 added the
+/// policy's state and the forecasts' open buckets, version 2 the keys of
+/// keyed demand; older snapshots still decode.
+pub const VERSION: u8 = 4;
 
 /// Why a snapshot could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,7 +125,10 @@ pub fn decode_into<P: Policy>(
     let m = Market::read_state(&mut r, version)?;
     let e = SurgeEngine::<P>::read_state(&mut r)?;
     let (policy, opens) = if version >= 3 {
-        (read_policy(&mut r)?, CellForecasts::read_open(&mut r)?)
+        (
+            read_policy(&mut r)?,
+            CellForecasts::read_open(&mut r, version)?,
+        )
     } else {
         (None, Vec::new())
     };

@@ -112,7 +112,7 @@ fn a_restored_region_continues_exactly_like_the_original() {
         }
     }
     let snapshot = encode(&m, &e);
-    assert_eq!(&snapshot[..4], b"EQS\x03");
+    assert_eq!(&snapshot[..4], b"EQS\x04");
     let (mut m2, mut e2) = fresh();
     decode_into(&snapshot, &mut m2, &mut e2).expect("decodes");
     assert_eq!(encode(&m2, &e2), snapshot, "encoding is deterministic");
@@ -154,11 +154,11 @@ fn damaged_snapshots_are_refused_and_leave_the_state_alone() {
         decode_into(b"nope", &mut m2, &mut e2),
         Err(StateError::NotASnapshot)
     );
-    let mut v4 = good.clone();
-    v4[3] = 4;
+    let mut v5 = good.clone();
+    v5[3] = 5;
     assert_eq!(
-        decode_into(&v4, &mut m2, &mut e2),
-        Err(StateError::UnsupportedVersion(4))
+        decode_into(&v5, &mut m2, &mut e2),
+        Err(StateError::UnsupportedVersion(5))
     );
     for cut in 4..good.len() {
         assert!(

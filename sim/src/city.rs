@@ -1,8 +1,12 @@
 //! A multi-day city: demand with a daily season (two rush hours and an
-//! evening), a downtown where riders cluster, a demand level that varies
+//! evening on weekdays, a late start and a long night at weekends), a
+//! downtown where riders cluster, a demand level that varies
 //! from day to day, a rainy evening and, on the last evening, the concert.
 //! What the forecasts learn from and are backtested on
 //! ([`crate::backtest`]), and where the policies meet a season.
+
+use shared::forecast::Calendar;
+use shared::time::Timestamp;
 
 use crate::{Rng, Scenario, Spike};
 
@@ -34,11 +38,27 @@ pub struct City {
     pub rain: Vec<Rain>,
 }
 
-/// Demand over a day relative to the base rate, by hour: a quiet night,
-/// the morning rush at 08:30, the evening rush at 18:00 and a late evening.
+/// Demand over a weekday relative to the base rate, by hour: a quiet
+/// night, the morning rush at 08:30, the evening rush at 18:00 and a late
+/// evening.
 pub fn daily_shape(hour: f64) -> f64 {
     let bump = |at: f64, width: f64| (-((hour - at) / width).powi(2)).exp();
     0.25 + 1.2 * bump(8.5, 1.5) + 1.4 * bump(18.0, 2.0) + 0.5 * bump(22.0, 1.5)
+}
+
+/// Demand over a Saturday or Sunday relative to the base rate, by hour: no
+/// morning rush, a broad afternoon and a long night out.
+pub fn weekend_shape(hour: f64) -> f64 {
+    let bump = |at: f64, width: f64| (-((hour - at) / width).powi(2)).exp();
+    0.3 + 0.3 * bump(1.0, 1.5) + 0.7 * bump(14.0, 3.0) + 1.1 * bump(22.5, 2.0)
+}
+
+/// Whether `t` seconds into a scenario falls on a weekend. The
+/// simulator's clock starts at the Unix epoch, a Thursday, and its city
+/// keeps UTC: the calendar the forecasts use ([`Calendar::UTC`]), so the
+/// city's weekends are the forecasts' weekends.
+pub fn is_weekend(t: f64) -> bool {
+    Calendar::UTC.is_weekend(Timestamp((t.max(0.0) * 1_000.0) as u64))
 }
 
 impl City {
@@ -54,7 +74,12 @@ impl City {
         let hour = (t % 86_400.0) / 3_600.0;
         let level = self.day_levels.get(day).copied().unwrap_or(1.0);
         let rain = self.rain_at(t).map_or(1.0, |r| r.demand);
-        daily_shape(hour) * level * rain
+        let shape = if is_weekend(t) {
+            weekend_shape(hour)
+        } else {
+            daily_shape(hour)
+        };
+        shape * level * rain
     }
 
     /// Speed relative to the dry-road speed at `t`.
@@ -76,9 +101,11 @@ impl City {
 }
 
 impl Scenario {
-    /// `days` days of the city from midnight: the concert's fleet, a base of
-    /// 10 riders a minute shaped by [`daily_shape`] (about 25 a minute at
-    /// the evening rush), 60 % of them downtown, each day's level within
+    /// `days` days of the city from midnight on a Thursday (day 0; days 2
+    /// and 3 are a weekend): the concert's
+    /// fleet, a base of 10 riders a minute shaped by [`daily_shape`] on
+    /// weekdays (about 25 a minute at the evening rush) and by
+    /// [`weekend_shape`] on Saturdays and Sundays, 60 % of them downtown, each day's level within
     /// ±10 %, rain from 17:00 to 22:00 on the day before the last (40 %
     /// more riders, traffic at 75 % speed), and the concert letting out at
     /// 21:00 on the last day.
@@ -146,6 +173,20 @@ mod tests {
         assert!(daily_shape(8.5) > 1.3);
         assert!(daily_shape(18.0) > 1.5);
         assert!(daily_shape(13.0) < daily_shape(8.5));
+    }
+
+    #[test]
+    fn weekends_have_no_morning_rush_and_a_long_night() {
+        assert!(weekend_shape(8.5) < 0.5 * daily_shape(8.5));
+        assert!(weekend_shape(23.0) > 1.5 * daily_shape(23.0));
+        let day = |d: f64| d * 86_400.0 + 60.0;
+        assert!(!is_weekend(day(0.0)) && !is_weekend(day(1.0)));
+        assert!(is_weekend(day(2.0)) && is_weekend(day(3.0)) && !is_weekend(day(4.0)));
+        assert!(is_weekend(day(9.0)));
+        let c = Scenario::city(7, 7).city.expect("a city");
+        let (friday, saturday) = (86_400.0, 2.0 * 86_400.0);
+        let morning = 8.5 * 3_600.0;
+        assert!(c.demand_factor(saturday + morning) < 0.5 * c.demand_factor(friday + morning));
     }
 
     #[test]

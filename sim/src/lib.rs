@@ -230,6 +230,18 @@ impl Scenario {
         }
     }
 
+    /// The riders expected to open the app in `[t, t + dt)` outside the
+    /// spikes (the rate [`Self::riders_at`] draws from), and whether a
+    /// spike adds riders then.
+    pub(crate) fn expected_riders(&self, t: f64, dt: f64, scale: f64) -> (f64, bool) {
+        let base = self.riders_per_min * self.demand_factor(t) * dt / 60.0 * scale;
+        let spike = self
+            .spikes
+            .iter()
+            .any(|s| (s.start_s..s.start_s + s.duration_s).contains(&t));
+        (base, spike)
+    }
+
     /// Where the riders who open the app in `[t, t + dt)` are, demand
     /// scaled by `scale` (1.0: the scenario's).
     pub(crate) fn riders_at(&self, rng: &mut Rng, t: f64, dt: f64, scale: f64) -> Vec<(f64, f64)> {
@@ -946,7 +958,7 @@ impl Simulation {
         if let (Some(log), Some(pricer), Some(true)) =
             (self.log.as_mut(), self.pricers.first(), priced.first())
         {
-            log.tick(now, pricer.forecasts());
+            log.tick(now, pricer.forecasts(), None);
         }
         let next = self.drivers_view();
         for (cell, m) in &next {

@@ -63,14 +63,14 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// Days of riders for the forecast backtest.
-        #[arg(long, default_value_t = 14)]
+        /// Days of riders for the forecast backtest (day 0 a Thursday).
+        #[arg(long, default_value_t = 21)]
         days: u32,
         /// The last days held out for scoring.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 7)]
         holdout: u32,
         /// Days the policies play (the full simulation; the last two have
-        /// the rain and the concert).
+        /// the rain and the concert; 0: the forecasts only).
         #[arg(long, default_value_t = 4)]
         policy_days: u32,
         /// Where to write the tables.
@@ -153,11 +153,16 @@ fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
         } else {
             format!("riders only, a city {scale} times as busy")
         };
+        use sim::backtest::{evaluate, table, Days};
         md.push_str(&format!(
-            "### Demand x{scale} ({what})\n\nThe held-out days whole:\n\n{}\nThe same days without the rain and the concert (each with the hour after it):\n\n{}\n",
-            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket, &[])),
-            sim::backtest::table(&sim::backtest::evaluate(&log, holdout_bucket, &events))
+            "### Demand x{scale} ({what})\n\nThe held-out days whole:\n\n{}\nThe same days without the rain and the concert (each with the hour after it):\n\n{}\nTheir weekend only:\n\n{}\n",
+            table(&evaluate(&log, holdout_bucket, &[], Days::All)),
+            table(&evaluate(&log, holdout_bucket, &events, Days::All)),
+            table(&evaluate(&log, holdout_bucket, &events, Days::Weekends)),
         ));
+    }
+    if policy_days == 0 {
+        return md;
     }
     let scenario = Scenario::city(seed, policy_days);
     let from_s = f64::from(policy_days.saturating_sub(2)) * 86_400.0;
@@ -220,7 +225,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             let days = days.max(2);
             let holdout = holdout.clamp(1, days - 1);
-            let report = city_report(seed, days, holdout, policy_days.max(2));
+            let policy_days = if policy_days == 0 {
+                0
+            } else {
+                policy_days.max(2)
+            };
+            let report = city_report(seed, days, holdout, policy_days);
             std::fs::create_dir_all(&out)?;
             std::fs::write(out.join("city.md"), &report)?;
             println!("{report}");

@@ -67,6 +67,7 @@ pub async fn health(State(s): State<Arc<AppState>>) -> Json<OriginHealth> {
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let mut body = s.metrics.render();
     body.push_str(&controller_thresholds(&s));
+    body.push_str(&forecast_accuracy(&s));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -96,6 +97,49 @@ fn controller_thresholds(s: &AppState) -> String {
         "# HELP equilibrium_controller_threshold The demand/supply ratio at which a controlled region's surge starts (lower: more surge).\n# TYPE equilibrium_controller_threshold gauge\n{}",
         rows.concat()
     )
+}
+
+/// The live WAPE of every priced region's demand forecasts, per horizon,
+/// over all its cells and over its busy ones (seed 002's alert: above 0.2
+/// at 15 minutes on busy cells), and how many series are busy.
+fn forecast_accuracy(s: &AppState) -> String {
+    let priced = s.cluster.as_ref().map(|c| c.tickable());
+    let agg = crate::state::lock(&s.agg);
+    let mut wape = String::new();
+    let mut busy = String::new();
+    for (i, r) in agg.regions().enumerate() {
+        if priced.as_ref().is_some_and(|p| !p.contains(&i)) {
+            continue;
+        }
+        let Some(a) = agg.forecast_accuracy(i) else {
+            continue;
+        };
+        for (cells, by_horizon) in [("all", a.all), ("busy", a.busy)] {
+            for (h, w) in by_horizon.iter().enumerate() {
+                if let Some(w) = w {
+                    wape.push_str(&format!(
+                        "equilibrium_forecast_wape{{region=\"{}\",cells=\"{cells}\",horizon_minutes=\"{}\"}} {w:.4}\n",
+                        r.id,
+                        (h + 1) * 5
+                    ));
+                }
+            }
+        }
+        busy.push_str(&format!(
+            "equilibrium_forecast_busy_series{{region=\"{}\"}} {}\n",
+            r.id, a.busy_series
+        ));
+    }
+    let mut out = String::new();
+    if !wape.is_empty() {
+        out.push_str("# HELP equilibrium_forecast_wape Demand forecast error over about the last hour: sum of absolute errors over sum of actual demand, each forecast scored when its bucket completes. Alert above 0.2 at 15 minutes on busy cells.\n# TYPE equilibrium_forecast_wape gauge\n");
+        out.push_str(&wape);
+    }
+    if !busy.is_empty() {
+        out.push_str(&format!("# HELP equilibrium_forecast_busy_series Cell and vehicle-class series averaging at least {} demand units per 5-minute bucket over about the last hour.\n# TYPE equilibrium_forecast_busy_series gauge\n", shared::forecast::BUSY_UNITS_PER_BUCKET));
+        out.push_str(&busy);
+    }
+    out
 }
 
 /// `GET /openapi.json`: this API's OpenAPI 3 document.

@@ -3,36 +3,51 @@
 //! * **History** ([`CellForecasts::encode_history`]): every series' level,
 //!   trend, error variance, season and counters, and the bucket it is in.
 //!   They change only when a bucket completes, so the origin writes them
-//!   once per bucket (5 minutes): about 520 bytes a series once its day is
-//!   full, far less while it is young.
+//!   once per bucket (5 minutes): about 520 bytes a series once its
+//!   weekday profile is full, about 1 KB once its weekend's is too, far
+//!   less while it is young.
 //! * **Open buckets** ([`CellForecasts::write_open`]): each series' running
 //!   total of the bucket in progress, 16 bytes or less, written with the
-//!   market state at every tick (`crate::state`, format 3).
+//!   market state at every tick (`crate::state`, format 4: per cell and
+//!   class; format 3's, per cell, read as the standard class's).
 //!
 //! A restart decodes the history, then the last tick's open buckets over
 //! it, and continues exactly where the last persisted tick left off. Every
 //! value is validated on the way in: any byte string decodes into valid
 //! series or fails with a [`StateError`].
 //!
-//! History format 1: `"EQF" 1`, a varint count of cells, then per cell in
-//! ascending id: the id (8 bytes), the demand series, the supply series.
+//! History format 2: `"EQF" 2`, a varint count of series pairs, then per
+//! pair in ascending (cell, class): the cell id (8 bytes), the vehicle
+//! class (1 byte, as in the market's snapshots), the demand series, the
+//! supply series.
 //! A series: its open bucket (varint, 0 for none, else bucket + 1), the
 //! completed count (varint), level, trend, variance and last value (4 bytes
-//! each), the number of seasonal slots seen so far (varint) and, for each
+//! each), the number of seasonal slots written (varint) and, for each
 //! slot from 0 up to the highest seen, its offset (4 bytes) and times seen
-//! (1 byte).
+//! (1 byte): the weekday profile's 96 slots, then the weekend's.
+//!
+//! Format 1 (a pair per cell, classes pooled; one daily profile, at most
+//! 96 slots) still reads: each cell's pair becomes its standard class's,
+//! its profile the weekday profile, and the weekend's starts empty.
 
-use super::{CellForecasts, Kind, Series, SEASON_SLOTS};
+use super::{CellForecasts, Kind, Series, SeriesKey, PROFILE_SLOTS, SEASON_SLOTS};
+use crate::fare::VehicleClass;
 use crate::geo::Cell;
+use crate::market::{class_code, class_of};
 use crate::state::{Reader, StateError, Writer};
 
 /// The leading bytes of a history snapshot.
 pub const HISTORY_MAGIC: [u8; 3] = *b"EQF";
 /// The history format written by this build.
-pub const HISTORY_VERSION: u8 = 1;
+pub const HISTORY_VERSION: u8 = 2;
 
-/// One cell's open buckets: demand's and supply's (bucket, total, count).
-pub(crate) type OpenBuckets = (Cell, Option<(u64, f32, u32)>, Option<(u64, f32, u32)>);
+/// One cell and class's open buckets: demand's and supply's (bucket,
+/// total, count).
+pub(crate) type OpenBuckets = (
+    (Cell, VehicleClass),
+    Option<(u64, f32, u32)>,
+    Option<(u64, f32, u32)>,
+);
 
 impl Series {
     fn write_history(&self, w: &mut Writer) {
@@ -53,7 +68,8 @@ impl Series {
         }
     }
 
-    fn read_history(r: &mut Reader<'_>, kind: Kind) -> Result<Self, StateError> {
+    /// Reads a series of history format `version` (1 or 2).
+    fn read_history(r: &mut Reader<'_>, kind: Kind, version: u8) -> Result<Self, StateError> {
         let mut s = Series::new(kind);
         s.open = match read_bucket(r)? {
             0 => None,
@@ -68,8 +84,13 @@ impl Series {
         }
         s.last = r.finite_f32("forecast last value is not finite")?;
         let slots = usize::try_from(r.varint()?).map_err(|_| StateError::Truncated)?;
-        if slots > SEASON_SLOTS {
-            return Err(StateError::Invalid("more seasonal slots than a day has"));
+        let most = if version == 1 {
+            SEASON_SLOTS
+        } else {
+            PROFILE_SLOTS
+        };
+        if slots > most {
+            return Err(StateError::Invalid("more seasonal slots than a week has"));
         }
         for i in 0..slots {
             s.season[i] = r.finite_f32("seasonal offset is not finite")?;
@@ -119,19 +140,36 @@ fn read_open(r: &mut Reader<'_>) -> Result<Option<(u64, f32, u32)>, StateError> 
     }
 }
 
-fn read_cell(r: &mut Reader<'_>, last: &mut Option<Cell>) -> Result<Cell, StateError> {
+/// A cell id and, from `with_class` formats on, its class (else the
+/// standard class: formats that pooled the classes).
+fn read_key(
+    r: &mut Reader<'_>,
+    last: &mut Option<(Cell, VehicleClass)>,
+    with_class: bool,
+) -> Result<(Cell, VehicleClass), StateError> {
     let cell = Cell::from_id(r.fixed64()?).map_err(|_| StateError::Invalid("invalid cell id"))?;
-    if last.is_some_and(|l| l >= cell) {
+    let class = if with_class {
+        class_of(r.u8()?)?
+    } else {
+        VehicleClass::Standard
+    };
+    let key = (cell, class);
+    if last.is_some_and(|l| l >= key) {
         return Err(StateError::Invalid("forecast cells not in ascending order"));
     }
-    *last = Some(cell);
-    Ok(cell)
+    *last = Some(key);
+    Ok(key)
+}
+
+fn write_key(w: &mut Writer, (cell, class): (Cell, VehicleClass)) {
+    w.fixed64(cell.id());
+    w.u8(class_code(class));
 }
 
 impl CellForecasts {
-    fn sorted(&self) -> Vec<(&Cell, &(Series, Series))> {
+    fn sorted(&self) -> Vec<(&SeriesKey, &(Series, Series))> {
         let mut cells: Vec<_> = self.cells.iter().collect();
-        cells.sort_unstable_by_key(|(c, _)| **c);
+        cells.sort_unstable_by_key(|(k, _)| **k);
         cells
     }
 
@@ -142,8 +180,8 @@ impl CellForecasts {
         w.u8(HISTORY_VERSION);
         let cells = self.sorted();
         w.varint(cells.len() as u64);
-        for (cell, (d, s)) in cells {
-            w.fixed64(cell.id());
+        for (key, (d, s)) in cells {
+            write_key(&mut w, *key);
             d.write_history(&mut w);
             s.write_history(&mut w);
         }
@@ -159,18 +197,18 @@ impl CellForecasts {
             return Err(StateError::NotASnapshot);
         }
         let version = r.u8()?;
-        if version != HISTORY_VERSION {
+        if !(1..=HISTORY_VERSION).contains(&version) {
             return Err(StateError::UnsupportedVersion(version));
         }
-        // A cell is at least its id and two minimal series.
+        // A pair is at least its key and two minimal series.
         let n = r.count(8 + 2 * 19)?;
         let mut cells = std::collections::HashMap::with_capacity(n);
         let mut last = None;
         for _ in 0..n {
-            let cell = read_cell(&mut r, &mut last)?;
-            let d = Series::read_history(&mut r, Kind::Sum)?;
-            let s = Series::read_history(&mut r, Kind::Mean)?;
-            cells.insert(cell, (d, s));
+            let key = read_key(&mut r, &mut last, version >= 2)?;
+            let d = Series::read_history(&mut r, Kind::Sum, version)?;
+            let s = Series::read_history(&mut r, Kind::Mean, version)?;
+            cells.insert(key, (d, s));
         }
         if !r.0.is_empty() {
             return Err(StateError::TrailingBytes(r.0.len()));
@@ -179,25 +217,30 @@ impl CellForecasts {
         Ok(())
     }
 
-    /// Appends every series' open bucket, cells ascending.
+    /// Appends every series' open bucket, (cell, class) ascending.
     pub(crate) fn write_open(&self, w: &mut Writer) {
         let cells = self.sorted();
         w.varint(cells.len() as u64);
-        for (cell, (d, s)) in cells {
-            w.fixed64(cell.id());
+        for (key, (d, s)) in cells {
+            write_key(w, *key);
             write_open(w, d.open_bucket());
             write_open(w, s.open_bucket());
         }
     }
 
-    /// Reads what [`Self::write_open`] wrote.
-    pub(crate) fn read_open(r: &mut Reader<'_>) -> Result<Vec<OpenBuckets>, StateError> {
+    /// Reads what [`Self::write_open`] wrote, in the market state's format
+    /// `version` (3: per cell, read as the standard class; 4: per cell and
+    /// class).
+    pub(crate) fn read_open(
+        r: &mut Reader<'_>,
+        version: u8,
+    ) -> Result<Vec<OpenBuckets>, StateError> {
         let n = r.count(10)?;
         let mut out = Vec::with_capacity(n);
         let mut last = None;
         for _ in 0..n {
-            let cell = read_cell(r, &mut last)?;
-            out.push((cell, read_open(r)?, read_open(r)?));
+            let key = read_key(r, &mut last, version >= 4)?;
+            out.push((key, read_open(r)?, read_open(r)?));
         }
         Ok(out)
     }
@@ -216,8 +259,8 @@ impl CellForecasts {
                 series.open = open;
             }
         };
-        for (cell, d, s) in opens {
-            let e = self.entry(cell);
+        for ((cell, class), d, s) in opens {
+            let e = self.entry(cell, class);
             set(&mut e.0, d);
             set(&mut e.1, s);
         }
@@ -246,9 +289,17 @@ mod tests {
             let now = Timestamp(t * 1_000);
             for i in 0..3 {
                 let units = 1 + ((t / 600) % 4) as u32 + i;
-                f.demand(cell(i), now, units);
+                f.demand(cell(i), VehicleClass::Standard, now, units);
             }
-            let supply: HashMap<Cell, u32> = [(cell(0), 3), (cell(1), 1)].into_iter().collect();
+            // Cell 0 has XL riders and drivers too.
+            f.demand(cell(0), VehicleClass::Xl, now, 1);
+            let supply: HashMap<(Cell, VehicleClass), u32> = [
+                ((cell(0), VehicleClass::Standard), 3),
+                ((cell(0), VehicleClass::Xl), 1),
+                ((cell(1), VehicleClass::Standard), 1),
+            ]
+            .into_iter()
+            .collect();
             f.tick(now, &supply);
         }
     }
@@ -265,7 +316,8 @@ mod tests {
 
         let mut b = CellForecasts::default();
         b.decode_history(&history).expect("history decodes");
-        let opens = CellForecasts::read_open(&mut Reader(&open.0)).expect("open decodes");
+        let opens = CellForecasts::read_open(&mut Reader(&open.0), crate::state::VERSION)
+            .expect("open decodes");
         b.apply_open(opens);
         for i in 0..3 {
             assert_eq!(a.expected(cell(i)), b.expected(cell(i)), "cell {i}");
@@ -277,8 +329,13 @@ mod tests {
             assert!(a.expected(cell(i)).is_some());
             assert_eq!(a.expected(cell(i)), b.expected(cell(i)), "cell {i}");
         }
-        // A full day's series: about 520 bytes each.
-        assert!(history.len() < 3 * 2 * 540, "{} bytes", history.len());
+        // Each class's forecast is restored too.
+        let xl = |f: &CellForecasts| f.class_demand_forecast(cell(0), VehicleClass::Xl, 3);
+        assert!(xl(&a).is_some());
+        assert_eq!(xl(&a), xl(&b));
+        // Four pairs (cell 0 has two classes) of weekday series, a full day
+        // each: about 520 bytes a series.
+        assert!(history.len() < 4 * 2 * 540, "{} bytes", history.len());
     }
 
     #[test]
@@ -292,16 +349,88 @@ mod tests {
         a.write_open(&mut open);
         let mut b = CellForecasts::default();
         b.decode_history(&stale).expect("history");
-        b.apply_open(CellForecasts::read_open(&mut Reader(&open.0)).expect("open"));
+        b.apply_open(
+            CellForecasts::read_open(&mut Reader(&open.0), crate::state::VERSION).expect("open"),
+        );
         // Forecasts exist and go on; the missed buckets count as quiet ones.
         busy(&mut b, 86_400 + 1_000, 86_400 + 1_300);
         let f = b.expected(cell(0)).expect("a forecast");
         assert!(f.demand.is_finite() && f.demand >= 0.0);
         assert_eq!(
-            b.cells.get(&cell(0)).map(|(d, _)| d.open.map(|o| o.0)),
-            a.cells.get(&cell(0)).map(|(d, _)| d.open.map(|o| o.0 + 1)),
+            b.cells
+                .get(&(cell(0), VehicleClass::Xl))
+                .map(|(d, _)| d.open.map(|o| o.0)),
+            a.cells
+                .get(&(cell(0), VehicleClass::Xl))
+                .map(|(d, _)| d.open.map(|o| o.0 + 1)),
             "both in the bucket after"
         );
+    }
+
+    #[test]
+    fn format_1_reads_as_the_weekday_profile() {
+        // A format-1 history: one cell, a demand series with a day of
+        // slots, an empty supply series.
+        let mut w = Writer(Vec::new());
+        w.bytes(&HISTORY_MAGIC);
+        w.u8(1);
+        w.varint(1);
+        w.fixed64(cell(0).id());
+        let mut day = Series::new(Kind::Sum);
+        let p = crate::forecast::Params::default();
+        for b in 0..crate::forecast::BUCKETS_PER_DAY + 1 {
+            day.observe(Timestamp(b * crate::forecast::BUCKET.0 + 1), 3.0, &p);
+        }
+        // Its open bucket empty, as a history holds it.
+        day.advance_to(crate::forecast::BUCKETS_PER_DAY + 2, &p);
+        day.write_history(&mut w);
+        Series::new(Kind::Mean).write_history(&mut w);
+        let mut f = CellForecasts::default();
+        f.decode_history(&w.0).expect("format 1 decodes");
+        let history = |s: &Series| {
+            let mut w = Writer(Vec::new());
+            s.write_history(&mut w);
+            w.0
+        };
+        assert_eq!(
+            f.cells
+                .get(&(cell(0), VehicleClass::Standard))
+                .map(|c| history(&c.0)),
+            Some(history(&day)),
+            "a pooled cell becomes its standard class"
+        );
+        // 97 slots would be a weekend slot, which format 1 cannot hold.
+        let mut bad = Writer(Vec::new());
+        bad.bytes(&HISTORY_MAGIC);
+        bad.u8(1);
+        bad.varint(1);
+        bad.fixed64(cell(0).id());
+        bad.varint(0);
+        bad.varint(1);
+        bad.bytes(&[0; 16]);
+        bad.varint(97);
+        bad.bytes(&[0; 5 * 97 + 64]);
+        assert_eq!(
+            CellForecasts::default().decode_history(&bad.0),
+            Err(StateError::Invalid("more seasonal slots than a week has"))
+        );
+    }
+
+    #[test]
+    fn state_format_3_open_buckets_read_as_the_standard_class() {
+        // Format 3 wrote a cell's open buckets without a class.
+        let mut w = Writer(Vec::new());
+        w.varint(1);
+        w.fixed64(cell(0).id());
+        write_open(&mut w, Some((7, 2.0, 1)));
+        write_open(&mut w, None);
+        let opens = CellForecasts::read_open(&mut Reader(&w.0), 3).expect("format 3");
+        assert_eq!(
+            opens,
+            vec![((cell(0), VehicleClass::Standard), Some((7, 2.0, 1)), None)]
+        );
+        // Read as format 4 the same bytes are not a valid class.
+        assert!(CellForecasts::read_open(&mut Reader(&w.0), 4).is_err());
     }
 
     #[test]
@@ -310,7 +439,7 @@ mod tests {
         w.bytes(&HISTORY_MAGIC);
         w.u8(HISTORY_VERSION);
         w.varint(1);
-        w.fixed64(cell(0).id());
+        write_key(&mut w, (cell(0), VehicleClass::Standard));
         w.varint(u64::MAX); // the demand series' open bucket
         w.bytes(&[0; 64]); // the rest, so the count is not refused first
         assert_eq!(

@@ -64,7 +64,7 @@ origin_run() { # name, token, checks, path regex
 }
 BASE_CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
 n1=$(origin_run producer "$PRODUCER" "$BASE_CHECKS" '^/v1/(ingest|outcomes|edge-events)' | tail -n 1)
-n2=$(origin_run reader "$READER" "$BASE_CHECKS,negative_data_rejection" '^/(v1/(grids|analytics)|health|metrics|openapi)' | tail -n 1)
+n2=$(origin_run reader "$READER" "$BASE_CHECKS,negative_data_rejection" '^/(v1/(grids|forecasts|analytics)|health|metrics|openapi)' | tail -n 1)
 echo "schemathesis (origin): $(( ${n1:-0} + ${n2:-0} )) generated inputs tried"
 if grep -qE '^=+ .*(failure|error)' "$STATE"/origin-*.txt; then exit 1; fi
 if grep -q 'panicked' "$STATE/origin.log"; then echo "the origin panicked" >&2; exit 1; fi

@@ -173,6 +173,21 @@ impl Aggregator {
             .map(|r| r.pricer.forecasts().accuracy())
     }
 
+    /// A region's forecast outlook
+    /// (`shared::forecast::CellForecasts::outlook`; empty for an unknown
+    /// region).
+    pub fn forecast_outlook(
+        &self,
+        region: usize,
+        class: Option<shared::fare::VehicleClass>,
+        limit: usize,
+    ) -> Vec<shared::forecast::CellOutlook> {
+        self.regions
+            .get(region)
+            .map(|r| r.pricer.forecasts().outlook(class, limit))
+            .unwrap_or_default()
+    }
+
     /// A region's controller threshold (`None`: not a controller).
     pub fn threshold(&self, region: usize) -> Option<f64> {
         self.regions

@@ -457,6 +457,67 @@ async fn metrics_show_the_live_accuracy_of_the_demand_forecasts() {
     assert!(gauge("equilibrium_forecast_busy_series{region=\"sf\"}") >= 1.0);
 }
 
+#[tokio::test]
+async fn forecasts_are_read_per_vehicle_class_or_summed() {
+    let (s, clock) = fresh();
+    // Forty minutes downtown: 20 standard and 5 XL requests each bucket.
+    for minute in 0..40u64 {
+        let t = T0 + minute * 60_000;
+        clock.set(Timestamp(t));
+        if minute % 5 == 0 {
+            let demand: Vec<Value> = (0..25)
+                .map(|i| {
+                    json!({"kind": "ride_request", "latitude": SF.0, "longitude": SF.1,
+                    "vehicle_type": if i < 20 { "standard" } else { "xl" }, "timestamp": t})
+                })
+                .collect();
+            let (st, r) = post_json(&s, "/v1/ingest/demand", Some(PRODUCER), json!(demand)).await;
+            assert_eq!(st, StatusCode::OK, "{r}");
+        }
+        clock.set(Timestamp(t + 1_000));
+        tick_once(&s).await;
+    }
+    let at_15 = |v: &Value| -> f64 {
+        let h = &v["cells"][0]["horizons"][2];
+        assert_eq!(h["minutes"], 15, "{v}");
+        h["demand"]["expected"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let (st, all) = get(&s, "/v1/forecasts/sf", Some(READER)).await;
+    assert_eq!(st, StatusCode::OK, "{all}");
+    assert!(all.get("vehicle_class").is_none(), "{all}");
+    assert_eq!(all["region"], "sf");
+    let (st, xl) = get(
+        &s,
+        "/v1/forecasts/sf?vehicle_class=xl&limit=1",
+        Some(READER),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{xl}");
+    assert_eq!(xl["vehicle_class"], "xl");
+    assert_eq!(xl["cells"].as_array().map(Vec::len), Some(1));
+    let (_, standard) = get(&s, "/v1/forecasts/sf?vehicle_class=standard", Some(READER)).await;
+    let (a, x, st_) = (at_15(&all), at_15(&xl), at_15(&standard));
+    // Demand units (a ride request weighs the market's weight): four
+    // times as many standard as XL, whatever the weight.
+    assert!(
+        x > 1.0 && (st_ / x - 4.0).abs() < 0.4,
+        "standard {st_}, xl {x}"
+    );
+    assert!((a - (x + st_)).abs() < 0.05, "the sum {a} = {x} + {st_}");
+    assert_eq!(all["cells"][0]["zone_id"], xl["cells"][0]["zone_id"]);
+    // Bad input is a 4xx with a code.
+    let (st, b) = get(&s, "/v1/forecasts/sf?vehicle_class=boat", Some(READER)).await;
+    assert_error(st, &b, 400, "unknown_vehicle_class");
+    let (st, b) = get(&s, "/v1/forecasts/sf?limit=0", Some(READER)).await;
+    assert_error(st, &b, 400, "invalid_parameter");
+    let (st, b) = get(&s, "/v1/forecasts/atlantis", Some(READER)).await;
+    assert_error(st, &b, 404, "unknown_region");
+    let (st, b) = get(&s, "/v1/forecasts/sf", Some(PRODUCER)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+}
+
 /// Ticks `state` at `at` after feeding it second `s` of a busy evening.
 async fn evening_step(st: &Arc<AppState>, clock: &ManualClock, s: u64) -> Value {
     let t = T0 + s * 5_000;

@@ -1169,6 +1169,105 @@ pub struct HistoryResponse {
     pub history: Vec<HistoryPoint>,
 }
 
+/// A forecast value with its 95 % prediction interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForecastValueWire {
+    /// Expected units in the 5-minute bucket.
+    pub expected: f64,
+    /// Lower bound (≥ 0).
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+impl From<crate::forecast::Forecast> for ForecastValueWire {
+    fn from(f: crate::forecast::Forecast) -> Self {
+        let round2 = |x: f32| (f64::from(x) * 100.0).round() / 100.0;
+        Self {
+            expected: round2(f.expected),
+            low: round2(f.low),
+            high: round2(f.high),
+        }
+    }
+}
+
+/// A cell's forecast for the 5-minute bucket starting `minutes` ahead
+/// (5: the bucket in progress).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForecastHorizonWire {
+    /// 5, 10 or 15.
+    pub minutes: u32,
+    /// Demand units expected (absent: no history yet).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub demand: Option<ForecastValueWire>,
+    /// Available drivers expected (absent: no history yet).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub supply: Option<ForecastValueWire>,
+}
+
+/// One cell of `GET /v1/forecasts/{region}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CellForecastWire {
+    /// S2 cell token.
+    pub zone_id: String,
+    /// "<region> <token>".
+    pub zone_name: String,
+    /// Per horizon.
+    pub horizons: Vec<ForecastHorizonWire>,
+}
+
+/// `GET /v1/forecasts/{region}` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForecastsResponse {
+    /// Region.
+    pub region: String,
+    /// The class forecast, or absent: all classes summed (what pricing
+    /// reads).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vehicle_class: Option<String>,
+    /// The region's local standard time, minutes ahead of UTC (where its
+    /// weekday and weekend profiles begin).
+    pub utc_offset_minutes: i64,
+    /// Cells, busiest first by demand expected 15 minutes ahead.
+    pub cells: Vec<CellForecastWire>,
+}
+
+impl ForecastsResponse {
+    /// The response for `region`'s outlook ([`crate::forecast::CellForecasts::outlook`]).
+    pub fn new(
+        region: &Ident,
+        class: Option<VehicleClass>,
+        calendar: crate::forecast::Calendar,
+        outlook: &[crate::forecast::CellOutlook],
+    ) -> Self {
+        Self {
+            region: region.as_str().to_owned(),
+            vehicle_class: class.map(|c| c.as_str().to_owned()),
+            utc_offset_minutes: calendar.utc_offset_minutes(),
+            cells: outlook
+                .iter()
+                .map(|o| CellForecastWire {
+                    zone_id: o.cell.token(),
+                    zone_name: crate::desk::zone_name(region, o.cell),
+                    horizons: crate::forecast::HORIZONS
+                        .iter()
+                        .zip(o.horizons)
+                        .map(|(h, (d, s))| ForecastHorizonWire {
+                            minutes: crate::forecast::horizon_minutes(*h),
+                            demand: d.map(Into::into),
+                            supply: s.map(Into::into),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The map colour of a multiplier: green at 1.0 through yellow and orange
 /// to red at 3.0 and above.
 pub fn surge_color(m: Multiplier) -> &'static str {

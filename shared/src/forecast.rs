@@ -62,6 +62,11 @@ pub const BUCKETS_PER_DAY: u64 = SEASON_SLOTS as u64 * BUCKETS_PER_SLOT;
 /// The horizons forecast, in buckets: 5, 10 and 15 minutes.
 pub const HORIZONS: [u32; 3] = [1, 2, 3];
 
+/// A horizon of `h` buckets in minutes (how the API and metrics name it).
+pub fn horizon_minutes(h: u32) -> u32 {
+    h * (BUCKET.0 / 60_000) as u32
+}
+
 /// Demand units a bucket from which a series counts as busy (the
 /// forecast target's cells, and the backtest's densest class).
 pub const BUSY_UNITS_PER_BUCKET: f32 = 10.0;
@@ -444,15 +449,6 @@ pub struct Accuracy {
     pub busy_series: usize,
 }
 
-/// The classes in a fixed order, for sums that must not depend on a hash
-/// map's order.
-const CLASSES: [VehicleClass; 4] = [
-    VehicleClass::Economy,
-    VehicleClass::Standard,
-    VehicleClass::Premium,
-    VehicleClass::Xl,
-];
-
 impl CellForecasts {
     /// No series yet, forecasting with `params`.
     pub fn new(params: Params) -> Self {
@@ -502,7 +498,10 @@ impl CellForecasts {
     pub fn expected(&self, cell: Cell) -> Option<CellForecast> {
         let p = &self.params;
         let mut sum: Option<CellForecast> = None;
-        for (d, s) in CLASSES.iter().filter_map(|c| self.cells.get(&(cell, *c))) {
+        for (d, s) in VehicleClass::ALL
+            .iter()
+            .filter_map(|c| self.cells.get(&(cell, *c)))
+        {
             let (Some(d), Some(s)) = (d.forecast(GRID_HORIZON, p), s.forecast(GRID_HORIZON, p))
             else {
                 continue;
@@ -521,28 +520,52 @@ impl CellForecasts {
     /// over all its classes: the expected values summed, the interval's
     /// half-widths combined as independent errors.
     pub fn demand_forecast(&self, cell: Cell, h: u32) -> Option<Forecast> {
-        let forecasts: Vec<Forecast> = CLASSES
-            .iter()
-            .filter_map(|c| self.class_demand_forecast(cell, *c, h))
-            .collect();
-        if forecasts.is_empty() {
-            return None;
-        }
-        let expected: f32 = forecasts.iter().map(|f| f.expected).sum();
-        let spread = forecasts
-            .iter()
-            .map(|f| {
-                let half = (f.high - f.low) / 2.0;
-                half * half
+        sum_of(
+            VehicleClass::ALL
+                .iter()
+                .filter_map(|c| self.class_demand_forecast(cell, *c, h)),
+            h,
+        )
+    }
+
+    /// The cell's supply forecast `h` buckets ahead over all its classes,
+    /// summed as [`Self::demand_forecast`] sums demand.
+    pub fn supply_forecast(&self, cell: Cell, h: u32) -> Option<Forecast> {
+        sum_of(
+            VehicleClass::ALL
+                .iter()
+                .filter_map(|c| self.class_supply_forecast(cell, *c, h)),
+            h,
+        )
+    }
+
+    /// Where demand is heading: every cell's demand and supply forecasts
+    /// at each of [`HORIZONS`], for one class or (`None`) summed over the
+    /// classes, busiest first by expected demand at the longest horizon
+    /// (ties by cell), at most `limit` cells.
+    pub fn outlook(&self, class: Option<VehicleClass>, limit: usize) -> Vec<CellOutlook> {
+        let mut out: Vec<CellOutlook> = self
+            .cells()
+            .filter(|c| class.is_none_or(|k| self.cells.contains_key(&(*c, k))))
+            .map(|cell| CellOutlook {
+                cell,
+                horizons: HORIZONS.map(|h| match class {
+                    Some(k) => (
+                        self.class_demand_forecast(cell, k, h),
+                        self.class_supply_forecast(cell, k, h),
+                    ),
+                    None => (self.demand_forecast(cell, h), self.supply_forecast(cell, h)),
+                }),
             })
-            .sum::<f32>()
-            .sqrt();
-        Some(Forecast {
-            expected,
-            low: (expected - spread).max(0.0),
-            high: expected + spread,
-            horizon: h,
-        })
+            .collect();
+        let key = |o: &CellOutlook| {
+            o.horizons[HORIZONS.len() - 1]
+                .0
+                .map_or(-1.0, |f| f.expected)
+        };
+        out.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.cell.cmp(&b.cell)));
+        out.truncate(limit);
+        out
     }
 
     /// One class's demand forecast in the cell `h` buckets ahead.
@@ -612,6 +635,40 @@ impl CellForecasts {
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }
+}
+
+/// A cell's forecasts at each of [`HORIZONS`]: (demand, supply), `None`
+/// where a series has no history yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellOutlook {
+    /// The cell.
+    pub cell: Cell,
+    /// Per horizon, (demand, supply).
+    pub horizons: [(Option<Forecast>, Option<Forecast>); 3],
+}
+
+/// Forecasts of parts summed: expected values added, the intervals'
+/// half-widths combined as independent errors. `None` when there are none.
+fn sum_of(parts: impl Iterator<Item = Forecast>, h: u32) -> Option<Forecast> {
+    let forecasts: Vec<Forecast> = parts.collect();
+    if forecasts.is_empty() {
+        return None;
+    }
+    let expected: f32 = forecasts.iter().map(|f| f.expected).sum();
+    let spread = forecasts
+        .iter()
+        .map(|f| {
+            let half = (f.high - f.low) / 2.0;
+            half * half
+        })
+        .sum::<f32>()
+        .sqrt();
+    Some(Forecast {
+        expected,
+        low: (expected - spread).max(0.0),
+        high: expected + spread,
+        horizon: h,
+    })
 }
 
 #[cfg(test)]
@@ -761,6 +818,41 @@ mod tests {
         );
         assert_eq!(f.cells().collect::<Vec<_>>(), vec![cell]);
         assert_eq!(f.len(), 2);
+        // The outlook: one class's or the sum, by horizon.
+        let xl_outlook = f.outlook(Some(VehicleClass::Xl), 10);
+        assert_eq!(xl_outlook.len(), 1);
+        let (d, s) = xl_outlook[0].horizons[2];
+        assert_eq!((d, s), (Some(xl), Some(xl_supply)));
+        let all = f.outlook(None, 10);
+        assert_eq!(all[0].horizons[2].0, Some(both));
+        assert!(f.outlook(Some(VehicleClass::Premium), 10).is_empty());
+    }
+
+    #[test]
+    fn the_outlook_ranks_cells_by_demand_ahead() {
+        use crate::geo::{LatLng, DEFAULT_LEVEL};
+        let cell = |i: u32| {
+            Cell::at(
+                LatLng::new(37.70 + f64::from(i) * 0.01, -122.42).expect("ll"),
+                DEFAULT_LEVEL,
+            )
+        };
+        let mut f = CellForecasts::default();
+        let none = HashMap::new();
+        for b in 0..50 {
+            for i in 0..5u32 {
+                f.demand(cell(i), VehicleClass::Standard, at(b), 1 + 3 * i);
+            }
+            f.tick(at(b), &none);
+        }
+        let top = f.outlook(None, 3);
+        assert_eq!(
+            top.iter().map(|o| o.cell).collect::<Vec<_>>(),
+            vec![cell(4), cell(3), cell(2)]
+        );
+        assert!(top
+            .iter()
+            .all(|o| o.horizons.iter().all(|(d, s)| d.is_some() && s.is_some())));
     }
 
     #[test]

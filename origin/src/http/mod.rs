@@ -164,6 +164,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/clock", post(clock::set));
     let reader = Router::new()
         .route("/v1/grids/{region}", get(reads::grid))
+        .route("/v1/forecasts/{region}", get(reads::forecasts))
         .route("/v1/analytics/least-efficient", get(reads::least_efficient))
         .route("/v1/analytics/history", get(reads::history))
         .route(

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         super::edge_events::edge_events,
         super::clock::set,
         super::reads::grid,
+        super::reads::forecasts,
         super::reads::least_efficient,
         super::reads::history,
         super::experiments::results_of,

@@ -120,7 +120,7 @@ fn forecast_accuracy(s: &AppState) -> String {
                     wape.push_str(&format!(
                         "equilibrium_forecast_wape{{region=\"{}\",cells=\"{cells}\",horizon_minutes=\"{}\"}} {w:.4}\n",
                         r.id,
-                        (h + 1) * 5
+                        shared::forecast::horizon_minutes(shared::forecast::HORIZONS[h])
                     ));
                 }
             }

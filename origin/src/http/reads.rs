@@ -8,8 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use shared::api::{
-    ErrorBody, GridPush, HistoryPoint, HistoryResponse, LeastEfficientResponse, ZoneEfficiencyWire,
+    ErrorBody, ForecastsResponse, GridPush, HistoryPoint, HistoryResponse, LeastEfficientResponse,
+    ZoneEfficiencyWire,
 };
+use shared::fare::VehicleClass;
 use shared::geo::Cell;
 
 use super::ingest::with_store;
@@ -66,6 +68,80 @@ pub async fn grid(
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], g).into_response())
+}
+
+/// `GET /v1/forecasts/{region}` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForecastQuery {
+    /// One vehicle class (`economy`, `standard`, `premium`, `xl`); absent:
+    /// all classes summed, as pricing reads them.
+    vehicle_class: Option<String>,
+    /// Most cells returned, busiest first (1-10000, default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+/// `GET /v1/forecasts/{region}`: where demand is heading. Each cell's
+/// demand and supply forecasts for the 5-minute buckets 5, 10 and 15
+/// minutes ahead, with 95 % intervals, for one vehicle class or all,
+/// busiest first. In cluster mode only the region's owner holds its
+/// forecasts; another member answers 421 `not_owner`.
+#[utoipa::path(
+    get,
+    path = "/v1/forecasts/{region}",
+    tag = "reads",
+    params(("region" = String, Path, description = "Region id"), ForecastQuery),
+    responses(
+        (status = 200, description = "The region's forecasts", body = ForecastsResponse),
+        (status = 400, description = "An unknown vehicle class or a limit out of range", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A producer token", body = ErrorBody),
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 421, description = "Cluster mode: this member does not price the region now; ask its owner", body = ErrorBody),
+    ),
+    security(("reader" = [])),
+)]
+pub async fn forecasts(
+    State(s): State<Arc<AppState>>,
+    Path(region): Path<String>,
+    Query(q): Query<ForecastQuery>,
+) -> Result<Json<ForecastsResponse>, Problem> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad("invalid_parameter", "limit must be 1-10000"));
+    }
+    let class = q
+        .vehicle_class
+        .as_deref()
+        .map(VehicleClass::parse)
+        .transpose()
+        .map_err(|e| bad("unknown_vehicle_class", e.to_string()))?;
+    let Some(idx) = s.regions.iter().position(|r| r.id.as_str() == region) else {
+        return Err(Problem(
+            StatusCode::NOT_FOUND,
+            "unknown_region",
+            format!(
+                "no region {:?}",
+                region.chars().take(64).collect::<String>()
+            ),
+        ));
+    };
+    if s.cluster
+        .as_ref()
+        .is_some_and(|c| !c.tickable().contains(&idx))
+    {
+        return Err(Problem(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not_owner",
+            format!("this member does not price region {region} now; ask its owner (/health lists what each member owns)"),
+        ));
+    }
+    let outlook = crate::state::lock(&s.agg).forecast_outlook(idx, class, limit as usize);
+    let r = &s.regions[idx];
+    Ok(Json(ForecastsResponse::new(
+        &r.id, class, r.calendar, &outlook,
+    )))
 }
 
 /// `GET /v1/analytics/least-efficient` query.

@@ -104,9 +104,9 @@ impl Desk<'_> {
             recommended_zones: zones.into_iter().map(|(_, z)| z).collect(),
             current_location: Location::from(ask.here),
             currency: ask.tariff.currency.to_string(),
-            forecast_horizon_minutes: (crate::forecast::GRID_HORIZON as u64
-                * crate::forecast::BUCKET.0
-                / 60_000) as u32,
+            forecast_horizon_minutes: crate::forecast::horizon_minutes(
+                crate::forecast::GRID_HORIZON,
+            ),
         }
     }
 }

@@ -1192,8 +1192,8 @@ impl From<crate::forecast::Forecast> for ForecastValueWire {
     }
 }
 
-/// A cell's forecast for the 5-minute bucket starting `minutes` ahead
-/// (5: the bucket in progress).
+/// A cell's forecast for the 5-minute bucket that ends within `minutes`
+/// (5: the bucket in progress, 10: the next, 15: the one after).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForecastHorizonWire {

@@ -495,25 +495,16 @@ impl CellForecasts {
 
     /// The cell's expected demand and supply [`GRID_HORIZON`] buckets
     /// ahead, summed over its classes with history.
+    ///
+    /// Demand and supply are summed apart: a class with drivers and no
+    /// riders yet adds its supply (and no demand), as the pooled series did.
     pub fn expected(&self, cell: Cell) -> Option<CellForecast> {
-        let p = &self.params;
-        let mut sum: Option<CellForecast> = None;
-        for (d, s) in VehicleClass::ALL
-            .iter()
-            .filter_map(|c| self.cells.get(&(cell, *c)))
-        {
-            let (Some(d), Some(s)) = (d.forecast(GRID_HORIZON, p), s.forecast(GRID_HORIZON, p))
-            else {
-                continue;
-            };
-            let f = sum.get_or_insert(CellForecast {
-                demand: 0.0,
-                supply: 0.0,
-            });
-            f.demand += d.expected;
-            f.supply += s.expected;
-        }
-        sum
+        let demand = self.demand_forecast(cell, GRID_HORIZON)?;
+        let supply = self.supply_forecast(cell, GRID_HORIZON)?;
+        Some(CellForecast {
+            demand: demand.expected,
+            supply: supply.expected,
+        })
     }
 
     /// The cell's demand forecast `h` buckets ahead (1: the open bucket)
@@ -658,7 +649,8 @@ fn sum_of(parts: impl Iterator<Item = Forecast>, h: u32) -> Option<Forecast> {
     let spread = forecasts
         .iter()
         .map(|f| {
-            let half = (f.high - f.low) / 2.0;
+            // The upper half-width: the lower bound is clamped at 0.
+            let half = f.high - f.expected;
             half * half
         })
         .sum::<f32>()
@@ -777,13 +769,58 @@ mod tests {
     }
 
     #[test]
+    fn a_forecast_is_scored_against_the_bucket_it_was_made_for() {
+        let mut score = Score::new();
+        // Forecasts for the next three buckets, made at horizons 1–3.
+        score.ahead = [
+            [1.0, 2.0, 3.0],
+            [f32::NAN, 5.0, 6.0],
+            [f32::NAN, f32::NAN, 9.0],
+        ];
+        score.complete(10.0);
+        assert_eq!(score.abs, [9.0, 8.0, 7.0]);
+        assert_eq!(score.actual, [10.0; 3]);
+        assert_eq!(score.buckets, 1.0);
+        // The next bucket's forecasts move to the front.
+        assert!(score.ahead[0][0].is_nan());
+        assert_eq!((score.ahead[0][1], score.ahead[0][2]), (5.0, 6.0));
+        score.complete(4.0);
+        let d = SCORE_DECAY;
+        assert_eq!(score.abs[0], 9.0, "no 5-minute forecast was made for it");
+        assert_eq!(score.abs[1], 8.0 * d + 1.0);
+        assert_eq!(score.abs[2], 7.0 * d + 2.0);
+        // A series files each forecast under the bucket it predicts: the
+        // 10-minute forecast made now is scored two completions later.
+        let p = Params::default();
+        let mut s = Series::new(Kind::Sum);
+        for b in 0..20 {
+            s.observe(at(b), (b % 7) as f32, &p);
+        }
+        s.advance_to(20, &p);
+        let ten = s.score.ahead[1][1];
+        assert_eq!(ten, s.expected_after(19, 2, &p));
+        s.observe(at(20), 3.0, &p);
+        s.advance_to(21, &p);
+        assert_eq!(
+            s.score.ahead[0][1], ten,
+            "one bucket on, it is the next to complete"
+        );
+        let before = s.score.abs[1];
+        s.observe(at(21), 5.0, &p);
+        s.advance_to(22, &p);
+        assert_eq!(s.score.abs[1], SCORE_DECAY * before + (ten - 5.0).abs());
+    }
+
+    #[test]
     fn classes_are_forecast_apart_and_a_cell_is_their_sum() {
         use crate::geo::{LatLng, DEFAULT_LEVEL};
         let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
         let mut f = CellForecasts::default();
+        // Premium drivers wait there too, with no premium riders yet.
         let supply: HashMap<(Cell, VehicleClass), u32> = [
             ((cell, VehicleClass::Standard), 2),
             ((cell, VehicleClass::Xl), 6),
+            ((cell, VehicleClass::Premium), 3),
         ]
         .into_iter()
         .collect();
@@ -812,12 +849,13 @@ mod tests {
         let both = f.demand_forecast(cell, 3).expect("cell");
         assert!((both.expected - 9.0).abs() < 0.2, "{both:?}");
         let grid = f.expected(cell).expect("grid forecast");
+        assert!((grid.demand - 9.0).abs() < 0.2, "{grid:?}");
         assert!(
-            (grid.demand - 9.0).abs() < 0.2 && (grid.supply - 8.0).abs() < 0.2,
-            "{grid:?}"
+            (grid.supply - 11.0).abs() < 0.2,
+            "every class's drivers, premium's too: {grid:?}"
         );
         assert_eq!(f.cells().collect::<Vec<_>>(), vec![cell]);
-        assert_eq!(f.len(), 2);
+        assert_eq!(f.len(), 3);
         // The outlook: one class's or the sum, by horizon.
         let xl_outlook = f.outlook(Some(VehicleClass::Xl), 10);
         assert_eq!(xl_outlook.len(), 1);
@@ -825,7 +863,12 @@ mod tests {
         assert_eq!((d, s), (Some(xl), Some(xl_supply)));
         let all = f.outlook(None, 10);
         assert_eq!(all[0].horizons[2].0, Some(both));
-        assert!(f.outlook(Some(VehicleClass::Premium), 10).is_empty());
+        let premium = f.outlook(Some(VehicleClass::Premium), 10);
+        assert_eq!(premium[0].horizons[2].0, None, "no premium riders");
+        assert!(premium[0].horizons[2]
+            .1
+            .is_some_and(|s| (s.expected - 3.0).abs() < 0.1));
+        assert!(f.outlook(Some(VehicleClass::Economy), 10).is_empty());
     }
 
     #[test]
@@ -890,6 +933,18 @@ mod tests {
                 Err(InvalidCalendar(bad))
             );
         }
+        // Friday 20:00 in San Francisco is Saturday 04:00 UTC: a weekday
+        // slot there, a weekend one in UTC.
+        let friday_evening_sf = 2 * BUCKETS_PER_DAY + 4 * 12;
+        let in_sf = Params {
+            calendar: sf,
+            ..Params::default()
+        };
+        assert_eq!(slot_of(friday_evening_sf, &in_sf), 80);
+        assert_eq!(
+            slot_of(friday_evening_sf, &Params::default()),
+            SEASON_SLOTS + 16
+        );
         // A Paris cell learns its Monday mornings in Paris time.
         let p = Params {
             calendar: Calendar::from_utc_offset_minutes(60).expect("offset"),

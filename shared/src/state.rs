@@ -20,8 +20,9 @@
 //! state, no open buckets) and version 1 (nor the demand keys) still
 //! decode.
 //!
-//! An engine-only snapshot ([`encode_engine`], `"EQE" 4`) is the engine
-//! cells and the policy state (unchanged since version 3).
+//! An engine-only snapshot ([`encode_engine`], `"EQE" 3`,
+//! [`ENGINE_VERSION`]) is the engine cells and the policy state; it has its
+//! own version, so members not yet upgraded still read a new member's.
 //! Integers are LEB128 varints except ids (driver keys, cell ids, EMA bits),
 //! which are fixed 8-byte little-endian because they are uniformly spread.
 //! Driver times are stored as the distance below the newest one; demand
@@ -41,6 +42,9 @@ pub const ENGINE_MAGIC: [u8; 3] = *b"EQE";
 /// policy's state and the forecasts' open buckets, version 2 the keys of
 /// keyed demand; older snapshots still decode.
 pub const VERSION: u8 = 4;
+/// The engine-only snapshot's format version (unchanged since the policy
+/// state joined it in version 3).
+pub const ENGINE_VERSION: u8 = 3;
 
 /// Why a snapshot could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,7 +154,7 @@ pub fn decode_into<P: Policy>(
 pub fn encode_engine<P: Policy>(engine: &SurgeEngine<P>) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(32));
     w.0.extend_from_slice(&ENGINE_MAGIC);
-    w.u8(VERSION);
+    w.u8(ENGINE_VERSION);
     engine.write_state(&mut w);
     write_policy(&mut w, engine.policy().persisted());
     w.0
@@ -167,6 +171,8 @@ pub fn decode_engine_into<P: Policy>(
         return Err(StateError::NotASnapshot);
     }
     let version = r.u8()?;
+    // Version 4 was written for a while by builds that shared the state's
+    // version; its layout is version 3's.
     if !(1..=VERSION).contains(&version) {
         return Err(StateError::UnsupportedVersion(version));
     }

@@ -16,7 +16,8 @@
 //! value is validated on the way in: any byte string decodes into valid
 //! series or fails with a [`StateError`].
 //!
-//! History format 2: `"EQF" 2`, a varint count of series pairs, then per
+//! History format 2: `"EQF" 2`, the calendar's UTC offset in minutes
+//! (4 bytes, two's complement), a varint count of series pairs, then per
 //! pair in ascending (cell, class): the cell id (8 bytes), the vehicle
 //! class (1 byte, as in the market's snapshots), the demand series, the
 //! supply series.
@@ -26,9 +27,16 @@
 //! slot from 0 up to the highest seen, its offset (4 bytes) and times seen
 //! (1 byte): the weekday profile's 96 slots, then the weekend's.
 //!
-//! Format 1 (a pair per cell, classes pooled; one daily profile, at most
-//! 96 slots) still reads: each cell's pair becomes its standard class's,
-//! its profile the weekday profile, and the weekend's starts empty.
+//! Format 1 (a pair per cell, classes pooled; one daily profile of UTC
+//! quarter hours, at most 96 slots) still reads: each cell's pair becomes
+//! its standard class's (the other classes' series start empty, so for
+//! a while the cell's sum counts their share twice), its profile the
+//! weekday profile, and the weekend's starts empty.
+//!
+//! A history written under another UTC offset than the region's calendar
+//! (format 1 was always UTC; an operator changed `utc_offset_minutes`) has
+//! its profiles turned by the difference, so each slot keeps its time of
+//! day; a quarter hour turned across midnight stays in its day type.
 
 use super::{CellForecasts, Kind, Series, SeriesKey, PROFILE_SLOTS, SEASON_SLOTS};
 use crate::fare::VehicleClass;
@@ -97,6 +105,20 @@ impl Series {
             s.slot_seen[i] = r.u8()?;
         }
         Ok(s)
+    }
+
+    /// Moves every profile's slots `by` quarter hours later in the day
+    /// (a history read under another UTC offset than it was written in).
+    fn turn_profiles(&mut self, by: i64) {
+        let by = by.rem_euclid(SEASON_SLOTS as i64) as usize;
+        if by == 0 {
+            return;
+        }
+        for profile in 0..PROFILE_SLOTS / SEASON_SLOTS {
+            let range = profile * SEASON_SLOTS..(profile + 1) * SEASON_SLOTS;
+            self.season[range.clone()].rotate_right(by);
+            self.slot_seen[range].rotate_right(by);
+        }
     }
 
     fn open_bucket(&self) -> Option<(u64, f32, u32)> {
@@ -178,6 +200,7 @@ impl CellForecasts {
         let mut w = Writer(Vec::with_capacity(64));
         w.bytes(&HISTORY_MAGIC);
         w.u8(HISTORY_VERSION);
+        w.fixed32(self.params.calendar.utc_offset_minutes() as i32 as u32);
         let cells = self.sorted();
         w.varint(cells.len() as u64);
         for (key, (d, s)) in cells {
@@ -200,14 +223,25 @@ impl CellForecasts {
         if !(1..=HISTORY_VERSION).contains(&version) {
             return Err(StateError::UnsupportedVersion(version));
         }
+        let written_offset = if version >= 2 {
+            let minutes = i64::from(r.fixed32()? as i32);
+            super::Calendar::from_utc_offset_minutes(minutes)
+                .map_err(|_| StateError::Invalid("forecast calendar offset is not a clock's"))?
+                .utc_offset_minutes()
+        } else {
+            0
+        };
+        let turn = (self.params.calendar.utc_offset_minutes() - written_offset) / 15;
         // A pair is at least its key and two minimal series.
         let n = r.count(8 + 2 * 19)?;
         let mut cells = std::collections::HashMap::with_capacity(n);
         let mut last = None;
         for _ in 0..n {
             let key = read_key(&mut r, &mut last, version >= 2)?;
-            let d = Series::read_history(&mut r, Kind::Sum, version)?;
-            let s = Series::read_history(&mut r, Kind::Mean, version)?;
+            let mut d = Series::read_history(&mut r, Kind::Sum, version)?;
+            let mut s = Series::read_history(&mut r, Kind::Mean, version)?;
+            d.turn_profiles(turn);
+            s.turn_profiles(turn);
             cells.insert(key, (d, s));
         }
         if !r.0.is_empty() {
@@ -417,6 +451,47 @@ mod tests {
     }
 
     #[test]
+    fn a_history_read_under_another_offset_keeps_each_slot_time_of_day() {
+        let p = crate::forecast::Params::default();
+        // A cell busy at 02:00 UTC, a day long, in UTC.
+        let mut utc = CellForecasts::new(p);
+        for b in 0..crate::forecast::BUCKETS_PER_DAY + 1 {
+            let at = Timestamp(b * crate::forecast::BUCKET.0 + 1);
+            let units = if (b / 12) % 24 == 2 { 30 } else { 1 };
+            utc.demand(cell(0), VehicleClass::Standard, at, units);
+            utc.tick(at, &HashMap::new());
+        }
+        let history = utc.encode_history();
+        let busy = |f: &CellForecasts| {
+            let (d, _) = &f.cells[&(cell(0), VehicleClass::Standard)];
+            (0..SEASON_SLOTS)
+                .max_by(|a, b| d.season[*a].total_cmp(&d.season[*b]))
+                .expect("slots")
+        };
+        assert_eq!(busy(&utc), 8, "02:00 UTC");
+        // Read in San Francisco: 02:00 UTC is 18:00 there.
+        let sf = crate::forecast::Calendar::from_utc_offset_minutes(-480).expect("sf");
+        let mut there = CellForecasts::new(crate::forecast::Params { calendar: sf, ..p });
+        there.decode_history(&history).expect("decodes");
+        assert_eq!(busy(&there), 72, "18:00 local");
+        // And written there, read back there: unchanged.
+        let again = there.encode_history();
+        let mut back = CellForecasts::new(crate::forecast::Params { calendar: sf, ..p });
+        back.decode_history(&again).expect("decodes");
+        assert_eq!(busy(&back), 72);
+        assert_eq!(back.encode_history(), again);
+        // An offset no clock uses is refused.
+        let mut bad = again.clone();
+        bad[4..8].copy_from_slice(&7u32.to_le_bytes());
+        assert_eq!(
+            CellForecasts::default().decode_history(&bad),
+            Err(StateError::Invalid(
+                "forecast calendar offset is not a clock's"
+            ))
+        );
+    }
+
+    #[test]
     fn state_format_3_open_buckets_read_as_the_standard_class() {
         // Format 3 wrote a cell's open buckets without a class.
         let mut w = Writer(Vec::new());
@@ -438,6 +513,7 @@ mod tests {
         let mut w = Writer(Vec::new());
         w.bytes(&HISTORY_MAGIC);
         w.u8(HISTORY_VERSION);
+        w.fixed32(0); // UTC
         w.varint(1);
         write_key(&mut w, (cell(0), VehicleClass::Standard));
         w.varint(u64::MAX); // the demand series' open bucket

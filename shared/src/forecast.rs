@@ -499,11 +499,23 @@ impl CellForecasts {
     /// Demand and supply are summed apart: a class with drivers and no
     /// riders yet adds its supply (and no demand), as the pooled series did.
     pub fn expected(&self, cell: Cell) -> Option<CellForecast> {
-        let demand = self.demand_forecast(cell, GRID_HORIZON)?;
-        let supply = self.supply_forecast(cell, GRID_HORIZON)?;
+        // One lookup per class: the pricer asks for every cell each tick.
+        let p = &self.params;
+        let (mut demand, mut supply) = (None::<f32>, None::<f32>);
+        for (d, s) in VehicleClass::ALL
+            .iter()
+            .filter_map(|c| self.cells.get(&(cell, *c)))
+        {
+            if let Some(f) = d.forecast(GRID_HORIZON, p) {
+                *demand.get_or_insert(0.0) += f.expected;
+            }
+            if let Some(f) = s.forecast(GRID_HORIZON, p) {
+                *supply.get_or_insert(0.0) += f.expected;
+            }
+        }
         Some(CellForecast {
-            demand: demand.expected,
-            supply: supply.expected,
+            demand: demand?,
+            supply: supply?,
         })
     }
 
@@ -641,20 +653,16 @@ pub struct CellOutlook {
 /// Forecasts of parts summed: expected values added, the intervals'
 /// half-widths combined as independent errors. `None` when there are none.
 fn sum_of(parts: impl Iterator<Item = Forecast>, h: u32) -> Option<Forecast> {
-    let forecasts: Vec<Forecast> = parts.collect();
-    if forecasts.is_empty() {
+    // One pass, no allocation: the pricer sums every cell on every tick.
+    let (expected, squares, n) = parts.fold((0.0f32, 0.0f32, 0u32), |(e, sq, n), f| {
+        // The upper half-width: the lower bound is clamped at 0.
+        let half = f.high - f.expected;
+        (e + f.expected, sq + half * half, n + 1)
+    });
+    if n == 0 {
         return None;
     }
-    let expected: f32 = forecasts.iter().map(|f| f.expected).sum();
-    let spread = forecasts
-        .iter()
-        .map(|f| {
-            // The upper half-width: the lower bound is clamped at 0.
-            let half = f.high - f.expected;
-            half * half
-        })
-        .sum::<f32>()
-        .sqrt();
+    let spread = squares.sqrt();
     Some(Forecast {
         expected,
         low: (expected - spread).max(0.0),

@@ -35,7 +35,7 @@ profile() {
 }
 
 step "profiling ${SECS}s of each handler"
-profile trivial "http://127.0.0.1:$PORT/health"
+profile trivial -s "$LUA" "http://127.0.0.1:$PORT/health"
 profile estimate -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate"
 
 python3 - "$STATE" "$SECS" "$ROWS" <<'PY'

@@ -883,6 +883,10 @@ pub enum EdgeEventKind {
     BookingFailed,
 }
 
+/// Most events in one `POST /v1/edge-events`: the origin refuses more, the
+/// edge's queue consumer never sends more ([`crate::events::posts`]).
+pub const MAX_EDGE_EVENTS: usize = 1_000;
+
 /// Something that happened at the edge, sent to the origin through the
 /// edge's queue (`POST /v1/edge-events`). Delivered at least once: the
 /// origin counts each `id` once.

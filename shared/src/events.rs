@@ -101,9 +101,56 @@ pub fn rider_key(user_id: &str) -> String {
     format!("{:016x}", key_of(user_id))
 }
 
+/// How a queue consumer's messages become the origin's posts: consecutive
+/// messages (`events_per_message[i]` events in message `i`) grouped so that
+/// no post carries more than `max` events. A message is never split (it is
+/// acknowledged or retried whole); one holding more than `max` events by
+/// itself is a post of its own, for the origin to refuse.
+pub fn posts(events_per_message: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut events) = (0, 0);
+    for (i, &n) in events_per_message.iter().enumerate() {
+        if i > start && events + n > max {
+            out.push(start..i);
+            (start, events) = (i, 0);
+        }
+        events += n;
+    }
+    if start < events_per_message.len() {
+        out.push(start..events_per_message.len());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posts_cover_every_message_in_order_within_the_limit() {
+        assert!(posts(&[], 1_000).is_empty());
+        assert_eq!(posts(&[100; 10], 1_000), vec![0..10]);
+        assert_eq!(posts(&[100; 11], 1_000), vec![0..10, 10..11]);
+        assert_eq!(posts(&[1, 999, 1], 1_000), vec![0..2, 2..3]);
+        // An oversized message goes alone; its neighbours are not held back.
+        assert_eq!(posts(&[5, 1_200, 5], 1_000), vec![0..1, 1..2, 2..3]);
+        for counts in [
+            vec![3, 7, 100, 1, 99, 100, 100, 2],
+            vec![1; 2_500],
+            vec![100; 37],
+        ] {
+            let ps = posts(&counts, 250);
+            let flat: Vec<usize> = ps.iter().flat_map(|r| r.clone()).collect();
+            assert_eq!(flat, (0..counts.len()).collect::<Vec<_>>());
+            for r in &ps {
+                assert!(counts[r.clone()].iter().sum::<usize>() <= 250);
+                // Greedy: the next message would not have fitted.
+                if r.end < counts.len() {
+                    assert!(counts[r.clone()].iter().sum::<usize>() + counts[r.end] > 250);
+                }
+            }
+        }
+    }
 
     fn event(kind: EdgeEventKind, id: &str) -> EdgeEvent {
         EdgeEvent {

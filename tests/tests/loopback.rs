@@ -1,7 +1,8 @@
 //! The loop back from the edge to the origin through the events queue
 //! (producer and consumer in workerd): bookings become the origin's ride
 //! outcomes exactly once, also across an origin outage, and price checks
-//! become demand in their cell, once per rider.
+//! (a message per isolate's batch) become demand in their cell, once per
+//! rider, also when the origin was down as they were made.
 
 use std::path::Path;
 use std::time::Duration;
@@ -222,4 +223,34 @@ fn price_checks_are_demand_in_their_cell_once_per_rider() {
         Duration::from_secs(60),
         || demand() == Some(3),
     );
+}
+
+#[test]
+fn price_checks_made_while_the_origin_is_down_reach_it_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    // Nothing listens on the origin's port yet.
+    let w = Worker::start_with_vars(&[("ORIGIN_URL", &format!("http://127.0.0.1:{port}"))]);
+    let ids: Vec<String> = (0..4)
+        .map(|_| quote(&w, None)["quote_id"].as_str().expect("id").to_owned())
+        .collect();
+    wait_for(
+        "the consumer to find the origin down",
+        Duration::from_secs(60),
+        || w.log().contains("the origin is unreachable"),
+    );
+    let origin = Origin::start_on(port, &dir.path().join("o.sqlite"), &w.base, 0.5, &[]);
+    // Each anonymous check is demand of its own: four applied, once each,
+    // from the messages the queue retried.
+    wait_for(
+        "the four price checks at the origin",
+        Duration::from_secs(90),
+        || origin.metric("equilibrium_edge_events_applied_total") >= 4.0,
+    );
+    assert_eq!(
+        origin.metric("equilibrium_edge_events_applied_total"),
+        4.0,
+        "{ids:?}"
+    );
+    assert_eq!(origin.metric("equilibrium_edge_events_rejected_total"), 0.0);
 }

@@ -29,8 +29,9 @@ use crate::ingest::{locate, MAX_FUTURE_MS, MAX_REPORTED_ERRORS};
 use crate::state::{lock, AppState};
 use crate::store::{ArmRecord, RideOutcome};
 
-/// Most events in one batch (the queue consumer sends at most 100).
-pub const MAX_EVENTS: usize = 1_000;
+/// Most events in one batch (the queue consumer groups its messages so it
+/// never sends more).
+pub const MAX_EVENTS: usize = shared::api::MAX_EDGE_EVENTS;
 
 /// One event, validated, with what it does.
 enum Valid {

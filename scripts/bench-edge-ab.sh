@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Does a change make the estimate cheaper? Compares two builds of the worker
+# in the same run: BEFORE (a revision, default HEAD) and the working tree.
+# Usage: scripts/bench-edge-ab.sh [seconds per round, default 2] [cycles, default 20] [before revision, default HEAD]
+#
+# Both workers run at once under `wrangler dev` on the server CPU (each with
+# its own state, the rate limits lifted, a grid pushed); only one is loaded
+# at a time, at its runtime's own socket. A cycle is four adjacent rounds
+# (body and estimate of each build, in rotating order), so each cycle's
+# ratios are measured at nearly the same host speed (bench-edge.sh says why
+# that matters here). Each estimate round is followed by a pause for its
+# queued quote events to drain, so no round pays for the one before. Reported: each build's estimate/body (issue 15's
+# target, >= 0.95) and the estimate's throughput after/before, medians of
+# the cycles with quartiles.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+SECS="${1:-2}"
+CYCLES="${2:-20}"
+BEFORE="${3:-HEAD}"
+
+source "$ROOT/scripts/edge-load.sh"
+bash scripts/setup.sh >/dev/null
+ensure_load_tools
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || true; done
+  rm -rf "$WORK" "$ROOT"/wrangler.ab-*.toml
+}
+trap cleanup EXIT
+
+step "build the worker at $BEFORE (in $WORK/before) and the working tree"
+mkdir -p "$WORK/before"
+git archive "$BEFORE" | tar -x -C "$WORK/before"
+ln -s "$ROOT/node_modules" "$WORK/before/node_modules"
+CARGO_TARGET_DIR="$ROOT/target/ab-before" bash "$WORK/before/scripts/build-worker.sh"
+bash scripts/build-worker.sh
+
+# start <label> <tree>: wrangler dev for the tree, limits lifted, a grid
+# pushed; sets RUNTIME_<label> to its runtime's own socket.
+start() {
+  local label=$1 tree=$2 port config state now
+  port=$(free_port)
+  config="$tree/wrangler.ab-$label.toml"
+  state="$WORK/state-$label"
+  mkdir -p "$state"
+  sed -e 's/limit = [0-9]*/limit = 100000000/' "$tree/wrangler.toml" > "$config"
+  setsid "${SERVER_CPU[@]}" bash -c 'cd "$0" && exec wrangler dev "$@"' "$tree" \
+    --config "$config" --ip 127.0.0.1 \
+    --port "$port" --persist-to "$state" --show-interactive-dev-session=false \
+    --log-level error --var "ADMIN_TOKEN:bench-admin-token" \
+    --var "QUOTE_SIGNING_KEYS:b1:bench-signing-key-0123456789" \
+    --var "GRID_FRESH_SECONDS:3600" > "$state/wrangler.log" 2>&1 &
+  PIDS+=($!)
+  PID=$!
+  PORT=$port
+  for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { cat "$state/wrangler.log" >&2; exit 1; }
+  now=$(($(date +%s) * 1000))
+  curl -fsS -X PUT "http://127.0.0.1:$port/admin/v1/grids/sf" -H "authorization: Bearer bench-admin-token" \
+    -H 'content-type: application/json' \
+    -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":1,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}" >/dev/null
+  find_runtime_port /health '"status":"ok"'
+  printf -v "RUNTIME_$label" '%s' "$RUNTIME"
+  note "$label: proxy :$port, runtime :$RUNTIME"
+}
+start before "$WORK/before"
+start after "$ROOT"
+LUA="$WORK/estimate.lua"
+write_estimate_lua "$LUA"
+
+# rps of one wrk round: run <port> <path>
+run() {
+  "${LOAD_CPU[@]}" wrk -t1 -c16 -d"${SECS}s" -s "$LUA" "http://127.0.0.1:$1$2" | awk '/^Requests\/sec/ {print $2}'
+}
+step "warm-up"
+for label in before after; do
+  port_var="RUNTIME_$label"
+  run "${!port_var}" /health >/dev/null
+  run "${!port_var}" /api/v1/pricing/estimate >/dev/null
+done
+
+step "$CYCLES cycles of four ${SECS}s rounds (body and estimate of each build, rotating order)"
+ROWS="$WORK/rows"
+: > "$ROWS"
+rounds=("before /health" "before /api/v1/pricing/estimate" "after /health" "after /api/v1/pricing/estimate")
+for c in $(seq 1 "$CYCLES"); do
+  for i in 0 1 2 3; do
+    read -r label path <<<"${rounds[$(((i + c) % 4))]}"
+    port_var="RUNTIME_$label"
+    rps=$(run "${!port_var}" "$path")
+    echo "$c $label $path $rps" | tee -a "$ROWS"
+    # An estimate round leaves its last second of quote events to the
+    # queue (the linger, then the consumer, in the same workerd): let them
+    # drain rather than charge them to the next round.
+    case "$path" in *estimate) sleep 3 ;; esac
+  done
+done
+python3 - "$ROWS" <<'PY'
+import sys, statistics as st
+by = {}
+for line in open(sys.argv[1]):
+    c, label, path, rps = line.split()
+    by.setdefault(int(c), {})[(label, "estimate" in path)] = float(rps)
+cycles = [d for d in by.values() if len(d) == 4]
+def show(name, xs):
+    q = st.quantiles(xs, n=4)
+    print(f"{name:34} {st.median(xs):.2f} (quartiles {q[0]:.2f}-{q[2]:.2f})")
+print(f"\nmedians of {len(cycles)} cycles, at each runtime's own socket:")
+for label in ("before", "after"):
+    show(f"estimate/body, {label}", [d[(label, True)] / d[(label, False)] for d in cycles])
+show("estimate after/before", [d[("after", True)] / d[("before", True)] for d in cycles])
+show("body after/before", [d[("after", False)] / d[("before", False)] for d in cycles])
+PY

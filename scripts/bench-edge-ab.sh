@@ -20,57 +20,12 @@ CYCLES="${2:-20}"
 BEFORE="${3:-HEAD}"
 
 source "$ROOT/scripts/edge-load.sh"
-bash scripts/setup.sh >/dev/null
-ensure_load_tools
-
 WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || true; done
-  rm -rf "$WORK" "$ROOT"/wrangler.ab-*.toml
-}
-trap cleanup EXIT
+trap 'stop_instances; rm -rf "$WORK"' EXIT
+build_before_and_after "$BEFORE" "$WORK" ab-before
 
-step "build the worker at $BEFORE (in $WORK/before) and the working tree"
-mkdir -p "$WORK/before"
-git archive "$BEFORE" | tar -x -C "$WORK/before"
-ln -s "$ROOT/node_modules" "$WORK/before/node_modules"
-CARGO_TARGET_DIR="$ROOT/target/ab-before" bash "$WORK/before/scripts/build-worker.sh"
-bash scripts/build-worker.sh
-
-# start <label> <tree>: wrangler dev for the tree, limits lifted, a grid
-# pushed; sets RUNTIME_<label> to its runtime's own socket.
-start() {
-  local label=$1 tree=$2 port config state now
-  port=$(free_port)
-  config="$tree/wrangler.ab-$label.toml"
-  state="$WORK/state-$label"
-  mkdir -p "$state"
-  sed -e 's/limit = [0-9]*/limit = 100000000/' "$tree/wrangler.toml" > "$config"
-  setsid "${SERVER_CPU[@]}" bash -c 'cd "$0" && exec wrangler dev "$@"' "$tree" \
-    --config "$config" --ip 127.0.0.1 \
-    --port "$port" --persist-to "$state" --show-interactive-dev-session=false \
-    --log-level error --var "ADMIN_TOKEN:bench-admin-token" \
-    --var "QUOTE_SIGNING_KEYS:b1:bench-signing-key-0123456789" \
-    --var "GRID_FRESH_SECONDS:3600" > "$state/wrangler.log" 2>&1 &
-  PIDS+=($!)
-  PID=$!
-  PORT=$port
-  for _ in $(seq 1 120); do
-    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    sleep 1
-  done
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { cat "$state/wrangler.log" >&2; exit 1; }
-  now=$(($(date +%s) * 1000))
-  curl -fsS -X PUT "http://127.0.0.1:$port/admin/v1/grids/sf" -H "authorization: Bearer bench-admin-token" \
-    -H 'content-type: application/json' \
-    -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":1,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}" >/dev/null
-  find_runtime_port /health '"status":"ok"'
-  printf -v "RUNTIME_$label" '%s' "$RUNTIME"
-  note "$label: proxy :$port, runtime :$RUNTIME"
-}
-start before "$WORK/before"
-start after "$ROOT"
+start_instance before "$WORK/before" "$WORK"
+start_instance after "$ROOT" "$WORK"
 LUA="$WORK/estimate.lua"
 write_estimate_lua "$LUA"
 

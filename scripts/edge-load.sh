@@ -70,6 +70,67 @@ start_load_worker() {
   write_estimate_lua "$LUA"
 }
 
+# build_before_and_after <revision> <workdir> <target dir name>: the
+# worker at <revision> (checked out in <workdir>/before, built in
+# target/<name>) and the working tree's, for benchmarks comparing the two.
+build_before_and_after() {
+  local rev=$1 work=$2 target=$3
+  bash "$ROOT/scripts/setup.sh" >/dev/null
+  ensure_load_tools
+  step "build the worker at $rev (in $work/before) and the working tree"
+  mkdir -p "$work/before"
+  git -C "$ROOT" archive "$rev" | tar -x -C "$work/before"
+  ln -s "$ROOT/node_modules" "$work/before/node_modules"
+  CARGO_TARGET_DIR="$ROOT/target/$target" bash "$work/before/scripts/build-worker.sh"
+  bash "$ROOT/scripts/build-worker.sh"
+}
+
+# start_instance <label> <tree> <workdir>: one more worker under `wrangler
+# dev` for benchmarks that run several at once: the worker of <tree> (a
+# checkout), on the server CPU, state in <workdir>/state-<label>, rate
+# limits lifted, a grid pushed for sf. Sets RUNTIME_<label> to its
+# runtime's own socket; the caller stops them all with stop_instances.
+INSTANCES=()
+INSTANCE_CONFIGS=()
+start_instance() {
+  local label=$1 tree=$2 work=$3 port config state now
+  port=$(free_port)
+  config="$tree/wrangler.bench-$label-$$.toml"
+  state="$work/state-$label"
+  mkdir -p "$state"
+  sed -e 's/limit = [0-9]*/limit = 100000000/' "$tree/wrangler.toml" > "$config"
+  # wrangler dev runs in the tree (the worker's paths are relative to it),
+  # in its own process group.
+  setsid "${SERVER_CPU[@]}" bash -c 'cd "$0" && exec wrangler dev "$@"' "$tree" \
+    --config "$config" --ip 127.0.0.1 \
+    --port "$port" --persist-to "$state" --show-interactive-dev-session=false \
+    --log-level error --var "ADMIN_TOKEN:bench-admin-token" \
+    --var "QUOTE_SIGNING_KEYS:b1:bench-signing-key-0123456789" \
+    --var "GRID_FRESH_SECONDS:3600" > "$state/wrangler.log" 2>&1 &
+  INSTANCES+=($!)
+  INSTANCE_CONFIGS+=("$config")
+  PID=$!
+  PORT=$port
+  for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  curl -fsS "http://127.0.0.1:$port/health" >/dev/null || { cat "$state/wrangler.log" >&2; exit 1; }
+  now=$(($(date +%s) * 1000))
+  curl -fsS -X PUT "http://127.0.0.1:$port/admin/v1/grids/sf" -H "authorization: Bearer bench-admin-token" \
+    -H 'content-type: application/json' \
+    -d "{\"format\":1,\"region\":\"sf\",\"level\":13,\"generation\":1,\"computed_at\":$now,\"cells\":[{\"cell\":\"8085809c\",\"multiplier\":1.8,\"supply\":3,\"demand\":11,\"trend\":\"increasing\"}]}" >/dev/null
+  find_runtime_port /health '"status":"ok"'
+  printf -v "RUNTIME_$label" '%s' "$RUNTIME"
+  note "$label: proxy :$port, runtime :$RUNTIME"
+}
+
+stop_instances() {
+  local p
+  for p in "${INSTANCES[@]}"; do kill -- -"$p" 2>/dev/null || true; done
+  rm -f "${INSTANCE_CONFIGS[@]}"
+}
+
 # The benchmark's estimate request body.
 ESTIMATE_BODY='{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}'
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where does a quote's CPU go? Profiles the worker's isolate (V8's sampling
 # profiler, through wrangler dev's inspector) under the same load as
-# bench-edge.sh, first on the trivial handler, then on the estimate, and
-# prints microseconds per request by function, estimate minus trivial.
+# bench-edge.sh, first on the baseline (POST /health, reading the estimate's
+# body), then on the estimate, and prints microseconds per request by
+# function, estimate minus baseline.
 # Usage: scripts/profile-edge.sh [seconds per profile, default 8] [rows, default 30]
 #
 # The profiler itself slows the isolate (absolute figures run high) and the
@@ -35,7 +36,7 @@ profile() {
 }
 
 step "profiling ${SECS}s of each handler"
-profile trivial -s "$LUA" "http://127.0.0.1:$PORT/health"
+profile body -s "$LUA" "http://127.0.0.1:$PORT/health"
 profile estimate -s "$LUA" "http://127.0.0.1:$PORT/api/v1/pricing/estimate"
 
 python3 - "$STATE" "$SECS" "$ROWS" <<'PY'
@@ -47,11 +48,11 @@ def per_request(name):
     us = prof["interval_us"] / (rps * secs)  # microseconds per sample per request
     return ({k: v * us for k, v in prof["self"].items()},
             {k: v * us for k, v in prof["inclusive"].items()})
-(ts, ti), (es, ei) = per_request("trivial"), per_request("estimate")
+(ts, ti), (es, ei) = per_request("body"), per_request("estimate")
 busy = lambda d: sum(v for k, v in d.items() if k != "(idle)")
-print(f"\nisolate busy time per request (profiler on): trivial {busy(ts):.0f} us, estimate {busy(es):.0f} us")
+print(f"\nisolate busy time per request (profiler on): body {busy(ts):.0f} us, estimate {busy(es):.0f} us")
 for title, t, e in (("self time", ts, es), ("inclusive time", ti, ei)):
-    print(f"\n{title}, us per request:  trivial  estimate  difference  function")
+    print(f"\n{title}, us per request:     body  estimate  difference  function")
     keys = sorted((set(t) | set(e)) - {"(idle)"}, key=lambda k: -(e.get(k, 0) - t.get(k, 0)))
     for k in keys[:rows]:
         print(f"{'':20}{t.get(k, 0):8.1f}  {e.get(k, 0):8.1f}  {e.get(k, 0) - t.get(k, 0):+10.1f}  {k[:110]}")

@@ -26,7 +26,7 @@ pub fn authorised(header: Option<&str>, secret: &str) -> bool {
 
 /// `PUT /admin/v1/grids/{region}`.
 pub async fn push_grid(
-    mut req: Request,
+    req: Request,
     env: &Env,
     region: &str,
     now: u64,
@@ -51,7 +51,7 @@ pub async fn push_grid(
     }
     let region =
         Ident::new(region).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))?;
-    let body = read_json_body(&mut req, MAX_GRID_BYTES).await?;
+    let body = read_json_body(&req, MAX_GRID_BYTES).await?;
     let push: GridPush = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     if push.region != region.as_str() {
         return Err(ApiError::bad_request(

@@ -161,14 +161,14 @@ async fn call<T: Serialize>(
 /// `POST /api/v1/quotes/{id}/confirm`: books the quote (once), answering
 /// with the booking id and the rider's booking token.
 pub async fn confirm(
-    mut req: Request,
+    req: Request,
     env: &Env,
     settings: &Settings,
     id: &str,
     now: u64,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&req)?;
-    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
+    let body = read_json_body(&req, MAX_BODY_BYTES).await?;
     let r: ConfirmRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     crate::limits::check(env, &req, None).await?;
     let keys = config::keyring(env)?;
@@ -277,7 +277,7 @@ fn driven_of(body: &[u8]) -> Result<(u32, u32), ApiError> {
 
 /// `POST /api/v1/bookings/{id}/{action}`.
 pub async fn act(
-    mut req: Request,
+    req: Request,
     env: &Env,
     id: &str,
     action: Action,
@@ -294,7 +294,7 @@ pub async fn act(
         ));
     }
     let key = idempotency_key(&req)?;
-    let body = read_json_body(&mut req, MAX_BODY_BYTES).await?;
+    let body = read_json_body(&req, MAX_BODY_BYTES).await?;
     let (reason, driven) = match action {
         Action::Cancel | Action::Fail => (reason_of(&body)?, None),
         Action::Complete => (None, Some(driven_of(&body)?)),

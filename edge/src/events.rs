@@ -19,23 +19,28 @@
 //! `POST /v1/edge-events` with the producer token (`ORIGIN_TOKEN` secret),
 //! at most [`MAX_EDGE_EVENTS`] per post ([`shared::events::posts`]; a
 //! message is never split). The messages of a post the origin does not take
-//! (down, 5xx, a refused token) are retried after `EVENTS_RETRY_SECONDS`; a
-//! message that is not an event or an array of them is retried without
-//! being posted. After the consumer's `max_retries` (wrangler.toml) a
-//! message goes to the dead-letter queue `equilibrium-events-dlq`.
+//! (down, 5xx, a refused token) are retried after `EVENTS_RETRY_SECONDS`;
+//! once the origin is unreachable, the batch's remaining posts are retried
+//! without being tried. Events the origin refuses as invalid are logged at
+//! error level and not retried. Messages are read one by one (text, or an
+//! object sent by hand): one that is not an event or an array of them is
+//! logged and retried without being posted, an empty array acknowledged.
+//! After the consumer's `max_retries` (wrangler.toml) a message goes to the
+//! dead-letter queue `equilibrium-events-dlq`.
 //! Delivery is at least once; the origin counts each event id once. With
 //! `ORIGIN_URL` unset, messages are acknowledged and dropped with a log
 //! line (a worker deployed without an origin).
 
 use serde_json::value::RawValue;
-use shared::api::{EdgeEvent, EdgeEventKind, MAX_EDGE_EVENTS};
+use shared::api::{EdgeEvent, EdgeEventKind, EdgeEventsReport, MAX_EDGE_EVENTS};
 use shared::events::rider_key;
 use shared::quote::QuoteClaims;
 use std::cell::RefCell;
 
+use wasm_bindgen::JsValue;
 use worker::{
-    event, Context, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, Request,
-    RequestInit,
+    event, Context, Env, Fetch, Headers, MessageBatch, MessageBuilder, MessageExt, Method,
+    QueueContentType, RawMessage, Request, RequestInit, Response,
 };
 
 use crate::config::Settings;
@@ -102,7 +107,11 @@ async fn send_batch(env: Env, batch: Vec<String>) {
     let n = batch.len();
     let sent = match env.queue("EVENTS") {
         Ok(queue) => queue
-            .send(json_array(batch.iter().map(String::as_str)))
+            .send(
+                MessageBuilder::new(json_array(batch.iter().map(String::as_str)))
+                    .content_type(QueueContentType::Text)
+                    .build(),
+            )
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(format!("no EVENTS queue binding: {e}")),
@@ -141,7 +150,7 @@ fn post_failed(what: String) -> worker::Error {
     worker::Error::RustError(what)
 }
 
-async fn post_batch(settings: &Settings, token: &str, body: String) -> worker::Result<u16> {
+async fn post_batch(settings: &Settings, token: &str, body: String) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("authorization", &["Bearer ", token].concat())?;
@@ -153,8 +162,15 @@ async fn post_batch(settings: &Settings, token: &str, body: String) -> worker::R
         &[settings.origin_url.as_str(), "/v1/edge-events"].concat(),
         &init,
     )?;
-    let resp = Fetch::Request(req).send().await?;
-    Ok(resp.status_code())
+    Fetch::Request(req).send().await
+}
+
+/// A message's body as text: a string as sent by this worker's producers,
+/// or the JSON of an object (a message sent by hand with the JSON content
+/// type, e.g. replayed from the dead-letter queue).
+fn text_of(body: &JsValue) -> Option<String> {
+    body.as_string()
+        .or_else(|| js_sys::JSON::stringify(body).ok()?.as_string())
 }
 
 /// A message's events: one event (an object) or an array of them; `None`
@@ -167,13 +183,39 @@ fn events_of(body: &str) -> Option<Vec<&RawValue>> {
     }
 }
 
+/// What became of a post.
+enum Delivery {
+    /// The origin took it (2xx); this many events it refused as invalid.
+    Taken { rejected: usize },
+    /// The origin answered with another status: retry the post's messages.
+    Refused(u16),
+    /// The origin could not be reached: retry this post and the batch's rest.
+    Unreachable(String),
+}
+
+async fn deliver(settings: &Settings, token: &str, body: String) -> Delivery {
+    let mut resp = match post_batch(settings, token, body).await {
+        Ok(r) => r,
+        Err(e) => return Delivery::Unreachable(e.to_string()),
+    };
+    let status = resp.status_code();
+    if !(200..300).contains(&status) {
+        return Delivery::Refused(status);
+    }
+    let report: Option<EdgeEventsReport> = resp.json().await.ok();
+    Delivery::Taken {
+        rejected: report.map_or(0, |r| r.rejected),
+    }
+}
+
 /// The queue consumer: the messages' events go to the origin in posts of at
-/// most [`MAX_EDGE_EVENTS`]; each post's messages are acknowledged on a
-/// 2xx and retried otherwise.
+/// most [`MAX_EDGE_EVENTS`]; each post's messages are acknowledged when
+/// the origin takes it and retried otherwise. Messages are read one by one,
+/// so one odd message never holds back the others.
 #[event(queue)]
 pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
     let settings = Settings::cached(&env).map_err(|e| post_failed(e.message))?;
-    let messages = batch.messages()?;
+    let messages: Vec<RawMessage> = batch.raw_iter().collect();
     if settings.origin_url.is_empty() {
         worker::console_warn!(
             "events: ORIGIN_URL is not set; {} messages acknowledged and dropped",
@@ -189,9 +231,11 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> wo
     let retry = worker::QueueRetryOptionsBuilder::new()
         .with_delay_seconds(settings.events_retry_seconds)
         .build();
-    let mut readable: Vec<(&Message<String>, Vec<&RawValue>)> = Vec::with_capacity(messages.len());
-    for m in &messages {
-        match events_of(m.body()) {
+    let texts: Vec<Option<String>> = messages.iter().map(|m| text_of(&m.body())).collect();
+    let mut readable: Vec<(&RawMessage, Vec<&RawValue>)> = Vec::with_capacity(messages.len());
+    for (m, text) in messages.iter().zip(&texts) {
+        match text.as_deref().and_then(events_of) {
+            Some(events) if events.is_empty() => m.ack(),
             Some(events) => readable.push((m, events)),
             None => {
                 worker::console_error!(
@@ -203,24 +247,39 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> wo
         }
     }
     let counts: Vec<usize> = readable.iter().map(|(_, e)| e.len()).collect();
+    let mut unreachable: Option<String> = None;
     for post in shared::events::posts(&counts, MAX_EDGE_EVENTS) {
         let group = &readable[post];
-        let body = json_array(group.iter().flat_map(|(_, e)| e.iter().map(|r| r.get())));
         let events: usize = group.iter().map(|(_, e)| e.len()).sum();
-        let outcome = post_batch(&settings, &token, body).await;
+        // Once the origin is unreachable the rest of the batch waits too,
+        // rather than each post waiting for its own failure.
+        let outcome = match &unreachable {
+            Some(e) => Delivery::Unreachable(e.clone()),
+            None => {
+                let body = json_array(group.iter().flat_map(|(_, e)| e.iter().map(|r| r.get())));
+                deliver(&settings, &token, body).await
+            }
+        };
+        let retry_in = settings.events_retry_seconds;
         match outcome {
-            Ok(status) if (200..300).contains(&status) => {
+            Delivery::Taken { rejected } => {
+                if rejected > 0 {
+                    worker::console_error!(
+                        "events: the origin refused {rejected} of {events} events as invalid (not retried; its answer lists the first few)"
+                    );
+                }
                 group.iter().for_each(|(m, _)| m.ack());
                 continue;
             }
-            Ok(status) => worker::console_warn!(
-                "events: the origin answered {status} to {events} events; retrying in {} s",
-                settings.events_retry_seconds
+            Delivery::Refused(status) => worker::console_warn!(
+                "events: the origin answered {status} to {events} events; retrying in {retry_in} s"
             ),
-            Err(e) => worker::console_warn!(
-                "events: the origin is unreachable ({e}); {events} events retry in {} s",
-                settings.events_retry_seconds
-            ),
+            Delivery::Unreachable(e) => {
+                worker::console_warn!(
+                    "events: the origin is unreachable ({e}); {events} events retry in {retry_in} s"
+                );
+                unreachable = Some(e);
+            }
         }
         group.iter().for_each(|(m, _)| m.retry_with_options(&retry));
     }

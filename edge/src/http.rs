@@ -1,6 +1,8 @@
 //! Small HTTP helpers: JSON responses, bounded bodies, CORS, client identity.
 
+use js_sys::futures::JsFuture;
 use serde::Serialize;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Headers, Request, Response};
 
 use crate::error::ApiError;
@@ -29,9 +31,9 @@ pub fn error_response(e: &ApiError) -> worker::Result<Response> {
     Ok(r)
 }
 
-/// Reads a JSON request body: checks the content type and the size limit
-/// (from the declared length first, then the bytes actually read).
-pub async fn read_json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Checks a JSON request before its body is read: the content type, and
+/// the declared length against `limit`.
+pub fn check_json_request(req: &Request, limit: usize) -> Result<(), ApiError> {
     let ct = req
         .headers()
         .get("content-type")
@@ -60,14 +62,41 @@ pub async fn read_json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, 
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::bad_request("invalid_body", "the request body could not be read"))?;
-    if body.len() > limit {
+    Ok(())
+}
+
+/// 400 `invalid_body`: the body could not be read.
+pub fn unreadable() -> ApiError {
+    ApiError::bad_request("invalid_body", "the request body could not be read")
+}
+
+/// The request body's promise (of an `ArrayBuffer`), for callers that wait
+/// for it together with other promises.
+pub fn body_promise(req: &Request) -> Result<js_sys::Promise, ApiError> {
+    req.inner().array_buffer().map_err(|_| unreadable())
+}
+
+/// The bytes of a body's `ArrayBuffer` (as its promise resolved), within
+/// `limit`.
+pub fn body_bytes(buffer: &JsValue, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if !buffer.is_instance_of::<js_sys::ArrayBuffer>() {
+        return Err(unreadable());
+    }
+    let bytes = js_sys::Uint8Array::new(buffer);
+    if bytes.length() as usize > limit {
         return Err(too_large(limit));
     }
-    Ok(body)
+    Ok(bytes.to_vec())
+}
+
+/// Reads a JSON request body: checks the content type and the size limit
+/// (from the declared length first, then the bytes actually read).
+pub async fn read_json_body(req: &Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    check_json_request(req, limit)?;
+    let buffer = JsFuture::from(body_promise(req)?)
+        .await
+        .map_err(|_| unreadable())?;
+    body_bytes(&buffer, limit)
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -4,7 +4,9 @@
 //! A missing binding or a limiter failure lets the request through: the
 //! limiter protects pricing, it must not take it down.
 
+use js_sys::futures::JsFuture;
 use shared::market::DriverId;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Request};
 
 use crate::error::ApiError;
@@ -26,9 +28,8 @@ pub async fn check(env: &Env, req: &Request, user_id: Option<&str>) -> Result<()
     check_user(env, user_id).await
 }
 
-/// The IP limiter's key for a request (taken before its body is read, so
-/// the check can run while the body arrives).
-pub fn ip_key(req: &Request) -> String {
+/// The IP limiter's key for a request.
+fn ip_key(req: &Request) -> String {
     ["ip:", &client_ip(req)].concat()
 }
 
@@ -39,6 +40,80 @@ pub async fn check_ip(env: &Env, key: String) -> Result<(), ApiError> {
     } else {
         Err(ApiError::rate_limited("client address", PERIOD_SECS))
     }
+}
+
+/// The address limiter's promise for `key` (of `{success}`), called through
+/// the binding directly; `None` without a binding. The estimate waits for
+/// it together with its body.
+fn ip_limit_promise(env: &Env, key: &str) -> Option<js_sys::Promise> {
+    let binding = js_sys::Reflect::get(env, &JsValue::from_str("IP_LIMITER")).ok()?;
+    if binding.is_undefined() {
+        return None;
+    }
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(key)).ok()?;
+    binding.unchecked_into::<Limiter>().limit(&options).ok()
+}
+
+/// Whether a settled limiter promise lets the request through: only an
+/// answer of `success: false` refuses it (a failure lets it through).
+fn lets_through(settled: &JsValue) -> bool {
+    js_sys::Reflect::get(settled, &JsValue::from_str("value"))
+        .and_then(|outcome| js_sys::Reflect::get(&outcome, &JsValue::from_str("success")))
+        .map_or(true, |s| s.as_bool() != Some(false))
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A rate-limit binding.
+    type Limiter;
+    #[wasm_bindgen(method, catch)]
+    fn limit(this: &Limiter, options: &js_sys::Object) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The estimate's start: the address limit and the JSON body (checked as
+/// [`crate::http::read_json_body`] does) in one wait — one promise of both,
+/// one wake-up. 429 when over the limit, else the body's error if any.
+pub async fn check_ip_reading_json_body(
+    env: &Env,
+    req: &Request,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let over = || ApiError::rate_limited("client address", PERIOD_SECS);
+    let limiter = ip_limit_promise(env, &ip_key(req));
+    let body =
+        crate::http::check_json_request(req, limit).and_then(|()| crate::http::body_promise(req));
+    let settle = |promises: &[&JsValue]| {
+        let all = js_sys::Array::new();
+        promises.iter().for_each(|p| {
+            all.push(p);
+        });
+        JsFuture::from(js_sys::Promise::all_settled(&all))
+    };
+    let (limiter, body) = match (limiter, body) {
+        (None, body) => {
+            let buffer = JsFuture::from(body?)
+                .await
+                .map_err(|_| crate::http::unreadable())?;
+            return crate::http::body_bytes(&buffer, limit);
+        }
+        (Some(l), Err(e)) => {
+            let settled = settle(&[&l]).await.unwrap_or(JsValue::UNDEFINED);
+            let first = js_sys::Reflect::get_u32(&settled, 0).unwrap_or(JsValue::UNDEFINED);
+            return Err(if lets_through(&first) { e } else { over() });
+        }
+        (Some(l), Ok(b)) => (l, b),
+    };
+    let settled = settle(&[&limiter, &body])
+        .await
+        .map_err(|_| crate::http::unreadable())?;
+    let outcome = |i| js_sys::Reflect::get_u32(&settled, i).unwrap_or(JsValue::UNDEFINED);
+    if !lets_through(&outcome(0)) {
+        return Err(over());
+    }
+    let buffer = js_sys::Reflect::get(&outcome(1), &JsValue::from_str("value"))
+        .unwrap_or(JsValue::UNDEFINED);
+    crate::http::body_bytes(&buffer, limit)
 }
 
 /// 429 if the user (when the request names one) is over its limit.

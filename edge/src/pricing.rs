@@ -13,7 +13,7 @@ use worker::{Context, Env, Request, Response};
 use crate::config::{self, Settings};
 use crate::error::{from_json_error, ApiError};
 use crate::grids::{self, Via};
-use crate::http::{json, read_json_body, MAX_BODY_BYTES};
+use crate::http::{json, MAX_BODY_BYTES};
 
 thread_local! {
     /// Bytes from the platform CSPRNG, drawn 4 KiB at a time: one call into
@@ -171,21 +171,14 @@ pub async fn read_desk_inputs(
 
 /// `POST /api/v1/pricing/estimate`.
 pub async fn estimate(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
     // The address limit is checked while the body arrives: one wait, not two.
-    let ip_key = crate::limits::ip_key(&req);
-    let (ip_allowed, body) = futures_util::future::join(
-        crate::limits::check_ip(env, ip_key),
-        read_json_body(&mut req, MAX_BODY_BYTES),
-    )
-    .await;
-    ip_allowed?;
-    let body = body?;
+    let body = crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?;
     let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     let v = r
         .validate(&RouteModel::default())

@@ -79,39 +79,27 @@ pub async fn check_ip_reading_json_body(
     req: &Request,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let over = || ApiError::rate_limited("client address", PERIOD_SECS);
     let limiter = ip_limit_promise(env, &ip_key(req));
     let body =
         crate::http::check_json_request(req, limit).and_then(|()| crate::http::body_promise(req));
-    let settle = |promises: &[&JsValue]| {
-        let all = js_sys::Array::new();
-        promises.iter().for_each(|p| {
-            all.push(p);
-        });
-        JsFuture::from(js_sys::Promise::all_settled(&all))
-    };
-    let (limiter, body) = match (limiter, body) {
-        (None, body) => {
-            let buffer = JsFuture::from(body?)
-                .await
-                .map_err(|_| crate::http::unreadable())?;
-            return crate::http::body_bytes(&buffer, limit);
-        }
-        (Some(l), Err(e)) => {
-            let settled = settle(&[&l]).await.unwrap_or(JsValue::UNDEFINED);
-            let first = js_sys::Reflect::get_u32(&settled, 0).unwrap_or(JsValue::UNDEFINED);
-            return Err(if lets_through(&first) { e } else { over() });
-        }
-        (Some(l), Ok(b)) => (l, b),
-    };
-    let settled = settle(&[&limiter, &body])
-        .await
-        .map_err(|_| crate::http::unreadable())?;
-    let outcome = |i| js_sys::Reflect::get_u32(&settled, i).unwrap_or(JsValue::UNDEFINED);
-    if !lets_through(&outcome(0)) {
-        return Err(over());
+    // allSettled never rejects: each outcome is {status, value | reason}.
+    let all = js_sys::Array::new();
+    if let Some(l) = &limiter {
+        all.push(l);
     }
-    let buffer = js_sys::Reflect::get(&outcome(1), &JsValue::from_str("value"))
+    if let Ok(b) = &body {
+        all.push(b);
+    }
+    let settled = JsFuture::from(js_sys::Promise::all_settled(&all))
+        .await
+        .unwrap_or(JsValue::UNDEFINED);
+    let outcome = |i| js_sys::Reflect::get_u32(&settled, i).unwrap_or(JsValue::UNDEFINED);
+    if limiter.is_some() && !lets_through(&outcome(0)) {
+        return Err(ApiError::rate_limited("client address", PERIOD_SECS));
+    }
+    body.map(drop)?;
+    let body_at = u32::from(limiter.is_some());
+    let buffer = js_sys::Reflect::get(&outcome(body_at), &JsValue::from_str("value"))
         .unwrap_or(JsValue::UNDEFINED);
     crate::http::body_bytes(&buffer, limit)
 }

@@ -32,9 +32,7 @@
 //! line (a worker deployed without an origin).
 
 use serde_json::value::RawValue;
-use shared::api::{EdgeEvent, EdgeEventKind, EdgeEventsReport, MAX_EDGE_EVENTS};
-use shared::events::rider_key;
-use shared::quote::QuoteClaims;
+use shared::api::{EdgeEvent, EdgeEventsReport, MAX_EDGE_EVENTS};
 use std::cell::RefCell;
 
 use wasm_bindgen::JsValue;
@@ -44,31 +42,6 @@ use worker::{
 };
 
 use crate::config::Settings;
-
-/// The quote event of an estimate.
-pub fn quote_event(
-    claims: &QuoteClaims,
-    pickup: shared::geo::LatLng,
-    user_id: Option<&str>,
-) -> EdgeEvent {
-    EdgeEvent {
-        id: claims.quote_id.to_string(),
-        kind: EdgeEventKind::Quote,
-        region: claims.region.to_string(),
-        latitude: pickup.lat(),
-        longitude: pickup.lng(),
-        vehicle_type: claims.class.as_str().to_owned(),
-        timestamp: claims.issued_at.0,
-        rider: user_id.map(rider_key),
-        booking_id: None,
-        quote_id: Some(claims.quote_id.to_string()),
-        multiplier: Some(claims.surge.as_f64()),
-        fare_minor: None,
-        currency: None,
-        wait_ms: None,
-        experiment: claims.arm.as_ref().map(Into::into),
-    }
-}
 
 /// Most quote events in one queue message (about 35 KB of JSON; a message
 /// may hold 128 KB).

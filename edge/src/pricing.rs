@@ -209,7 +209,7 @@ pub async fn estimate(
     crate::events::send_later(
         env,
         ctx,
-        &crate::events::quote_event(&quote.claims, pickup, v.user_id.as_deref()),
+        &shared::events::quote_event(&quote.claims, pickup, v.user_id.as_deref()),
     );
     let resp = quote.response(token);
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))

@@ -16,7 +16,9 @@
 //! ([`crate::market::DemandSeen::once`]), outcomes through their id.
 
 use crate::api::{EdgeEvent, EdgeEventKind};
+use crate::geo::LatLng;
 use crate::market::{DemandKind, DriverId};
+use crate::quote::QuoteClaims;
 
 /// What an event does at the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,29 @@ pub fn arm_event(
     Some((stamp, event))
 }
 
+/// The event a quote sends the origin: demand at its pickup, keyed by
+/// the quote id (and the rider's key when the rider is known), with the
+/// multiplier and experiment arm it was priced at.
+pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, user_id: Option<&str>) -> EdgeEvent {
+    EdgeEvent {
+        id: claims.quote_id.to_string(),
+        kind: EdgeEventKind::Quote,
+        region: claims.region.to_string(),
+        latitude: pickup.lat(),
+        longitude: pickup.lng(),
+        vehicle_type: claims.class.as_str().to_owned(),
+        timestamp: claims.issued_at.0,
+        rider: user_id.map(rider_key),
+        booking_id: None,
+        quote_id: Some(claims.quote_id.to_string()),
+        multiplier: Some(claims.surge.as_f64()),
+        fare_minor: None,
+        currency: None,
+        wait_ms: None,
+        experiment: claims.arm.as_ref().map(Into::into),
+    }
+}
+
 /// The opaque rider key a quote event carries: a hash of the user id, so
 /// the origin never sees the id itself.
 pub fn rider_key(user_id: &str) -> String {
@@ -170,6 +195,54 @@ mod tests {
             wait_ms: None,
             experiment: None,
         }
+    }
+
+    fn claims(quote_id: &str) -> QuoteClaims {
+        use crate::fare::VehicleClass;
+        use crate::quote::Ident;
+        use crate::time::{Millis, Timestamp};
+        QuoteClaims {
+            quote_id: Ident::new(quote_id).expect("id"),
+            region: Ident::new("sf").expect("region"),
+            cell: crate::geo::Cell::at(pickup(), crate::geo::DEFAULT_LEVEL),
+            class: VehicleClass::Xl,
+            surge: crate::surge::Multiplier::from_tenths(17).expect("m"),
+            base_fare: 1_000,
+            final_fare: 1_700,
+            currency: crate::fare::Currency::USD,
+            distance_m: 3_000,
+            duration_s: 600,
+            grid_generation: 4,
+            issued_at: Timestamp(5_000),
+            expires_at: Timestamp(5_000) + Millis::from_secs(120),
+            source: None,
+            arm: None,
+        }
+    }
+
+    fn pickup() -> LatLng {
+        LatLng::new(37.77, -122.42).expect("point")
+    }
+
+    #[test]
+    fn a_quote_is_demand_at_its_pickup_once_per_rider() {
+        let e = quote_event(&claims("q_1"), pickup(), Some("rider-7"));
+        assert_eq!(e.kind, EdgeEventKind::Quote);
+        assert_eq!((e.id.as_str(), e.quote_id.as_deref()), ("q_1", Some("q_1")));
+        assert_eq!((e.latitude, e.longitude), (37.77, -122.42));
+        assert_eq!((e.region.as_str(), e.vehicle_type.as_str()), ("sf", "xl"));
+        assert_eq!((e.timestamp, e.multiplier), (5_000, Some(1.7)));
+        // The rider travels as its key, never as the id itself.
+        assert_eq!(e.rider, Some(rider_key("rider-7")));
+        let again = quote_event(&claims("q_2"), pickup(), Some("rider-7"));
+        assert_eq!(effect(&e), effect(&again));
+        // Anonymous quotes are each their own demand.
+        let (a, b) = (
+            quote_event(&claims("q_1"), pickup(), None),
+            quote_event(&claims("q_2"), pickup(), None),
+        );
+        assert_eq!(a.rider, None);
+        assert_ne!(effect(&a), effect(&b));
     }
 
     #[test]

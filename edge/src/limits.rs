@@ -44,31 +44,56 @@ pub async fn check_ip(env: &Env, key: String) -> Result<(), ApiError> {
 
 /// The address limiter's promise for `key` (of `{success}`), called through
 /// the binding directly; `None` without a binding. The estimate waits for
-/// it together with its body.
+/// it together with its body. Typed accessors, not `Reflect` with property
+/// names: no JS string is made per request for a name.
 fn ip_limit_promise(env: &Env, key: &str) -> Option<js_sys::Promise> {
-    let binding = js_sys::Reflect::get(env, &JsValue::from_str("IP_LIMITER")).ok()?;
-    if binding.is_undefined() {
+    let bindings: &Bindings = env.unchecked_ref();
+    let binding = bindings.ip_limiter();
+    if binding.is_undefined() || binding.is_null() {
         return None;
     }
-    let options = js_sys::Object::new();
-    js_sys::Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(key)).ok()?;
+    let options: LimitOptions = js_sys::Object::new().unchecked_into();
+    options.set_key(key);
     binding.unchecked_into::<Limiter>().limit(&options).ok()
 }
 
 /// Whether a settled limiter promise lets the request through: only an
 /// answer of `success: false` refuses it (a failure lets it through).
-fn lets_through(settled: &JsValue) -> bool {
-    js_sys::Reflect::get(settled, &JsValue::from_str("value"))
-        .and_then(|outcome| js_sys::Reflect::get(&outcome, &JsValue::from_str("success")))
-        .map_or(true, |s| s.as_bool() != Some(false))
+fn lets_through(settled: Option<&Settled>) -> bool {
+    let Some(settled) = settled else {
+        return true;
+    };
+    let outcome = settled.value();
+    !outcome.is_object() || outcome.unchecked_into::<Outcome>().success().as_bool() != Some(false)
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
+    /// The worker's bindings (`env`).
+    type Bindings;
+    #[wasm_bindgen(method, getter = IP_LIMITER)]
+    fn ip_limiter(this: &Bindings) -> JsValue;
+
     /// A rate-limit binding.
     type Limiter;
     #[wasm_bindgen(method, catch)]
-    fn limit(this: &Limiter, options: &js_sys::Object) -> Result<js_sys::Promise, JsValue>;
+    fn limit(this: &Limiter, options: &LimitOptions) -> Result<js_sys::Promise, JsValue>;
+
+    /// The limiter's argument, `{key}`.
+    type LimitOptions;
+    #[wasm_bindgen(method, setter = key)]
+    fn set_key(this: &LimitOptions, key: &str);
+
+    /// The limiter's answer, `{success}`.
+    type Outcome;
+    #[wasm_bindgen(method, getter)]
+    fn success(this: &Outcome) -> JsValue;
+
+    /// One outcome of `Promise.allSettled`: `{status, value}` or
+    /// `{status, reason}`.
+    type Settled;
+    #[wasm_bindgen(method, getter)]
+    fn value(this: &Settled) -> JsValue;
 }
 
 /// The estimate's start: the address limit and the JSON body (checked as
@@ -90,17 +115,19 @@ pub async fn check_ip_reading_json_body(
     if let Ok(b) = &body {
         all.push(b);
     }
-    let settled = JsFuture::from(js_sys::Promise::all_settled(&all))
+    let settled: js_sys::Array = JsFuture::from(js_sys::Promise::all_settled(&all))
         .await
-        .unwrap_or(JsValue::UNDEFINED);
-    let outcome = |i| js_sys::Reflect::get_u32(&settled, i).unwrap_or(JsValue::UNDEFINED);
-    if limiter.is_some() && !lets_through(&outcome(0)) {
+        .map_or_else(|_| js_sys::Array::new(), JsCast::unchecked_into);
+    // Typed getters throw on a non-object: look only at objects.
+    let outcome = |i| {
+        let o = settled.get(i);
+        o.is_object().then(|| o.unchecked_into::<Settled>())
+    };
+    if limiter.is_some() && !lets_through(outcome(0).as_ref()) {
         return Err(ApiError::rate_limited("client address", PERIOD_SECS));
     }
     body.map(drop)?;
-    let body_at = u32::from(limiter.is_some());
-    let buffer = js_sys::Reflect::get(&outcome(body_at), &JsValue::from_str("value"))
-        .unwrap_or(JsValue::UNDEFINED);
+    let buffer = outcome(u32::from(limiter.is_some())).map_or(JsValue::UNDEFINED, |o| o.value());
     crate::http::body_bytes(&buffer, limit)
 }
 

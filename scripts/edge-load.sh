@@ -36,12 +36,22 @@ start_load_worker() {
   # from one address would otherwise measure the limiter's 429s. (The config
   # must sit beside wrangler.toml: its paths are relative to it.)
   CONFIG="$ROOT/wrangler.load-$$.toml"
-  if [ "${EQ_BENCH_NO_LIMITER:-0}" = 1 ]; then
-    # Diagnostic: no rate-limit bindings at all (the worker then skips the check).
-    python3 -c 'import re; t=open("wrangler.toml").read(); print(re.sub(r"\[\[ratelimits\]\][^\[]*", "", t))' > "$CONFIG"
-  else
-    sed -e 's/limit = [0-9]*/limit = 100000000/' "$ROOT/wrangler.toml" > "$CONFIG"
-  fi
+  # Diagnostics, to split the estimate's cost: EQ_BENCH_NO_LIMITER=1 drops
+  # the rate-limit bindings (the worker then skips the check);
+  # EQ_BENCH_NO_QUEUE=1 drops the queue's producer and consumer (each batch
+  # of quote events is then logged as not queued, and nothing consumes).
+  EQ_BENCH_NO_LIMITER="${EQ_BENCH_NO_LIMITER:-0}" EQ_BENCH_NO_QUEUE="${EQ_BENCH_NO_QUEUE:-0}" \
+    python3 - "$ROOT/wrangler.toml" > "$CONFIG" <<'PY'
+import os, re, sys
+t = open(sys.argv[1]).read()
+if os.environ["EQ_BENCH_NO_LIMITER"] == "1":
+    t = re.sub(r"\[\[ratelimits\]\][^\[]*", "", t)
+else:
+    t = re.sub(r"limit = [0-9]+", "limit = 100000000", t)
+if os.environ["EQ_BENCH_NO_QUEUE"] == "1":
+    t = re.sub(r"\[\[queues\.(producers|consumers)\]\][^\[]*", "", t)
+print(t)
+PY
   PORT=$(free_port)
   local token=bench-admin-token
   setsid "${SERVER_CPU[@]}" wrangler dev --config "$CONFIG" --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE" \

@@ -9,11 +9,11 @@ use shared::api::{GridPush, GridPushResponse};
 use shared::grid::SurgeGrid;
 use shared::quote::Ident;
 use subtle::ConstantTimeEq;
-use worker::{console_warn, Env, Method, Request, Response};
+use worker::{console_warn, Env, Method, Response};
 
 use crate::error::{from_json_error, ApiError};
 use crate::grids::{self, zone_request};
-use crate::http::{client_ip, read_json_body, MAX_GRID_BYTES};
+use crate::http::{client_ip, read_json_body, Incoming, MAX_GRID_BYTES};
 
 /// Whether the request carries the admin token. Constant time in the
 /// token's content (lengths may differ observably; the token is random).
@@ -26,7 +26,7 @@ pub fn authorised(header: Option<&str>, secret: &str) -> bool {
 
 /// `PUT /admin/v1/grids/{region}`.
 pub async fn push_grid(
-    req: Request,
+    req: Incoming,
     env: &Env,
     region: &str,
     now: u64,

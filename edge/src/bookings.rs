@@ -28,7 +28,7 @@ use worker::{Env, Method, Request, RequestInit, Response};
 
 use crate::config::{self, Settings};
 use crate::error::{from_json_error, ApiError};
-use crate::http::{read_json_body, MAX_BODY_BYTES};
+use crate::http::{read_json_body, Incoming, MAX_BODY_BYTES};
 use crate::ledger::{shard_name, ActCall, Answer, Booking, ConfirmCall, GetCall, Keyed};
 
 /// Longest `reason` accepted.
@@ -52,7 +52,7 @@ fn quote_error(e: QuoteError) -> ApiError {
 }
 
 /// The `Idempotency-Key` header, checked.
-fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+fn idempotency_key(req: &Incoming) -> Result<Option<String>, ApiError> {
     match req.headers().get("idempotency-key").ok().flatten() {
         None => Ok(None),
         Some(k) if valid_idempotency_key(&k) => Ok(Some(k)),
@@ -72,7 +72,7 @@ enum Caller {
     Dispatch,
 }
 
-fn caller(req: &Request, env: &Env, now: u64) -> Result<Caller, ApiError> {
+fn caller(req: &Incoming, env: &Env, now: u64) -> Result<Caller, ApiError> {
     let header = req
         .headers()
         .get("authorization")
@@ -161,7 +161,7 @@ async fn call<T: Serialize>(
 /// `POST /api/v1/quotes/{id}/confirm`: books the quote (once), answering
 /// with the booking id and the rider's booking token.
 pub async fn confirm(
-    req: Request,
+    req: Incoming,
     env: &Env,
     settings: &Settings,
     id: &str,
@@ -214,7 +214,7 @@ pub async fn confirm(
 }
 
 /// `GET /api/v1/bookings/{id}`.
-pub async fn get(req: &Request, env: &Env, id: &str, now: u64) -> Result<Response, ApiError> {
+pub async fn get(req: &Incoming, env: &Env, id: &str, now: u64) -> Result<Response, ApiError> {
     let who = caller(req, env, now)?;
     party_on(&who, id)?;
     known_shape(id)?;
@@ -277,7 +277,7 @@ fn driven_of(body: &[u8]) -> Result<(u32, u32), ApiError> {
 
 /// `POST /api/v1/bookings/{id}/{action}`.
 pub async fn act(
-    req: Request,
+    req: Incoming,
     env: &Env,
     id: &str,
     action: Action,

@@ -6,19 +6,16 @@ use std::collections::BTreeMap;
 use shared::desk::{DriverAsk, MAX_RADIUS_M};
 use shared::fare::RouteModel;
 use shared::geo::{BoundingBox, LatLng};
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Response};
 
 use crate::config::{self, Settings};
 use crate::error::ApiError;
-use crate::http::json;
+use crate::http::{json, Incoming};
 use crate::pricing::{class_of, read_desk_inputs, region_of};
 
 /// The request's query parameters (the last of a repeated name wins).
-fn query(req: &Request) -> Result<BTreeMap<String, String>, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
-    Ok(url
+fn query(req: &Incoming) -> Result<BTreeMap<String, String>, ApiError> {
+    Ok(crate::http::url(req)?
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect())
@@ -69,7 +66,7 @@ pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
 
 /// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r][&user_id=u]`.
 pub async fn rider(
-    req: &Request,
+    req: &Incoming,
     env: &Env,
     ctx: &Context,
     settings: &Settings,
@@ -107,7 +104,7 @@ pub async fn rider(
 
 /// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=&user_id=]`.
 pub async fn driver(
-    req: &Request,
+    req: &Incoming,
     env: &Env,
     ctx: &Context,
     settings: &Settings,

@@ -35,6 +35,8 @@ pub mod zone;
 use shared::booking::Action;
 use worker::{event, Context, Date, Env, Method, Request, Response};
 
+use crate::http::Incoming;
+
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::{apply_cors, error_response, json, preflight};
@@ -50,13 +52,13 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();
     let settings = match Settings::cached(&env) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    if req.method() == Method::Options {
+    if req.method().eq_ignore_ascii_case("OPTIONS") {
         return preflight(origin.as_deref(), &settings.cors_origins);
     }
     let mut resp = match route(req, &env, &ctx, &settings).await {
@@ -71,22 +73,22 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 }
 
 async fn route(
-    req: Request,
+    req: Incoming,
     env: &Env,
     ctx: &Context,
     settings: &Settings,
 ) -> Result<Response, ApiError> {
     let now = Date::now().as_millis();
-    let path = req.path();
+    let path = http::path(&req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    // workers-rs maps methods it does not know (QUERY, ...) to GET; look at
-    // the raw one so those get a 405 rather than a GET's answer.
-    let raw = req.inner().method();
+    // workers-rs maps methods it does not know (QUERY, ...) to GET; those
+    // get a 405 rather than a GET's answer.
+    let raw = req.method().to_ascii_uppercase();
     let known = [
         "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
     ];
-    let method = if known.contains(&raw.to_ascii_uppercase().as_str()) {
-        req.method()
+    let method = if known.contains(&raw.as_str()) {
+        Method::from(raw)
     } else {
         Method::Trace
     };
@@ -145,7 +147,7 @@ async fn route(
 
 /// `GET /api/v1/pricing/stream?region=r`: hands the WebSocket upgrade to the
 /// region's zone object.
-async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
+async fn stream(req: Incoming, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
     let upgrade = req
         .headers()
         .get("upgrade")
@@ -159,10 +161,7 @@ async fn stream(req: Request, env: &Env, settings: &Settings) -> Result<Response
             "connect with a WebSocket",
         ));
     }
-    let url = req
-        .url()
-        .map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))?;
-    let requested = url
+    let requested = http::url(&req)?
         .query_pairs()
         .find(|(k, _)| k == "region")
         .map(|(_, v)| v.into_owned());

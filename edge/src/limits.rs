@@ -7,10 +7,10 @@
 use js_sys::futures::JsFuture;
 use shared::market::DriverId;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Env, Request};
+use worker::Env;
 
 use crate::error::ApiError;
-use crate::http::client_ip;
+use crate::http::{client_ip, Incoming};
 
 /// The window of the limits in wrangler.toml, for `Retry-After`.
 const PERIOD_SECS: u32 = 10;
@@ -23,13 +23,13 @@ async fn allowed(env: &Env, binding: &str, key: String) -> bool {
 }
 
 /// Refuses the request with 429 if its IP or user is over the limit.
-pub async fn check(env: &Env, req: &Request, user_id: Option<&str>) -> Result<(), ApiError> {
+pub async fn check(env: &Env, req: &Incoming, user_id: Option<&str>) -> Result<(), ApiError> {
     check_ip(env, ip_key(req)).await?;
     check_user(env, user_id).await
 }
 
 /// The IP limiter's key for a request.
-fn ip_key(req: &Request) -> String {
+fn ip_key(req: &Incoming) -> String {
     ["ip:", &client_ip(req)].concat()
 }
 
@@ -101,7 +101,7 @@ extern "C" {
 /// one wake-up. 429 when over the limit, else the body's error if any.
 pub async fn check_ip_reading_json_body(
     env: &Env,
-    req: &Request,
+    req: &Incoming,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let limiter = ip_limit_promise(env, &ip_key(req));

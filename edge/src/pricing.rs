@@ -8,12 +8,12 @@ use shared::experiment::Experiment;
 use shared::fare::{RouteModel, VehicleClass};
 use shared::quote::Ident;
 use shared::time::Timestamp;
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Response};
 
 use crate::config::{self, Settings};
 use crate::error::{from_json_error, ApiError};
 use crate::grids::{self, Via};
-use crate::http::{json, MAX_BODY_BYTES};
+use crate::http::{json, Incoming, MAX_BODY_BYTES};
 
 thread_local! {
     /// Bytes from the platform CSPRNG, drawn 4 KiB at a time: one call into
@@ -171,7 +171,7 @@ pub async fn read_desk_inputs(
 
 /// `POST /api/v1/pricing/estimate`.
 pub async fn estimate(
-    req: Request,
+    req: Incoming,
     env: &Env,
     ctx: &Context,
     settings: &Settings,

@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p equilibrium-shared --bench core`; results in BENCHMARKS.md.
 
+mod estimate;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 
@@ -469,90 +471,19 @@ fn experiment_arms(c: &mut Criterion) {
     g.finish();
 }
 
-/// The estimate's work after its body is read, as the edge does it (parse
-/// and validate the request, price at the pickup in a 10,000-cell grid,
-/// sign, the quote event's JSON, the answer's JSON), against what the
-/// edge's `POST /health` baseline does after reading the same body (a
-/// one-line answer). Native: the wasm build runs the same code slower, but
-/// this says how much of the estimate's extra time is the pricing itself.
+/// The estimate's work after its body is read, as the edge does it
+/// (`estimate/mod.rs`: parse and validate the request, price at the pickup
+/// in a 10,000-cell grid, sign, the quote event's JSON, the answer's JSON),
+/// against what the edge's `POST /health` baseline does after reading the
+/// same body (a one-line answer). `wasm.rs` runs the same in wasm32.
 fn estimate_after_body(c: &mut Criterion) {
-    use shared::api::EstimateRequest;
-    use shared::desk::{Desk, DeskInputs, QuoteAsk};
-    use shared::grid::{GridCell, Staleness, SurgeGrid};
-    // The edge benchmark's exact request (scripts/edge-load.sh).
-    let body: &[u8] = br#"{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}"#;
-    let region = Ident::new("sf").expect("region");
-    let now = 1_800_000_000_000u64;
-    let mut cells = ten_thousand_cells();
-    cells.push(Cell::at(
-        LatLng::new(37.7749, -122.4194).expect("pickup"),
-        DEFAULT_LEVEL,
-    ));
-    cells.sort();
-    cells.dedup();
-    let cells = cells
-        .iter()
-        .enumerate()
-        .map(|(i, cell)| GridCell {
-            cell: *cell,
-            multiplier: Multiplier::from_tenths(10 + (i % 20) as u16).expect("m"),
-            supply: (i % 20) as u32,
-            demand: (i % 40) as u32,
-            trend: shared::surge::Trend::Stable,
-            forecast: None,
-        })
-        .collect();
-    let grid = SurgeGrid::new(
-        region.clone(),
-        DEFAULT_LEVEL,
-        7,
-        Timestamp(now - 2_000),
-        cells,
-    )
-    .expect("grid");
-    let keys = Keyring::parse("k1:benchmark-secret-0123456789").expect("keys");
-    let tariff = Tariff::default_for(VehicleClass::Standard);
-    let inputs = DeskInputs {
-        caps: Caps::DEFAULT,
-        staleness: Staleness::default(),
-        now: Timestamp(now),
-        from_cache: true,
-        emergency: false,
-    };
-    let quote_id = Ident::new("q_0123456789abcdef0123456789abcdef").expect("id");
+    let work = estimate::EstimateWork::new();
     let mut g = c.benchmark_group("edge");
     g.bench_function("estimate_after_body", |b| {
-        b.iter(|| {
-            let r: EstimateRequest = serde_json::from_slice(black_box(body)).expect("request");
-            let v = r.validate(&RouteModel::default()).expect("valid");
-            let region = v.region.clone().unwrap_or_else(|| region.clone());
-            let quote = Desk::new(Some(&grid), inputs).quote(QuoteAsk {
-                region: &region,
-                class: v.class,
-                pickup: v.pickup,
-                trip: v.trip,
-                tariff: &tariff,
-                quote_id: quote_id.clone(),
-                valid_for: Millis::from_secs(120),
-            });
-            let token = keys.sign(&quote.claims);
-            let event = serde_json::to_string(&shared::events::quote_event(
-                &quote.claims,
-                v.pickup,
-                v.user_id.as_deref(),
-            ))
-            .expect("event");
-            let answer = serde_json::to_vec(&quote.response(token)).expect("answer");
-            black_box((event, answer))
-        })
+        b.iter(|| black_box(work.run(black_box(estimate::BODY))))
     });
     g.bench_function("baseline_body_answer", |b| {
-        b.iter(|| {
-            let n = black_box(body).len();
-            black_box(serde_json::to_vec(
-                &serde_json::json!({"status": "ok", "bytes": n}),
-            ))
-        })
+        b.iter(|| black_box(estimate::baseline(black_box(estimate::BODY))))
     });
     g.finish();
 }

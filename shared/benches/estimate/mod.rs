@@ -1,0 +1,115 @@
+//! The estimate's work after its body is read, as the edge does it, shared
+//! by the native bench (`core.rs`, Criterion) and the wasm32 one
+//! (`wasm.rs`, wasm-bindgen-test's Criterion under node): the same fixture
+//! and the same steps, so the two numbers compare.
+
+use shared::api::EstimateRequest;
+use shared::desk::{Desk, DeskInputs, QuoteAsk};
+use shared::fare::{RouteModel, Tariff, VehicleClass};
+use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
+use shared::grid::{GridCell, Staleness, SurgeGrid};
+use shared::quote::{Ident, Keyring};
+use shared::surge::{Caps, Multiplier, Trend};
+use shared::time::{Millis, Timestamp};
+
+/// The edge benchmark's exact request (`scripts/edge-load.sh`).
+pub const BODY: &[u8] = br#"{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}"#;
+
+/// What an isolate holds when an estimate arrives: a 10,000-cell grid
+/// covering the pickup, the signing keys, the tariff and the caps.
+pub struct EstimateWork {
+    region: Ident,
+    grid: SurgeGrid,
+    keys: Keyring,
+    tariff: Tariff,
+    inputs: DeskInputs,
+    quote_id: Ident,
+}
+
+impl EstimateWork {
+    /// The fixture.
+    pub fn new() -> Self {
+        let region = Ident::new("sf").expect("region");
+        let now = 1_800_000_000_000u64;
+        let sw = LatLng::new(37.2, -122.9).expect("sw");
+        let ne = LatLng::new(38.2, -121.75).expect("ne");
+        let mut cells = BoundingBox::new(sw, ne)
+            .expect("box")
+            .covering(DEFAULT_LEVEL, 20_000)
+            .expect("covering");
+        cells.truncate(10_000);
+        cells.push(Cell::at(
+            LatLng::new(37.7749, -122.4194).expect("pickup"),
+            DEFAULT_LEVEL,
+        ));
+        cells.sort();
+        cells.dedup();
+        let cells = cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| GridCell {
+                cell: *cell,
+                multiplier: Multiplier::from_tenths(10 + (i % 20) as u16).expect("m"),
+                supply: (i % 20) as u32,
+                demand: (i % 40) as u32,
+                trend: Trend::Stable,
+                forecast: None,
+            })
+            .collect();
+        let grid = SurgeGrid::new(
+            region.clone(),
+            DEFAULT_LEVEL,
+            7,
+            Timestamp(now - 2_000),
+            cells,
+        )
+        .expect("grid");
+        Self {
+            region,
+            grid,
+            keys: Keyring::parse("k1:benchmark-secret-0123456789").expect("keys"),
+            tariff: Tariff::default_for(VehicleClass::Standard),
+            inputs: DeskInputs {
+                caps: Caps::DEFAULT,
+                staleness: Staleness::default(),
+                now: Timestamp(now),
+                from_cache: true,
+                emergency: false,
+            },
+            quote_id: Ident::new("q_0123456789abcdef0123456789abcdef").expect("id"),
+        }
+    }
+
+    /// One estimate after its body: parse and validate the request, price
+    /// it at the pickup, sign it, and write the quote event's and the
+    /// answer's JSON.
+    pub fn run(&self, body: &[u8]) -> (String, Vec<u8>) {
+        let r: EstimateRequest = serde_json::from_slice(body).expect("request");
+        let v = r.validate(&RouteModel::default()).expect("valid");
+        let region = v.region.clone().unwrap_or_else(|| self.region.clone());
+        let quote = Desk::new(Some(&self.grid), self.inputs).quote(QuoteAsk {
+            region: &region,
+            class: v.class,
+            pickup: v.pickup,
+            trip: v.trip,
+            tariff: &self.tariff,
+            quote_id: self.quote_id.clone(),
+            valid_for: Millis::from_secs(120),
+        });
+        let token = self.keys.sign(&quote.claims);
+        let event = serde_json::to_string(&shared::events::quote_event(
+            &quote.claims,
+            v.pickup,
+            v.user_id.as_deref(),
+        ))
+        .expect("event");
+        let answer = serde_json::to_vec(&quote.response(token)).expect("answer");
+        (event, answer)
+    }
+}
+
+/// What the edge's `POST /health` baseline does after reading the same
+/// body: a one-line answer.
+pub fn baseline(body: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"status": "ok", "bytes": body.len()})).expect("answer")
+}

@@ -5,6 +5,8 @@ use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Headers, Response};
 
+use crate::error::ApiError;
+
 /// A request as the runtime hands it to the worker. Handlers take the
 /// runtime's own request, not `worker::Request`: converting to that reads
 /// `request.cf`, which workerd parses from JSON on first access, on every
@@ -28,8 +30,6 @@ pub fn path(req: &Incoming) -> String {
 pub fn url(req: &Incoming) -> Result<worker::Url, ApiError> {
     worker::Url::parse(&req.url()).map_err(|_| ApiError::bad_request("invalid_url", "bad URL"))
 }
-
-use crate::error::ApiError;
 
 /// Largest JSON body accepted on public endpoints.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -35,11 +35,9 @@ pub mod zone;
 use shared::booking::Action;
 use worker::{event, Context, Date, Env, Method, Request, Response};
 
-use crate::http::Incoming;
-
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::http::{apply_cors, error_response, json, preflight};
+use crate::http::{apply_cors, error_response, json, preflight, Incoming};
 
 /// The OpenAPI 3 description of every public endpoint.
 pub const OPENAPI: &str = include_str!("openapi.json");

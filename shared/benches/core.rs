@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use shared::fare::{price, RouteModel, Tariff, VehicleClass};
-use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
+use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
 use shared::quote::{Ident, Keyring, QuoteClaims};
 use shared::surge::{
@@ -116,18 +116,6 @@ fn market_update(c: &mut Criterion) {
     g.finish();
 }
 
-/// 10,000 level-13 cells around the Bay Area.
-fn ten_thousand_cells() -> Vec<shared::geo::Cell> {
-    let sw = LatLng::new(37.2, -122.9).expect("sw");
-    let ne = LatLng::new(38.2, -121.75).expect("ne");
-    let mut cells = BoundingBox::new(sw, ne)
-        .expect("box")
-        .covering(DEFAULT_LEVEL, 20_000)
-        .expect("covering");
-    cells.truncate(10_000);
-    cells
-}
-
 /// A tick's engine inputs for `cells`: 0-19 drivers, 0-39 demand units.
 fn busy_inputs(cells: &[shared::geo::Cell]) -> Vec<CellInput> {
     cells
@@ -144,7 +132,7 @@ fn busy_inputs(cells: &[shared::geo::Cell]) -> Vec<CellInput> {
 }
 
 fn grid_recompute(c: &mut Criterion) {
-    let cells = ten_thousand_cells();
+    let cells = estimate::ten_thousand_cells();
     assert_eq!(cells.len(), 10_000, "the box must hold 10,000 cells");
     let inputs = busy_inputs(&cells);
     let mut engine = SurgeEngine::new(DefaultCurve, SurgeConfig::default()).expect("engine");
@@ -247,7 +235,7 @@ fn quote_sign_verify(c: &mut Criterion) {
 fn state_snapshot(c: &mut Criterion) {
     use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen, Market, MarketConfig};
     use shared::time::{Millis, Timestamp};
-    let cells = ten_thousand_cells();
+    let cells = estimate::ten_thousand_cells();
     let config = MarketConfig {
         demand_window: Millis::from_secs(300),
         bucket: Millis::from_secs(5),
@@ -325,7 +313,7 @@ fn state_snapshot(c: &mut Criterion) {
 /// cells, which a tick runs anyway.
 fn forecast_update(c: &mut Criterion) {
     use shared::forecast::{Kind, Params, Series, BUCKET};
-    let cells = ten_thousand_cells();
+    let cells = estimate::ten_thousand_cells();
     let inputs = busy_inputs(&cells);
     let p = Params::default();
     let mut series: Vec<(Series, Series)> = (0..cells.len())
@@ -407,7 +395,7 @@ fn forecast_update(c: &mut Criterion) {
 /// A region's tick with a two-arm experiment running (each arm's engine
 /// over the same market) against the same tick with none.
 fn experiment_arms(c: &mut Criterion) {
-    let cells = ten_thousand_cells();
+    let cells = estimate::ten_thousand_cells();
     let t0 = 1_800_000_000_000u64;
     let build = || {
         let mut p = shared::pricer::RegionPricer::new(

@@ -15,6 +15,18 @@ use shared::time::{Millis, Timestamp};
 /// The edge benchmark's exact request (`scripts/edge-load.sh`).
 pub const BODY: &[u8] = br#"{"pickup_location":{"latitude":37.7749,"longitude":-122.4194},"dropoff_location":{"latitude":37.7849,"longitude":-122.4094},"vehicle_type":"standard"}"#;
 
+/// 10,000 level-13 cells around the Bay Area, the benches' busy region.
+pub fn ten_thousand_cells() -> Vec<Cell> {
+    let sw = LatLng::new(37.2, -122.9).expect("sw");
+    let ne = LatLng::new(38.2, -121.75).expect("ne");
+    let mut cells = BoundingBox::new(sw, ne)
+        .expect("box")
+        .covering(DEFAULT_LEVEL, 20_000)
+        .expect("covering");
+    cells.truncate(10_000);
+    cells
+}
+
 /// What an isolate holds when an estimate arrives: a 10,000-cell grid
 /// covering the pickup, the signing keys, the tariff and the caps.
 pub struct EstimateWork {
@@ -31,13 +43,7 @@ impl EstimateWork {
     pub fn new() -> Self {
         let region = Ident::new("sf").expect("region");
         let now = 1_800_000_000_000u64;
-        let sw = LatLng::new(37.2, -122.9).expect("sw");
-        let ne = LatLng::new(38.2, -121.75).expect("ne");
-        let mut cells = BoundingBox::new(sw, ne)
-            .expect("box")
-            .covering(DEFAULT_LEVEL, 20_000)
-            .expect("covering");
-        cells.truncate(10_000);
+        let mut cells = ten_thousand_cells();
         cells.push(Cell::at(
             LatLng::new(37.7749, -122.4194).expect("pickup"),
             DEFAULT_LEVEL,

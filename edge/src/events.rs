@@ -5,8 +5,9 @@
 //!
 //! Producers: every estimate adds a `quote` event to its isolate's batch,
 //! sent after the response (`waitUntil`) as **one message**, a JSON array,
-//! once it holds [`BATCH`] events or its first event is [`LINGER`] old: a
-//! price check never waits for the queue, and the queue stores, delivers
+//! once it holds [`BATCH`] events or its first event is [`LINGER`] old
+//! ([`shared::events::Batcher`]: an older batch's timer does not send a
+//! newer batch half full): a price check never waits for the queue, and the queue stores, delivers
 //! (and bills) one message per hundred quotes. One call per quote halved
 //! the estimate's throughput in workerd; one message per quote in a
 //! batched call still made the queue and its consumer handle each quote.
@@ -33,6 +34,7 @@
 
 use serde_json::value::RawValue;
 use shared::api::{EdgeEvent, EdgeEventsReport, MAX_EDGE_EVENTS};
+use shared::events::{Batcher, Next};
 use std::cell::RefCell;
 
 use wasm_bindgen::JsValue;
@@ -51,12 +53,8 @@ pub const BATCH: usize = 100;
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(1_000);
 
 thread_local! {
-    /// This isolate's pending quote events (JSON).
-    static PENDING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-fn take_pending() -> Vec<String> {
-    PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()))
+    /// This isolate's gathering batch of quote events (JSON).
+    static PENDING: RefCell<Batcher<String>> = RefCell::new(Batcher::default());
 }
 
 /// `[a,b,...]` of JSON texts.
@@ -101,20 +99,17 @@ pub fn send_later(env: &Env, ctx: &Context, event: &EdgeEvent) {
     let Ok(body) = serde_json::to_string(event) else {
         return;
     };
-    let len = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        p.push(body);
-        p.len()
-    });
-    if len >= BATCH {
-        ctx.wait_until(send_batch(env.clone(), take_pending()));
-    } else if len == 1 {
-        // The first of a batch: flush whatever has gathered after LINGER.
-        let env = env.clone();
-        ctx.wait_until(async move {
-            worker::Delay::from(LINGER).await;
-            send_batch(env, take_pending()).await;
-        });
+    match PENDING.with(|p| p.borrow_mut().push(body, BATCH)) {
+        Next::Send(batch) => ctx.wait_until(send_batch(env.clone(), batch)),
+        Next::StartTimer(batch) => {
+            let env = env.clone();
+            ctx.wait_until(async move {
+                worker::Delay::from(LINGER).await;
+                let events = PENDING.with(|p| p.borrow_mut().timer_fired(batch));
+                send_batch(env, events).await;
+            });
+        }
+        Next::Wait => {}
     }
 }
 

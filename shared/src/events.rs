@@ -126,6 +126,68 @@ pub fn rider_key(user_id: &str) -> String {
     format!("{:016x}", key_of(user_id))
 }
 
+/// An isolate's batch of events on their way to the queue. A batch goes as
+/// one message when it holds `max` events, or when its own timer fires
+/// (started by its first event): a timer whose batch has already gone does
+/// nothing, so a busy isolate sends full batches rather than whatever has
+/// gathered when an older batch's timer fires.
+#[derive(Debug)]
+pub struct Batcher<T> {
+    pending: Vec<T>,
+    /// The number of the batch gathering now.
+    batch: u64,
+}
+
+impl<T> Default for Batcher<T> {
+    fn default() -> Self {
+        Self {
+            pending: Vec::new(),
+            batch: 0,
+        }
+    }
+}
+
+/// What the shell does after [`Batcher::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<T> {
+    /// Send this full batch now.
+    Send(Vec<T>),
+    /// The batch's first event: start its timer, and call
+    /// [`Batcher::timer_fired`] with this number when it fires.
+    StartTimer(u64),
+    /// Nothing yet.
+    Wait,
+}
+
+impl<T> Batcher<T> {
+    /// Adds an event to the gathering batch.
+    pub fn push(&mut self, event: T, max: usize) -> Next<T> {
+        self.pending.push(event);
+        if self.pending.len() >= max {
+            Next::Send(self.take())
+        } else if self.pending.len() == 1 {
+            Next::StartTimer(self.batch)
+        } else {
+            Next::Wait
+        }
+    }
+
+    /// The timer of batch `batch` fired: that batch's events if it has not
+    /// gone yet, else none.
+    pub fn timer_fired(&mut self, batch: u64) -> Vec<T> {
+        if batch == self.batch && !self.pending.is_empty() {
+            self.take()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn take(&mut self) -> Vec<T> {
+        self.batch += 1;
+        std::mem::take(&mut self.pending)
+    }
+}
+
 /// How a queue consumer's messages become the origin's posts: consecutive
 /// messages (`events_per_message[i]` events in message `i`) grouped so that
 /// no post carries more than `max` events. A message is never split (it is
@@ -150,6 +212,25 @@ pub fn posts(events_per_message: &[usize], max: usize) -> Vec<std::ops::Range<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_goes_when_full_or_when_its_own_timer_fires() {
+        let mut b = Batcher::default();
+        assert_eq!(b.push(1, 3), Next::StartTimer(0));
+        assert_eq!(b.push(2, 3), Next::Wait);
+        assert_eq!(b.push(3, 3), Next::Send(vec![1, 2, 3]));
+        // The next batch has its own timer.
+        assert_eq!(b.push(4, 3), Next::StartTimer(1));
+        // The first batch's timer fires late: it has gone, and the second
+        // batch keeps gathering for its own timer.
+        assert!(b.timer_fired(0).is_empty());
+        assert_eq!(b.push(5, 3), Next::Wait);
+        assert_eq!(b.timer_fired(1), vec![4, 5]);
+        // A timer fires once per batch; the next event starts a new one.
+        assert!(b.timer_fired(1).is_empty());
+        assert_eq!(b.push(6, 3), Next::StartTimer(2));
+        assert_eq!(b.timer_fired(2), vec![6]);
+    }
 
     #[test]
     fn posts_cover_every_message_in_order_within_the_limit() {

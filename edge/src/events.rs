@@ -7,8 +7,8 @@
 //! sent after the response (`waitUntil`) as **one message**, a JSON array,
 //! once it holds [`BATCH`] events or its first event is [`LINGER`] old
 //! ([`shared::events::Batcher`]: an older batch's timer does not send a
-//! newer batch half full): a price check never waits for the queue, and the queue stores, delivers
-//! (and bills) one message per hundred quotes. One call per quote halved
+//! newer batch half full): a price check never waits for the queue, and
+//! the queue stores, delivers (and bills) one message per hundred quotes. One call per quote halved
 //! the estimate's throughput in workerd; one message per quote in a
 //! batched call still made the queue and its consumer handle each quote.
 //! An isolate evicted while a batch lingers loses at most that second of

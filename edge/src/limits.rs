@@ -15,10 +15,18 @@ use crate::http::{client_ip, Incoming};
 /// The window of the limits in wrangler.toml, for `Retry-After`.
 const PERIOD_SECS: u32 = 10;
 
-async fn allowed(env: &Env, binding: &str, key: String) -> bool {
-    match env.rate_limiter(binding) {
-        Ok(limiter) => limiter.limit(key).await.map(|o| o.success).unwrap_or(true),
-        Err(_) => true,
+/// The worker's bindings, for their limiters.
+fn bindings(env: &Env) -> &Bindings {
+    env.unchecked_ref()
+}
+
+/// Whether `binding` lets `key` through now (no binding: yes).
+async fn allowed(binding: JsValue, key: &str) -> bool {
+    match limit_promise(binding, key) {
+        Some(p) => JsFuture::from(p)
+            .await
+            .map_or(true, |answer| passes(&answer)),
+        None => true,
     }
 }
 
@@ -35,20 +43,18 @@ fn ip_key(req: &Incoming) -> String {
 
 /// 429 if the client address is over its limit.
 pub async fn check_ip(env: &Env, key: String) -> Result<(), ApiError> {
-    if allowed(env, "IP_LIMITER", key).await {
+    if allowed(bindings(env).ip_limiter(), &key).await {
         Ok(())
     } else {
         Err(ApiError::rate_limited("client address", PERIOD_SECS))
     }
 }
 
-/// The address limiter's promise for `key` (of `{success}`), called through
-/// the binding directly; `None` without a binding. The estimate waits for
-/// it together with its body. Typed accessors, not `Reflect` with property
-/// names: no JS string is made per request for a name.
-fn ip_limit_promise(env: &Env, key: &str) -> Option<js_sys::Promise> {
-    let bindings: &Bindings = env.unchecked_ref();
-    let binding = bindings.ip_limiter();
+/// A limiter binding's promise for `key` (of `{success}`), called through
+/// the binding directly; `None` without a binding. Typed accessors, not
+/// `Reflect` with property names: no JS string is made per request for a
+/// name.
+fn limit_promise(binding: JsValue, key: &str) -> Option<js_sys::Promise> {
     if binding.is_undefined() || binding.is_null() {
         return None;
     }
@@ -57,14 +63,11 @@ fn ip_limit_promise(env: &Env, key: &str) -> Option<js_sys::Promise> {
     binding.unchecked_into::<Limiter>().limit(&options).ok()
 }
 
-/// Whether a settled limiter promise lets the request through: only an
-/// answer of `success: false` refuses it (a failure lets it through).
-fn lets_through(settled: Option<&Settled>) -> bool {
-    let Some(settled) = settled else {
-        return true;
-    };
-    let outcome = settled.value();
-    !outcome.is_object() || outcome.unchecked_into::<Outcome>().success().as_bool() != Some(false)
+/// Whether a limiter's answer lets the request through: only
+/// `success: false` refuses it (anything else is a failure, which lets it
+/// through).
+fn passes(answer: &JsValue) -> bool {
+    !answer.is_object() || answer.unchecked_ref::<Outcome>().success().as_bool() != Some(false)
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen]
@@ -73,6 +76,8 @@ extern "C" {
     type Bindings;
     #[wasm_bindgen(method, getter = IP_LIMITER)]
     fn ip_limiter(this: &Bindings) -> JsValue;
+    #[wasm_bindgen(method, getter = USER_LIMITER)]
+    fn user_limiter(this: &Bindings) -> JsValue;
 
     /// A rate-limit binding.
     type Limiter;
@@ -104,7 +109,7 @@ pub async fn check_ip_reading_json_body(
     req: &Incoming,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let limiter = ip_limit_promise(env, &ip_key(req));
+    let limiter = limit_promise(bindings(env).ip_limiter(), &ip_key(req));
     let body =
         crate::http::check_json_request(req, limit).and_then(|()| crate::http::body_promise(req));
     // allSettled never rejects: each outcome is {status, value | reason}.
@@ -123,7 +128,7 @@ pub async fn check_ip_reading_json_body(
         let o = settled.get(i);
         o.is_object().then(|| o.unchecked_into::<Settled>())
     };
-    if limiter.is_some() && !lets_through(outcome(0).as_ref()) {
+    if limiter.is_some() && !outcome(0).is_none_or(|o| passes(&o.value())) {
         return Err(ApiError::rate_limited("client address", PERIOD_SECS));
     }
     body.map(drop)?;
@@ -137,7 +142,7 @@ pub async fn check_user(env: &Env, user_id: Option<&str>) -> Result<(), ApiError
         return Ok(());
     };
     let key = format!("user:{:016x}", DriverId::from_external(user).0);
-    if allowed(env, "USER_LIMITER", key).await {
+    if allowed(bindings(env).user_limiter(), &key).await {
         Ok(())
     } else {
         Err(ApiError::rate_limited("user", PERIOD_SECS))

@@ -29,7 +29,10 @@ ensure_load_tools() {
 start_load_worker() {
   bash "$ROOT/scripts/setup.sh" >/dev/null
   ensure_load_tools
-  bash "$ROOT/scripts/build-worker.sh"
+  # EQ_BENCH_FEATURES: a bench build of the worker with these cargo
+  # features (scripts/build-worker.sh), e.g. `probes`.
+  local features="${EQ_BENCH_FEATURES:-}"
+  bash "$ROOT/scripts/build-worker.sh" $features
 
   STATE="$(mktemp -d)"
   # The same worker and bindings, with the rate limits lifted: a load test
@@ -41,9 +44,14 @@ start_load_worker() {
   # EQ_BENCH_NO_QUEUE=1 drops the queue's producer and consumer (each batch
   # of quote events is then logged as not queued, and nothing consumes).
   EQ_BENCH_NO_LIMITER="${EQ_BENCH_NO_LIMITER:-0}" EQ_BENCH_NO_QUEUE="${EQ_BENCH_NO_QUEUE:-0}" \
-    python3 - "$ROOT/wrangler.toml" > "$CONFIG" <<'PY'
+    EQ_BENCH_FEATURES="$features" python3 - "$ROOT/wrangler.toml" > "$CONFIG" <<'PY'
 import os, re, sys
 t = open(sys.argv[1]).read()
+features = os.environ["EQ_BENCH_FEATURES"]
+if features:
+    t = t.replace('main = "edge/build/index.js"', f'main = "edge/build-{features}/index.js"', 1)
+    t = t.replace('command = "bash scripts/build-worker.sh"', f'command = "bash scripts/build-worker.sh {features}"', 1)
+    assert f"build-{features}" in t and f"build-worker.sh {features}" in t, "wrangler.toml's main or build command moved"
 if os.environ["EQ_BENCH_NO_LIMITER"] == "1":
     t = re.sub(r"\[\[ratelimits\]\][^\[]*", "", t)
 else:

@@ -23,9 +23,10 @@ cargo fmt --all -- --check
 step "cargo clippy (native, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo clippy (wasm32: shared and edge, and the core's wasm32 bench)"
+step "cargo clippy (wasm32: shared and edge, the core's wasm32 bench, the edge's probes)"
 cargo clippy -p equilibrium-shared -p equilibrium-edge --target wasm32-unknown-unknown --locked -- -D warnings
 cargo clippy -p equilibrium-shared --target wasm32-unknown-unknown --bench wasm --locked -- -D warnings
+cargo clippy -p equilibrium-edge --features probes --target wasm32-unknown-unknown --locked -- -D warnings
 
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT

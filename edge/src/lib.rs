@@ -15,6 +15,8 @@
 //! * [`events`]: the queue back to the origin (producer and consumer).
 //! * [`config`], [`limits`], [`http`], [`error`]: settings, rate limits,
 //!   HTTP helpers and the one error type.
+//! * `probe` (feature `probes`, bench builds only): `POST /__probe/{step}`
+//!   times the estimate's steps inside workerd.
 //!
 //! The pricing itself is `shared`: this crate parses, calls the core, and
 //! writes. Every client error is a 4xx JSON body with a stable code.
@@ -30,6 +32,8 @@ pub mod http;
 pub mod ledger;
 pub mod limits;
 pub mod pricing;
+#[cfg(feature = "probes")]
+pub mod probe;
 pub mod zone;
 
 use shared::booking::Action;
@@ -101,7 +105,7 @@ async fn route(
         // and checked the same way), none of its work.
         (["health"], Method::Post) => {
             let body = http::read_json_body(&req, http::MAX_BODY_BYTES).await?;
-            json(&serde_json::json!({"status": "ok", "bytes": body.len()}), 200).map_err(enc)
+            body_answer(body.len())
         }
         (["openapi.json"], Method::Get) => {
             let mut r = Response::ok(OPENAPI).map_err(enc)?;
@@ -124,6 +128,11 @@ async fn route(
         (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, ctx, settings, now).await,
         (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, ctx, settings, now).await,
         (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings).await,
+        #[cfg(feature = "probes")]
+        (["__probe", step], Method::Post) => {
+            let step = (*step).to_owned();
+            probe::run(req, env, ctx, settings, &step, now).await
+        }
         (["admin", "v1", "grids", region], Method::Put) => {
             let region = (*region).to_owned();
             admin::push_grid(req, env, &region, now).await
@@ -141,6 +150,12 @@ async fn route(
         (["admin", "v1", "grids", _], _) => Err(ApiError::method_not_allowed("PUT")),
         _ => Err(ApiError::not_found(&path)),
     }
+}
+
+/// The body baseline's answer: how many bytes the body had.
+pub fn body_answer(bytes: usize) -> Result<Response, ApiError> {
+    json(&serde_json::json!({"status": "ok", "bytes": bytes}), 200)
+        .map_err(|_| ApiError::unavailable("response encoding"))
 }
 
 /// `GET /api/v1/pricing/stream?region=r`: hands the WebSocket upgrade to the

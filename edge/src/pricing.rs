@@ -1,11 +1,11 @@
 //! `POST /api/v1/pricing/estimate` (confirming a quote: [`crate::bookings`]).
 
-use shared::api::EstimateRequest;
+use shared::api::{EstimateRequest, ValidEstimate};
 use std::rc::Rc;
 
-use shared::desk::{Desk, DeskInputs, QuoteAsk};
+use shared::desk::{Desk, DeskInputs, PricedQuote, QuoteAsk};
 use shared::experiment::Experiment;
-use shared::fare::{RouteModel, VehicleClass};
+use shared::fare::{RouteModel, Tariff, VehicleClass};
 use shared::quote::Ident;
 use shared::time::Timestamp;
 use worker::{Context, Env, Response};
@@ -169,7 +169,11 @@ pub async fn read_desk_inputs(
     }
 }
 
-/// `POST /api/v1/pricing/estimate`.
+/// `POST /api/v1/pricing/estimate`: the address limit and the body, the
+/// request ([`parse_estimate`]), the user's limit, the inputs
+/// ([`read_quote_inputs`]), the signed price ([`price`]), the event
+/// ([`report`]), the answer ([`answer`]). The steps are public so
+/// `probe` (feature `probes`) can time each inside workerd.
 pub async fn estimate(
     req: Incoming,
     env: &Env,
@@ -179,38 +183,88 @@ pub async fn estimate(
 ) -> Result<Response, ApiError> {
     // The address limit is checked while the body arrives: one wait, not two.
     let body = crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?;
-    let r: EstimateRequest = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
-    let v = r
-        .validate(&RouteModel::default())
-        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let region = v
+    let ask = parse_estimate(&body)?;
+    let region = ask
         .region
         .clone()
         .unwrap_or_else(|| settings.default_region.clone());
-    let (class, pickup, trip) = (v.class, v.pickup, v.trip);
-    crate::limits::check_user(env, v.user_id.as_deref()).await?;
+    crate::limits::check_user(env, ask.user_id.as_deref()).await?;
+    let inputs = read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
+    let (quote, token) = price(env, settings, &inputs, &ask, &region, now)?;
+    report(env, ctx, &quote, &ask);
+    answer(&quote, token)
+}
 
+/// An estimate's body, parsed and validated: 400 with the field's code.
+pub fn parse_estimate(body: &[u8]) -> Result<ValidEstimate, ApiError> {
+    let r: EstimateRequest = serde_json::from_slice(body).map_err(|e| from_json_error(&e))?;
+    r.validate(&RouteModel::default())
+        .map_err(|e| ApiError::bad_request(e.code, e.message))
+}
+
+/// What a quote is priced from: the desk's inputs and the class's tariff.
+#[derive(Debug)]
+pub struct QuoteInputs {
+    /// Grid, caps, staleness, experiments.
+    pub desk: DeskRead,
+    /// The region's tariff for the class.
+    pub tariff: Tariff,
+}
+
+/// Reads a quote's inputs concurrently (the isolate's caches first).
+pub async fn read_quote_inputs(
+    env: &Env,
+    ctx: &Context,
+    settings: &Settings,
+    region: &Ident,
+    class: VehicleClass,
+    now: u64,
+) -> QuoteInputs {
     let (desk, tariff) = futures_util::future::join(
-        read_desk_inputs(env, ctx, settings, &region, now),
-        config::tariff(env, settings, &region, class, now),
+        read_desk_inputs(env, ctx, settings, region, now),
+        config::tariff(env, settings, region, class, now),
     )
     .await;
-    let quote = desk.desk(now, v.user_id.as_deref()).quote(QuoteAsk {
-        region: &region,
-        class,
-        pickup,
-        trip,
-        tariff: &tariff,
-        quote_id: new_quote_id()?,
-        valid_for: settings.quote_ttl,
-    });
+    QuoteInputs { desk, tariff }
+}
+
+/// The desk's price for `ask` at `now`, with a fresh id, and its signed
+/// token.
+pub fn price(
+    env: &Env,
+    settings: &Settings,
+    inputs: &QuoteInputs,
+    ask: &ValidEstimate,
+    region: &Ident,
+    now: u64,
+) -> Result<(PricedQuote, String), ApiError> {
+    let quote = inputs
+        .desk
+        .desk(now, ask.user_id.as_deref())
+        .quote(QuoteAsk {
+            region,
+            class: ask.class,
+            pickup: ask.pickup,
+            trip: ask.trip,
+            tariff: &inputs.tariff,
+            quote_id: new_quote_id()?,
+            valid_for: settings.quote_ttl,
+        });
     let token = config::keyring(env)?.sign(&quote.claims);
-    // A price check is demand: the origin hears of it through the queue.
+    Ok((quote, token))
+}
+
+/// A price check is demand: the origin hears of it through the queue
+/// (batched, after the response).
+pub fn report(env: &Env, ctx: &Context, quote: &PricedQuote, ask: &ValidEstimate) {
     crate::events::send_later(
         env,
         ctx,
-        &shared::events::quote_event(&quote.claims, pickup, v.user_id.as_deref()),
+        &shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref()),
     );
-    let resp = quote.response(token);
-    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
+}
+
+/// The estimate's 200 answer, carrying the signed token.
+pub fn answer(quote: &PricedQuote, token: String) -> Result<Response, ApiError> {
+    json(&quote.response(token), 200).map_err(|_| ApiError::unavailable("response encoding"))
 }

@@ -598,6 +598,14 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         q.headers().get("allow").and_then(|v| v.to_str().ok()),
         Some("GET, POST")
     );
+    // The bench build's probe (feature `probes`) is not in this worker.
+    let r = api
+        .http
+        .post(api.w.url("/__probe/price?n=1"))
+        .json(&json!({"pickup_location": {"latitude": 1.0, "longitude": 2.0}}))
+        .send()
+        .expect("post probe");
+    assert_eq!(r.status().as_u16(), 404);
     // POST /health reads a JSON body and says how long it was (the
     // benchmark's body-reading baseline), with the estimate's body rules.
     let r = api

@@ -1,0 +1,119 @@
+//! Bench builds only (feature `probes`, `scripts/probe-edge.sh`): times the
+//! estimate's steps one at a time inside workerd, where HTTP-level rounds
+//! cannot resolve them.
+//!
+//! `POST /__probe/{step}?n=N[&cold=1]` with an estimate's body prepares a
+//! quote the way [`crate::pricing::estimate`] does, then repeats one step
+//! `N` times and answers `{"step", "n"}`. The script reads workerd's CPU
+//! time around a call of `N` and a call of 1: the difference over `N − 1`
+//! is one step's cost with the isolate and the CPU's caches warm. With
+//! `cold=1` every repetition first writes one byte per cache line of
+//! [`EVICT_BYTES`] (evicting the caches), and the step `nothing` is that
+//! alone: the difference is the step's cost from cold caches. A real
+//! request's cost lies between the two, nearer cold the more the runtime
+//! does between two requests. The steps are the handler's own functions,
+//! so what is timed is what runs.
+//!
+//! Never in the shipped worker: without the feature the route does not
+//! exist (`tests/edge.rs` checks for the 404).
+
+use js_sys::futures::JsFuture;
+use worker::{Context, Env, Response};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::http::{self, Incoming, MAX_BODY_BYTES};
+use crate::pricing;
+
+/// Most repetitions one call runs.
+const MAX_N: u32 = 1_000_000;
+/// What a cold repetition writes first: more than this host's caches.
+pub const EVICT_BYTES: usize = 16 << 20;
+
+/// The steps, in the order the estimate runs them; `await` and
+/// `baseline-answer` are what the body baseline (`POST /health`) pays
+/// instead.
+pub const STEPS: [&str; 9] = [
+    "nothing",
+    "limit",
+    "await",
+    "parse",
+    "inputs",
+    "price",
+    "report",
+    "answer",
+    "baseline-answer",
+];
+
+/// `POST /__probe/{step}?n=N`.
+pub async fn run(
+    req: Incoming,
+    env: &Env,
+    ctx: &Context,
+    settings: &Settings,
+    step: &str,
+    now: u64,
+) -> Result<Response, ApiError> {
+    if !STEPS.contains(&step) {
+        return Err(ApiError::not_found(&http::path(&req)));
+    }
+    let n = http::url(&req)?
+        .query_pairs()
+        .find(|(k, _)| k == "n")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+        .filter(|n| (1..=MAX_N).contains(n))
+        .ok_or_else(|| ApiError::bad_request("invalid_n", format!("n is 1 to {MAX_N}")))?;
+    let cold = http::url(&req)?
+        .query_pairs()
+        .any(|(k, v)| k == "cold" && v == "1");
+    let mut evict = vec![0u8; if cold { EVICT_BYTES } else { 0 }];
+    let body = http::read_json_body(&req, MAX_BODY_BYTES).await?;
+    let ask = pricing::parse_estimate(&body)?;
+    let region = ask
+        .region
+        .clone()
+        .unwrap_or_else(|| settings.default_region.clone());
+    let inputs = pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
+    let (quote, token) = pricing::price(env, settings, &inputs, &ask, &region, now)?;
+    let key = ["ip:", &http::client_ip(&req)].concat();
+    for _ in 0..n {
+        touch_every_line(&mut evict);
+        match step {
+            "nothing" => {}
+            "limit" => crate::limits::check_ip(env, key.clone()).await?,
+            "await" => {
+                let ready = js_sys::Promise::resolve(&wasm_bindgen::JsValue::NULL);
+                JsFuture::from(ready)
+                    .await
+                    .map_err(|_| ApiError::unavailable("a resolved promise"))?;
+            }
+            "parse" => drop(pricing::parse_estimate(&body)?),
+            "inputs" => {
+                drop(pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await)
+            }
+            "price" => drop(pricing::price(env, settings, &inputs, &ask, &region, now)?),
+            "report" => pricing::report(env, ctx, &quote, &ask),
+            // Made into the runtime's response, as the fetch handler's
+            // return does.
+            "answer" => drop(web_response(pricing::answer(&quote, token.clone())?)),
+            _ => drop(web_response(crate::body_answer(body.len())?)),
+        }
+    }
+    http::json(
+        &serde_json::json!({"step": step, "n": n, "cold": cold}),
+        200,
+    )
+    .map_err(|_| ApiError::unavailable("response encoding"))
+}
+
+fn web_response(r: Response) -> worker::worker_sys::web_sys::Response {
+    r.into()
+}
+
+/// Writes one byte per 64-byte cache line of `bytes` (none when empty).
+fn touch_every_line(bytes: &mut [u8]) {
+    for b in bytes.iter_mut().step_by(64) {
+        *b = b.wrapping_add(1);
+    }
+    std::hint::black_box(bytes);
+}

@@ -4,7 +4,7 @@
 //!
 //! `POST /__probe/{step}?n=N[&cold=1]` with an estimate's body prepares a
 //! quote the way [`crate::pricing::estimate`] does, then repeats one step
-//! `N` times and answers `{"step", "n"}`. The script reads workerd's CPU
+//! `N` times and answers `{"cold", "n", "step"}`. The script reads workerd's CPU
 //! time around a call of `N` and a call of 1: the difference over `N − 1`
 //! is one step's cost with the isolate and the CPU's caches warm. With
 //! `cold=1` every repetition first writes one byte per cache line of
@@ -30,9 +30,9 @@ const MAX_N: u32 = 1_000_000;
 /// What a cold repetition writes first: more than this host's caches.
 pub const EVICT_BYTES: usize = 16 << 20;
 
-/// The steps, in the order the estimate runs them; `await` and
-/// `baseline-answer` are what the body baseline (`POST /health`) pays
-/// instead.
+/// The steps: `nothing` (a cold run's zero), then the estimate's in the
+/// order it runs them; `await` and `baseline-answer` are what the body
+/// baseline (`POST /health`) pays instead.
 pub const STEPS: [&str; 9] = [
     "nothing",
     "limit",
@@ -45,7 +45,7 @@ pub const STEPS: [&str; 9] = [
     "baseline-answer",
 ];
 
-/// `POST /__probe/{step}?n=N`.
+/// `POST /__probe/{step}?n=N[&cold=1]`.
 pub async fn run(
     req: Incoming,
     env: &Env,

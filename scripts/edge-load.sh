@@ -32,7 +32,7 @@ start_load_worker() {
   # EQ_BENCH_FEATURES: a bench build of the worker with these cargo
   # features (scripts/build-worker.sh), e.g. `probes`.
   local features="${EQ_BENCH_FEATURES:-}"
-  bash "$ROOT/scripts/build-worker.sh" $features
+  bash "$ROOT/scripts/build-worker.sh" ${features:+"$features"}
 
   STATE="$(mktemp -d)"
   # The same worker and bindings, with the rate limits lifted: a load test

@@ -2,7 +2,8 @@
 # What each step of an estimate costs inside workerd, against what the whole
 # estimate costs under load, in one run.
 # Usage: scripts/probe-edge.sh [repetitions per call, default 20000] [rounds, default 5]
-#   (cold calls repeat a tenth as often)
+#   (cold calls repeat a tenth as often; far below the default, workerd's
+#   background CPU in each 2.5 s settling window outweighs the steps)
 #
 # HTTP-level rounds (bench-edge.sh) scatter by ±5 % and cannot split the
 # estimate's extra cost into its steps. Here a bench build of the worker
@@ -23,6 +24,7 @@ cd "$ROOT"
 N="${1:-20000}"
 ROUNDS="${2:-5}"
 NC=$((N / 10))
+[ "$N" -ge 10 ] || { echo "repetitions per call must be at least 10 (cold calls run a tenth)" >&2; exit 2; }
 # The quote events' linger (1 s) and the queue consumer's batch timeout
 # (1 s) pass within it, so a step's deferred work is counted to it.
 SETTLE=2.5
@@ -54,7 +56,8 @@ probe_ns() {
     echo "probe $1 failed: $(cat "$STATE/probe.out" 2>/dev/null)" >&2
     exit 1
   }
-  grep -qF "\"n\":$2" "$STATE/probe.out" || { echo "probe $1: unexpected answer $(cat "$STATE/probe.out")" >&2; exit 1; }
+  # serde_json sorts the keys: {"cold":..,"n":..,"step":..}.
+  grep -qF "\"n\":$2,\"step\":\"$1\"" "$STATE/probe.out" || { echo "probe $1: unexpected answer $(cat "$STATE/probe.out")" >&2; exit 1; }
   sleep "$SETTLE"
   after=$(workerd_ns)
   echo $((after - before))
@@ -69,6 +72,7 @@ load_ns() {
   after=$(workerd_ns)
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   grep -q "Non-2xx" <<<"$out" && { echo "load on $1 got non-2xx answers" >&2; exit 1; }
+  [ "${requests:-0}" -gt 0 ] || { echo "load on $1 completed no request: $out" >&2; exit 1; }
   echo $(((after - before) / requests))
 }
 
@@ -98,7 +102,8 @@ for r in $(seq 1 "$ROUNDS"); do
     line="$line $s=$warm_us/$cold_us"
   done
   for h in /health /api/v1/pricing/estimate; do
-    us=$(python3 -c "print(f'{$(load_ns "$h") / 1e3:.1f}')")
+    ns=$(load_ns "$h")
+    us=$(python3 -c "print(f'{$ns / 1e3:.1f}')")
     echo "$r load:$h $us" >> "$ROWS"
     line="$line $h=$us"
   done

@@ -11,11 +11,12 @@
 //! [`EVICT_BYTES`] (evicting the caches), and the step `nothing` is that
 //! alone: the difference is the step's cost from cold caches. A real
 //! request's cost lies between the two, nearer cold the more the runtime
-//! does between two requests. The steps are the handler's own functions,
-//! so what is timed is what runs.
+//! does between two requests. The steps are the handler's own functions
+//! (the limiter through [`crate::limits::check_ip`], the call the estimate
+//! makes while its body arrives), so what is timed is what runs.
 //!
 //! Never in the shipped worker: without the feature the route does not
-//! exist (`tests/edge.rs` checks for the 404).
+//! exist (`tests/tests/edge.rs` checks for the 404).
 
 use js_sys::futures::JsFuture;
 use worker::{Context, Env, Response};

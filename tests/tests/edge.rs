@@ -598,22 +598,19 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         q.headers().get("allow").and_then(|v| v.to_str().ok()),
         Some("GET, POST")
     );
+    let post_pickup = |path: &str| {
+        api.http
+            .post(api.w.url(path))
+            .json(&json!({"pickup_location": {"latitude": 1.0, "longitude": 2.0}}))
+            .send()
+            .expect(path)
+    };
     // The bench build's probe (feature `probes`) is not in this worker.
-    let r = api
-        .http
-        .post(api.w.url("/__probe/price?n=1"))
-        .json(&json!({"pickup_location": {"latitude": 1.0, "longitude": 2.0}}))
-        .send()
-        .expect("post probe");
+    let r = post_pickup("/__probe/price?n=1");
     assert_eq!(r.status().as_u16(), 404);
     // POST /health reads a JSON body and says how long it was (the
     // benchmark's body-reading baseline), with the estimate's body rules.
-    let r = api
-        .http
-        .post(api.w.url("/health"))
-        .json(&json!({"pickup_location": {"latitude": 1.0, "longitude": 2.0}}))
-        .send()
-        .expect("post health");
+    let r = post_pickup("/health");
     assert_eq!(r.status().as_u16(), 200);
     let b: Value = r.json().expect("json");
     assert_eq!(

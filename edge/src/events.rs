@@ -92,14 +92,21 @@ async fn send_batch(env: Env, batch: Vec<String>) {
     }
 }
 
+/// Adds an event's JSON to the isolate's batch; says what is to be done
+/// with the batch ([`send_later`] does it). An event that does not encode
+/// is not added.
+pub fn gather(event: &EdgeEvent) -> Next<String> {
+    match serde_json::to_string(event) {
+        Ok(body) => PENDING.with(|p| p.borrow_mut().push(body, BATCH)),
+        Err(_) => Next::Wait,
+    }
+}
+
 /// Adds an event to the isolate's batch; the batch goes to the queue after
 /// the response (`waitUntil`), when full or after [`LINGER`]. A missing
 /// binding or a failed send is logged: a price check is demand, not money.
 pub fn send_later(env: &Env, ctx: &Context, event: &EdgeEvent) {
-    let Ok(body) = serde_json::to_string(event) else {
-        return;
-    };
-    match PENDING.with(|p| p.borrow_mut().push(body, BATCH)) {
+    match gather(event) {
         Next::Send(batch) => ctx.wait_until(send_batch(env.clone(), batch)),
         Next::StartTimer(batch) => {
             let env = env.clone();

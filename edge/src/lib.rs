@@ -16,7 +16,8 @@
 //! * [`config`], [`limits`], [`http`], [`error`]: settings, rate limits,
 //!   HTTP helpers and the one error type.
 //! * `probe` (feature `probes`, bench builds only): `POST /__probe/{step}`
-//!   times the estimate's steps inside workerd.
+//!   times the estimate's steps inside workerd, `POST /__upto/{stage}` is
+//!   the estimate cut short after a step, for load.
 //!
 //! The pricing itself is `shared`: this crate parses, calls the core, and
 //! writes. Every client error is a 4xx JSON body with a stable code.
@@ -132,6 +133,11 @@ async fn route(
         (["__probe", step], Method::Post) => {
             let step = (*step).to_owned();
             probe::run(req, env, ctx, settings, &step, now).await
+        }
+        #[cfg(feature = "probes")]
+        (["__upto", stage], Method::Post) => {
+            let stage = (*stage).to_owned();
+            probe::upto(req, env, ctx, settings, &stage, now).await
         }
         (["admin", "v1", "grids", region], Method::Put) => {
             let region = (*region).to_owned();

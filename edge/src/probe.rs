@@ -15,7 +15,15 @@
 //! (the limiter through [`crate::limits::check_ip`], the call the estimate
 //! makes while its body arrives), so what is timed is what runs.
 //!
-//! Never in the shipped worker: without the feature the route does not
+//! `POST /__upto/{stage}` is the estimate cut short, one per request, for
+//! load: it runs the estimate's steps in [`STAGES`] order up to `stage` and
+//! answers the body baseline's answer ([`crate::body_answer`]), except
+//! `answer`, which is the whole estimate. Loaded one after another
+//! (`scripts/probe-edge-load.sh`), the CPU per request of consecutive
+//! stages is each step's cost *under load*, which the warm and cold
+//! repetitions above only bound.
+//!
+//! Never in the shipped worker: without the feature the routes do not
 //! exist (`tests/tests/edge.rs` checks for the 404).
 
 use js_sys::futures::JsFuture;
@@ -45,6 +53,75 @@ pub const STEPS: [&str; 9] = [
     "answer",
     "baseline-answer",
 ];
+
+/// The estimate's stages, cumulative: `body` reads and checks the body as
+/// the baseline does (no limiter), `limit` adds the address limiter (waited
+/// with the body, as the estimate does), then the estimate's own steps.
+/// `event` adds the quote event to the isolate's batch as the report does,
+/// but never sends a batch (a full one is dropped): `report` less `event`
+/// is the sending, the queue's delivery and its consumer.
+pub const STAGES: [&str; 8] = [
+    "body", "limit", "parse", "inputs", "price", "event", "report", "answer",
+];
+
+/// `POST /__upto/{stage}`: [`crate::pricing::estimate`]'s steps, in its
+/// order, up to `stage`.
+pub async fn upto(
+    req: Incoming,
+    env: &Env,
+    ctx: &Context,
+    settings: &Settings,
+    stage: &str,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let Some(last) = STAGES.iter().position(|s| *s == stage) else {
+        return Err(ApiError::not_found(&http::path(&req)));
+    };
+    let through = |s: &str| {
+        STAGES
+            .iter()
+            .position(|x| *x == s)
+            .is_some_and(|i| i <= last)
+    };
+    let body = if through("limit") {
+        crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?
+    } else {
+        http::read_json_body(&req, MAX_BODY_BYTES).await?
+    };
+    if !through("parse") {
+        return crate::body_answer(body.len());
+    }
+    let ask = pricing::parse_estimate(&body)?;
+    let region = ask
+        .region
+        .clone()
+        .unwrap_or_else(|| settings.default_region.clone());
+    crate::limits::check_user(env, ask.user_id.as_deref()).await?;
+    if !through("inputs") {
+        return crate::body_answer(body.len());
+    }
+    let inputs = pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
+    if !through("price") {
+        return crate::body_answer(body.len());
+    }
+    let (quote, token) = pricing::price(env, settings, &inputs, &ask, &region, now)?;
+    if !through("event") {
+        return crate::body_answer(body.len());
+    }
+    if !through("report") {
+        drop(crate::events::gather(&shared::events::quote_event(
+            &quote.claims,
+            ask.pickup,
+            ask.user_id.as_deref(),
+        )));
+        return crate::body_answer(body.len());
+    }
+    pricing::report(env, ctx, &quote, &ask);
+    if !through("answer") {
+        return crate::body_answer(body.len());
+    }
+    pricing::answer(&quote, token)
+}
 
 /// `POST /__probe/{step}?n=N[&cold=1]`.
 pub async fn run(

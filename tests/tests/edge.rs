@@ -605,9 +605,10 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
             .send()
             .expect(path)
     };
-    // The bench build's probe (feature `probes`) is not in this worker.
-    let r = post_pickup("/__probe/price?n=1");
-    assert_eq!(r.status().as_u16(), 404);
+    // The bench build's probes (feature `probes`) are not in this worker.
+    for probe in ["/__probe/price?n=1", "/__upto/answer"] {
+        assert_eq!(post_pickup(probe).status().as_u16(), 404, "{probe}");
+    }
     // POST /health reads a JSON body and says how long it was (the
     // benchmark's body-reading baseline), with the estimate's body rules.
     let r = post_pickup("/health");

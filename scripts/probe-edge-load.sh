@@ -12,9 +12,10 @@
 # two. Here a bench build of the worker (feature `probes`, never shipped)
 # answers `POST /__upto/{stage}` with the estimate's own steps up to that
 # stage (edge/src/probe.rs): body (read and checked as the baseline does),
-# limit (the address limiter with it), parse, inputs, price, event, report, answer
+# limit (the address limiter with it), parse, inputs, price, event, report100, report, answer
 # (the whole estimate); `event` is the report's event added to the batch,
-# no batch ever sent. Each cycle loads every stage for the same seconds
+# no batch ever sent; `report100` is the report with the old messages of
+# 100 events instead of 64 KB (list it before `report`). Each cycle loads every stage for the same seconds
 # (wrk, 16 connections, the server on CPU 0), in an order rotating from
 # cycle to cycle, and reads workerd's CPU time (every thread,
 # /proc/<pid>/task/*/schedstat) over the round and its settling (the quote
@@ -33,7 +34,7 @@ source "$ROOT/scripts/edge-load.sh"
 EQ_BENCH_FEATURES=probes start_load_worker
 find_runtime_port /health '"status":"ok"'
 GROUP=$(ps -o pgid= "$PID" | tr -d ' ')
-read -r -a STAGES <<<"${3:-body limit parse inputs price event report answer}"
+read -r -a STAGES <<<"${3:-body limit parse inputs price event report100 report answer}"
 PATHS=()
 for s in "${STAGES[@]}"; do PATHS+=("/__upto/$s"); done
 PATHS+=(/health /api/v1/pricing/estimate)

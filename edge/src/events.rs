@@ -5,12 +5,15 @@
 //!
 //! Producers: every estimate adds a `quote` event to its isolate's batch,
 //! sent after the response (`waitUntil`) as **one message**, a JSON array,
-//! once it holds [`BATCH`] events or its first event is [`LINGER`] old
-//! ([`shared::events::Batcher`]: an older batch's timer does not send a
-//! newer batch half full): a price check never waits for the queue, and
-//! the queue stores, delivers (and bills) one message per hundred quotes. One call per quote halved
-//! the estimate's throughput in workerd; one message per quote in a
-//! batched call still made the queue and its consumer handle each quote.
+//! once it is full ([`MESSAGE`]: 64 KB, about 190 quote events) or its
+//! first event is [`LINGER`] old ([`shared::events::Batcher`]: an older
+//! batch's timer does not send a newer batch half full): a price check
+//! never waits for the queue, and the queue stores, delivers and bills one
+//! message per ~190 quotes (Queues bill an operation per 64 KB written,
+//! read or deleted, so a 64 KB message costs what the 35 KB one of 100
+//! events did). One call per quote halved the estimate's throughput in
+//! workerd; one message per quote in a batched call still made the queue
+//! and its consumer handle each quote.
 //! An isolate evicted while a batch lingers loses at most that second of
 //! price checks: demand signals, not money. The ledger object sends booking
 //! events from its outbox ([`crate::ledger`]), one message each, never
@@ -34,7 +37,7 @@
 
 use serde_json::value::RawValue;
 use shared::api::{EdgeEvent, EdgeEventsReport, MAX_EDGE_EVENTS};
-use shared::events::{Batcher, Next};
+use shared::events::{BatchLimits, Batcher, Next};
 use std::cell::RefCell;
 
 use wasm_bindgen::JsValue;
@@ -45,9 +48,13 @@ use worker::{
 
 use crate::config::Settings;
 
-/// Most quote events in one queue message (about 35 KB of JSON; a message
-/// may hold 128 KB).
-pub const BATCH: usize = 100;
+/// A queue message of quote events: at most 64 KB of JSON (the queue bills
+/// by 64 KB; a message may hold 128 KB), about 190 quote events, and never
+/// more events than one post to the origin takes.
+pub const MESSAGE: BatchLimits = BatchLimits {
+    events: MAX_EDGE_EVENTS,
+    bytes: 64_000,
+};
 
 /// How long an isolate's first pending event waits for company.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(1_000);
@@ -92,31 +99,44 @@ async fn send_batch(env: Env, batch: Vec<String>) {
     }
 }
 
-/// Adds an event's JSON to the isolate's batch; says what is to be done
-/// with the batch ([`send_later`] does it). An event that does not encode
-/// is not added.
-pub fn gather(event: &EdgeEvent) -> Next<String> {
+/// Adds an event's JSON to the isolate's batch, which closes at `limits`;
+/// says what is to be done with the batch ([`send_within`] does it). An
+/// event that does not encode is not added.
+pub fn gather(event: &EdgeEvent, limits: BatchLimits) -> Next<String> {
     match serde_json::to_string(event) {
-        Ok(body) => PENDING.with(|p| p.borrow_mut().push(body, BATCH)),
-        Err(_) => Next::Wait,
+        Ok(body) => {
+            let size = body.len();
+            PENDING.with(|p| p.borrow_mut().push(body, size, limits))
+        }
+        Err(_) => Next {
+            send: Vec::new(),
+            start_timer: None,
+        },
     }
 }
 
 /// Adds an event to the isolate's batch; the batch goes to the queue after
-/// the response (`waitUntil`), when full or after [`LINGER`]. A missing
-/// binding or a failed send is logged: a price check is demand, not money.
+/// the response (`waitUntil`), when full ([`MESSAGE`]) or after [`LINGER`].
+/// A missing binding or a failed send is logged: a price check is demand,
+/// not money.
 pub fn send_later(env: &Env, ctx: &Context, event: &EdgeEvent) {
-    match gather(event) {
-        Next::Send(batch) => ctx.wait_until(send_batch(env.clone(), batch)),
-        Next::StartTimer(batch) => {
-            let env = env.clone();
-            ctx.wait_until(async move {
-                worker::Delay::from(LINGER).await;
-                let events = PENDING.with(|p| p.borrow_mut().timer_fired(batch));
-                send_batch(env, events).await;
-            });
-        }
-        Next::Wait => {}
+    send_within(env, ctx, event, MESSAGE);
+}
+
+/// [`send_later`] with messages closing at `limits` (bench builds compare
+/// message sizes with it).
+pub fn send_within(env: &Env, ctx: &Context, event: &EdgeEvent, limits: BatchLimits) {
+    let next = gather(event, limits);
+    for batch in next.send {
+        ctx.wait_until(send_batch(env.clone(), batch));
+    }
+    if let Some(batch) = next.start_timer {
+        let env = env.clone();
+        ctx.wait_until(async move {
+            worker::Delay::from(LINGER).await;
+            let events = PENDING.with(|p| p.borrow_mut().timer_fired(batch));
+            send_batch(env, events).await;
+        });
     }
 }
 

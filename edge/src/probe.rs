@@ -59,10 +59,27 @@ pub const STEPS: [&str; 9] = [
 /// with the body, as the estimate does), then the estimate's own steps.
 /// `event` adds the quote event to the isolate's batch as the report does,
 /// but never sends a batch (a full one is dropped): `report` less `event`
-/// is the sending, the queue's delivery and its consumer.
-pub const STAGES: [&str; 8] = [
-    "body", "limit", "parse", "inputs", "price", "event", "report", "answer",
+/// is the sending, the queue's delivery and its consumer. `report100` is
+/// the report with messages of 100 events ([`BATCH_OF_100`], the limit
+/// before messages of 64 KB): `report` less `report100` is what the larger
+/// messages change.
+pub const STAGES: [&str; 9] = [
+    "body",
+    "limit",
+    "parse",
+    "inputs",
+    "price",
+    "event",
+    "report100",
+    "report",
+    "answer",
 ];
+
+/// Messages of 100 quote events, whatever their size.
+pub const BATCH_OF_100: shared::events::BatchLimits = shared::events::BatchLimits {
+    events: 100,
+    bytes: usize::MAX,
+};
 
 /// `POST /__upto/{stage}`: [`crate::pricing::estimate`]'s steps, in its
 /// order, up to `stage`.
@@ -105,16 +122,18 @@ pub async fn upto(
         return crate::body_answer(body.len());
     }
     let (quote, token) = pricing::price(env, settings, &inputs, &ask, &region, now)?;
-    if !through("event") {
-        return crate::body_answer(body.len());
-    }
-    if !through("report") {
-        drop(crate::events::gather(&shared::events::quote_event(
-            &quote.claims,
-            ask.pickup,
-            ask.user_id.as_deref(),
-        )));
-        return crate::body_answer(body.len());
+    let event = || shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref());
+    match stage {
+        "price" => return crate::body_answer(body.len()),
+        "event" => {
+            drop(crate::events::gather(&event(), crate::events::MESSAGE));
+            return crate::body_answer(body.len());
+        }
+        "report100" => {
+            crate::events::send_within(env, ctx, &event(), BATCH_OF_100);
+            return crate::body_answer(body.len());
+        }
+        _ => {}
     }
     pricing::report(env, ctx, &quote, &ask);
     if !through("answer") {

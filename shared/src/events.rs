@@ -126,14 +126,29 @@ pub fn rider_key(user_id: &str) -> String {
     format!("{:016x}", key_of(user_id))
 }
 
+/// When a batch of events goes: once it holds `events` events, or before
+/// its JSON array (`[e1,e2,...]`) would pass `bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most events in one batch (at least 1).
+    pub events: usize,
+    /// Most bytes of one batch's JSON array; an event that fills a batch by
+    /// itself goes alone.
+    pub bytes: usize,
+}
+
 /// An isolate's batch of events on their way to the queue. A batch goes as
-/// one message when it holds `max` events, or when its own timer fires
-/// (started by its first event): a timer whose batch has already gone does
-/// nothing, so a busy isolate sends full batches rather than whatever has
-/// gathered when an older batch's timer fires.
+/// one message when it is full ([`BatchLimits`]: the event that would
+/// overfill it starts the next one), or when its own timer fires (started
+/// by its first event): a timer whose batch has already gone does nothing,
+/// so a busy isolate sends full batches rather than whatever has gathered
+/// when an older batch's timer fires.
 #[derive(Debug)]
 pub struct Batcher<T> {
     pending: Vec<T>,
+    /// The pending events' JSON bytes plus one separator each: the array's
+    /// length less its closing bracket.
+    bytes: usize,
     /// The number of the batch gathering now.
     batch: u64,
 }
@@ -142,34 +157,42 @@ impl<T> Default for Batcher<T> {
     fn default() -> Self {
         Self {
             pending: Vec::new(),
+            bytes: 0,
             batch: 0,
         }
     }
 }
 
-/// What the shell does after [`Batcher::push`].
+/// What the shell does after [`Batcher::push`]: send batches, start the
+/// new batch's timer, both or neither.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next<T> {
-    /// Send this full batch now.
-    Send(Vec<T>),
-    /// The batch's first event: start its timer, and call
+pub struct Next<T> {
+    /// Full batches to send now, in order: none, or the one the event
+    /// completed, or the one it would have overfilled (and then, if the
+    /// event fills a batch by itself, the event alone).
+    pub send: Vec<Vec<T>>,
+    /// The gathering batch's first event came: start its timer, and call
     /// [`Batcher::timer_fired`] with this number when it fires.
-    StartTimer(u64),
-    /// Nothing yet.
-    Wait,
+    pub start_timer: Option<u64>,
 }
 
 impl<T> Batcher<T> {
-    /// Adds an event to the gathering batch.
-    pub fn push(&mut self, event: T, max: usize) -> Next<T> {
-        self.pending.push(event);
-        if self.pending.len() >= max {
-            Next::Send(self.take())
-        } else if self.pending.len() == 1 {
-            Next::StartTimer(self.batch)
-        } else {
-            Next::Wait
+    /// Adds an event whose JSON is `size` bytes to the gathering batch.
+    pub fn push(&mut self, event: T, size: usize, limits: BatchLimits) -> Next<T> {
+        let mut send = Vec::new();
+        // `[` or `,` before each event, `]` after the last.
+        if !self.pending.is_empty() && self.bytes + size + 2 > limits.bytes {
+            send.push(self.take());
         }
+        self.pending.push(event);
+        self.bytes += size + 1;
+        let start_timer = if self.pending.len() >= limits.events || self.bytes + 1 >= limits.bytes {
+            send.push(self.take());
+            None
+        } else {
+            (self.pending.len() == 1).then_some(self.batch)
+        };
+        Next { send, start_timer }
     }
 
     /// The timer of batch `batch` fired: that batch's events if it has not
@@ -184,6 +207,7 @@ impl<T> Batcher<T> {
 
     fn take(&mut self) -> Vec<T> {
         self.batch += 1;
+        self.bytes = 0;
         std::mem::take(&mut self.pending)
     }
 }
@@ -213,23 +237,61 @@ pub fn posts(events_per_message: &[usize], max: usize) -> Vec<std::ops::Range<us
 mod tests {
     use super::*;
 
+    /// Limits that never bind on bytes.
+    const THREE: BatchLimits = BatchLimits {
+        events: 3,
+        bytes: usize::MAX,
+    };
+
+    fn sent<T>(send: Vec<Vec<T>>, timer: Option<u64>) -> Next<T> {
+        Next {
+            send,
+            start_timer: timer,
+        }
+    }
+
     #[test]
     fn a_batch_goes_when_full_or_when_its_own_timer_fires() {
         let mut b = Batcher::default();
-        assert_eq!(b.push(1, 3), Next::StartTimer(0));
-        assert_eq!(b.push(2, 3), Next::Wait);
-        assert_eq!(b.push(3, 3), Next::Send(vec![1, 2, 3]));
+        assert_eq!(b.push(1, 1, THREE), sent(vec![], Some(0)));
+        assert_eq!(b.push(2, 1, THREE), sent(vec![], None));
+        assert_eq!(b.push(3, 1, THREE), sent(vec![vec![1, 2, 3]], None));
         // The next batch has its own timer.
-        assert_eq!(b.push(4, 3), Next::StartTimer(1));
+        assert_eq!(b.push(4, 1, THREE), sent(vec![], Some(1)));
         // The first batch's timer fires late: it has gone, and the second
         // batch keeps gathering for its own timer.
         assert!(b.timer_fired(0).is_empty());
-        assert_eq!(b.push(5, 3), Next::Wait);
+        assert_eq!(b.push(5, 1, THREE), sent(vec![], None));
         assert_eq!(b.timer_fired(1), vec![4, 5]);
         // A timer fires once per batch; the next event starts a new one.
         assert!(b.timer_fired(1).is_empty());
-        assert_eq!(b.push(6, 3), Next::StartTimer(2));
+        assert_eq!(b.push(6, 1, THREE), sent(vec![], Some(2)));
         assert_eq!(b.timer_fired(2), vec![6]);
+    }
+
+    #[test]
+    fn a_batch_goes_before_its_json_would_pass_the_byte_limit() {
+        // `[aaaa,bbbb]` is 11 bytes.
+        let limits = BatchLimits {
+            events: 100,
+            bytes: 11,
+        };
+        let mut b = Batcher::default();
+        assert_eq!(b.push('a', 4, limits), sent(vec![], Some(0)));
+        // Exactly full: it goes with this event.
+        assert_eq!(b.push('b', 4, limits), sent(vec![vec!['a', 'b']], None));
+        assert_eq!(b.push('c', 4, limits), sent(vec![], Some(1)));
+        // `[cccc,ddddd]` would be 12: `c` goes, `d` starts the next batch
+        // (with its own timer).
+        assert_eq!(b.push('d', 5, limits), sent(vec![vec!['c']], Some(2)));
+        // An event too large for any batch: the gathering one goes, then
+        // the event alone.
+        assert_eq!(
+            b.push('e', 20, limits),
+            sent(vec![vec!['d'], vec!['e']], None)
+        );
+        assert_eq!(b.push('f', 9, limits), sent(vec![vec!['f']], None));
+        assert!(b.timer_fired(3).is_empty());
     }
 
     #[test]

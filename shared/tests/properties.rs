@@ -312,6 +312,47 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Whatever the events' sizes and the limits, the batches a Batcher
+    /// sends, then its last one (by its timer), are every event once, in
+    /// order; each within the limits unless it is one event too large for
+    /// any batch; each sent only when the next event would not have fitted.
+    #[test]
+    fn batches_keep_every_event_in_order_within_their_limits(
+        sizes in proptest::collection::vec(0usize..120, 0..300),
+        events in 1usize..20,
+        bytes in 2usize..400,
+    ) {
+        use shared::events::{BatchLimits, Batcher};
+        let limits = BatchLimits { events, bytes };
+        let json = |batch: &[usize]| batch.iter().map(|&i| sizes[i] + 1).sum::<usize>() + 1;
+        let mut b = Batcher::default();
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        let mut timers = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let next = b.push(i, size, limits);
+            for batch in next.send {
+                prop_assert!(!batch.is_empty());
+                prop_assert!(batch.len() <= events);
+                prop_assert!(json(&batch) <= bytes || batch.len() == 1, "{batch:?}");
+                // Sent early only because the next event would not fit.
+                let last = *batch.last().expect("non-empty");
+                if batch.len() < events && json(&batch) < bytes && last + 1 < sizes.len() {
+                    prop_assert!(json(&batch) + sizes[last + 1] + 1 > bytes);
+                }
+                out.push(batch);
+            }
+            timers.extend(next.start_timer);
+        }
+        // Only the newest timer finds its batch still gathering.
+        let tail: Vec<Vec<usize>> = timers.iter().map(|&t| b.timer_fired(t)).filter(|v| !v.is_empty()).collect();
+        prop_assert!(tail.len() <= 1);
+        out.extend(tail);
+        let flat: Vec<usize> = out.into_iter().flatten().collect();
+        prop_assert_eq!(flat, (0..sizes.len()).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn zero_supply_is_never_cheaper_than_one_driver_under_a_low_cap() {
     // The case proptest found: zone max 1.0, demand 19.

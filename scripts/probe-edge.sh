@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What each step of an estimate costs inside workerd, against what the whole
 # estimate costs under load, in one run.
-# Usage: scripts/probe-edge.sh [repetitions per call, default 20000] [rounds, default 5]
+# Usage: scripts/probe-edge.sh [repetitions per call, default 20000] [rounds, default 5] [steps]
+#   steps: a space-separated subset of edge/src/probe.rs's STEPS (default:
+#   the estimate's and the baseline's; `report100` is the report with the
+#   old messages of 100 events); the summed comparison needs the default.
 #   (cold calls repeat a tenth as often; far below the default, workerd's
 #   background CPU in each 2.5 s settling window outweighs the steps)
 #
@@ -33,7 +36,7 @@ source "$ROOT/scripts/edge-load.sh"
 EQ_BENCH_FEATURES=probes start_load_worker
 find_runtime_port /health '"status":"ok"'
 GROUP=$(ps -o pgid= "$PID" | tr -d ' ')
-STEPS=(limit await parse inputs price report answer baseline-answer)
+read -r -a STEPS <<<"${3:-limit await parse inputs price report answer baseline-answer}"
 
 # Nanoseconds of CPU run by every workerd thread of the worker.
 workerd_ns() {
@@ -110,8 +113,9 @@ for r in $(seq 1 "$ROUNDS"); do
   note "$line (us, warm/cold)"
 done
 
-python3 - "$ROWS" <<'PY'
+python3 - "$ROWS" "${STEPS[@]}" <<'PY'
 import statistics as st, sys
+steps = sys.argv[2:]
 rows = {}
 for line in open(sys.argv[1]):
     r, k, v = line.split()
@@ -120,21 +124,23 @@ med = {k: st.median(v) for k, v in rows.items()}
 def show(k):
     v = sorted(rows[k])
     return f"{med[k]:7.2f} ({v[0]:.2f}-{v[-1]:.2f})"
-steps = ["limit", "await", "parse", "inputs", "price", "report", "answer", "baseline-answer"]
-print(f"\nmedians of {len(rows['warm:price'])} rounds, workerd CPU per call in us (range):")
+print(f"\nmedians of {len(rows['warm:' + steps[0]])} rounds, workerd CPU per call in us (range):")
 print(f"  {'step':16} {'warm':>22} {'cold':>22}")
 for k in steps:
     print(f"  {k:16} {show('warm:' + k):>22} {show('cold:' + k):>22}")
+body, est = med["load:/health"], med["load:/api/v1/pricing/estimate"]
+print(f"\nunder load, workerd CPU per request: body {body:.0f} us, estimate {est:.0f} us, difference {est - body:.0f} us")
+print(f"0.95 of the body's throughput allows {body * (1 / 0.95 - 1):.1f} us beyond it")
+print(f"estimate/body from the CPU per request under load:     {body / est:.3f}")
+needed = ["limit", "await", "parse", "inputs", "price", "report", "answer", "baseline-answer"]
+if not all(f"warm:{k}" in med for k in needed):
+    sys.exit(0)
 # The estimate waits for its limiter together with its body (one await, as
 # the baseline's body read): its limit costs it the call less the await.
 def extra(mode):
     m = lambda k: med[f"{mode}:{k}"]
     return (m("limit") - m("await")) + m("parse") + m("inputs") + m("price") \
         + m("report") + (m("answer") - m("baseline-answer"))
-body, est = med["load:/health"], med["load:/api/v1/pricing/estimate"]
-print(f"\nthe estimate's steps beyond the baseline's, summed: warm {extra('warm'):.1f} us, cold {extra('cold'):.1f} us")
-print(f"under load, workerd CPU per request: body {body:.0f} us, estimate {est:.0f} us, difference {est - body:.0f} us")
-print(f"0.95 of the body's throughput allows {body * (1 / 0.95 - 1):.1f} us beyond it")
+print(f"the estimate's steps beyond the baseline's, summed: warm {extra('warm'):.1f} us, cold {extra('cold'):.1f} us")
 print(f"estimate/body if the estimate cost its warm steps only: {body / (body + extra('warm')):.3f}")
-print(f"estimate/body from the CPU per request under load:     {body / est:.3f}")
 PY

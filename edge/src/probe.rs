@@ -41,14 +41,16 @@ pub const EVICT_BYTES: usize = 16 << 20;
 
 /// The steps: `nothing` (a cold run's zero), then the estimate's in the
 /// order it runs them; `await` and `baseline-answer` are what the body
-/// baseline (`POST /health`) pays instead.
-pub const STEPS: [&str; 9] = [
+/// baseline (`POST /health`) pays instead; `report100` is the report with
+/// messages of 100 events ([`BATCH_OF_100`]).
+pub const STEPS: [&str; 10] = [
     "nothing",
     "limit",
     "await",
     "parse",
     "inputs",
     "price",
+    "report100",
     "report",
     "answer",
     "baseline-answer",
@@ -190,6 +192,13 @@ pub async fn run(
             }
             "price" => drop(pricing::price(env, settings, &inputs, &ask, &region, now)?),
             "report" => pricing::report(env, ctx, &quote, &ask),
+            // The report with messages of 100 events (before 64 KB ones).
+            "report100" => crate::events::send_within(
+                env,
+                ctx,
+                &shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref()),
+                BATCH_OF_100,
+            ),
             // Made into the runtime's response, as the fetch handler's
             // return does.
             "answer" => drop(web_response(pricing::answer(&quote, token.clone())?)),

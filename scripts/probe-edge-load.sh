@@ -12,10 +12,13 @@
 # two. Here a bench build of the worker (feature `probes`, never shipped)
 # answers `POST /__upto/{stage}` with the estimate's own steps up to that
 # stage (edge/src/probe.rs): body (read and checked as the baseline does),
-# limit (the address limiter with it), parse, inputs, price, event, report100, report, answer
-# (the whole estimate); `event` is the report's event added to the batch,
-# no batch ever sent; `report100` is the report with the old messages of
-# 100 events instead of 64 KB (list it before `report`). Each cycle loads every stage for the same seconds
+# limit (the address limiter with it), parse (and the user limiter, which
+# the benchmark's body, naming no user, skips), inputs, price, event,
+# report100, report, answer (the whole estimate). `event` encodes the
+# report's event and adds it to a batcher of its own, never sent;
+# `report100` is the report with the old messages of 100 events instead
+# of 64 KB (list it before `report`). Each cycle loads every stage for the
+# same seconds
 # (wrk, 16 connections, the server on CPU 0), in an order rotating from
 # cycle to cycle, and reads workerd's CPU time (every thread,
 # /proc/<pid>/task/*/schedstat) over the round and its settling (the quote
@@ -117,9 +120,10 @@ for s in stages:
 for p in ("/health", "/api/v1/pricing/estimate"):
     print(f"  {p:13} {fmt(med(lambda d: d[p][0]))}")
 e = med(lambda d: d["/api/v1/pricing/estimate"][0] - d["/health"][0])
-u = med(lambda d: d["/__upto/answer"][0] - d["/__upto/body"][0])
+first, last = f"/__upto/{stages[0]}", f"/__upto/{stages[-1]}"
+u = med(lambda d: d[last][0] - d[first][0])
 print(f"\nestimate - body (the real handlers): {fmt(e)} us")
-print(f"upto/answer - upto/body (the stages): {fmt(u)} us")
+print(f"upto/{stages[-1]} - upto/{stages[0]} (the stages): {fmt(u)} us")
 print(f"0.95 of the body's throughput allows {med(lambda d: d['/health'][0])[0] * (1 / 0.95 - 1):.1f} us beyond it")
 r = med(lambda d: d["/api/v1/pricing/estimate"][1] / d["/health"][1])
 print(f"throughput estimate/body @runtime: {r[0]:.3f} ({r[1]:.3f} to {r[2]:.3f})")

@@ -56,14 +56,16 @@ pub const STEPS: [&str; 10] = [
     "baseline-answer",
 ];
 
-/// The estimate's stages, cumulative: `body` reads and checks the body as
-/// the baseline does (no limiter), `limit` adds the address limiter (waited
-/// with the body, as the estimate does), then the estimate's own steps.
-/// `event` adds the quote event to the isolate's batch as the report does,
-/// but never sends a batch (a full one is dropped): `report` less `event`
-/// is the sending, the queue's delivery and its consumer. `report100` is
-/// the report with messages of 100 events ([`BATCH_OF_100`], the limit
-/// before messages of 64 KB): `report` less `report100` is what the larger
+/// The estimate's stages, each the one before plus a step: `body` reads
+/// and checks the body as the baseline does (no limiter), `limit` adds the
+/// address limiter (waited with the body, as the estimate does), `parse`
+/// the parse and the user limiter (skipped without a user id), then the
+/// estimate's own steps. `event`, `report100` and `report` are alternatives
+/// after `price`: `event` encodes the quote event and adds it to a batcher
+/// of its own, never sent; `report100` is the report with messages of 100
+/// events ([`BATCH_OF_100`], the limit before messages of 64 KB); `report`
+/// is the estimate's. So `report` less `event` is the sending, the queue's
+/// delivery and its consumer, and `report` less `report100` what the larger
 /// messages change.
 pub const STAGES: [&str; 9] = [
     "body",
@@ -76,6 +78,12 @@ pub const STAGES: [&str; 9] = [
     "report",
     "answer",
 ];
+
+thread_local! {
+    /// The `event` stage's batches, never sent.
+    static EVENT_STAGE: std::cell::RefCell<shared::events::Batcher<String>> =
+        std::cell::RefCell::new(shared::events::Batcher::default());
+}
 
 /// Messages of 100 quote events, whatever their size.
 pub const BATCH_OF_100: shared::events::BatchLimits = shared::events::BatchLimits {
@@ -128,7 +136,15 @@ pub async fn upto(
     match stage {
         "price" => return crate::body_answer(body.len()),
         "event" => {
-            drop(crate::events::gather(&event(), crate::events::MESSAGE));
+            // A batcher of its own, so no batch it drops is left without a
+            // timer in the isolate's real one.
+            EVENT_STAGE.with(|b| {
+                drop(crate::events::add(
+                    &mut b.borrow_mut(),
+                    &event(),
+                    crate::events::MESSAGE,
+                ))
+            });
             return crate::body_answer(body.len());
         }
         "report100" => {

@@ -313,41 +313,63 @@ proptest! {
 }
 
 proptest! {
-    /// Whatever the events' sizes and the limits, the batches a Batcher
-    /// sends, then its last one (by its timer), are every event once, in
-    /// order; each within the limits unless it is one event too large for
-    /// any batch; each sent only when the next event would not have fitted.
+    /// Whatever the events' sizes, the limits and when timers fire, the
+    /// batches a Batcher sends (when full, or by their timers) are every
+    /// event once, in order; each within the limits unless it is one event
+    /// too large for any batch; each sent when full only if the next event
+    /// would not have fitted; each batch starts one timer, and only the
+    /// gathering batch's timer sends anything: that batch, from the event
+    /// that started it.
     #[test]
     fn batches_keep_every_event_in_order_within_their_limits(
-        sizes in proptest::collection::vec(0usize..120, 0..300),
+        pushes in proptest::collection::vec((0usize..120, proptest::bool::weighted(0.1)), 0..300),
         events in 1usize..20,
         bytes in 2usize..400,
     ) {
         use shared::events::{BatchLimits, Batcher};
         let limits = BatchLimits { events, bytes };
+        let sizes: Vec<usize> = pushes.iter().map(|p| p.0).collect();
         let json = |batch: &[usize]| batch.iter().map(|&i| sizes[i] + 1).sum::<usize>() + 1;
         let mut b = Batcher::default();
         let mut out: Vec<Vec<usize>> = Vec::new();
-        let mut timers = Vec::new();
-        for (i, &size) in sizes.iter().enumerate() {
+        // (timer, the event that started it), oldest first, not yet fired.
+        let mut timers: Vec<(u64, usize)> = Vec::new();
+        let mut newest: Option<u64> = None;
+        let fire = |b: &mut Batcher<usize>, (t, first): (u64, usize), newest: Option<u64>, out: &mut Vec<Vec<usize>>| -> Result<(), TestCaseError> {
+            let got = b.timer_fired(t);
+            if !got.is_empty() {
+                prop_assert_eq!(Some(t), newest, "a stale timer sent {:?}", got);
+                prop_assert_eq!(got[0], first);
+                out.push(got);
+            }
+            Ok(())
+        };
+        for (i, &(size, fire_oldest)) in pushes.iter().enumerate() {
             let next = b.push(i, size, limits);
             for batch in next.send {
                 prop_assert!(!batch.is_empty());
                 prop_assert!(batch.len() <= events);
-                prop_assert!(json(&batch) <= bytes || batch.len() == 1, "{batch:?}");
-                // Sent early only because the next event would not fit.
+                prop_assert!(json(&batch) <= bytes || batch.len() == 1, "{:?}", batch);
+                // Sent before full only because the next event would not fit.
                 let last = *batch.last().expect("non-empty");
                 if batch.len() < events && json(&batch) < bytes && last + 1 < sizes.len() {
                     prop_assert!(json(&batch) + sizes[last + 1] + 1 > bytes);
                 }
                 out.push(batch);
             }
-            timers.extend(next.start_timer);
+            if let Some(t) = next.start_timer {
+                prop_assert!(newest.is_none_or(|n| t > n), "timer {} again", t);
+                newest = Some(t);
+                timers.push((t, i));
+            }
+            if fire_oldest && !timers.is_empty() {
+                let oldest = timers.remove(0);
+                fire(&mut b, oldest, newest, &mut out)?;
+            }
         }
-        // Only the newest timer finds its batch still gathering.
-        let tail: Vec<Vec<usize>> = timers.iter().map(|&t| b.timer_fired(t)).filter(|v| !v.is_empty()).collect();
-        prop_assert!(tail.len() <= 1);
-        out.extend(tail);
+        for t in timers {
+            fire(&mut b, t, newest, &mut out)?;
+        }
         let flat: Vec<usize> = out.into_iter().flatten().collect();
         prop_assert_eq!(flat, (0..sizes.len()).collect::<Vec<_>>());
     }

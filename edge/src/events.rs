@@ -5,13 +5,13 @@
 //!
 //! Producers: every estimate adds a `quote` event to its isolate's batch,
 //! sent after the response (`waitUntil`) as **one message**, a JSON array,
-//! once it is full ([`MESSAGE`]: 64 KB, about 200 quote events) or its
+//! once it is full ([`MESSAGE`]: 64 KB, 250–280 quote events) or its
 //! first event is [`LINGER`] old ([`shared::events::Batcher`]: an older
 //! batch's timer does not send a newer batch half full): a price check
 //! never waits for the queue, and the queue stores, delivers and bills one
-//! message per ~200 quotes (Queues bill an operation per 64 KB written,
-//! read or deleted, so a 64 KB message costs what the ~31 KB one of 100
-//! events did). One call per quote halved the estimate's throughput in
+//! message per ~250 quotes (Queues bill an operation per 64 KB written,
+//! read or deleted, so a full 64 KB message costs what one of 100 events
+//! did). One call per quote halved the estimate's throughput in
 //! workerd; one message per quote in a batched call still made the queue
 //! and its consumer handle each quote.
 //! An isolate evicted while a batch lingers loses at most that second of
@@ -49,9 +49,9 @@ use worker::{
 use crate::config::Settings;
 
 /// A queue message of quote events: at most 64 KB of JSON (the queue bills
-/// by 64 KB; a message may hold 128 KB), about 200 quote events of ~310
-/// bytes (fewer with rider keys or experiment arms), and never more events
-/// than one post to the origin takes.
+/// by 64 KB; a message may hold 128 KB): 250–280 quote events of 230–257
+/// bytes (fewer with experiment arms), and never more events than one
+/// post to the origin takes.
 pub const MESSAGE: BatchLimits = BatchLimits {
     events: MAX_EDGE_EVENTS,
     bytes: 64_000,

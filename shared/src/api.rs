@@ -889,7 +889,9 @@ pub const MAX_EDGE_EVENTS: usize = 1_000;
 
 /// Something that happened at the edge, sent to the origin through the
 /// edge's queue (`POST /v1/edge-events`). Delivered at least once: the
-/// origin counts each `id` once.
+/// origin counts each `id` once. Absent optional fields are left out of
+/// the JSON, not sent as `null` (both read as absent): a quote event is
+/// ~230 bytes instead of ~310, and a queue message holds that many more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -911,26 +913,26 @@ pub struct EdgeEvent {
     pub timestamp: u64,
     /// Quotes: an opaque key of the rider (a hash of the user id; absent
     /// for anonymous quotes), so repeated price checks count once.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rider: Option<String>,
     /// Bookings: the booking.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_id: Option<String>,
     /// The quote.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_id: Option<String>,
     /// The multiplier quoted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiplier: Option<f64>,
     /// Completed: the final fare; cancelled: the fee (minor units).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fare_minor: Option<u64>,
     /// ISO 4217 code of `fare_minor`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// Started, completed, cancelled after start: ms from confirmation to
     /// pickup.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
     /// The experiment arm the quote was priced in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

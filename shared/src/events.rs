@@ -368,6 +368,17 @@ mod tests {
     }
 
     #[test]
+    fn an_event_leaves_out_its_absent_fields_and_reads_back_the_same() {
+        for user in [None, Some("rider-7")] {
+            let e = quote_event(&claims("q_1"), pickup(), user);
+            let json = serde_json::to_string(&e).expect("encode");
+            assert!(!json.contains("null"), "{json}");
+            let back: EdgeEvent = serde_json::from_str(&json).expect("decode");
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
     fn a_quote_is_demand_at_its_pickup_once_per_rider() {
         let e = quote_event(&claims("q_1"), pickup(), Some("rider-7"));
         assert_eq!(e.kind, EdgeEventKind::Quote);

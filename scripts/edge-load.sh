@@ -181,6 +181,18 @@ find_runtime_port() {
   [ -n "$RUNTIME" ] || { echo "could not find the runtime's entry socket behind :$PORT" >&2; return 1; }
 }
 
+# Nanoseconds of CPU run by every workerd thread of the worker (schedstat:
+# finer than the ticks below).
+workerd_ns() {
+  local total=0 pid task
+  for pid in $(pgrep -g "$(ps -o pgid= "$PID" | tr -d ' ')" workerd); do
+    for task in /proc/"$pid"/task/*/schedstat; do
+      total=$((total + $(cut -d' ' -f1 "$task" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+
 # CPU ticks (user + system) of every workerd process of the worker.
 workerd_ticks() {
   local total=0 pid

@@ -36,22 +36,10 @@ SETTLE=2.5
 source "$ROOT/scripts/edge-load.sh"
 EQ_BENCH_FEATURES=probes start_load_worker
 find_runtime_port /health '"status":"ok"'
-GROUP=$(ps -o pgid= "$PID" | tr -d ' ')
 read -r -a STAGES <<<"${3:-body limit parse inputs price event report100 report answer}"
 PATHS=()
 for s in "${STAGES[@]}"; do PATHS+=("/__upto/$s"); done
 PATHS+=(/health /api/v1/pricing/estimate)
-
-# Nanoseconds of CPU run by every workerd thread of the worker.
-workerd_ns() {
-  local total=0 pid task
-  for pid in $(pgrep -g "$GROUP" workerd); do
-    for task in /proc/"$pid"/task/*/schedstat; do
-      total=$((total + $(cut -d' ' -f1 "$task" 2>/dev/null || echo 0)))
-    done
-  done
-  echo "$total"
-}
 
 # "<CPU ns per request> <requests per second>" of one round on <path>.
 load_round() {

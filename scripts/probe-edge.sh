@@ -35,19 +35,7 @@ SETTLE=2.5
 source "$ROOT/scripts/edge-load.sh"
 EQ_BENCH_FEATURES=probes start_load_worker
 find_runtime_port /health '"status":"ok"'
-GROUP=$(ps -o pgid= "$PID" | tr -d ' ')
 read -r -a STEPS <<<"${3:-limit await parse inputs price report answer baseline-answer}"
-
-# Nanoseconds of CPU run by every workerd thread of the worker.
-workerd_ns() {
-  local total=0 pid task
-  for pid in $(pgrep -g "$GROUP" workerd); do
-    for task in /proc/"$pid"/task/*/schedstat; do
-      total=$((total + $(cut -d' ' -f1 "$task" 2>/dev/null || echo 0)))
-    done
-  done
-  echo "$total"
-}
 
 # CPU ns of one probe call (and what it left to settle):
 # probe_ns <step> <n> [cold: 0 or 1]

@@ -1,6 +1,6 @@
 # Sourced by bench-edge.sh, profile-edge.sh, probe-edge.sh and
-# probe-edge-load.sh (soak.sh uses only write_estimate_lua): starts the worker under
-# `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
+# probe-edge-load.sh (soak.sh uses only write_estimate_lua): starts the
+# worker under `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
 #   PORT, PID (wrangler's process group), STATE (temp dir), LUA (a wrk script
 #   posting the benchmark estimate), LOAD_CPU (prefix pinning wrk).
 # Usage: start_load_worker [extra wrangler dev arguments...]

@@ -100,14 +100,9 @@ async fn send_batch(env: Env, batch: Vec<String>) {
     }
 }
 
-/// Adds an event's JSON to the isolate's batch, which closes at `limits`;
-/// says what is to be done with the batch ([`send_within`] does it). An
-/// event that does not encode is not added.
-pub fn gather(event: &EdgeEvent, limits: BatchLimits) -> Next<String> {
-    PENDING.with(|p| add(&mut p.borrow_mut(), event, limits))
-}
-
-/// Adds an event's JSON to `batcher` (nothing when it does not encode).
+/// Adds an event's JSON to `batcher`, which closes at `limits`; says what
+/// is to be done with the batch ([`send_within`] does it). An event that
+/// does not encode is not added.
 pub fn add(batcher: &mut Batcher<String>, event: &EdgeEvent, limits: BatchLimits) -> Next<String> {
     match serde_json::to_string(event) {
         Ok(body) => {
@@ -132,7 +127,7 @@ pub fn send_later(env: &Env, ctx: &Context, event: &EdgeEvent) {
 /// [`send_later`] with messages closing at `limits` (bench builds compare
 /// message sizes with it).
 pub fn send_within(env: &Env, ctx: &Context, event: &EdgeEvent, limits: BatchLimits) {
-    let next = gather(event, limits);
+    let next = PENDING.with(|p| add(&mut p.borrow_mut(), event, limits));
     for batch in next.send {
         ctx.wait_until(send_batch(env.clone(), batch));
     }

@@ -2,7 +2,8 @@
 # probe-edge-load.sh (soak.sh uses only write_estimate_lua): starts the
 # worker under `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
 #   PORT, PID (wrangler's process group), STATE (temp dir), LUA (a wrk script
-#   posting the benchmark estimate), LOAD_CPU (prefix pinning wrk).
+#   posting the benchmark estimate), BODY (the estimate's body, a file, for
+#   scripts/load.mjs), LOAD_CPU (prefix pinning the load generator).
 # Usage: start_load_worker [extra wrangler dev arguments...]
 
 # The worker (wrangler, workerd) on CPU 0, the load generator on CPU 1: on a
@@ -86,6 +87,8 @@ PY
 
   LUA="$STATE/estimate.lua"
   write_estimate_lua "$LUA"
+  BODY="$STATE/estimate.json"
+  printf '%s' "$ESTIMATE_BODY" > "$BODY"
 }
 
 # build_before_and_after <revision> <workdir> <target dir name>: the

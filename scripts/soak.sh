@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A bounded soak on loopback: estimates at fixed concurrency (wrk) while the
+# A bounded soak on loopback: estimates at fixed concurrency
+# (scripts/load.mjs) while the
 # simulator streams locations and demand into the origin, which pushes a
 # grid to the edge every tick. Reports errors, latency and the memory (RSS)
 # of the origin and workerd at the start and the end.
@@ -10,7 +11,6 @@ cd "$ROOT"
 MINUTES="${1:-3}"
 CONNS="${2:-8}"
 bash scripts/setup.sh >/dev/null
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 bash scripts/build-worker.sh >/dev/null
 cargo build -q --release -p equilibrium-origin -p equilibrium-sim
 
@@ -42,24 +42,28 @@ setsid target/release/sim live --origin "http://127.0.0.1:$ORIGIN" --edge "http:
   --minutes 100000 --speedup 30 > "$STATE/sim.log" 2>&1 &
 SPID=$!
 trap 'kill -- -"$SPID" 2>/dev/null || true; cleanup' EXIT
-LUA="$STATE/estimate.lua"
 source "$ROOT/scripts/edge-load.sh"
-write_estimate_lua "$LUA"
+BODY="$STATE/estimate.json"
+printf '%s' "$ESTIMATE_BODY" > "$BODY"
+URL="http://127.0.0.1:$EDGE/api/v1/pricing/estimate"
 # workerd under wrangler dev grows to a plateau (a few hundred MiB) in its
 # first minute of load whatever the handler (measured with /health alone);
 # memory is sampled after that warm-up.
-wrk -t2 -c"$CONNS" -d60s -s "$LUA" "http://127.0.0.1:$EDGE/api/v1/pricing/estimate" >/dev/null
+node scripts/load.mjs "$URL" "$CONNS" 60 "$BODY" >/dev/null
 step "soak: ${MINUTES} min of estimates at $CONNS connections, grids pushed every tick"
-wrk -t2 -c"$CONNS" -d"${MINUTES}m" --latency -s "$LUA" "http://127.0.0.1:$EDGE/api/v1/pricing/estimate" > "$STATE/wrk.txt" &
-WRK=$!
+node scripts/load.mjs "$URL" "$CONNS" $((MINUTES * 60)) "$BODY" > "$STATE/load.json" &
+LOAD=$!
 samples=""
-while kill -0 "$WRK" 2>/dev/null; do
+while kill -0 "$LOAD" 2>/dev/null; do
   samples="$samples $(( $(rss_kb "$OPID" origin) / 1024 ))/$(( $(rss_kb "$EPID" workerd) / 1024 ))"
   sleep 30
 done
-wait "$WRK" || true
-grep -E 'Requests/sec|requests in|Non-2xx|Socket errors|50%|99%' "$STATE/wrk.txt"
-grep -q 'Non-2xx' "$STATE/wrk.txt" || echo "  non-2xx responses: 0"
+wait "$LOAD" || true
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("{requests} estimates in {seconds} s ({rps} req/s); latency p50 {p50_ms} ms, p99 {p99_ms} ms, max {max_ms} ms".format(**r))
+print("  non-2xx responses: {non2xx}, failed requests: {errors}".format(**r))' "$STATE/load.json"
 m() { curl -fsS "http://127.0.0.1:$ORIGIN/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
 echo "origin: $(m equilibrium_ingest_locations_total) locations ingested, $(m equilibrium_push_total) grid pushes delivered, $(m equilibrium_push_failures_total) push attempts failed (retried)"
 echo "memory every 30 s, MiB (origin/workerd):$samples"

@@ -41,6 +41,9 @@ bash scripts/build-worker.sh
 step "cargo test (unit, property, fixture, end-to-end)"
 cargo test --workspace --locked 2>&1 | tee -a "$LOG"
 
+step "the benchmarks' load generator (scripts/load.mjs) against a counting server"
+node --test scripts/load.test.mjs 2>&1 | tee -a "$LOG"
+
 step "the map in headless Chromium (web-demo)"
 bash web-demo/build.sh
 cargo build -q --locked -p equilibrium-origin --bin origin

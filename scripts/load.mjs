@@ -7,7 +7,8 @@
 // each (a POST of the body file's bytes as JSON if given, else a GET), for
 // <seconds>, and prints one JSON line:
 //   {"requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-//    "mean_ms", "little_ms", "non2xx", "errors"}
+//    "mean_ms", "little_ms", "non2xx", "errors", "growth", "buckets"}
+// (the last two: the latency histogram, so that rounds can be pooled).
 // Latency runs from writing a request to its response's last byte, on the
 // monotonic clock, recorded in log buckets 1 % wide (so percentiles are
 // within 1 %), memory constant however long the run.
@@ -117,6 +118,10 @@ function report() {
       little_ms: round(littleMs),
       non2xx,
       errors,
+      // The histogram, for pooling rounds: [bucket, count] pairs, bucket b
+      // holding latencies in [growth^b, growth^(b+1)) µs.
+      growth: GROWTH,
+      buckets: [...buckets.entries()].filter(([, n]) => n > 0),
     }),
   );
   agent.destroy();

@@ -24,7 +24,11 @@
 # Also reported: workerd's CPU time per request, from /proc.
 # The load generator is scripts/load.mjs (Node), not wrk: wrk's latency
 # figures break Little's law on these machines (see load.mjs), so its p99s
-# were not the requests' p99s. wrk still does the warm-up.
+# were not the requests' p99s. wrk still does the warm-up. p99s are shown
+# two ways: the median of per-cycle ratios, and over all of a handler's
+# requests in the run, the rounds' histograms pooled (the target's reading:
+# a 2 s round's p99 is set by the few ~50 ms stalls inside workerd it
+# happens to catch).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"

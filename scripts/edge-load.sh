@@ -1,5 +1,5 @@
 # Sourced by bench-edge.sh, profile-edge.sh, probe-edge.sh and
-# probe-edge-load.sh (soak.sh uses only write_estimate_lua): starts the
+# probe-edge-load.sh (soak.sh uses only ESTIMATE_BODY): starts the
 # worker under `wrangler dev` for load (rate limits lifted, a grid pushed) and sets
 #   PORT, PID (wrangler's process group), STATE (temp dir), LUA (a wrk script
 #   posting the benchmark estimate), BODY (the estimate's body, a file, for

@@ -89,8 +89,8 @@ for c in $(seq 1 "$CYCLES"); do
     printf '%-6s %-17s %10s %8s %8s %7s %12s\n' "$c" "$h" $row
   done
 done
-python3 - "$ROWS" "$STATE/rounds" <<'PY'
-import json, math, sys, statistics as st
+python3 - "$ROWS" "$STATE/rounds" "$ROOT/scripts/load.mjs" <<'PY'
+import json, subprocess, sys, statistics as st
 by = {}
 for line in open(sys.argv[1]):
     c, h, *v = line.split()
@@ -105,23 +105,13 @@ def ratio(a, b, i):
 def extra_us(a, b):
     return f"{st.median(1e6 / d[a][0] - 1e6 / d[b][0] for d in cycles):.0f} us"
 med = lambda h, i: st.median(d[h][i] for d in cycles)
-# Every request of a handler in the run, its rounds' histograms pooled: a
-# 2 s round's p99 is set by a handful of its slowest requests, the pooled
-# one by the whole run's.
+# Every request of a handler in the run, its rounds' histograms pooled
+# (scripts/load.mjs pool): a 2 s round's p99 is set by a handful of its
+# slowest requests, the pooled one by the whole run's.
 def pooled(h, p):
-    counts, top = {}, 0.0
-    for c, d in by.items():
-        if len(d) == 6:
-            r = json.load(open(f"{sys.argv[2]}/{c}-{h}.json"))
-            growth = r["growth"]
-            top = max(top, r["max_ms"])
-            for b, n in r["buckets"]:
-                counts[b] = counts.get(b, 0) + n
-    rank, seen = math.ceil(p / 100 * sum(counts.values())), 0
-    for b in sorted(counts):
-        seen += counts[b]
-        if seen >= rank:
-            return min(growth ** (b + 1) / 1e3, top)
+    files = [f"{sys.argv[2]}/{c}-{h}.json" for c, d in by.items() if len(d) == 6]
+    out = subprocess.run(["node", sys.argv[3], "pool", *files], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[f"p{p}_ms"]
 def pooled_p99(a, b):
     pa, pb = pooled(a, 99), pooled(b, 99)
     return f"{pa / pb:.2f} ({pa:.1f} ms against {pb:.1f} ms, all requests of each)"

@@ -2,6 +2,7 @@
 // scripts/bench-edge.sh and scripts/soak.sh.
 //
 //   node scripts/load.mjs <url> <connections> <seconds> [body file]
+//   node scripts/load.mjs pool <report.json>...
 //
 // Keeps <connections> keep-alive connections busy, one request in flight on
 // each (a POST of the body file's bytes as JSON if given, else a GET), for
@@ -9,6 +10,9 @@
 //   {"requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms",
 //    "mean_ms", "little_ms", "non2xx", "errors", "growth", "buckets"}
 // (the last two: the latency histogram, so that rounds can be pooled).
+// `pool` merges the histograms of such reports (one JSON line per file) and
+// prints {"requests", "p50_ms", "p90_ms", "p99_ms", "max_ms"} over all of
+// their requests.
 // Latency runs from writing a request to its response's last byte, on the
 // monotonic clock, recorded in log buckets 1 % wide (so percentiles are
 // within 1 %), memory constant however long the run.
@@ -26,6 +30,40 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 
+// Log buckets: bucket b holds latencies in [GROWTH^b, GROWTH^(b+1)) µs.
+const GROWTH = 1.01;
+
+// The p-th percentile in ms of a histogram given as [bucket, count] pairs in
+// bucket order: the upper edge of the bucket holding that rank (so within
+// 1 %), never above the largest latency seen.
+function percentile(pairs, count, maxUs, p) {
+  const rank = Math.ceil((p / 100) * count);
+  let seen = 0;
+  for (const [b, n] of pairs) {
+    seen += n;
+    if (seen >= rank) return Math.min(GROWTH ** (b + 1), maxUs) / 1e3;
+  }
+  return maxUs / 1e3;
+}
+
+const round = (x) => Math.round(x * 1000) / 1000;
+
+if (process.argv[2] === 'pool') {
+  const reports = process.argv.slice(3).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+  if (reports.length === 0 || reports.some((r) => r.growth !== GROWTH)) {
+    console.error('usage: load.mjs pool <report.json>... (reports of this version of load.mjs)');
+    process.exit(2);
+  }
+  const merged = new Map();
+  for (const r of reports) for (const [b, n] of r.buckets) merged.set(b, (merged.get(b) ?? 0) + n);
+  const pairs = [...merged].sort(([a], [b]) => a - b);
+  const count = reports.reduce((s, r) => s + r.requests, 0);
+  const maxUs = Math.max(...reports.map((r) => r.max_ms)) * 1e3;
+  const at = (p) => round(percentile(pairs, count, maxUs, p));
+  console.log(JSON.stringify({ requests: count, p50_ms: at(50), p90_ms: at(90), p99_ms: at(99), max_ms: round(maxUs / 1e3) }));
+  process.exit(0);
+}
+
 const [url, connArg, secsArg, bodyFile] = process.argv.slice(2);
 const connections = Number(connArg);
 const seconds = Number(secsArg);
@@ -38,8 +76,6 @@ const body = bodyFile ? readFileSync(bodyFile) : null;
 const headers = body ? { 'content-type': 'application/json', 'content-length': body.length } : {};
 const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
 
-// Log buckets: bucket b holds latencies in [GROWTH^b, GROWTH^(b+1)) µs.
-const GROWTH = 1.01;
 const buckets = new Float64Array(Math.ceil(Math.log(600e6) / Math.log(GROWTH)) + 1);
 const bucketOf = (us) => Math.min(buckets.length - 1, Math.max(0, Math.floor(Math.log(Math.max(us, 1)) / Math.log(GROWTH))));
 let count = 0;
@@ -89,30 +125,21 @@ function finishOne() {
   report();
 }
 
-function percentile(p) {
-  const rank = Math.ceil((p / 100) * count);
-  let seen = 0;
-  for (let b = 0; b < buckets.length; b++) {
-    seen += buckets[b];
-    if (seen >= rank) return Math.min(GROWTH ** (b + 1), maxUs) / 1e3;
-  }
-  return maxUs / 1e3;
-}
-
 function report() {
   const elapsed = Math.min(Number(ended - started), seconds * 1e9) / 1e9;
   const rps = count / elapsed;
   const meanMs = count ? sumUs / count / 1e3 : 0;
   const littleMs = rps ? (connections / rps) * 1e3 : 0;
-  const round = (x) => Math.round(x * 1000) / 1000;
+  const pairs = [...buckets.entries()].filter(([, n]) => n > 0);
+  const at = (p) => round(percentile(pairs, count, maxUs, p));
   console.log(
     JSON.stringify({
       requests: count,
       seconds: round(elapsed),
       rps: Math.round(rps),
-      p50_ms: round(percentile(50)),
-      p90_ms: round(percentile(90)),
-      p99_ms: round(percentile(99)),
+      p50_ms: at(50),
+      p90_ms: at(90),
+      p99_ms: at(99),
       max_ms: round(maxUs / 1e3),
       mean_ms: round(meanMs),
       little_ms: round(littleMs),
@@ -121,7 +148,7 @@ function report() {
       // The histogram, for pooling rounds: [bucket, count] pairs, bucket b
       // holding latencies in [growth^b, growth^(b+1)) µs.
       growth: GROWTH,
-      buckets: [...buckets.entries()].filter(([, n]) => n > 0),
+      buckets: pairs,
     }),
   );
   agent.destroy();

@@ -2,8 +2,9 @@
 // in this process that counts what it answers: the client's request count
 // agrees with the server's (less at most the requests in flight when the
 // run ends), its latencies keep within Little's law, POSTs carry the body,
-// non-2xx answers and refused connections are counted, and bad arguments
-// exit 2. Nothing here depends on how fast the machine is.
+// non-2xx answers and refused connections are counted, bad arguments exit
+// 2, and `pool` merges reports' histograms. Nothing here depends on how fast
+// the machine is.
 //
 // Run: node --test scripts/load.test.mjs (scripts/test.sh does).
 import { test } from "node:test";
@@ -77,6 +78,34 @@ test("posts the body file and counts non-2xx answers", async () => {
   assert.equal(r.non2xx, r.requests);
   assert.ok(seen.bodies.length >= r.requests);
   assert.ok(seen.bodies.every((b) => b === '{"vehicle_type":"standard"}'));
+});
+
+test("pool gives percentiles over every request of its reports", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "load-pool-"));
+  // Two rounds: 99 fast requests (bucket 100, ~2.7 µs) and one slow (bucket
+  // 1000, ~21 ms), then 100 all slow. Alone, the first round's p99 is fast;
+  // pooled, even the p50 is slow.
+  const growth = 1.01;
+  const fast = { requests: 100, max_ms: 21000, growth, buckets: [[100, 99], [1000, 1]] };
+  const slow = { requests: 100, max_ms: 21000, growth, buckets: [[1000, 100]] };
+  writeFileSync(join(dir, "fast.json"), JSON.stringify(fast));
+  writeFileSync(join(dir, "slow.json"), JSON.stringify(slow));
+  const edge = (b) => Math.round(growth ** (b + 1) / 1e3 * 1000) / 1000;
+
+  const one = await run("pool", join(dir, "fast.json"));
+  assert.equal(one.code, 0, one.err);
+  assert.deepEqual(JSON.parse(one.out), { requests: 100, p50_ms: edge(100), p90_ms: edge(100), p99_ms: edge(100), max_ms: 21000 });
+
+  const both = await run("pool", join(dir, "fast.json"), join(dir, "slow.json"));
+  assert.equal(both.code, 0, both.err);
+  assert.deepEqual(JSON.parse(both.out), { requests: 200, p50_ms: edge(1000), p90_ms: edge(1000), p99_ms: edge(1000), max_ms: 21000 });
+
+  writeFileSync(join(dir, "other.json"), JSON.stringify({ ...slow, growth: 1.02 }));
+  for (const args of [["pool"], ["pool", join(dir, "fast.json"), join(dir, "other.json")]]) {
+    const bad = await run(...args);
+    assert.equal(bad.code, 2, `args ${JSON.stringify(args)}`);
+    assert.match(bad.err, /usage/);
+  }
 });
 
 test("a server that is not there is a failed run, and bad arguments are a usage error", async () => {

@@ -20,7 +20,7 @@ use shared::booking::{
     booking_id_for, fingerprint, valid_idempotency_key, Action, BookingClaims, Party,
     BOOKING_TOKEN_VALIDITY,
 };
-use shared::fare::{minor_to_decimal, MAX_TRIP_M};
+use shared::fare::MAX_TRIP_M;
 use shared::quote::{Ident, QuoteError};
 use shared::time::Timestamp;
 use subtle::ConstantTimeEq;
@@ -193,7 +193,7 @@ pub async fn confirm(
     let response = ConfirmResponse {
         quote_id: id.to_owned(),
         status: "confirmed".into(),
-        final_fare: minor_to_decimal(claims.final_fare),
+        final_fare: claims.currency.to_decimal(claims.final_fare),
         currency: claims.currency.to_string(),
         surge_multiplier: claims.surge,
         confirmed_at: Timestamp(now).to_rfc3339(),

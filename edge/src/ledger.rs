@@ -24,7 +24,7 @@ use shared::booking::{
     replay, shard_key, Action, Booked, BookingStatus, Party, Replay, Terms, IDEMPOTENCY_TTL,
 };
 use shared::desk::Source;
-use shared::fare::{minor_to_decimal, Currency, Tariff, Trip, VehicleClass};
+use shared::fare::{Currency, Tariff, Trip, VehicleClass};
 use shared::geo::Cell;
 use shared::surge::Multiplier;
 use shared::time::{Millis, Timestamp};
@@ -193,6 +193,10 @@ impl Booking {
 
     /// The public view.
     pub fn response(&self) -> BookingResponse {
+        // Stored from a validated quote; an unreadable one shows in USD's
+        // places rather than failing a read.
+        let cur = Currency::new(&self.currency).unwrap_or(Currency::USD);
+        let minor_to_decimal = |minor| cur.to_decimal(minor);
         BookingResponse {
             booking_id: self.booking_id.clone(),
             quote_id: self.quote_id.clone(),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::booking::{Action, BookingStatus, Party};
 use crate::desk::{DemandLevel, Source};
-use crate::fare::{minor_to_decimal, push_decimal, FareBreakdown, VehicleClass};
+use crate::fare::{FareBreakdown, VehicleClass};
 use crate::geo::{Cell, InvalidLatLng, LatLng, Level};
 use crate::grid::{CellForecast, GridCell, InvalidGrid, SurgeGrid, GRID_FORMAT, GRID_FORMATS_READ};
 use crate::quote::{Ident, InvalidIdent};
@@ -217,12 +217,12 @@ pub struct FareBreakdownWire {
 impl From<&FareBreakdown> for FareBreakdownWire {
     fn from(f: &FareBreakdown) -> Self {
         let cur = f.currency.as_str();
-        let d = minor_to_decimal;
+        let d = |minor| f.currency.to_decimal(minor);
         // "<label><amount> <currency>", built without float formatting.
         let line = |label: &str, minor: i64| {
             let mut s = String::with_capacity(label.len() + 16);
             s.push_str(label);
-            push_decimal(&mut s, minor);
+            f.currency.push_decimal(&mut s, minor);
             s.push(' ');
             s.push_str(cur);
             s
@@ -233,7 +233,7 @@ impl From<&FareBreakdown> for FareBreakdownWire {
         explanation.push(line("time ", f.time));
         if f.surge_amount > 0 {
             let mut label = format!("surge x{} on ", f.surge_multiplier);
-            push_decimal(&mut label, f.subtotal);
+            f.currency.push_decimal(&mut label, f.subtotal);
             label.push_str(": +");
             explanation.push(line(&label, f.surge_amount));
         }

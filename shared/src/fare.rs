@@ -60,32 +60,274 @@ impl fmt::Display for VehicleClass {
     }
 }
 
-/// An ISO 4217 currency code: three uppercase ASCII letters.
+/// An ISO 4217 currency: its code and how many decimals its minor unit
+/// has (JPY 0, USD 2, KWD 3). Only codes in the standard's active list
+/// are accepted, so an amount in minor units always reads right.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Currency([u8; 3]);
+pub struct Currency {
+    code: [u8; 3],
+    exponent: u8,
+}
 
-/// Not a three-letter uppercase code.
+/// Not a currency of ISO 4217's active list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a three-letter currency code")]
+#[error("{0:?} is not an ISO 4217 currency code (three uppercase letters, e.g. USD, EUR, JPY)")]
 pub struct InvalidCurrency(pub String);
+
+/// ISO 4217's active codes with their minor-unit exponents, sorted by code
+/// (funds and metals without a minor unit are left out: nobody pays a fare
+/// in them).
+const ISO_4217: &[(&[u8; 3], u8)] = &[
+    (b"AED", 2),
+    (b"AFN", 2),
+    (b"ALL", 2),
+    (b"AMD", 2),
+    (b"ANG", 2),
+    (b"AOA", 2),
+    (b"ARS", 2),
+    (b"AUD", 2),
+    (b"AWG", 2),
+    (b"AZN", 2),
+    (b"BAM", 2),
+    (b"BBD", 2),
+    (b"BDT", 2),
+    (b"BGN", 2),
+    (b"BHD", 3),
+    (b"BIF", 0),
+    (b"BMD", 2),
+    (b"BND", 2),
+    (b"BOB", 2),
+    (b"BOV", 2),
+    (b"BRL", 2),
+    (b"BSD", 2),
+    (b"BTN", 2),
+    (b"BWP", 2),
+    (b"BYN", 2),
+    (b"BZD", 2),
+    (b"CAD", 2),
+    (b"CDF", 2),
+    (b"CHE", 2),
+    (b"CHF", 2),
+    (b"CHW", 2),
+    (b"CLF", 4),
+    (b"CLP", 0),
+    (b"CNY", 2),
+    (b"COP", 2),
+    (b"COU", 2),
+    (b"CRC", 2),
+    (b"CUP", 2),
+    (b"CVE", 2),
+    (b"CZK", 2),
+    (b"DJF", 0),
+    (b"DKK", 2),
+    (b"DOP", 2),
+    (b"DZD", 2),
+    (b"EGP", 2),
+    (b"ERN", 2),
+    (b"ETB", 2),
+    (b"EUR", 2),
+    (b"FJD", 2),
+    (b"FKP", 2),
+    (b"GBP", 2),
+    (b"GEL", 2),
+    (b"GHS", 2),
+    (b"GIP", 2),
+    (b"GMD", 2),
+    (b"GNF", 0),
+    (b"GTQ", 2),
+    (b"GYD", 2),
+    (b"HKD", 2),
+    (b"HNL", 2),
+    (b"HTG", 2),
+    (b"HUF", 2),
+    (b"IDR", 2),
+    (b"ILS", 2),
+    (b"INR", 2),
+    (b"IQD", 3),
+    (b"IRR", 2),
+    (b"ISK", 0),
+    (b"JMD", 2),
+    (b"JOD", 3),
+    (b"JPY", 0),
+    (b"KES", 2),
+    (b"KGS", 2),
+    (b"KHR", 2),
+    (b"KMF", 0),
+    (b"KPW", 2),
+    (b"KRW", 0),
+    (b"KWD", 3),
+    (b"KYD", 2),
+    (b"KZT", 2),
+    (b"LAK", 2),
+    (b"LBP", 2),
+    (b"LKR", 2),
+    (b"LRD", 2),
+    (b"LSL", 2),
+    (b"LYD", 3),
+    (b"MAD", 2),
+    (b"MDL", 2),
+    (b"MGA", 2),
+    (b"MKD", 2),
+    (b"MMK", 2),
+    (b"MNT", 2),
+    (b"MOP", 2),
+    (b"MRU", 2),
+    (b"MUR", 2),
+    (b"MVR", 2),
+    (b"MWK", 2),
+    (b"MXN", 2),
+    (b"MXV", 2),
+    (b"MYR", 2),
+    (b"MZN", 2),
+    (b"NAD", 2),
+    (b"NGN", 2),
+    (b"NIO", 2),
+    (b"NOK", 2),
+    (b"NPR", 2),
+    (b"NZD", 2),
+    (b"OMR", 3),
+    (b"PAB", 2),
+    (b"PEN", 2),
+    (b"PGK", 2),
+    (b"PHP", 2),
+    (b"PKR", 2),
+    (b"PLN", 2),
+    (b"PYG", 0),
+    (b"QAR", 2),
+    (b"RON", 2),
+    (b"RSD", 2),
+    (b"RUB", 2),
+    (b"RWF", 0),
+    (b"SAR", 2),
+    (b"SBD", 2),
+    (b"SCR", 2),
+    (b"SDG", 2),
+    (b"SEK", 2),
+    (b"SGD", 2),
+    (b"SHP", 2),
+    (b"SLE", 2),
+    (b"SOS", 2),
+    (b"SRD", 2),
+    (b"SSP", 2),
+    (b"STN", 2),
+    (b"SVC", 2),
+    (b"SYP", 2),
+    (b"SZL", 2),
+    (b"THB", 2),
+    (b"TJS", 2),
+    (b"TMT", 2),
+    (b"TND", 3),
+    (b"TOP", 2),
+    (b"TRY", 2),
+    (b"TTD", 2),
+    (b"TWD", 2),
+    (b"TZS", 2),
+    (b"UAH", 2),
+    (b"UGX", 0),
+    (b"USD", 2),
+    (b"USN", 2),
+    (b"UYI", 0),
+    (b"UYU", 2),
+    (b"UYW", 4),
+    (b"UZS", 2),
+    (b"VED", 2),
+    (b"VES", 2),
+    (b"VND", 0),
+    (b"VUV", 0),
+    (b"WST", 2),
+    (b"XAF", 0),
+    (b"XCD", 2),
+    (b"XCG", 2),
+    (b"XOF", 0),
+    (b"XPF", 0),
+    (b"YER", 2),
+    (b"ZAR", 2),
+    (b"ZMW", 2),
+    (b"ZWG", 2),
+];
 
 impl Currency {
     /// US dollars.
-    pub const USD: Currency = Currency(*b"USD");
+    pub const USD: Currency = Currency {
+        code: *b"USD",
+        exponent: 2,
+    };
 
-    /// Parses `"USD"`, `"EUR"`, ...
+    /// Parses `"USD"`, `"EUR"`, `"JPY"`, ...: a code of ISO 4217's active
+    /// list.
     pub fn new(code: &str) -> Result<Self, InvalidCurrency> {
-        let b = code.as_bytes();
-        match b {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
-            _ => Err(InvalidCurrency(code.chars().take(8).collect())),
-        }
+        let refuse = || InvalidCurrency(code.chars().take(8).collect());
+        let key: [u8; 3] = code.as_bytes().try_into().map_err(|_| refuse())?;
+        let i = ISO_4217
+            .binary_search_by(|(c, _)| c.cmp(&&key))
+            .map_err(|_| refuse())?;
+        Ok(Self {
+            code: key,
+            exponent: ISO_4217[i].1,
+        })
+    }
+
+    /// Every supported currency.
+    pub fn all() -> impl Iterator<Item = Currency> {
+        ISO_4217.iter().map(|(code, exponent)| Currency {
+            code: **code,
+            exponent: *exponent,
+        })
     }
 
     /// The code as text.
     pub fn as_str(&self) -> &str {
-        // Constructed from ASCII uppercase only.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
+        // Constructed from the table's ASCII codes only.
+        std::str::from_utf8(&self.code).unwrap_or("XXX")
+    }
+
+    /// How many decimals the minor unit has (JPY 0, USD 2, KWD 3).
+    pub fn exponent(&self) -> u8 {
+        self.exponent
+    }
+
+    fn scale(&self) -> i64 {
+        10_i64.pow(u32::from(self.exponent))
+    }
+
+    /// Minor units as a decimal amount, for JSON (`1234` cents → `12.34`
+    /// dollars; `1234` yen → `1234`). The one conversion.
+    pub fn to_decimal(&self, minor: i64) -> f64 {
+        minor as f64 / self.scale() as f64
+    }
+
+    /// A decimal amount back to minor units, the inverse of
+    /// [`Currency::to_decimal`]; `None` for a negative, non-finite or
+    /// absurdly large amount.
+    pub fn to_minor(&self, amount: f64) -> Option<u64> {
+        let minor = (amount * self.scale() as f64).round();
+        (minor.is_finite() && (0.0..=9.0e15).contains(&minor)).then_some(minor as u64)
+    }
+
+    /// Appends minor units as a decimal with the currency's places
+    /// (`1234` → `12.34` in USD, `1234` in JPY, `1.234` in KWD; `-5` →
+    /// `-0.05` in USD), from integers alone (float formatting is the slow
+    /// part of a quote in wasm).
+    pub fn push_decimal(&self, out: &mut String, minor: i64) {
+        if minor < 0 {
+            out.push('-');
+        }
+        let abs = minor.unsigned_abs();
+        let scale = self.scale().unsigned_abs();
+        out.push_str(itoa::Buffer::new().format(abs / scale));
+        if self.exponent == 0 {
+            return;
+        }
+        out.push('.');
+        let mut frac = abs % scale;
+        let mut digits = [b'0'; 4];
+        for d in digits[..usize::from(self.exponent)].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        for d in &digits[..usize::from(self.exponent)] {
+            out.push(char::from(*d));
+        }
     }
 }
 
@@ -277,49 +519,40 @@ pub fn price(tariff: &Tariff, trip: Trip, surge: Multiplier) -> FareBreakdown {
     }
 }
 
-/// Minor units to a decimal amount for JSON (2 decimals).
-pub fn minor_to_decimal(minor: i64) -> f64 {
-    minor as f64 / 100.0
-}
-
-/// A decimal amount from JSON (2 decimals) back to minor units, the
-/// inverse of [`minor_to_decimal`]; `None` for a negative, non-finite or
-/// absurdly large amount.
-pub fn decimal_to_minor(amount: f64) -> Option<u64> {
-    let minor = (amount * 100.0).round();
-    (minor.is_finite() && (0.0..=9.0e15).contains(&minor)).then_some(minor as u64)
-}
-
-/// Appends minor units as a decimal with 2 places (`1234` → `12.34`,
-/// `-5` → `-0.05`): the text `format!("{:.2}", minor_to_decimal(m))` gives,
-/// from integers alone (float formatting is the slow part of a quote in wasm).
-pub fn push_decimal(out: &mut String, minor: i64) {
-    if minor < 0 {
-        out.push('-');
-    }
-    let abs = minor.unsigned_abs();
-    out.push_str(itoa::Buffer::new().format(abs / 100));
-    out.push('.');
-    let cents = (abs % 100) as u8;
-    out.push(char::from(b'0' + cents / 10));
-    out.push(char::from(b'0' + cents % 10));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn decimal_amounts_round_trip_through_minor_units() {
+        let usd = Currency::USD;
         for minor in [0i64, 1, 5, 99, 100, 1_234, 987_654_321] {
-            assert_eq!(
-                decimal_to_minor(minor_to_decimal(minor)),
-                Some(minor as u64)
-            );
+            assert_eq!(usd.to_minor(usd.to_decimal(minor)), Some(minor as u64));
         }
-        assert_eq!(decimal_to_minor(12.345_000_1), Some(1_235));
-        assert_eq!(decimal_to_minor(-0.01), None);
-        assert_eq!(decimal_to_minor(f64::NAN), None);
+        assert_eq!(usd.to_minor(12.345_000_1), Some(1_235));
+        assert_eq!(usd.to_minor(-0.01), None);
+        assert_eq!(usd.to_minor(f64::NAN), None);
+    }
+
+    #[test]
+    fn minor_units_follow_the_currency() {
+        let c = |code| Currency::new(code).expect("known");
+        assert_eq!(c("JPY").to_decimal(1_234), 1_234.0);
+        assert_eq!(c("KWD").to_decimal(1_234), 1.234);
+        assert_eq!(c("EUR").to_decimal(1_234), 12.34);
+        let text = |cur: Currency, minor| {
+            let mut s = String::new();
+            cur.push_decimal(&mut s, minor);
+            s
+        };
+        assert_eq!(text(c("JPY"), 1_234), "1234");
+        assert_eq!(text(c("KWD"), 1_234), "1.234");
+        assert_eq!(text(c("KWD"), 5), "0.005");
+        assert_eq!(text(c("USD"), -5), "-0.05");
+        assert_eq!(text(c("CLF"), 12_345), "1.2345");
+        assert!(Currency::new("XYZ").is_err(), "not in ISO 4217");
+        assert!(Currency::new("usd").is_err());
+        assert!(ISO_4217.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
 
     fn ll(lat: f64, lng: f64) -> LatLng {

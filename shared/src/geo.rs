@@ -199,6 +199,39 @@ impl Cell {
         cell.vertices().map(|p| LatLng::from_s2(S2LatLng::from(p)))
     }
 
+    /// The four children of this cell, one level finer (none for a leaf).
+    pub fn children(self) -> Option<[Cell; 4]> {
+        if self.0.is_leaf() {
+            return None;
+        }
+        Some(self.0.children().map(Cell))
+    }
+
+    /// The ids of the first and last leaf cells inside this cell: every
+    /// cell inside it has an id in that range (ids sort cells depth first).
+    pub fn range(self) -> (u64, u64) {
+        (self.0.range_min().0, self.0.range_max().0)
+    }
+
+    /// Whether `other` is this cell or inside it.
+    pub fn contains(self, other: Cell) -> bool {
+        self.0.contains(&other.0)
+    }
+
+    /// A latitude/longitude box, in degrees, holding every point of the
+    /// cell: `[south, west, north, east]` with west ≤ east (a cell across
+    /// the antimeridian or touching a pole gets every longitude). The `s2`
+    /// crate's bound, which is conservative by construction.
+    pub fn bound(self) -> [f64; 4] {
+        let r = s2::cell::Cell::from(self.0).rect_bound();
+        let (south, north) = (r.lat.lo.to_degrees(), r.lat.hi.to_degrees());
+        let (mut west, mut east) = (r.lng.lo.to_degrees(), r.lng.hi.to_degrees());
+        if west > east || r.lng.is_full() {
+            (west, east) = (-180.0, 180.0);
+        }
+        [south.max(-90.0), west, north.min(90.0), east]
+    }
+
     /// The eight cells around this one at the same level (four across the
     /// edges, four across the corners). Near a cube corner there are seven.
     pub fn neighbours(self) -> Vec<Cell> {

@@ -64,6 +64,7 @@ pub mod market;
 pub mod policies;
 pub mod pricer;
 pub mod quote;
+pub mod regions;
 pub mod state;
 pub mod surge;
 pub mod time;

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;
-use shared::fare::{minor_to_decimal, push_decimal, Currency, VehicleClass};
+use shared::fare::{Currency, VehicleClass};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, GridSlot, Offer, SurgeGrid};
 use shared::policies::{PolicySpec, POLICY_NAMES};
@@ -279,11 +279,20 @@ proptest! {
     }
 
     #[test]
-    fn money_text_matches_float_formatting(minor in -10_000_000_000i64..10_000_000_000) {
+    fn money_text_matches_float_formatting(minor in -10_000_000_000i64..10_000_000_000, pick in any::<usize>()) {
+        let all: Vec<Currency> = Currency::all().collect();
+        let cur = all[pick % all.len()];
         let mut text = String::new();
-        push_decimal(&mut text, minor);
+        cur.push_decimal(&mut text, minor);
         // -0.00 cannot occur: minor units are integers, -1 → "-0.01".
-        prop_assert_eq!(text, format!("{:.2}", minor_to_decimal(minor)));
+        let places = usize::from(cur.exponent());
+        prop_assert_eq!(&text, &format!("{:.places$}", cur.to_decimal(minor)));
+        // And back: the decimal reads as the same minor units.
+        if minor >= 0 {
+            prop_assert_eq!(cur.to_minor(cur.to_decimal(minor)), Some(minor as u64));
+            let parsed: f64 = text.parse().expect("a number");
+            prop_assert_eq!(cur.to_minor(parsed), Some(minor as u64));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! set off now arrives when that demand does — and says so.
 
 use crate::api::{DriverHeatmapResponse, DriverZone, Location};
-use crate::fare::{minor_to_decimal, RouteModel, Tariff};
+use crate::fare::{RouteModel, Tariff};
 use crate::geo::LatLng;
 use crate::grid::GridCell;
 use crate::quote::Ident;
@@ -88,7 +88,7 @@ impl Desk<'_> {
                     center: Location::from(c.cell.center()),
                     distance_meters: d.round() as u32,
                     surge_multiplier: c.multiplier,
-                    estimated_earnings_per_hour: minor_to_decimal(earn),
+                    estimated_earnings_per_hour: ask.tariff.currency.to_decimal(earn),
                     demand_trend: demand_trend(c),
                     expected_demand: c.forecast.map(|f| f64::from(f.demand)),
                 };

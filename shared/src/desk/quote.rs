@@ -2,7 +2,7 @@
 //! and the answer to send.
 
 use crate::api::{EstimateResponse, FareBreakdownWire, SurgeSource, ZoneInfo};
-use crate::fare::{minor_to_decimal, price, FareBreakdown, Tariff, Trip, VehicleClass};
+use crate::fare::{price, FareBreakdown, Tariff, Trip, VehicleClass};
 use crate::geo::LatLng;
 use crate::quote::{Ident, QuoteClaims};
 use crate::time::Millis;
@@ -82,9 +82,9 @@ impl PricedQuote {
         EstimateResponse {
             quote_id: c.quote_id.to_string(),
             quote_token: token,
-            base_fare: minor_to_decimal(c.base_fare),
+            base_fare: c.currency.to_decimal(c.base_fare),
             surge_multiplier: e.multiplier,
-            final_fare: minor_to_decimal(c.final_fare),
+            final_fare: c.currency.to_decimal(c.final_fare),
             currency: c.currency.to_string(),
             quote_valid_until: c.expires_at.to_rfc3339(),
             estimated_duration: (f64::from(c.duration_s) / 6.0).round() / 10.0,

@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             // A declared emergency without a grid prices at 1.0: still
             // within the caps.
             emergency: data.len() % 2 == 1,
+            degraded: false,
         },
     );
     let region = v.region.clone().unwrap_or_else(|| Ident::new("sf").expect("id"));

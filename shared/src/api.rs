@@ -19,6 +19,8 @@ use crate::quote::{Ident, InvalidIdent};
 use crate::surge::{Multiplier, Trend};
 use crate::time::Timestamp;
 
+pub mod admin;
+
 /// Closed sets travel as their names: serialised with the type's
 /// `as_str`, read back with its `parse` (the one parser of each set).
 macro_rules! wire_name {
@@ -1243,9 +1245,11 @@ pub struct ForecastsResponse {
 }
 
 impl ForecastsResponse {
-    /// The response for `region`'s outlook ([`crate::forecast::CellForecasts::outlook`]).
+    /// The response for `region`'s outlook ([`crate::forecast::CellForecasts::outlook`]),
+    /// cells named by the region's named zones where `geo` has them.
     pub fn new(
         region: &Ident,
+        geo: Option<&crate::regions::Region>,
         class: Option<VehicleClass>,
         calendar: crate::forecast::Calendar,
         outlook: &[crate::forecast::CellOutlook],
@@ -1258,7 +1262,11 @@ impl ForecastsResponse {
                 .iter()
                 .map(|o| CellForecastWire {
                     zone_id: o.cell.token(),
-                    zone_name: crate::desk::zone_name(region, o.cell),
+                    zone_name: crate::desk::zone_name(
+                        region,
+                        geo.and_then(|g| g.zone_of_cell(o.cell)),
+                        o.cell,
+                    ),
                     horizons: crate::forecast::HORIZONS
                         .iter()
                         .zip(o.horizons)

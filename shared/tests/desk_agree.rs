@@ -87,6 +87,7 @@ fn every_view_shows_what_a_quote_charges() {
             now: Timestamp(computed + mix(s + 905) % 400_000),
             from_cache: mix(s + 906).is_multiple_of(2),
             emergency: declared,
+            degraded: false,
         };
         // The caps in force: a declared emergency narrows them to the
         // grid's lawful cap (1.0 without one).

@@ -82,3 +82,24 @@ proptest! {
         }
     }
 }
+
+/// The registry shipped with the worker and the demo prices SF pickups in
+/// sf, with its named zones.
+#[test]
+fn the_shipped_registry_holds_the_demo_city() {
+    let text = include_str!("../../config/regions.json");
+    let registry = shared::api::admin::parse_registry(text).expect("the shipped registry is valid");
+    let sf = LatLng::new(37.7749, -122.4194).expect("ll");
+    let region = registry.resolve(sf, None).expect("sf is served");
+    assert_eq!(region.id().as_str(), "sf");
+    assert_eq!(region.currency().as_str(), "USD");
+    assert!(
+        region.zone_at(sf).is_none(),
+        "the tests' pickup is in no named zone"
+    );
+    let fidi = LatLng::new(37.795, -122.40).expect("ll");
+    assert_eq!(
+        region.zone_at(fidi).map(|z| z.name()),
+        Some("Financial District")
+    );
+}

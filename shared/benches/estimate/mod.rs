@@ -81,6 +81,7 @@ impl EstimateWork {
                 now: Timestamp(now),
                 from_cache: true,
                 emergency: false,
+                degraded: false,
             },
             quote_id: Ident::new("q_0123456789abcdef0123456789abcdef").expect("id"),
         }

@@ -10,7 +10,7 @@ use crate::grid::GridCell;
 use crate::quote::Ident;
 use crate::surge::{Multiplier, Trend};
 
-use super::{zone_name, Desk};
+use super::Desk;
 
 /// Largest search radius, metres.
 pub const MAX_RADIUS_M: f64 = 50_000.0;
@@ -84,7 +84,7 @@ impl Desk<'_> {
                 );
                 let zone = DriverZone {
                     zone_id: c.cell.token(),
-                    zone_name: zone_name(ask.region, c.cell),
+                    zone_name: self.zone_name(ask.region, c.cell),
                     center: Location::from(c.cell.center()),
                     distance_meters: d.round() as u32,
                     surge_multiplier: c.multiplier,

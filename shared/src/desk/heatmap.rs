@@ -8,7 +8,7 @@ use crate::geo::{BoundingBox, Cell, Level};
 use crate::grid::GridCell;
 use crate::quote::Ident;
 
-use super::{zone_name, DemandLevel, Desk};
+use super::{DemandLevel, Desk};
 
 /// Most zones in one heatmap answer.
 pub const MAX_ZONES: usize = 5_000;
@@ -71,7 +71,7 @@ impl Desk<'_> {
             .iter()
             .map(|c| HeatmapZone {
                 zone_id: c.cell.token(),
-                zone_name: zone_name(region, c.cell),
+                zone_name: self.zone_name(region, c.cell),
                 center: Location::from(c.cell.center()),
                 surge_multiplier: c.multiplier,
                 demand_level: DemandLevel::of(c.multiplier),

@@ -27,6 +27,7 @@ use crate::experiment::ArmChoice;
 use crate::geo::{Cell, LatLng, Level, DEFAULT_LEVEL};
 use crate::grid::{Freshness, GridCell, Staleness, SurgeGrid};
 use crate::quote::Ident;
+use crate::regions::{Region, Zone};
 use crate::surge::{Caps, Multiplier};
 use crate::time::{Millis, Timestamp};
 
@@ -127,10 +128,14 @@ impl DemandLevel {
     }
 }
 
-/// The name of a zone: its region and its cell token. The one place zone
-/// names are built.
-pub fn zone_name(region: &Ident, cell: Cell) -> String {
-    [region.as_str(), " ", &cell.token()].concat()
+/// The name of a pricing cell: its named zone's name when the registry
+/// puts it in one ([`crate::regions::Region::zone_of_cell`]), else its
+/// region and its cell token. The one place zone names are built.
+pub fn zone_name(region: &Ident, zone: Option<&Zone>, cell: Cell) -> String {
+    match zone {
+        Some(z) => z.name().to_owned(),
+        None => [region.as_str(), " ", &cell.token()].concat(),
+    }
 }
 
 /// Everything besides the grid that decides a multiplier.
@@ -150,6 +155,11 @@ pub struct DeskInputs {
     /// narrow to the grid's lawful cap, 1.0 without one
     /// ([`crate::emergency::emergency_caps`]).
     pub emergency: bool,
+    /// A safety setting (caps, the emergency cap, a declaration) could not
+    /// be read or parsed and no good value of it is known: every price is
+    /// 1.0 from the `default` source until it can. Safety settings fail
+    /// closed.
+    pub degraded: bool,
 }
 
 /// One cell's effective price.
@@ -176,6 +186,8 @@ pub struct Desk<'g> {
     grid: Option<&'g SurgeGrid>,
     /// An experiment's arm whose multipliers replace the grid's.
     arm: Option<ArmChoice<'g>>,
+    /// The region's geography: its named zones' names and caps.
+    region: Option<&'g Region>,
     inputs: DeskInputs,
 }
 
@@ -189,7 +201,33 @@ impl<'g> Desk<'g> {
         Self {
             grid,
             arm: None,
+            region: None,
             inputs,
+        }
+    }
+
+    /// The desk with its region's named zones: each cell priced within its
+    /// zone's caps ([`Zone::narrow`]) and shown by its zone's name.
+    pub fn with_region(mut self, region: Option<&'g Region>) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// The named zone of a pricing cell, if the registry has one there.
+    pub fn zone(&self, cell: Cell) -> Option<&'g Zone> {
+        self.region.and_then(|r| r.zone_of_cell(cell))
+    }
+
+    /// A pricing cell's name ([`zone_name`]).
+    pub fn zone_name(&self, region: &Ident, cell: Cell) -> String {
+        zone_name(region, self.zone(cell), cell)
+    }
+
+    /// The caps in force in a cell: the region's, narrowed by its zone's.
+    pub fn caps_at(&self, cell: Cell) -> Caps {
+        match self.zone(cell) {
+            Some(z) => z.narrow(self.inputs.caps),
+            None => self.inputs.caps,
         }
     }
 
@@ -244,10 +282,14 @@ impl<'g> Desk<'g> {
         }
     }
 
-    /// The effective price of a published multiplier in this region now.
-    fn apply(&self, published: Multiplier) -> (Multiplier, Source) {
+    /// The effective price of a published multiplier in a cell now.
+    fn apply(&self, published: Multiplier, cell: Cell) -> (Multiplier, Source) {
+        if self.inputs.degraded {
+            return (Multiplier::ONE, Source::Default);
+        }
+        let caps = self.caps_at(cell);
         let Some(age) = self.age() else {
-            return (self.inputs.caps.clamp(Multiplier::ONE), Source::Default);
+            return (caps.clamp(Multiplier::ONE), Source::Default);
         };
         let (decayed, freshness) = self.inputs.staleness.decay(published, age);
         let source = match freshness {
@@ -256,7 +298,7 @@ impl<'g> Desk<'g> {
             Freshness::Stale => Source::Stale,
             Freshness::Default => Source::Default,
         };
-        (self.inputs.caps.clamp(decayed), source)
+        (caps.clamp(decayed), source)
     }
 
     /// The price at a point (a quote's pickup).
@@ -270,7 +312,7 @@ impl<'g> Desk<'g> {
             .grid
             .and_then(|g| g.lookup(cell))
             .map_or(Multiplier::ONE, |c| self.published(c));
-        let (multiplier, source) = self.apply(published);
+        let (multiplier, source) = self.apply(published, cell);
         Effective {
             multiplier,
             published,
@@ -304,7 +346,7 @@ impl<'g> Desk<'g> {
                 g.cells()
                     .iter()
                     .map(|c| GridCell {
-                        multiplier: self.apply(self.published(c)).0,
+                        multiplier: self.apply(self.published(c), c.cell).0,
                         ..*c
                     })
                     .collect()
@@ -354,6 +396,7 @@ mod tests {
             now: Timestamp(now),
             from_cache: false,
             emergency: false,
+            degraded: false,
         }
     }
 
@@ -484,6 +527,82 @@ mod tests {
         assert_eq!(view.recommended_zones[1].demand_trend, Trend::Decreasing);
     }
 
+    /// A region whose pickup cells at 37.77,-122.42 (4.0) and 37.70,-122.45
+    /// (1.2) sit in a named zone capped at 2.0 and an inactive zone.
+    fn zoned_region() -> crate::regions::Registry {
+        let text = r#"{"regions":[{"id":"sf","currency":"USD","boundary":{"type":"Polygon","coordinates":[[[-122.6,37.6],[-122.3,37.6],[-122.3,37.9],[-122.6,37.9],[-122.6,37.6]]]},
+          "zones":[{"id":"hot","name":"Hot Spot","max_multiplier":2.0,"boundary":{"type":"Polygon","coordinates":[[[-122.44,37.75],[-122.40,37.75],[-122.40,37.79],[-122.44,37.79],[-122.44,37.75]]]}},
+                   {"id":"calm","name":"Calm Park","active":false,"boundary":{"type":"Polygon","coordinates":[[[-122.47,37.68],[-122.43,37.68],[-122.43,37.72],[-122.47,37.72],[-122.47,37.68]]]}}]}]}"#;
+        crate::api::admin::parse_registry(text).expect("registry")
+    }
+
+    #[test]
+    fn named_zones_cap_and_name_every_view() {
+        let g = grid(1_000);
+        let registry = zoned_region();
+        let region = registry.get("sf");
+        let desk = Desk::new(Some(&g), inputs(Caps::DEFAULT, 2_000)).with_region(region);
+        let hot = desk.at(LatLng::new(37.77, -122.42).expect("ll"));
+        assert_eq!((hot.multiplier, hot.published), (m(20), m(40)));
+        let calm = desk.at(LatLng::new(37.70, -122.45).expect("ll"));
+        assert_eq!((calm.multiplier, calm.published), (m(10), m(12)));
+        assert_views_agree(&desk);
+        let sf = Ident::new("sf").expect("id");
+        assert_eq!(desk.zone_name(&sf, hot.cell), "Hot Spot");
+        assert_eq!(desk.zone_name(&sf, calm.cell), "Calm Park");
+        let bounds = crate::geo::BoundingBox::new(
+            LatLng::new(37.6, -122.6).expect("ll"),
+            LatLng::new(37.9, -122.3).expect("ll"),
+        )
+        .expect("box");
+        let map = desk.rider_heatmap(&sf, &bounds, 14).expect("heatmap");
+        let names: Vec<&str> = map.zones.iter().map(|z| z.zone_name.as_str()).collect();
+        assert!(
+            names.contains(&"Hot Spot") && names.contains(&"Calm Park"),
+            "{names:?}"
+        );
+        assert!(map.zones.iter().all(|z| z.surge_multiplier <= m(20)));
+        let tariff = crate::fare::Tariff::default_for(crate::fare::VehicleClass::Standard);
+        let view = desk.driver_zones(DriverAsk {
+            region: &sf,
+            here: hot.cell.center(),
+            radius_m: 20_000.0,
+            tariff: &tariff,
+            route: &crate::fare::RouteModel::default(),
+        });
+        let first = &view.recommended_zones[0];
+        assert_eq!(
+            (first.zone_name.as_str(), first.surge_multiplier),
+            ("Hot Spot", m(20))
+        );
+        // Without the registry: region-wide caps and cell names.
+        let plain = Desk::new(Some(&g), inputs(Caps::DEFAULT, 2_000));
+        assert_eq!(plain.at(hot.cell.center()).multiplier, m(40));
+        assert_eq!(
+            plain.zone_name(&sf, hot.cell),
+            format!("sf {}", hot.cell.token())
+        );
+    }
+
+    #[test]
+    fn degraded_settings_price_every_view_at_one() {
+        let g = grid(1_000);
+        let desk = Desk::new(
+            Some(&g),
+            DeskInputs {
+                degraded: true,
+                ..inputs(Caps::new(m(15), m(50)).expect("caps"), 2_000)
+            },
+        );
+        let hot = desk.at(LatLng::new(37.77, -122.42).expect("ll"));
+        assert_eq!(
+            (hot.multiplier, hot.source),
+            (Multiplier::ONE, Source::Default)
+        );
+        assert!(desk.cells().iter().all(|c| c.multiplier == Multiplier::ONE));
+        assert_views_agree(&desk);
+    }
+
     #[test]
     fn a_stale_grid_decays_alike_in_every_view() {
         let g = grid(0);
@@ -521,7 +640,7 @@ mod tests {
         assert!(Source::parse("fresh ").is_err());
         let cell = Cell::at(LatLng::new(37.77, -122.42).expect("ll"), DEFAULT_LEVEL);
         assert_eq!(
-            zone_name(&Ident::new("sf").expect("id"), cell),
+            zone_name(&Ident::new("sf").expect("id"), None, cell),
             format!("sf {}", cell.token())
         );
     }

@@ -7,7 +7,7 @@ use crate::geo::LatLng;
 use crate::quote::{Ident, QuoteClaims};
 use crate::time::Millis;
 
-use super::{zone_name, DemandLevel, Desk, Effective};
+use super::{DemandLevel, Desk, Effective};
 
 /// What a rider asked for, parsed, with what the shell gathered for it.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct PricedQuote {
     pub fare: FareBreakdown,
     /// The effective price at the pickup.
     pub effective: Effective,
+    /// The name of the pickup's zone ([`super::zone_name`]).
+    pub zone_name: String,
 }
 
 impl Desk<'_> {
@@ -68,6 +70,7 @@ impl Desk<'_> {
             }),
         };
         PricedQuote {
+            zone_name: self.zone_name(ask.region, effective.cell),
             claims,
             fare,
             effective,
@@ -91,7 +94,7 @@ impl PricedQuote {
             estimated_distance: (f64::from(c.distance_m) / 100.0).round() / 10.0,
             vehicle_type: c.class,
             zone_info: ZoneInfo {
-                zone_name: zone_name(&c.region, e.cell),
+                zone_name: self.zone_name.clone(),
                 zone_id: e.cell.token(),
                 current_demand_level: DemandLevel::of(e.multiplier),
                 region: c.region.to_string(),

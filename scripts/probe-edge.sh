@@ -35,7 +35,7 @@ SETTLE=2.5
 source "$ROOT/scripts/edge-load.sh"
 EQ_BENCH_FEATURES=probes start_load_worker
 find_runtime_port /health '"status":"ok"'
-read -r -a STEPS <<<"${3:-limit await parse inputs price report answer baseline-answer}"
+read -r -a STEPS <<<"${3:-limit await parse region inputs price report answer baseline-answer}"
 
 # CPU ns of one probe call (and what it left to settle):
 # probe_ns <step> <n> [cold: 0 or 1]
@@ -120,14 +120,14 @@ body, est = med["load:/health"], med["load:/api/v1/pricing/estimate"]
 print(f"\nunder load, workerd CPU per request: body {body:.0f} us, estimate {est:.0f} us, difference {est - body:.0f} us")
 print(f"0.95 of the body's throughput allows {body * (1 / 0.95 - 1):.1f} us beyond it")
 print(f"estimate/body from the CPU per request under load:     {body / est:.3f}")
-needed = ["limit", "await", "parse", "inputs", "price", "report", "answer", "baseline-answer"]
+needed = ["limit", "await", "parse", "region", "inputs", "price", "report", "answer", "baseline-answer"]
 if not all(f"warm:{k}" in med for k in needed):
     sys.exit(0)
 # The estimate waits for its limiter together with its body (one await, as
 # the baseline's body read): its limit costs it the call less the await.
 def extra(mode):
     m = lambda k: med[f"{mode}:{k}"]
-    return (m("limit") - m("await")) + m("parse") + m("inputs") + m("price") \
+    return (m("limit") - m("await")) + m("parse") + m("region") + m("inputs") + m("price") \
         + m("report") + (m("answer") - m("baseline-answer"))
 print(f"the estimate's steps beyond the baseline's, summed: warm {extra('warm'):.1f} us, cold {extra('cold'):.1f} us")
 print(f"estimate/body if the estimate cost its warm steps only: {body / (body + extra('warm')):.3f}")

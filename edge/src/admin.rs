@@ -28,6 +28,7 @@ pub fn authorised(header: Option<&str>, secret: &str) -> bool {
 pub async fn push_grid(
     req: Incoming,
     env: &Env,
+    settings: &crate::config::Settings,
     region: &str,
     now: u64,
 ) -> Result<Response, ApiError> {
@@ -51,6 +52,11 @@ pub async fn push_grid(
     }
     let region =
         Ident::new(region).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))?;
+    // Only registered regions have grids and zone objects.
+    crate::regions::registry(env, settings, now)
+        .await?
+        .named(region.as_str())
+        .map_err(|m| ApiError::misplaced(&m))?;
     let body = read_json_body(&req, MAX_GRID_BYTES).await?;
     let push: GridPush = serde_json::from_slice(&body).map_err(|e| from_json_error(&e))?;
     if push.region != region.as_str() {

@@ -1,40 +1,35 @@
 //! Settings: `[vars]` from wrangler.toml, secrets, and the admin's KV keys.
 //!
 //! Admin keys live in the `CONFIG` KV namespace and are set with
-//! `wrangler kv key put` (see README):
+//! `wrangler kv key put` (their schemas: README, and
+//! [`shared::api::admin`], whose strict parsers are the only ones):
 //!
-//! * `tariff:<region>:<class>`: `{"currency":"USD","base":250,"per_km":120,
-//!   "per_minute":30,"booking_fee":200,"minimum_fare":800}` (minor units),
-//!   optionally with the booking terms `"cancellation_fee":500,
-//!   "cancellation_grace_seconds":120,"reprice_tolerance_percent":25`
-//!   (defaults: [`shared::booking`])
-//! * `caps:<region>`: `{"min":1.0,"max":4.0}`: bounds on every multiplier
-//!   the edge prices with in that region
-//! * `emergency_cap`: `"1.5"`: a global ceiling over every region
-//! * `emergency:<region>`: `true` declares an emergency in the region: its
-//!   multipliers are capped at its lawful cap, which the origin computes
-//!   from its history and ships with the grid ([`shared::emergency`])
-//! * `experiment:<region>`: the region's pricing experiment, or an array of
-//!   them one after another ([`shared::api::ExperimentWire`]); the edge
-//!   assigns each quote's arm from it and hands it to the origin with every
-//!   grid push. Invalid or overlapping definitions are ignored with a
-//!   logged reason ([`shared::api::parse_experiments`])
+//! * `regions`: the region registry ([`crate::regions`]);
+//! * `tariff:<region>:<class>`: a tariff in the region's currency, with its
+//!   booking terms;
+//! * `caps:<region>`, `emergency_cap`, `emergency:<region>`: the safety
+//!   settings. They fail closed: a value that does not parse, or a read
+//!   that fails, keeps the isolate's last good value; with none, prices
+//!   are 1.0 with a degraded source ([`effective_caps`]). Each case is
+//!   logged once per isolate and key as a JSON line
+//!   (`"event":"config_degraded"`) and listed by `GET /health`.
+//! * `experiment:<region>`: the region's pricing experiments
+//!   ([`shared::api::parse_experiments`]); what is invalid is ignored with
+//!   a logged reason.
 //!
 //! KV reads are cached in the isolate for `CONFIG_CACHE_MS` (var; default [`CONFIG_CACHE_MS`]): an admin
 //! change takes effect within that (plus KV's own propagation, up to 60 s).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde::Deserialize;
-use shared::booking::{
-    Terms, DEFAULT_CANCELLATION_FEE, DEFAULT_CANCELLATION_GRACE, DEFAULT_REPRICE_TOLERANCE_PERCENT,
-};
+use shared::booking::Terms;
 use shared::experiment::Experiment;
-use shared::fare::{Currency, Tariff, VehicleClass};
+use shared::fare::{Tariff, VehicleClass};
 use shared::grid::Staleness;
 use shared::quote::{Ident, Keyring};
+use shared::regions::Region;
 use shared::surge::{Caps, Multiplier};
 use shared::time::Millis;
 use worker::Env;
@@ -158,14 +153,29 @@ pub fn keyring(env: &Env) -> Result<Rc<Keyring>, ApiError> {
     Ok(k)
 }
 
-thread_local! {
-    /// key → (read at, value). Per isolate; lost on eviction, which is fine.
-    static KV_CACHE: RefCell<HashMap<String, (u64, Option<String>)>> = RefCell::new(HashMap::new());
+/// What a read of an admin key gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The key holds this text.
+    Set(String),
+    /// The key is not set.
+    Absent,
+    /// KV did not answer.
+    Failed,
 }
 
-/// A CONFIG KV value, through the isolate cache. A KV failure reads as
-/// "absent" so defaults apply: pricing never fails on config.
-async fn config_value(env: &Env, key: &str, now: u64, ttl: Millis) -> Option<String> {
+thread_local! {
+    /// key → (read at, what it gave). Per isolate; lost on eviction.
+    static KV_CACHE: RefCell<HashMap<String, (u64, Read)>> = RefCell::new(HashMap::new());
+    /// key → the last text of it that parsed, for safety settings: what
+    /// stays in force while the key holds a bad value or cannot be read.
+    static LAST_GOOD: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    /// key → why its value is not in force now (shown by `/health`).
+    static DEGRADED: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// An admin key's value, through the isolate cache (`CONFIG_CACHE_MS`).
+pub async fn read(env: &Env, key: &str, now: u64, ttl: Millis) -> Read {
     let hit = KV_CACHE.with(|c| {
         c.borrow()
             .get(key)
@@ -175,114 +185,145 @@ async fn config_value(env: &Env, key: &str, now: u64, ttl: Millis) -> Option<Str
     if let Some(v) = hit {
         return v;
     }
-    let value = match env.kv("CONFIG") {
-        Ok(kv) => kv.get(key).text().await.ok().flatten(),
-        Err(_) => None,
-    };
+    let value = read_uncached(env, key).await;
     KV_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), (now, value.clone())));
     value
 }
 
-#[derive(Deserialize)]
-struct TariffWire {
-    currency: String,
-    base: i64,
-    per_km: i64,
-    per_minute: i64,
-    booking_fee: i64,
-    minimum_fare: i64,
-    cancellation_fee: Option<i64>,
-    cancellation_grace_seconds: Option<u64>,
-    reprice_tolerance_percent: Option<u32>,
-}
-
-/// Parses a tariff value; `None` when invalid (then the default applies).
-pub fn parse_tariff(text: &str) -> Option<Tariff> {
-    parse_terms(text).map(|t| t.tariff)
-}
-
-/// Parses a tariff value with its booking terms (defaults for the ones it
-/// does not set); `None` when invalid.
-pub fn parse_terms(text: &str) -> Option<Terms> {
-    let w: TariffWire = serde_json::from_str(text).ok()?;
-    let tariff = Tariff {
-        currency: Currency::new(&w.currency).ok()?,
-        base: w.base,
-        per_km: w.per_km,
-        per_minute: w.per_minute,
-        booking_fee: w.booking_fee,
-        minimum_fare: w.minimum_fare,
+/// An admin key's value from KV itself (for values the caller caches in
+/// its own parsed form, like the registry).
+pub async fn read_uncached(env: &Env, key: &str) -> Read {
+    match env.kv("CONFIG") {
+        Ok(kv) => match kv.get(key).text().await {
+            Ok(Some(text)) => Read::Set(text),
+            Ok(None) => Read::Absent,
+            Err(_) => Read::Failed,
+        },
+        Err(_) => Read::Failed,
     }
-    .validate()
-    .ok()?;
-    let fee = w.cancellation_fee.unwrap_or(DEFAULT_CANCELLATION_FEE);
-    let tolerance = w
-        .reprice_tolerance_percent
-        .unwrap_or(DEFAULT_REPRICE_TOLERANCE_PERCENT);
-    let grace = w
-        .cancellation_grace_seconds
-        .map_or(DEFAULT_CANCELLATION_GRACE, Millis::from_secs);
-    let sane =
-        (0..=1_000_000).contains(&fee) && tolerance <= 1_000 && grace <= Millis::from_secs(86_400);
-    sane.then_some(Terms {
-        tariff,
-        cancellation_fee: fee,
-        cancellation_grace: grace,
-        reprice_tolerance_percent: tolerance,
-    })
 }
 
-#[derive(Deserialize)]
-struct CapsWire {
-    min: f64,
-    max: f64,
+/// Notes that `key`'s value is not in force, logging the reason the first
+/// time this isolate sees it (one line per key and reason, not one per
+/// request).
+pub fn degrade(key: &str, reason: &str) {
+    let new = DEGRADED.with(|d| {
+        let mut d = d.borrow_mut();
+        let changed = d.get(key).map(String::as_str) != Some(reason);
+        if changed {
+            d.insert(key.to_owned(), reason.to_owned());
+        }
+        changed
+    });
+    if new {
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"event": "config_degraded", "key": key, "reason": reason})
+        );
+    }
 }
 
-/// Parses region caps; `None` when invalid.
-pub fn parse_caps(text: &str) -> Option<Caps> {
-    let w: CapsWire = serde_json::from_str(text).ok()?;
-    Caps::new(
-        Multiplier::from_f64(w.min).ok()?,
-        Multiplier::from_f64(w.max).ok()?,
-    )
-    .ok()
+/// Notes that `key`'s value is in force again.
+pub fn restore(key: &str) {
+    let was = DEGRADED.with(|d| d.borrow_mut().remove(key));
+    if was.is_some() {
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"event": "config_restored", "key": key})
+        );
+    }
 }
 
-/// Parses the emergency cap (`"1.5"` or `1.5`); `None` when absent/invalid.
-pub fn parse_emergency(text: &str) -> Option<Multiplier> {
-    let t = text.trim().trim_matches('"');
-    Multiplier::from_f64(t.parse().ok()?).ok()
+/// The settings this isolate cannot use now, with why.
+pub fn degraded() -> BTreeMap<String, String> {
+    DEGRADED.with(|d| d.borrow().clone())
 }
 
-/// The tariff of a class in a region (admin's or the built-in default).
-pub async fn tariff(
+/// A safety setting, read strictly. `Ok(None)`: the key is not set;
+/// `Ok(Some)`: its value, or the last good one while the key holds a bad
+/// value or cannot be read (the setting is then reported degraded);
+/// `Err(reason)`: it is bad or unreadable and this isolate knows no good
+/// value. A bad value never reads as "not set": that would lift a cap.
+pub async fn safety<T>(
     env: &Env,
-    s: &Settings,
-    region: &Ident,
-    class: VehicleClass,
+    key: &str,
     now: u64,
-) -> Tariff {
-    let key = ["tariff:", region.as_str(), ":", class.as_str()].concat();
-    config_value(env, &key, now, s.config_cache)
-        .await
-        .and_then(|t| parse_tariff(&t))
-        .unwrap_or_else(|| Tariff::default_for(class))
+    ttl: Millis,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let why = match read(env, key, now, ttl).await {
+        Read::Absent => {
+            // "Not set" is the setting now: a bad value after it has no
+            // good one to fall back on.
+            LAST_GOOD.with(|g| g.borrow_mut().remove(key));
+            restore(key);
+            return Ok(None);
+        }
+        Read::Set(text) => match parse(&text) {
+            Ok(v) => {
+                LAST_GOOD.with(|g| g.borrow_mut().insert(key.to_owned(), text));
+                restore(key);
+                return Ok(Some(v));
+            }
+            Err(why) => format!("invalid value: {why}"),
+        },
+        Read::Failed => "KV read failed".to_owned(),
+    };
+    degrade(key, &why);
+    let last = LAST_GOOD.with(|g| g.borrow().get(key).cloned());
+    match last.map(|t| parse(&t)) {
+        Some(Ok(v)) => Ok(Some(v)),
+        _ => Err(why),
+    }
 }
 
-/// The booking terms of a class in a region: the tariff key's, or the
-/// built-in tariff with the default terms.
+/// The booking terms of a class in a region, with the tariff priced on:
+/// `tariff:<tariff region>:<class>`, in the region's currency. The
+/// built-in tariff prices only where the key is absent and the region
+/// charges in its currency; a tariff that is invalid, unreadable or in
+/// another currency keeps the last good one, else the request is
+/// `503 config_unavailable`. Money never changes currency.
 pub async fn terms(
     env: &Env,
     s: &Settings,
-    region: &Ident,
+    region: &Region,
     class: VehicleClass,
     now: u64,
-) -> Terms {
-    let key = ["tariff:", region.as_str(), ":", class.as_str()].concat();
-    config_value(env, &key, now, s.config_cache)
-        .await
-        .and_then(|t| parse_terms(&t))
-        .unwrap_or_else(|| Terms::with_defaults(Tariff::default_for(class)))
+) -> Result<Terms, ApiError> {
+    let key = [
+        "tariff:",
+        region.tariff_region().as_str(),
+        ":",
+        class.as_str(),
+    ]
+    .concat();
+    let currency = region.currency();
+    let parse = |text: &str| {
+        shared::api::admin::parse_terms(text).and_then(|t| {
+            if t.tariff.currency == currency {
+                Ok(t)
+            } else {
+                Err(format!(
+                    "the tariff is in {}; region {} charges in {currency}",
+                    t.tariff.currency,
+                    region.id()
+                ))
+            }
+        })
+    };
+    match safety(env, &key, now, s.config_cache, parse).await {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Tariff::built_in(currency, class)
+            .map(Terms::with_defaults)
+            .ok_or_else(|| {
+                ApiError::config_unavailable(&format!(
+                    "no tariff for {} in region {}: set {key} (in {currency})",
+                    class.as_str(),
+                    region.id()
+                ))
+            }),
+        Err(why) => Err(ApiError::config_unavailable(&format!("{key}: {why}"))),
+    }
 }
 
 /// The dispatch system's token (`DISPATCH_TOKEN` secret), if set.
@@ -293,33 +334,52 @@ pub fn dispatch_token(env: &Env) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Parses an on/off flag (`true`, `1`, `yes`, `on`, quoted or not);
-/// anything else is off.
-pub fn parse_flag(text: &str) -> bool {
-    matches!(
-        text.trim().trim_matches('"').to_ascii_lowercase().as_str(),
-        "true" | "1" | "yes" | "on"
-    )
+/// The caps a region prices within now, fail closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapsInForce {
+    /// The region's caps narrowed by the emergency cap.
+    pub caps: Caps,
+    /// Whether an emergency is declared (`emergency:<region>`).
+    pub emergency: bool,
+    /// A setting among them is unknown: price at 1.0 (the desk's rule).
+    pub degraded: bool,
 }
 
 /// The caps in force for a region, emergency cap applied, and whether an
 /// emergency is declared for it (`emergency:<region>`: the desk then
-/// narrows the caps to the grid's lawful cap).
-pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> (Caps, bool) {
+/// narrows the caps to the grid's lawful cap). Each key is read strictly
+/// ([`safety`]): a bad or unreadable value keeps the last good one; with
+/// none, the region prices at 1.0 with a degraded source.
+pub async fn effective_caps(env: &Env, s: &Settings, region: &Ident, now: u64) -> CapsInForce {
+    use shared::api::admin::{parse_caps, parse_emergency_cap, parse_emergency_flag};
     // Every key at once: a cold isolate waits for one KV round trip.
     let caps_key = ["caps:", region.as_str()].concat();
     let flag_key = ["emergency:", region.as_str()].concat();
+    let ttl = s.config_cache;
     let (caps, cap, declared) = futures_util::future::join3(
-        config_value(env, &caps_key, now, s.config_cache),
-        config_value(env, "emergency_cap", now, s.config_cache),
-        config_value(env, &flag_key, now, s.config_cache),
+        safety(env, &caps_key, now, ttl, parse_caps),
+        safety(
+            env,
+            shared::api::admin::EMERGENCY_CAP_KEY,
+            now,
+            ttl,
+            parse_emergency_cap,
+        ),
+        safety(env, &flag_key, now, ttl, parse_emergency_flag),
     )
     .await;
-    let caps = caps
-        .and_then(|t| parse_caps(&t))
-        .unwrap_or(Caps::DEFAULT)
-        .effective(cap.and_then(|t| parse_emergency(&t)));
-    (caps, declared.is_some_and(|t| parse_flag(&t)))
+    match (caps, cap, declared) {
+        (Ok(caps), Ok(cap), Ok(declared)) => CapsInForce {
+            caps: caps.unwrap_or(Caps::DEFAULT).effective(cap),
+            emergency: declared.unwrap_or(false),
+            degraded: false,
+        },
+        _ => CapsInForce {
+            caps: Caps::new(Multiplier::ONE, Multiplier::ONE).unwrap_or(Caps::DEFAULT),
+            emergency: false,
+            degraded: true,
+        },
+    }
 }
 
 /// A region's experiments text and what it parsed to.
@@ -339,7 +399,10 @@ pub fn experiment_key(region: &Ident) -> String {
 
 /// The raw value of a region's experiments key, if set.
 pub async fn experiments_text(env: &Env, s: &Settings, region: &Ident, now: u64) -> Option<String> {
-    config_value(env, &experiment_key(region), now, s.config_cache).await
+    match read(env, &experiment_key(region), now, s.config_cache).await {
+        Read::Set(text) => Some(text),
+        Read::Absent | Read::Failed => None,
+    }
 }
 
 /// The raw value of a region's experiments key read from KV itself (not
@@ -376,45 +439,4 @@ pub async fn experiments(env: &Env, s: &Settings, region: &Ident, now: u64) -> R
             .insert(region.clone(), (text, Rc::clone(&valid)))
     });
     valid
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_values_parse_or_fall_back() {
-        let t = parse_tariff(
-            r#"{"currency":"EUR","base":300,"per_km":100,"per_minute":25,"booking_fee":150,"minimum_fare":700}"#,
-        )
-        .expect("tariff");
-        assert_eq!(t.currency.as_str(), "EUR");
-        assert!(parse_tariff(r#"{"currency":"eur","base":1}"#).is_none());
-        assert!(parse_tariff(
-            r#"{"currency":"EUR","base":-3,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1}"#
-        )
-        .is_none());
-        let c = parse_caps(r#"{"min":1.2,"max":3.0}"#).expect("caps");
-        assert_eq!((c.min().tenths(), c.max().tenths()), (12, 30));
-        assert!(parse_caps(r#"{"min":3.0,"max":1.2}"#).is_none());
-        assert_eq!(parse_emergency("\"1.5\"").map(|m| m.tenths()), Some(15));
-        assert_eq!(parse_emergency("2").map(|m| m.tenths()), Some(20));
-        assert!(parse_emergency("0.5").is_none());
-        assert!(parse_flag("true") && parse_flag("\"1\"") && parse_flag(" Yes "));
-        assert!(!parse_flag("false") && !parse_flag("") && !parse_flag("2"));
-        let terms = parse_terms(
-            r#"{"currency":"USD","base":1,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1,"cancellation_fee":300,"cancellation_grace_seconds":0}"#,
-        )
-        .expect("terms");
-        assert_eq!(terms.cancellation_fee, 300);
-        assert_eq!(terms.cancellation_grace, Millis(0));
-        assert_eq!(
-            terms.reprice_tolerance_percent,
-            DEFAULT_REPRICE_TOLERANCE_PERCENT
-        );
-        assert!(parse_terms(
-            r#"{"currency":"USD","base":1,"per_km":1,"per_minute":1,"booking_fee":1,"minimum_fare":1,"cancellation_fee":-1}"#
-        )
-        .is_none());
-    }
 }

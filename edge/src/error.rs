@@ -75,6 +75,27 @@ impl ApiError {
         }
     }
 
+    /// 503: an admin setting the request needs cannot be read or is
+    /// invalid, and no good value of it is known. Never another region's or
+    /// currency's value in its place.
+    pub fn config_unavailable(what: &str) -> Self {
+        Self {
+            retry_after: Some(10),
+            ..Self::new(503, "config_unavailable", what.to_owned())
+        }
+    }
+
+    /// Where a request's region cannot be priced
+    /// ([`shared::regions::Registry::resolve`]): 404 for a region nobody
+    /// registered, 422 for a pickup outside every region or in another.
+    pub fn misplaced(m: &shared::regions::Misplaced) -> Self {
+        let status = match m {
+            shared::regions::Misplaced::UnknownRegion(_) => 404,
+            _ => 422,
+        };
+        Self::new(status, m.code(), m.to_string())
+    }
+
     /// The JSON body.
     pub fn body(&self) -> ErrorBody {
         ErrorBody::new(self.code, self.message.clone())

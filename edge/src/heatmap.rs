@@ -11,7 +11,7 @@ use worker::{Context, Env, Response};
 use crate::config::{self, Settings};
 use crate::error::ApiError;
 use crate::http::{json, Incoming};
-use crate::pricing::{class_of, read_desk_inputs, region_of};
+use crate::pricing::{class_of, named_region, read_desk_inputs};
 
 /// The request's query parameters (the last of a repeated name wins).
 fn query(req: &Incoming) -> Result<BTreeMap<String, String>, ApiError> {
@@ -89,10 +89,22 @@ pub async fn rider(
             ))
         }
     };
-    let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
     let user = user_of(&q)?;
-    let read = read_desk_inputs(env, ctx, settings, &region, now).await;
+    // The region named (it must be registered), else the one at the
+    // centre of the view, else the default one.
+    let registry = crate::regions::registry(env, settings, now).await?;
+    let centre = LatLng::new(
+        (bounds.south_west().lat() + bounds.north_east().lat()) / 2.0,
+        (bounds.south_west().lng() + bounds.north_east().lng()) / 2.0,
+    )
+    .ok();
+    let region = match (q.get("region"), centre.and_then(|c| registry.locate(c))) {
+        (None, Some(here)) => here,
+        (named, _) => named_region(&registry, named.map(String::as_str), settings)?,
+    };
+    let region = region.id().clone();
+    let read = read_desk_inputs(env, ctx, settings, &registry, &region, now).await;
     // Every cell at its effective multiplier: what a quote there charges
     // (to this user, in an experiment's arm).
     let resp = read
@@ -132,14 +144,20 @@ pub async fn driver(
         }
     };
     let class = class_of(q.get("vehicle_type").map(String::as_str))?;
-    let region = region_of(q.get("region").map(String::as_str), settings)?;
     crate::limits::check(env, req, None).await?;
     let user = user_of(&q)?;
-    let (read, tariff) = futures_util::future::join(
-        read_desk_inputs(env, ctx, settings, &region, now),
-        config::tariff(env, settings, &region, class, now),
+    // The driver's region is where the driver is.
+    let registry = crate::regions::registry(env, settings, now).await?;
+    let geo = registry
+        .resolve(here, q.get("region").map(String::as_str))
+        .map_err(|m| ApiError::misplaced(&m))?;
+    let region = geo.id().clone();
+    let (read, terms) = futures_util::future::join(
+        read_desk_inputs(env, ctx, settings, &registry, &region, now),
+        config::terms(env, settings, geo, class, now),
     )
     .await;
+    let tariff = terms?.tariff;
     // Earnings at the effective multiplier: what riders there are charged.
     let resp = read.desk(now, user).driver_zones(DriverAsk {
         region: &region,

@@ -35,6 +35,7 @@ pub mod limits;
 pub mod pricing;
 #[cfg(feature = "probes")]
 pub mod probe;
+pub mod regions;
 pub mod zone;
 
 use shared::booking::Action;
@@ -97,8 +98,11 @@ async fn route(
     };
     let enc = |_| ApiError::unavailable("response encoding");
     match (segments.as_slice(), method) {
+        // Liveness, cheap: what this isolate knows, no I/O. `degraded`
+        // lists the admin settings it cannot use now, and why.
         (["health"], Method::Get) => json(
-            &serde_json::json!({"status": "ok", "region": settings.default_region.as_str(), "time": now}),
+            &serde_json::json!({"status": "ok", "region": settings.default_region.as_str(), "time": now,
+                "degraded": config::degraded()}),
             200,
         )
         .map_err(enc),
@@ -128,7 +132,7 @@ async fn route(
         },
         (["api", "v1", "pricing", "heatmap"], Method::Get) => heatmap::rider(&req, env, ctx, settings, now).await,
         (["api", "v1", "driver", "heatmap"], Method::Get) => heatmap::driver(&req, env, ctx, settings, now).await,
-        (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings).await,
+        (["api", "v1", "pricing", "stream"], Method::Get) => stream(req, env, settings, now).await,
         #[cfg(feature = "probes")]
         (["__probe", step], Method::Post) => {
             let step = (*step).to_owned();
@@ -141,7 +145,7 @@ async fn route(
         }
         (["admin", "v1", "grids", region], Method::Put) => {
             let region = (*region).to_owned();
-            admin::push_grid(req, env, &region, now).await
+            admin::push_grid(req, env, settings, &region, now).await
         }
         (["health"], _) => Err(ApiError::method_not_allowed("GET, POST")),
         (["openapi.json"] | ["api", "v1", "pricing", "heatmap"] | ["api", "v1", "driver", "heatmap"]
@@ -166,7 +170,12 @@ pub fn body_answer(bytes: usize) -> Result<Response, ApiError> {
 
 /// `GET /api/v1/pricing/stream?region=r`: hands the WebSocket upgrade to the
 /// region's zone object.
-async fn stream(req: Incoming, env: &Env, settings: &Settings) -> Result<Response, ApiError> {
+async fn stream(
+    req: Incoming,
+    env: &Env,
+    settings: &Settings,
+    now: u64,
+) -> Result<Response, ApiError> {
     let upgrade = req
         .headers()
         .get("upgrade")
@@ -184,7 +193,10 @@ async fn stream(req: Incoming, env: &Env, settings: &Settings) -> Result<Respons
         .query_pairs()
         .find(|(k, _)| k == "region")
         .map(|(_, v)| v.into_owned());
-    let region = pricing::region_of(requested.as_deref(), settings)?;
+    let registry = regions::registry(env, settings, now).await?;
+    let region = pricing::named_region(&registry, requested.as_deref(), settings)?
+        .id()
+        .clone();
     let stub = crate::grids::zone_stub(env, &region)
         .map_err(|_| ApiError::unavailable("the zone object"))?;
     let headers = worker::Headers::new();

@@ -3,10 +3,12 @@
 use shared::api::{EstimateRequest, ValidEstimate};
 use std::rc::Rc;
 
+use shared::booking::Terms;
 use shared::desk::{Desk, DeskInputs, PricedQuote, QuoteAsk};
 use shared::experiment::Experiment;
-use shared::fare::{RouteModel, Tariff, VehicleClass};
+use shared::fare::{RouteModel, VehicleClass};
 use shared::quote::Ident;
+use shared::regions::{Region, Registry};
 use shared::time::Timestamp;
 use worker::{Context, Env, Response};
 
@@ -54,14 +56,16 @@ fn new_quote_id() -> Result<Ident, ApiError> {
     Ident::new(&id).map_err(|_| ApiError::unavailable("quote id generation"))
 }
 
-/// Parses the region a request names, or the default one.
-pub fn region_of(requested: Option<&str>, settings: &Settings) -> Result<Ident, ApiError> {
-    match requested {
-        None => Ok(settings.default_region.clone()),
-        Some(r) => {
-            Ident::new(r).map_err(|e| ApiError::bad_request("invalid_region", e.to_string()))
-        }
-    }
+/// The registered region a request without a point names, or the
+/// default one (`DEFAULT_REGION`): `404 unknown_region` for a name nobody
+/// registered (and nothing is created for it).
+pub fn named_region<'r>(
+    registry: &'r Registry,
+    requested: Option<&str>,
+    settings: &Settings,
+) -> Result<&'r Region, ApiError> {
+    let name = requested.unwrap_or(settings.default_region.as_str());
+    registry.named(name).map_err(|m| ApiError::misplaced(&m))
 }
 
 /// Parses a vehicle class, `standard` when absent.
@@ -84,6 +88,10 @@ pub struct DeskRead {
     pub inputs: DeskInputs,
     /// The region's valid experiments.
     pub experiments: Rc<Vec<Experiment>>,
+    /// The registry the region is in (its named zones).
+    pub registry: Rc<Registry>,
+    /// The region priced.
+    pub region: Ident,
 }
 
 impl DeskRead {
@@ -102,7 +110,9 @@ impl DeskRead {
                 }
             }
         });
-        Desk::new(grid, self.inputs).with_arm(arm)
+        Desk::new(grid, self.inputs)
+            .with_arm(arm)
+            .with_region(self.registry.get(self.region.as_str()))
     }
 }
 
@@ -139,10 +149,11 @@ pub async fn read_desk_inputs(
     env: &Env,
     ctx: &Context,
     settings: &Settings,
+    registry: &Rc<Registry>,
     region: &Ident,
     now: u64,
 ) -> DeskRead {
-    let (read, (caps, emergency), experiments) = futures_util::future::join3(
+    let (read, caps, experiments) = futures_util::future::join3(
         grids::read(
             env,
             ctx,
@@ -156,16 +167,19 @@ pub async fn read_desk_inputs(
     )
     .await;
     let inputs = DeskInputs {
-        caps,
+        caps: caps.caps,
         staleness: settings.staleness,
         now: Timestamp(now),
         from_cache: matches!(read.via, Via::Isolate | Via::Location),
-        emergency,
+        emergency: caps.emergency,
+        degraded: caps.degraded,
     };
     DeskRead {
         read,
         inputs,
         experiments,
+        registry: Rc::clone(registry),
+        region: region.clone(),
     }
 }
 
@@ -184,13 +198,11 @@ pub async fn estimate(
     // The address limit is checked while the body arrives: one wait, not two.
     let body = crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?;
     let ask = parse_estimate(&body)?;
-    let region = ask
-        .region
-        .clone()
-        .unwrap_or_else(|| settings.default_region.clone());
+    let registry = crate::regions::registry(env, settings, now).await?;
+    let region = locate(&registry, &ask)?;
     crate::limits::check_user(env, ask.user_id.as_deref()).await?;
-    let inputs = read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
-    let (quote, token) = price(env, settings, &inputs, &ask, &region, now)?;
+    let inputs = read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
+    let (quote, token) = price(env, settings, &inputs, &ask, region.id(), now)?;
     report(env, ctx, &quote, &ask);
     answer(&quote, token)
 }
@@ -202,13 +214,23 @@ pub fn parse_estimate(body: &[u8]) -> Result<ValidEstimate, ApiError> {
         .map_err(|e| ApiError::bad_request(e.code, e.message))
 }
 
-/// What a quote is priced from: the desk's inputs and the class's tariff.
+/// The region an estimate is priced in: the pickup's, which a `region`
+/// in the request must name ([`Registry::resolve`]; 404 for a name nobody
+/// registered, 422 for another region's or a pickup outside them all).
+pub fn locate<'r>(registry: &'r Registry, ask: &ValidEstimate) -> Result<&'r Region, ApiError> {
+    registry
+        .resolve(ask.pickup, ask.region.as_ref().map(Ident::as_str))
+        .map_err(|m| ApiError::misplaced(&m))
+}
+
+/// What a quote is priced from: the desk's inputs and the class's tariff
+/// with its booking terms.
 #[derive(Debug)]
 pub struct QuoteInputs {
     /// Grid, caps, staleness, experiments.
     pub desk: DeskRead,
-    /// The region's tariff for the class.
-    pub tariff: Tariff,
+    /// The region's tariff for the class and its booking terms.
+    pub terms: Terms,
 }
 
 /// Reads a quote's inputs concurrently (the isolate's caches first).
@@ -216,16 +238,20 @@ pub async fn read_quote_inputs(
     env: &Env,
     ctx: &Context,
     settings: &Settings,
-    region: &Ident,
+    registry: &Rc<Registry>,
+    region: &Region,
     class: VehicleClass,
     now: u64,
-) -> QuoteInputs {
-    let (desk, tariff) = futures_util::future::join(
-        read_desk_inputs(env, ctx, settings, region, now),
-        config::tariff(env, settings, region, class, now),
+) -> Result<QuoteInputs, ApiError> {
+    let (desk, terms) = futures_util::future::join(
+        read_desk_inputs(env, ctx, settings, registry, region.id(), now),
+        config::terms(env, settings, region, class, now),
     )
     .await;
-    QuoteInputs { desk, tariff }
+    Ok(QuoteInputs {
+        desk,
+        terms: terms?,
+    })
 }
 
 /// The desk's price for `ask` at `now`, with a fresh id, and its signed
@@ -246,7 +272,7 @@ pub fn price(
             class: ask.class,
             pickup: ask.pickup,
             trip: ask.trip,
-            tariff: &inputs.tariff,
+            tariff: &inputs.terms.tariff,
             quote_id: new_quote_id()?,
             valid_for: settings.quote_ttl,
         });

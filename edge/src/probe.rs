@@ -43,11 +43,12 @@ pub const EVICT_BYTES: usize = 16 << 20;
 /// order it runs them; `await` and `baseline-answer` are what the body
 /// baseline (`POST /health`) pays instead; `report100` is the report with
 /// messages of 100 events ([`BATCH_OF_100`]).
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 11] = [
     "nothing",
     "limit",
     "await",
     "parse",
+    "region",
     "inputs",
     "price",
     "report100",
@@ -119,19 +120,18 @@ pub async fn upto(
         return crate::body_answer(body.len());
     }
     let ask = pricing::parse_estimate(&body)?;
-    let region = ask
-        .region
-        .clone()
-        .unwrap_or_else(|| settings.default_region.clone());
+    let registry = crate::regions::registry(env, settings, now).await?;
+    let region = pricing::locate(&registry, &ask)?;
     crate::limits::check_user(env, ask.user_id.as_deref()).await?;
     if !through("inputs") {
         return crate::body_answer(body.len());
     }
-    let inputs = pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
+    let inputs =
+        pricing::read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
     if !through("price") {
         return crate::body_answer(body.len());
     }
-    let (quote, token) = pricing::price(env, settings, &inputs, &ask, &region, now)?;
+    let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
     let event = || shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref());
     match stage {
         "price" => return crate::body_answer(body.len()),
@@ -184,12 +184,11 @@ pub async fn run(
     let mut evict = vec![0u8; if cold { EVICT_BYTES } else { 0 }];
     let body = http::read_json_body(&req, MAX_BODY_BYTES).await?;
     let ask = pricing::parse_estimate(&body)?;
-    let region = ask
-        .region
-        .clone()
-        .unwrap_or_else(|| settings.default_region.clone());
-    let inputs = pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await;
-    let (quote, token) = pricing::price(env, settings, &inputs, &ask, &region, now)?;
+    let registry = crate::regions::registry(env, settings, now).await?;
+    let region = pricing::locate(&registry, &ask)?;
+    let inputs =
+        pricing::read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
+    let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
     let key = ["ip:", &http::client_ip(&req)].concat();
     for _ in 0..n {
         touch_every_line(&mut evict);
@@ -203,10 +202,23 @@ pub async fn run(
                     .map_err(|_| ApiError::unavailable("a resolved promise"))?;
             }
             "parse" => drop(pricing::parse_estimate(&body)?),
-            "inputs" => {
-                drop(pricing::read_quote_inputs(env, ctx, settings, &region, ask.class, now).await)
+            // The registry (cached in the isolate) and the pickup's region.
+            "region" => {
+                let registry = crate::regions::registry(env, settings, now).await?;
+                drop(pricing::locate(&registry, &ask)?.id().clone())
             }
-            "price" => drop(pricing::price(env, settings, &inputs, &ask, &region, now)?),
+            "inputs" => drop(
+                pricing::read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now)
+                    .await,
+            ),
+            "price" => drop(pricing::price(
+                env,
+                settings,
+                &inputs,
+                &ask,
+                region.id(),
+                now,
+            )?),
             "report" => pricing::report(env, ctx, &quote, &ask),
             // The report with messages of 100 events (before 64 KB ones).
             "report100" => crate::events::send_within(

@@ -19,19 +19,41 @@ use serde::Deserialize;
 use shared::api::{GridPush, GridPushResponse};
 use shared::desk::{Desk, DeskInputs};
 use shared::grid::{GridSlot, Offer, SurgeGrid};
-use shared::surge::Caps;
+use shared::surge::{Caps, Multiplier};
 use shared::time::Timestamp;
 use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
+use crate::config::CapsInForce;
 use crate::error::ApiError;
 use crate::http::{error_response, json};
 
-/// What prices a region besides its grid: the caps in force, whether an
-/// emergency is declared, and its experiments.
-type Pricing = (Caps, bool, Rc<Vec<shared::experiment::Experiment>>);
+/// What prices a region besides its grid: the caps in force (with whether
+/// an emergency is declared, fail closed), its experiments and its named
+/// zones.
+#[derive(Debug)]
+struct Pricing {
+    caps: CapsInForce,
+    experiments: Rc<Vec<shared::experiment::Experiment>>,
+    registry: Option<Rc<shared::regions::Registry>>,
+}
+
+impl Pricing {
+    /// Nothing known: every price 1.0 from a degraded source.
+    fn unknown() -> Self {
+        Self {
+            caps: CapsInForce {
+                caps: Caps::new(Multiplier::ONE, Multiplier::ONE).unwrap_or(Caps::DEFAULT),
+                emergency: false,
+                degraded: true,
+            },
+            experiments: Rc::default(),
+            registry: None,
+        }
+    }
+}
 
 #[durable_object]
 #[derive(Debug)]
@@ -82,17 +104,23 @@ impl Zone {
     fn stream_message(&self, grid: &SurgeGrid, caps: &Pricing, now: u64) -> Option<String> {
         let settings = crate::config::Settings::cached(&self.env).ok()?;
         let inputs = DeskInputs {
-            caps: caps.0,
+            caps: caps.caps.caps,
             staleness: settings.staleness,
             now: Timestamp(now),
             from_cache: false,
-            emergency: caps.1,
+            emergency: caps.caps.emergency,
+            degraded: caps.caps.degraded,
         };
         // A switchback's arm in force is the whole region's price now; a
         // user split's arms are per rider, so the stream shows the grid's.
-        let arm = shared::experiment::arm_grid(&caps.2, grid, Timestamp(now), None);
+        let arm = shared::experiment::arm_grid(&caps.experiments, grid, Timestamp(now), None);
+        let region = caps
+            .registry
+            .as_deref()
+            .and_then(|r| r.get(grid.region().as_str()));
         let effective = Desk::new(Some(grid), inputs)
             .with_arm(arm)
+            .with_region(region)
             .effective_grid()?;
         let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
         Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
@@ -104,14 +132,19 @@ impl Zone {
     async fn caps(&self, region: &shared::quote::Ident, now: u64) -> Pricing {
         match crate::config::Settings::cached(&self.env) {
             Ok(s) => {
-                let ((caps, emergency), experiments) = futures_util::future::join(
+                let (caps, experiments, registry) = futures_util::future::join3(
                     crate::config::effective_caps(&self.env, &s, region, now),
                     crate::config::experiments(&self.env, &s, region, now),
+                    crate::regions::registry(&self.env, &s, now),
                 )
                 .await;
-                (caps, emergency, experiments)
+                Pricing {
+                    caps,
+                    experiments,
+                    registry: registry.ok(),
+                }
             }
-            Err(_) => (Caps::DEFAULT, false, Rc::default()),
+            Err(_) => Pricing::unknown(),
         }
     }
 
@@ -180,7 +213,7 @@ impl Zone {
         let now = worker::Date::now().as_millis();
         let caps = match &region {
             Some(r) => self.caps(r, now).await,
-            None => (Caps::DEFAULT, false, Rc::default()),
+            None => Pricing::unknown(),
         };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);

@@ -402,6 +402,15 @@ impl Tariff {
             minimum_fare,
         }
     }
+
+    /// The built-in tariff of a class for a region that charges in
+    /// `currency`, while the admin has set none: only in the built-in
+    /// tariff's own currency (USD). Amounts mean nothing in another
+    /// currency, so there is no default there.
+    pub fn built_in(currency: Currency, class: VehicleClass) -> Option<Self> {
+        let t = Self::default_for(class);
+        (t.currency == currency).then_some(t)
+    }
 }
 
 /// How straight-line distance becomes a road trip.

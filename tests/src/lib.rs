@@ -4,6 +4,7 @@
 
 pub mod nats;
 pub mod postgres;
+pub mod regions;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -103,6 +104,25 @@ pub fn build_worker() {
     });
 }
 
+/// Sets a KV key in a worker's local state (running or not) with the
+/// admin's command, `wrangler kv key put --local`.
+pub fn kv_put_at(state_dir: &Path, binding: &str, key: &str, value: &str) {
+    let out = Command::new(root().join("node_modules/.bin/wrangler"))
+        .current_dir(root())
+        .args(["kv", "key", "put", "--local", "--binding", binding])
+        .arg("--persist-to")
+        .arg(state_dir)
+        .args([key, value])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .output()
+        .expect("run wrangler kv key put");
+    assert!(
+        out.status.success(),
+        "wrangler kv key put failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A running `wrangler dev` serving the worker on loopback.
 #[derive(Debug)]
 pub struct Worker {
@@ -142,6 +162,9 @@ impl Worker {
     pub fn start_on(port: u16, state_dir: &Path, vars: &[(&str, &str)]) -> Self {
         build_worker();
         let _one_at_a_time = START.lock().unwrap_or_else(|p| p.into_inner());
+        // The test regions, as an admin would put them (before the start,
+        // so no request ever sees the shipped registry alone).
+        kv_put_at(state_dir, "CONFIG", "regions", &regions::registry_json());
         let log = std::fs::File::create(state_dir.join("wrangler.log")).expect("log file");
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.current_dir(root())
@@ -230,20 +253,38 @@ impl Worker {
     /// Sets a KV key in the local state with the admin's command,
     /// `wrangler kv key put --local`.
     pub fn kv_put(&self, binding: &str, key: &str, value: &str) {
+        kv_put_at(&self.state_dir, binding, key, value);
+    }
+
+    /// Deletes a KV key with `wrangler kv key delete --local`.
+    pub fn kv_delete(&self, binding: &str, key: &str) {
         let out = Command::new(root().join("node_modules/.bin/wrangler"))
             .current_dir(root())
-            .args(["kv", "key", "put", "--local", "--binding", binding])
+            .args(["kv", "key", "delete", "--local", "--binding", binding])
             .arg("--persist-to")
             .arg(&self.state_dir)
-            .args([key, value])
+            .arg(key)
             .env("WRANGLER_SEND_METRICS", "false")
             .output()
-            .expect("run wrangler kv key put");
+            .expect("run wrangler kv key delete");
         assert!(
             out.status.success(),
-            "wrangler kv key put failed: {}",
+            "wrangler kv key delete failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// How many Zone objects hold state (local `wrangler dev` keeps one
+    /// SQLite file per object under the state directory).
+    pub fn zone_objects(&self) -> usize {
+        let dir = self.state_dir.join("v3/do/equilibrium-edge-Zone");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "sqlite"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// The worker's log so far.

@@ -12,10 +12,23 @@ use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::GRID_FORMAT;
 use shared::surge::Multiplier;
 
-const PICKUP: (f64, f64) = (37.7749, -122.4194);
+/// The middle of the test region `desk`.
+fn pickup() -> (f64, f64) {
+    equilibrium_tests::regions::place("desk")
+}
 
 fn cell() -> Cell {
-    Cell::at(LatLng::new(PICKUP.0, PICKUP.1).expect("ll"), DEFAULT_LEVEL)
+    Cell::at(
+        LatLng::new(pickup().0, pickup().1).expect("ll"),
+        DEFAULT_LEVEL,
+    )
+}
+
+fn desk_map() -> String {
+    format!(
+        "/api/v1/pricing/heatmap?bounds={}&zoom=13&region=desk",
+        equilibrium_tests::regions::bounds("desk")
+    )
 }
 
 fn push(w: &Worker, generation: u64, computed_at: u64) {
@@ -62,8 +75,8 @@ fn views(w: &Worker) -> (f64, f64, f64, String) {
     let r = http()
         .post(w.url("/api/v1/pricing/estimate"))
         .json(&json!({
-            "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
-            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "pickup_location": {"latitude": pickup().0, "longitude": pickup().1},
+            "dropoff_location": {"latitude": pickup().0 + 0.01, "longitude": pickup().1 + 0.01},
             "region": "desk",
         }))
         .send()
@@ -71,10 +84,7 @@ fn views(w: &Worker) -> (f64, f64, f64, String) {
     assert_eq!(r.status().as_u16(), 200);
     let q: Value = r.json().expect("json");
     let token = cell().token();
-    let h = get(
-        w,
-        "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=desk",
-    );
+    let h = get(w, &desk_map());
     let on_map = h["zones"]
         .as_array()
         .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
@@ -84,7 +94,8 @@ fn views(w: &Worker) -> (f64, f64, f64, String) {
         w,
         &format!(
             "/api/v1/driver/heatmap?lat={}&lng={}&radius=3000&region=desk",
-            PICKUP.0, PICKUP.1
+            pickup().0,
+            pickup().1
         ),
     );
     let for_driver = d["recommended_zones"]
@@ -160,7 +171,7 @@ fn quotes_heatmaps_and_the_driver_view_agree_under_caps_and_staleness() {
     assert_eq!(next_streamed(&mut ws), (2, 1.5));
 
     // The region's own caps, the emergency lifted.
-    w.kv_put("CONFIG", "emergency_cap", "100");
+    w.kv_delete("CONFIG", "emergency_cap");
     w.kv_put("CONFIG", "caps:desk", r#"{"min":1.0,"max":2.0}"#);
     wait_for("the region's caps", Duration::from_secs(30), || {
         views(&w).0 == 2.0
@@ -182,11 +193,71 @@ fn quotes_heatmaps_and_the_driver_view_agree_under_caps_and_staleness() {
     });
     assert_eq!(views(&w), (3.9, 3.9, 3.9, "stale".into()));
     assert_eq!(next_streamed(&mut ws), (4, 3.9));
-    let h = get(
-        &w,
-        "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=desk",
-    );
+    let h = get(&w, &desk_map());
     assert_eq!(h["stale"], true, "{h}");
+
+    safety_settings_fail_closed(&w, &mut ws);
+}
+
+/// The settings this worker's isolate cannot use now (`/health`).
+fn degraded(w: &Worker) -> Value {
+    get(w, "/health")["degraded"].clone()
+}
+
+/// Caps, the emergency cap and its declaration fail closed: a bad value
+/// or a failed read keeps the last good one, and with none every view
+/// prices at 1.0 from the `default` source.
+fn safety_settings_fail_closed(
+    w: &Worker,
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+) {
+    push(w, 5, now_ms());
+    wait_for("a fresh grid", Duration::from_secs(30), || {
+        views(w).0 == 4.0
+    });
+    assert_eq!(next_streamed(ws), (5, 4.0));
+    // A mistyped emergency cap where none was set: nothing good to keep.
+    w.kv_put("CONFIG", "emergency_cap", "\"1.5x\"");
+    wait_for("the mistyped cap", Duration::from_secs(30), || {
+        views(w).0 == 1.0
+    });
+    assert_eq!(views(w), (1.0, 1.0, 1.0, "default".into()));
+    push(w, 6, now_ms());
+    assert_eq!(next_streamed(ws), (6, 1.0));
+    let why = degraded(w)["emergency_cap"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(why.contains("invalid value"), "{why}");
+    // A good cap, then a value that is not JSON: the good one holds.
+    w.kv_put("CONFIG", "emergency_cap", "2.5");
+    wait_for("the emergency cap", Duration::from_secs(30), || {
+        views(w).0 == 2.5
+    });
+    assert!(degraded(w).get("emergency_cap").is_none(), "restored");
+    w.kv_put("CONFIG", "emergency_cap", "{not json");
+    // Settings are read by the requests that price (a quote), not by
+    // `/health`, which shows what they found.
+    wait_for("the bad value read", Duration::from_secs(30), || {
+        views(w).0 == 2.5 && degraded(w).get("emergency_cap").is_some()
+    });
+    assert_eq!(views(w), (2.5, 2.5, 2.5, views(w).3));
+    // Region caps without `min`: the last good caps (1.0-5.0) hold, under
+    // the emergency cap in force.
+    w.kv_put("CONFIG", "caps:desk", r#"{"max":2.0}"#);
+    wait_for("the incomplete caps read", Duration::from_secs(30), || {
+        views(w).0 == 2.5 && degraded(w).get("caps:desk").is_some()
+    });
+    assert_eq!(views(w).0, 2.5);
+    push(w, 7, now_ms());
+    assert_eq!(next_streamed(ws), (7, 2.5));
+    // Fixed: every setting in force again.
+    w.kv_delete("CONFIG", "emergency_cap");
+    w.kv_put("CONFIG", "caps:desk", r#"{"min":1.0,"max":3.0}"#);
+    wait_for("the settings fixed", Duration::from_secs(30), || {
+        views(w).0 == 3.0
+    });
+    assert_eq!(degraded(w), json!({}));
 }
 
 #[test]

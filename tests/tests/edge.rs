@@ -1,10 +1,13 @@
 //! End-to-end tests of the edge worker running in workerd (`wrangler dev`).
 //!
 //! One worker with fresh local state serves every scenario below; each
-//! scenario uses its own region so they do not see each other's grids.
+//! scenario uses its own region so they do not see each other's grids (a
+//! test region is a square of its own: `equilibrium_tests::regions`, and
+//! the pickup decides the region).
 
 use std::time::Duration;
 
+use equilibrium_tests::regions::{bounds, place};
 use equilibrium_tests::{now_ms, wait_for, Client, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use shared::api::{GridCellWire, GridPush};
@@ -15,15 +18,24 @@ use shared::quote::{Ident, Keyring, QuoteClaims};
 use shared::surge::Multiplier;
 use shared::time::Timestamp;
 
-const PICKUP: (f64, f64) = (37.7749, -122.4194);
-const DROPOFF: (f64, f64) = (37.7849, -122.4094);
+/// The scenario's pickup: the middle of its region.
+fn pickup(region: &str) -> (f64, f64) {
+    place(region)
+}
 
-fn pickup_cell() -> Cell {
-    Cell::at(LatLng::new(PICKUP.0, PICKUP.1).expect("ll"), DEFAULT_LEVEL)
+/// About 1.4 km from the pickup.
+fn dropoff(region: &str) -> (f64, f64) {
+    let (lat, lng) = place(region);
+    (lat + 0.01, lng + 0.01)
+}
+
+fn pickup_cell(region: &str) -> Cell {
+    let (lat, lng) = pickup(region);
+    Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL)
 }
 
 fn grid(region: &str, generation: u64, tenths: u16, computed_at: u64) -> GridPush {
-    let centre = pickup_cell();
+    let centre = pickup_cell(region);
     let mut cells = vec![GridCellWire {
         cell: centre.token(),
         multiplier: Multiplier::from_tenths(tenths).expect("m"),
@@ -84,14 +96,24 @@ impl Api<'_> {
     }
 
     fn quote(&self, region: &str) -> Value {
+        let (p, d) = (pickup(region), dropoff(region));
         let (status, body) = self.estimate(&json!({
-            "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
-            "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+            "pickup_location": {"latitude": p.0, "longitude": p.1},
+            "dropoff_location": {"latitude": d.0, "longitude": d.1},
             "vehicle_type": "standard",
             "region": region,
         }));
         assert_eq!(status, 200, "estimate failed: {body}");
         body
+    }
+
+    /// An estimate in `region` (at its pickup): status and body.
+    fn quote_status(&self, region: &str) -> (u16, Value) {
+        let (p, d) = (pickup(region), dropoff(region));
+        self.estimate(&json!({
+            "pickup_location": {"latitude": p.0, "longitude": p.1},
+            "dropoff_location": {"latitude": d.0, "longitude": d.1},
+        }))
     }
 
     fn confirm(&self, id: &str, token: &str) -> (u16, Value) {
@@ -135,6 +157,10 @@ fn edge_worker_end_to_end() {
     websocket_subscriber_gets_next_generation(&api);
     heatmaps(&api);
     admin_kv_settings(&api);
+    the_pickup_decides_the_region(&api);
+    made_up_regions_create_nothing(&api);
+    money_in_the_regions_currency(&api);
+    named_zones_in_every_view(&api);
     bad_inputs_get_4xx_codes(&api);
     rate_limit_per_user(&api);
 }
@@ -215,7 +241,7 @@ fn pushed_grid_prices_quotes(api: &Api<'_>) {
     ));
     assert_eq!(q["surge_source"]["grid_generation"], 2);
     assert_eq!(q["degraded"], false);
-    assert_eq!(q["zone_info"]["zone_id"], pickup_cell().token());
+    assert_eq!(q["zone_info"]["zone_id"], pickup_cell("pushed").token());
     assert_eq!(q["zone_info"]["current_demand_level"], "high");
     // The breakdown explains the price: subtotal × 2 + booking fee.
     let b = &q["fare_breakdown"];
@@ -300,7 +326,7 @@ fn claims(id: &str, issued: u64, ttl: u64) -> QuoteClaims {
     QuoteClaims {
         quote_id: Ident::new(id).expect("id"),
         region: Ident::new("confirm").expect("region"),
-        cell: pickup_cell(),
+        cell: pickup_cell("confirm"),
         class: VehicleClass::Standard,
         surge: Multiplier::ONE,
         base_fare: 100,
@@ -388,7 +414,7 @@ fn websocket_subscriber_gets_next_generation(api: &Api<'_>) {
     assert_eq!(api.push(&grid("live", 2, 25, now_ms())).0, 200);
     let second = next_grid(&mut ws);
     assert_eq!(second["grid"]["generation"], 2);
-    let centre = pickup_cell().token();
+    let centre = pickup_cell("live").token();
     let hot = second["grid"]["cells"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["cell"] == centre.as_str()))
@@ -406,46 +432,66 @@ fn websocket_subscriber_gets_next_generation(api: &Api<'_>) {
 
 fn heatmaps(api: &Api<'_>) {
     assert_eq!(api.push(&grid("heat", 1, 22, now_ms())).0, 200);
-    let r: Value =
-        api.http
-            .get(api.w.url(
-                "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=14&region=heat",
-            ))
-            .send()
-            .expect("heatmap")
-            .json()
-            .expect("json");
+    let r: Value = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/pricing/heatmap?bounds={}&zoom=14&region=heat",
+            bounds("heat")
+        )))
+        .send()
+        .expect("heatmap")
+        .json()
+        .expect("json");
     assert_eq!(r["generation"], 1);
     assert_eq!(r["total_zones"], 4, "{r}");
     let hot = r["zones"]
         .as_array()
         .expect("zones")
         .iter()
-        .find(|z| z["zone_id"] == pickup_cell().token())
+        .find(|z| z["zone_id"] == pickup_cell("heat").token())
         .expect("hot cell");
     assert_eq!(hot["surge_multiplier"], 2.2);
     assert_eq!(hot["color"], "#e74c3c");
     assert_eq!(hot["demand_count"], 9);
-    // Zoomed out: aggregated to a coarser level.
+    // Zoomed out: aggregated to a coarser level, one zone per level-7
+    // parent of the four cells, the hot one showing its price.
+    let (lat, lng) = place("heat");
     let far: Value = api
         .http
-        .get(
-            api.w
-                .url("/api/v1/pricing/heatmap?bounds=37.0,-123.0,38.5,-122.0&zoom=6&region=heat"),
-        )
+        .get(api.w.url(&format!(
+            "/api/v1/pricing/heatmap?bounds={},{},{},{}&zoom=6&region=heat",
+            lat - 0.7,
+            lng - 0.5,
+            lat + 0.8,
+            lng + 0.5
+        )))
         .send()
         .expect("heatmap")
         .json()
         .expect("json");
     assert_eq!(far["level"], 7);
-    assert_eq!(far["total_zones"], 1);
-    assert_eq!(far["zones"][0]["surge_multiplier"], 2.2);
+    let level7 = shared::geo::Level::new(7).expect("level");
+    let mut parents: Vec<Cell> = grid("heat", 1, 22, 0)
+        .cells
+        .iter()
+        .map(|c| Cell::from_token(&c.cell).expect("cell").parent(level7))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    assert_eq!(far["total_zones"], parents.len(), "{far}");
+    let hot_parent = pickup_cell("heat").parent(level7).token();
+    let merged = far["zones"]
+        .as_array()
+        .and_then(|z| z.iter().find(|z| z["zone_id"] == hot_parent.as_str()))
+        .expect("the hot cell's parent");
+    assert_eq!(merged["surge_multiplier"], 2.2);
 
     let d: Value = api
         .http
         .get(api.w.url(&format!(
             "/api/v1/driver/heatmap?lat={}&lng={}&radius=5000&region=heat",
-            37.78, -122.41
+            lat + 0.005,
+            lng + 0.009
         )))
         .send()
         .expect("driver")
@@ -455,7 +501,7 @@ fn heatmaps(api: &Api<'_>) {
     assert_eq!(zones.len(), 4, "{d}");
     assert_eq!(
         zones[0]["zone_id"],
-        pickup_cell().token(),
+        pickup_cell("heat").token(),
         "best earnings first"
     );
     assert!(
@@ -467,24 +513,307 @@ fn heatmaps(api: &Api<'_>) {
 }
 
 fn admin_kv_settings(api: &Api<'_>) {
-    assert_eq!(api.push(&grid("admin", 1, 40, now_ms())).0, 200);
-    assert_eq!(multiplier(&api.quote("admin")), 4.0);
-    // The admin's tools are wrangler's: an emergency cap.
-    api.w.kv_put("CONFIG", "emergency_cap", "1.5");
-    wait_for("the emergency cap", Duration::from_secs(30), || {
-        multiplier(&api.quote("admin")) == 1.5
-    });
-    // A tariff for the region.
+    // The region charges in EUR (the test registry): no built-in tariff
+    // prices it, so a quote waits for the admin's.
+    let p = pickup("admin");
+    let (status, body) = api.estimate(&json!({
+        "pickup_location": {"latitude": p.0, "longitude": p.1},
+        "dropoff_location": {"latitude": p.0 + 0.01, "longitude": p.1},
+    }));
+    assert_eq!((status, code(&body)), (503, "config_unavailable"), "{body}");
+    // A tariff for the region, in its currency; one in another currency
+    // is refused where it is read.
     api.w.kv_put(
         "CONFIG",
         "tariff:admin:standard",
         r#"{"currency":"EUR","base":1000,"per_km":0,"per_minute":0,"booking_fee":0,"minimum_fare":0}"#,
     );
+    assert_eq!(api.push(&grid("admin", 1, 40, now_ms())).0, 200);
     wait_for("the tariff", Duration::from_secs(30), || {
-        let q = api.quote("admin");
-        q["currency"] == "EUR" && q["final_fare"].as_f64() == Some(15.0)
+        api.estimate(&json!({
+            "pickup_location": {"latitude": p.0, "longitude": p.1},
+            "dropoff_location": {"latitude": p.0 + 0.01, "longitude": p.1},
+        }))
+        .0 == 200
     });
-    api.w.kv_put("CONFIG", "emergency_cap", "100");
+    let q = api.quote("admin");
+    assert_eq!((multiplier(&q), q["currency"].as_str()), (4.0, Some("EUR")));
+    assert_eq!(q["final_fare"].as_f64(), Some(40.0));
+    // The admin's tools are wrangler's: an emergency cap.
+    api.w.kv_put("CONFIG", "emergency_cap", "1.5");
+    wait_for("the emergency cap", Duration::from_secs(30), || {
+        multiplier(&api.quote("admin")) == 1.5
+    });
+    let q = api.quote("admin");
+    assert_eq!(q["final_fare"].as_f64(), Some(15.0));
+    api.w.kv_delete("CONFIG", "emergency_cap");
+    wait_for("the emergency cap lifted", Duration::from_secs(30), || {
+        multiplier(&api.quote("admin")) == 4.0
+    });
+}
+
+fn the_pickup_decides_the_region(api: &Api<'_>) {
+    // sf surges; an SF pickup that names another region does not get
+    // that region's price, whatever it names.
+    let mut g = grid("sf", 1, 30, now_ms());
+    g.cells.retain(|c| c.cell == pickup_cell("sf").token());
+    assert_eq!(api.push(&g).0, 200);
+    let (p, d) = (pickup("sf"), dropoff("sf"));
+    let ask = |region: Option<&str>| {
+        let mut body = json!({
+            "pickup_location": {"latitude": p.0, "longitude": p.1},
+            "dropoff_location": {"latitude": d.0, "longitude": d.1},
+        });
+        if let Some(r) = region {
+            body["region"] = r.into();
+        }
+        api.estimate(&body)
+    };
+    let (status, q) = ask(None);
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(
+        (q["zone_info"]["region"].as_str(), multiplier(&q)),
+        (Some("sf"), 3.0)
+    );
+    let (status, q) = ask(Some("sf"));
+    assert_eq!((status, multiplier(&q)), (200, 3.0));
+    for (asked, want_status, want_code) in [
+        ("nogrid", 422, "region_mismatch"),
+        ("pushed", 422, "region_mismatch"),
+        ("zz", 404, "unknown_region"),
+    ] {
+        let (status, body) = ask(Some(asked));
+        assert_eq!(
+            (status, code(&body)),
+            (want_status, want_code),
+            "{asked}: {body}"
+        );
+    }
+    // The driver's region is where the driver is.
+    let r = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&region=pushed",
+            p.0, p.1
+        )))
+        .send()
+        .expect("driver");
+    assert_eq!(r.status().as_u16(), 422);
+    let r = api
+        .http
+        .get(api.w.url("/api/v1/driver/heatmap?lat=0.5&lng=0.5"))
+        .send()
+        .expect("driver");
+    let body: Value = r.json().expect("json");
+    assert_eq!(code(&body), "outside_service_area");
+}
+
+fn made_up_regions_create_nothing(api: &Api<'_>) {
+    let before = api.w.zone_objects();
+    assert!(
+        before > 0,
+        "the scenarios before pushed grids to zone objects"
+    );
+    let (p, d) = (pickup("sf"), dropoff("sf"));
+    for name in ["zz", "made-up-1", "made-up-2"] {
+        let (status, body) = api.estimate(&json!({
+            "pickup_location": {"latitude": p.0, "longitude": p.1},
+            "dropoff_location": {"latitude": d.0, "longitude": d.1},
+            "region": name,
+        }));
+        assert_eq!((status, code(&body)), (404, "unknown_region"), "{body}");
+        let r = api
+            .http
+            .get(api.w.url(&format!(
+                "/api/v1/pricing/heatmap?bounds={}&region={name}",
+                bounds("heat")
+            )))
+            .send()
+            .expect("heatmap");
+        assert_eq!(r.status().as_u16(), 404, "heatmap of {name}");
+        let ws = tungstenite::connect(
+            api.w
+                .ws_url(&format!("/api/v1/pricing/stream?region={name}")),
+        );
+        match ws {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 404),
+            other => panic!("a stream of {name} was not refused: {other:?}"),
+        }
+        let mut g = grid("badpush", 1, 20, now_ms());
+        g.region = name.into();
+        let (status, body) = api.push(&g);
+        assert_eq!((status, code(&body)), (404, "unknown_region"), "{body}");
+    }
+    assert_eq!(
+        api.w.zone_objects(),
+        before,
+        "no zone object for a made-up name"
+    );
+    // The count does see a new object: a registered region's first push.
+    assert_eq!(api.push(&grid("spare", 1, 12, now_ms())).0, 200);
+    assert_eq!(api.w.zone_objects(), before + 1);
+}
+
+fn money_in_the_regions_currency(api: &Api<'_>) {
+    // JPY has no minor unit: a 500-yen fare reads 500, not 5.00.
+    api.w.kv_put(
+        "CONFIG",
+        "tariff:yen:standard",
+        r#"{"currency":"JPY","base":500,"per_km":100,"per_minute":0,"booking_fee":0,"minimum_fare":0}"#,
+    );
+    let p = pickup("yen");
+    let ask = json!({
+        "pickup_location": {"latitude": p.0, "longitude": p.1},
+        "dropoff_location": {"latitude": p.0 + 0.01, "longitude": p.1},
+    });
+    wait_for("the yen tariff", Duration::from_secs(30), || {
+        api.estimate(&ask).0 == 200
+    });
+    let (_, q) = api.estimate(&ask);
+    assert_eq!(q["currency"], "JPY");
+    let fare = q["final_fare"].as_f64().expect("fare");
+    assert!(fare >= 600.0 && fare.fract() == 0.0, "whole yen: {q}");
+    let lines = q["fare_breakdown"]["explanation"].to_string();
+    assert!(lines.contains("base 500 JPY"), "{lines}");
+    // A tariff in another currency than the region's is refused where it
+    // is read: no quote rather than a price in the wrong money.
+    api.w.kv_put(
+        "CONFIG",
+        "tariff:nogrid:standard",
+        r#"{"currency":"EUR","base":500,"per_km":100,"per_minute":0,"booking_fee":0,"minimum_fare":0}"#,
+    );
+    wait_for(
+        "the wrong currency refused",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = api.quote_status("nogrid");
+            status == 503 && code(&body) == "config_unavailable"
+        },
+    );
+    let health: Value = api
+        .http
+        .get(api.w.url("/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    let why = health["degraded"]["tariff:nogrid:standard"]
+        .as_str()
+        .unwrap_or("");
+    assert!(why.contains("EUR"), "{health}");
+    api.w.kv_delete("CONFIG", "tariff:nogrid:standard");
+}
+
+fn named_zones_in_every_view(api: &Api<'_>) {
+    use equilibrium_tests::regions::{calm_place, ZONED_CALM, ZONED_HOT};
+    let calm_cell = {
+        let (lat, lng) = calm_place();
+        Cell::at(LatLng::new(lat, lng).expect("ll"), DEFAULT_LEVEL)
+    };
+    let mut g = grid("zoned", 1, 40, now_ms());
+    g.cells.push(GridCellWire {
+        cell: calm_cell.token(),
+        multiplier: Multiplier::from_tenths(30).expect("m"),
+        supply: 1,
+        demand: 9,
+        trend: "increasing".into(),
+        expected_demand: None,
+        expected_supply: None,
+    });
+    assert_eq!(api.push(&g).0, 200);
+    let q = api.quote("zoned");
+    assert_eq!(q["zone_info"]["zone_name"], ZONED_HOT);
+    assert_eq!(multiplier(&q), 2.0, "the zone's cap: {q}");
+    let (lat, lng) = calm_place();
+    let (status, calm) = api.estimate(&json!({
+        "pickup_location": {"latitude": lat, "longitude": lng},
+        "dropoff_location": {"latitude": lat + 0.01, "longitude": lng},
+    }));
+    assert_eq!(status, 200, "{calm}");
+    assert_eq!(calm["zone_info"]["zone_name"], ZONED_CALM);
+    assert_eq!(multiplier(&calm), 1.0, "an inactive zone never surges");
+    let map: Value = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/pricing/heatmap?bounds={}&zoom=14",
+            bounds("zoned")
+        )))
+        .send()
+        .expect("heatmap")
+        .json()
+        .expect("json");
+    assert_eq!(map["region"], "zoned", "the view's region is where it is");
+    let zone = |token: String| {
+        map["zones"]
+            .as_array()
+            .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
+            .cloned()
+            .expect("the cell is on the map")
+    };
+    let hot = zone(pickup_cell("zoned").token());
+    assert_eq!(
+        (hot["zone_name"].as_str(), hot["surge_multiplier"].as_f64()),
+        (Some(ZONED_HOT), Some(2.0))
+    );
+    let calm = zone(calm_cell.token());
+    assert_eq!(
+        (
+            calm["zone_name"].as_str(),
+            calm["surge_multiplier"].as_f64()
+        ),
+        (Some(ZONED_CALM), Some(1.0))
+    );
+    let p = pickup("zoned");
+    let d: Value = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=20000",
+            p.0, p.1
+        )))
+        .send()
+        .expect("driver")
+        .json()
+        .expect("json");
+    let names: Vec<(&str, f64)> = d["recommended_zones"]
+        .as_array()
+        .expect("zones")
+        .iter()
+        .map(|z| {
+            (
+                z["zone_name"].as_str().unwrap_or(""),
+                z["surge_multiplier"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&(ZONED_HOT, 2.0)) && names.contains(&(ZONED_CALM, 1.0)),
+        "{names:?}"
+    );
+    // The stream: the zones' caps on every cell.
+    let (mut ws, _) = tungstenite::connect(api.w.ws_url("/api/v1/pricing/stream?region=zoned"))
+        .expect("websocket connect");
+    let first: Value = loop {
+        if let tungstenite::Message::Text(t) = ws.read().expect("ws read") {
+            break serde_json::from_str(&t).expect("json");
+        }
+    };
+    let streamed: Vec<(String, f64)> = first["grid"]["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            (
+                c["cell"].as_str().unwrap_or("").to_owned(),
+                c["multiplier"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    assert!(
+        streamed.contains(&(pickup_cell("zoned").token(), 2.0)),
+        "{streamed:?}"
+    );
+    assert!(streamed.contains(&(calm_cell.token(), 1.0)), "{streamed:?}");
+    let _ = ws.close(None);
 }
 
 fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
@@ -523,6 +852,9 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         ("huge body", format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000)), "application/json", 413, "body_too_large"),
         ("user id too long", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "user_id": "u".repeat(300)}).to_string(), "application/json", 400, "invalid_user_id"),
         ("bad region", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "region": "no such|region"}).to_string(), "application/json", 400, "invalid_region"),
+        ("another region", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "region": "pushed"}).to_string(), "application/json", 422, "region_mismatch"),
+        ("a made-up region", json!({"pickup_location": {"latitude": 37.77, "longitude": -122.42}, "dropoff_location": {"latitude": 37.78, "longitude": -122.41}, "region": "zz"}).to_string(), "application/json", 404, "unknown_region"),
+        ("outside every region", json!({"pickup_location": {"latitude": 0.5, "longitude": 0.5}, "dropoff_location": {"latitude": 0.51, "longitude": 0.5}}).to_string(), "application/json", 422, "outside_service_area"),
     ];
     for (what, body, ct, status, want) in cases {
         let (got, resp) = send(&body, ct);
@@ -661,7 +993,7 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         ),
         (
             "region mismatch",
-            "elsewhere",
+            "pushed",
             serde_json::to_string(&grid("badpush", 1, 20, 1)).expect("j"),
             "region_mismatch",
         ),
@@ -679,9 +1011,10 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
 
 fn rate_limit_per_user(api: &Api<'_>) {
     // USER_LIMITER: 60 per 10 s (wrangler.toml).
+    let (p, d) = (pickup("sf"), dropoff("sf"));
     let body = json!({
-        "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
-        "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+        "pickup_location": {"latitude": p.0, "longitude": p.1},
+        "dropoff_location": {"latitude": d.0, "longitude": d.1},
         "user_id": "rider-who-refreshes-a-lot",
     });
     let mut limited = None;
@@ -697,8 +1030,8 @@ fn rate_limit_per_user(api: &Api<'_>) {
     assert_eq!(code(&resp), "rate_limited");
     // Other riders are unaffected.
     let (status, _) = api.estimate(&json!({
-        "pickup_location": {"latitude": PICKUP.0, "longitude": PICKUP.1},
-        "dropoff_location": {"latitude": DROPOFF.0, "longitude": DROPOFF.1},
+        "pickup_location": {"latitude": p.0, "longitude": p.1},
+        "dropoff_location": {"latitude": d.0, "longitude": d.1},
         "user_id": "someone-else",
     }));
     assert_eq!(status, 200);

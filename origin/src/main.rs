@@ -46,6 +46,17 @@ enum Command {
         #[arg(long, short, env = "EQ_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Check an admin KV value before `wrangler kv key put`s it, with the
+    /// parser the edge uses (`shared::api::admin`): exits 0 and says what
+    /// it holds, or exits 1 with the reason. Keys: regions,
+    /// tariff:<region>:<class>, caps:<region>, emergency_cap,
+    /// emergency:<region>, experiment:<region>.
+    Check {
+        /// The KV key the value is for.
+        key: String,
+        /// The value's file; standard input without one.
+        file: Option<PathBuf>,
+    },
     /// Print the least efficient surge zones from a database.
     LeastEfficient {
         /// SQLite database file.
@@ -112,6 +123,26 @@ fn main() -> anyhow::Result<()> {
             }
             println!("{}", toml::to_string_pretty(&ConfigView(&cfg))?);
             Ok(())
+        }
+        Command::Check { key, file } => {
+            let text = match &file {
+                Some(f) => {
+                    std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?
+                }
+                None => std::io::read_to_string(std::io::stdin()).context("read standard input")?,
+            };
+            let checked = shared::api::admin::AdminKey::parse(&key)
+                .and_then(|k| k.check(text.trim_end_matches('\n')));
+            match checked {
+                Ok(what) => {
+                    println!("{key}: ok: {what}");
+                    Ok(())
+                }
+                Err(why) => {
+                    eprintln!("{key}: refused: {why}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::LeastEfficient {
             database,

@@ -476,8 +476,43 @@ fn estimate_after_body(c: &mut Criterion) {
     g.finish();
 }
 
+/// The pickup's region in a registry of a hundred cities
+/// (`estimate::hundred_regions_json`), against the pickup's cell alone
+/// (what every quote computed before), over the same points; and what an
+/// isolate pays once to load that registry.
+fn region_lookup(c: &mut Criterion) {
+    let registry =
+        shared::api::admin::parse_registry(&estimate::hundred_regions_json()).expect("registry");
+    let points: Vec<LatLng> = (0..1_024).map(sf_point).collect();
+    let mut g = c.benchmark_group("regions");
+    g.throughput(Throughput::Elements(points.len() as u64));
+    g.bench_function("locate_100_regions", |b| {
+        b.iter(|| {
+            for p in &points {
+                black_box(registry.locate(black_box(*p)).map(|r| r.zone_at(*p)));
+            }
+        })
+    });
+    g.bench_function("baseline_latlng_to_cell_l13", |b| {
+        b.iter(|| {
+            for p in &points {
+                black_box(Cell::at(black_box(*p), DEFAULT_LEVEL));
+            }
+        })
+    });
+    g.finish();
+    let text = estimate::hundred_regions_json();
+    let mut g = c.benchmark_group("regions_load");
+    g.sample_size(10);
+    g.bench_function("parse_and_cover_100_regions", |b| {
+        b.iter(|| black_box(shared::api::admin::parse_registry(black_box(&text))))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    region_lookup,
     latlng_to_cell,
     market_update,
     grid_recompute,

@@ -9,6 +9,7 @@ use shared::fare::{RouteModel, Tariff, VehicleClass};
 use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, Staleness, SurgeGrid};
 use shared::quote::{Ident, Keyring};
+use shared::regions::Registry;
 use shared::surge::{Caps, Multiplier, Trend};
 use shared::time::{Millis, Timestamp};
 
@@ -27,9 +28,38 @@ pub fn ten_thousand_cells() -> Vec<Cell> {
     cells
 }
 
+/// The registry an operator in a hundred cities would put: the shipped
+/// one (sf with its named zones) and 99 more cities, each a 64-sided
+/// polygon about 40 km across, a degree and more apart.
+pub fn hundred_regions_json() -> String {
+    let shipped = include_str!("../../../config/regions.json");
+    let mut registry: serde_json::Value = serde_json::from_str(shipped).expect("shipped");
+    let regions = registry["regions"].as_array_mut().expect("regions");
+    for i in 0..99 {
+        let (lat, lng) = (
+            -40.0 + f64::from(i / 10) * 9.0,
+            -170.0 + f64::from(i % 10) * 30.0,
+        );
+        let mut ring: Vec<[f64; 2]> = (0..64)
+            .map(|k| {
+                let a = std::f64::consts::TAU * f64::from(k) / 64.0;
+                [lng + 0.2 * a.cos(), lat + 0.18 * a.sin()]
+            })
+            .collect();
+        ring.push(ring[0]);
+        regions.push(serde_json::json!({
+            "id": format!("city-{i}"), "currency": "EUR",
+            "boundary": {"type": "Polygon", "coordinates": [ring]},
+        }));
+    }
+    registry.to_string()
+}
+
 /// What an isolate holds when an estimate arrives: a 10,000-cell grid
-/// covering the pickup, the signing keys, the tariff and the caps.
+/// covering the pickup, the region registry, the signing keys, the tariff
+/// and the caps.
 pub struct EstimateWork {
+    registry: Registry,
     region: Ident,
     grid: SurgeGrid,
     keys: Keyring,
@@ -71,6 +101,8 @@ impl EstimateWork {
         )
         .expect("grid");
         Self {
+            registry: shared::api::admin::parse_registry(&hundred_regions_json())
+                .expect("registry"),
             region,
             grid,
             keys: Keyring::parse("k1:benchmark-secret-0123456789").expect("keys"),
@@ -87,22 +119,28 @@ impl EstimateWork {
         }
     }
 
-    /// One estimate after its body: parse and validate the request, price
-    /// it at the pickup, sign it, and write the quote event's and the
-    /// answer's JSON.
+    /// One estimate after its body: parse and validate the request, find
+    /// the pickup's region, price it at the pickup, sign it, and write the
+    /// quote event's and the answer's JSON.
     pub fn run(&self, body: &[u8]) -> (String, Vec<u8>) {
         let r: EstimateRequest = serde_json::from_slice(body).expect("request");
         let v = r.validate(&RouteModel::default()).expect("valid");
-        let region = v.region.clone().unwrap_or_else(|| self.region.clone());
-        let quote = Desk::new(Some(&self.grid), self.inputs).quote(QuoteAsk {
-            region: &region,
-            class: v.class,
-            pickup: v.pickup,
-            trip: v.trip,
-            tariff: &self.tariff,
-            quote_id: self.quote_id.clone(),
-            valid_for: Millis::from_secs(120),
-        });
+        let geo = self
+            .registry
+            .resolve(v.pickup, v.region.as_ref().map(Ident::as_str))
+            .expect("the pickup is in sf");
+        debug_assert_eq!(geo.id(), &self.region);
+        let quote = Desk::new(Some(&self.grid), self.inputs)
+            .with_region(Some(geo))
+            .quote(QuoteAsk {
+                region: geo.id(),
+                class: v.class,
+                pickup: v.pickup,
+                trip: v.trip,
+                tariff: &self.tariff,
+                quote_id: self.quote_id.clone(),
+                valid_for: Millis::from_secs(120),
+            });
         let token = self.keys.sign(&quote.claims);
         let event = serde_json::to_string(&shared::events::quote_event(
             &quote.claims,

@@ -21,7 +21,7 @@ use crate::geo::{BoundingBox, Cell, LatLng, Level};
 pub const MAX_INDEX_LEVEL: u8 = 16;
 
 /// Most cells one shape's covering may have.
-pub const MAX_CELLS_PER_SHAPE: usize = 4_096;
+pub const MAX_CELLS_PER_SHAPE: usize = 1_024;
 
 /// One shape's mark on one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -183,20 +183,29 @@ pub async fn confirm(
     }
     let booking_id = booking_id_for(&claims.quote_id)
         .ok_or_else(|| ApiError::bad_request("invalid_quote", "quote id too long for a booking"))?;
-    let registry = crate::regions::registry(env, settings, now).await?;
-    let region = registry.get(claims.region.as_str()).ok_or_else(|| {
-        ApiError::config_unavailable(&format!(
-            "region {} of this quote is not in the registry",
-            claims.region
-        ))
-    })?;
-    let terms = config::terms(env, settings, region, claims.class, now).await?;
-    if terms.tariff.currency != claims.currency {
-        return Err(ApiError::config_unavailable(&format!(
-            "the quote is in {}, the region's tariff now in {}",
-            claims.currency, terms.tariff.currency
-        )));
-    }
+    // The terms the quote was priced on, which it carries (format eq4).
+    // A token from before that format (a deploy's last two minutes) has
+    // them read now, in its own currency or not at all.
+    let terms = match claims.terms {
+        Some(t) => t,
+        None => {
+            let registry = crate::regions::registry(env, settings, now).await?;
+            let region = registry.get(claims.region.as_str()).ok_or_else(|| {
+                ApiError::config_unavailable(&format!(
+                    "region {} of this quote is not in the registry",
+                    claims.region
+                ))
+            })?;
+            let terms = config::terms(env, settings, region, claims.class, now).await?;
+            if terms.tariff.currency != claims.currency {
+                return Err(ApiError::config_unavailable(&format!(
+                    "the quote is in {}, the region's tariff now in {}",
+                    claims.currency, terms.tariff.currency
+                )));
+            }
+            terms
+        }
+    };
     let token = BookingClaims {
         booking_id: booking_id.clone(),
         issued_at: Timestamp(now),

@@ -272,7 +272,7 @@ pub fn price(
             class: ask.class,
             pickup: ask.pickup,
             trip: ask.trip,
-            tariff: &inputs.terms.tariff,
+            terms: &inputs.terms,
             quote_id: new_quote_id()?,
             valid_for: settings.quote_ttl,
         });

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         class: v.class,
         pickup: v.pickup,
         trip: v.trip,
-        tariff: &Tariff::default_for(v.class),
+        terms: &shared::fare::Terms::with_defaults(Tariff::default_for(v.class)),
         quote_id: Ident::new("q_fuzz").expect("id"),
         valid_for: Millis::from_secs(120),
     });

@@ -190,6 +190,7 @@ fn quote_sign_verify(c: &mut Criterion) {
         expires_at: Timestamp(1_000) + Millis::from_secs(120),
         source: Some(shared::desk::Source::Fresh),
         arm: None,
+        terms: None,
     };
     let token = keys.sign(&claims);
     let mut g = c.benchmark_group("quote");

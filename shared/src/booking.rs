@@ -21,7 +21,10 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::fare::{price, Tariff, Trip};
+use crate::fare::{price, Trip};
+pub use crate::fare::{
+    Terms, DEFAULT_CANCELLATION_FEE, DEFAULT_CANCELLATION_GRACE, DEFAULT_REPRICE_TOLERANCE_PERCENT,
+};
 use crate::quote::{Ident, Keyring, QuoteError};
 use crate::surge::Multiplier;
 use crate::time::{Millis, Timestamp};
@@ -192,41 +195,7 @@ impl BookingStatus {
     }
 }
 
-/// The booking terms fixed at confirmation: the tariff the quote was
-/// priced with and the operator's cancellation and repricing settings
-/// (all from the admin's `tariff:<region>:<class>` key). A later change of
-/// the tariff does not change a booking already made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Terms {
-    /// The tariff at confirmation.
-    pub tariff: Tariff,
-    /// Charged when the rider cancels after the grace period (minor units).
-    pub cancellation_fee: i64,
-    /// How long after confirmation a rider cancels for free.
-    pub cancellation_grace: Millis,
-    /// How far (percent) the trip's distance or duration may differ from
-    /// the estimate before the fare is recomputed.
-    pub reprice_tolerance_percent: u32,
-}
-
-/// Defaults of the booking settings, used when the tariff key sets none.
-pub const DEFAULT_CANCELLATION_FEE: i64 = 500;
-/// Free cancellation for this long after confirming.
-pub const DEFAULT_CANCELLATION_GRACE: Millis = Millis::from_secs(120);
-/// The fare holds while the trip stays within this percentage of the estimate.
-pub const DEFAULT_REPRICE_TOLERANCE_PERCENT: u32 = 25;
-
 impl Terms {
-    /// Terms with the default booking settings.
-    pub fn with_defaults(tariff: Tariff) -> Self {
-        Self {
-            tariff,
-            cancellation_fee: DEFAULT_CANCELLATION_FEE,
-            cancellation_grace: DEFAULT_CANCELLATION_GRACE,
-            reprice_tolerance_percent: DEFAULT_REPRICE_TOLERANCE_PERCENT,
-        }
-    }
-
     /// The fee for a cancellation at `now` by `party` of a booking
     /// confirmed at `confirmed_at`: free within the grace period, the fixed
     /// fee after; never charged when dispatch (or the driver) cancels.
@@ -433,7 +402,7 @@ pub fn valid_idempotency_key(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fare::VehicleClass;
+    use crate::fare::{Tariff, VehicleClass};
 
     fn terms() -> Terms {
         Terms::with_defaults(Tariff::default_for(VehicleClass::Standard))

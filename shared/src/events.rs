@@ -360,6 +360,7 @@ mod tests {
             expires_at: Timestamp(5_000) + Millis::from_secs(120),
             source: None,
             arm: None,
+            terms: None,
         }
     }
 

@@ -413,6 +413,45 @@ impl Tariff {
     }
 }
 
+/// The terms a quote is priced and booked on: the tariff and the
+/// operator's cancellation and repricing settings (all from the admin's
+/// `tariff:<region>:<class>` key when the quote was priced). The quote's
+/// token carries them, so the confirm, a cancellation fee and a repricing
+/// use exactly these, whatever the key says later
+/// ([`crate::quote::QuoteClaims::terms`]); the money rules on them are
+/// the booking's ([`crate::booking`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// The tariff priced with.
+    pub tariff: Tariff,
+    /// Charged when the rider cancels after the grace period (minor units).
+    pub cancellation_fee: i64,
+    /// How long after confirmation a rider cancels for free.
+    pub cancellation_grace: crate::time::Millis,
+    /// How far (percent) the trip's distance or duration may differ from
+    /// the estimate before the fare is recomputed.
+    pub reprice_tolerance_percent: u32,
+}
+
+/// Defaults of the booking settings, used when the tariff key sets none.
+pub const DEFAULT_CANCELLATION_FEE: i64 = 500;
+/// Free cancellation for this long after confirming.
+pub const DEFAULT_CANCELLATION_GRACE: crate::time::Millis = crate::time::Millis::from_secs(120);
+/// The fare holds while the trip stays within this percentage of the estimate.
+pub const DEFAULT_REPRICE_TOLERANCE_PERCENT: u32 = 25;
+
+impl Terms {
+    /// Terms with the default booking settings.
+    pub fn with_defaults(tariff: Tariff) -> Self {
+        Self {
+            tariff,
+            cancellation_fee: DEFAULT_CANCELLATION_FEE,
+            cancellation_grace: DEFAULT_CANCELLATION_GRACE,
+            reprice_tolerance_percent: DEFAULT_REPRICE_TOLERANCE_PERCENT,
+        }
+    }
+}
+
 /// How straight-line distance becomes a road trip.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RouteModel {

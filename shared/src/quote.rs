@@ -19,10 +19,10 @@ use sha2::Sha256;
 
 use crate::desk::Source;
 use crate::experiment::ArmStamp;
-use crate::fare::{Currency, VehicleClass};
+use crate::fare::{Currency, Tariff, Terms, VehicleClass};
 use crate::geo::Cell;
 use crate::surge::Multiplier;
-use crate::time::Timestamp;
+use crate::time::{Millis, Timestamp};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -37,6 +37,12 @@ const FORMAT: &str = "eq2";
 const FORMAT_ARM: &str = "eq3";
 /// The format of claims without a source.
 const FORMAT_V1: &str = "eq1";
+/// `eq4` appends, after the source, the terms the quote was priced on
+/// (the tariff's five amounts, the cancellation fee, the grace in ms and
+/// the repricing tolerance; the currency is the quote's), then an
+/// experiment's arm when there is one: a quote carries its own terms, so
+/// its booking is charged on them whatever the admin's key says later.
+const FORMAT_TERMS: &str = "eq4";
 
 /// Longest token accepted for verification (bytes): real ones are ~300.
 pub const MAX_TOKEN_LEN: usize = 1_024;
@@ -116,6 +122,9 @@ pub struct QuoteClaims {
     /// The experiment arm that priced it, if any: signed, so a quote cannot
     /// be moved to another arm.
     pub arm: Option<ArmStamp>,
+    /// The terms it was priced on, in its currency (`None` for tokens of
+    /// formats before `eq4`): what its booking is charged on.
+    pub terms: Option<Terms>,
 }
 
 /// Why a quote token was refused.
@@ -278,7 +287,7 @@ impl Keyring {
 
     /// Verifies a token's signature (in constant time) and expiry.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<QuoteClaims, QuoteError> {
-        let (tag, rest) = self.open(token, &[FORMAT_ARM, FORMAT, FORMAT_V1])?;
+        let (tag, rest) = self.open(token, &[FORMAT_TERMS, FORMAT_ARM, FORMAT, FORMAT_V1])?;
         // Signed by us: parse failures below mean a format bug, still refused.
         let claims = parse_claims(&mut rest.split('|'), tag).ok_or(QuoteError::Malformed)?;
         if now >= claims.expires_at {
@@ -297,10 +306,11 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
         out.push('|');
         out.push_str(text);
     };
-    out.push_str(match (c.source, &c.arm) {
-        (_, Some(_)) => FORMAT_ARM,
-        (Some(_), None) => FORMAT,
-        (None, None) => FORMAT_V1,
+    out.push_str(match (c.source, &c.arm, &c.terms) {
+        (_, _, Some(_)) => FORMAT_TERMS,
+        (_, Some(_), None) => FORMAT_ARM,
+        (Some(_), None, None) => FORMAT,
+        (None, None, None) => FORMAT_V1,
     });
     field(&mut out, kid.as_str());
     field(&mut out, c.quote_id.as_str());
@@ -316,10 +326,25 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
     field(&mut out, ints.format(c.grid_generation));
     field(&mut out, ints.format(c.issued_at.0));
     field(&mut out, ints.format(c.expires_at.0));
-    if c.source.is_some() || c.arm.is_some() {
-        // `eq3` always carries a source; claims with an arm and no source
-        // are a caller's slip, signed as priced from the default.
+    if c.source.is_some() || c.arm.is_some() || c.terms.is_some() {
+        // `eq3` and `eq4` always carry a source; claims with an arm or
+        // terms and no source are a caller's slip, signed as priced from
+        // the default.
         field(&mut out, c.source.unwrap_or(Source::Default).as_str());
+    }
+    if let Some(t) = &c.terms {
+        for n in [
+            t.tariff.base,
+            t.tariff.per_km,
+            t.tariff.per_minute,
+            t.tariff.booking_fee,
+            t.tariff.minimum_fare,
+            t.cancellation_fee,
+        ] {
+            field(&mut out, ints.format(n));
+        }
+        field(&mut out, ints.format(t.cancellation_grace.0));
+        field(&mut out, ints.format(t.reprice_tolerance_percent));
     }
     if let Some(a) = &c.arm {
         field(&mut out, a.experiment.as_str());
@@ -331,7 +356,8 @@ fn canonical(kid: &Ident, c: &QuoteClaims) -> String {
 }
 
 fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>, tag: &str) -> Option<QuoteClaims> {
-    let claims = QuoteClaims {
+    let mut f = f.peekable();
+    let mut claims = QuoteClaims {
         quote_id: Ident::new(f.next()?).ok()?,
         region: Ident::new(f.next()?).ok()?,
         cell: Cell::from_token(f.next()?).ok()?,
@@ -349,16 +375,35 @@ fn parse_claims<'a>(f: &mut impl Iterator<Item = &'a str>, tag: &str) -> Option<
             FORMAT_V1 => None,
             _ => Some(Source::parse(f.next()?).ok()?),
         },
-        arm: match tag {
-            FORMAT_ARM => Some(ArmStamp {
-                experiment: Ident::new(f.next()?).ok()?,
-                arm: Ident::new(f.next()?).ok()?,
-                policy: Ident::new(f.next()?).ok()?,
-                unit: f.next()?.parse().ok()?,
-            }),
-            _ => None,
-        },
+        arm: None,
+        terms: None,
     };
+    if tag == FORMAT_TERMS {
+        let mut n = || f.next()?.parse::<i64>().ok();
+        let tariff = Tariff {
+            currency: claims.currency,
+            base: n()?,
+            per_km: n()?,
+            per_minute: n()?,
+            booking_fee: n()?,
+            minimum_fare: n()?,
+        };
+        claims.terms = Some(Terms {
+            tariff,
+            cancellation_fee: n()?,
+            cancellation_grace: Millis(f.next()?.parse().ok()?),
+            reprice_tolerance_percent: f.next()?.parse().ok()?,
+        });
+    }
+    // `eq3` always has an arm; `eq4` has one when fields remain.
+    if tag == FORMAT_ARM || (tag == FORMAT_TERMS && f.peek().is_some()) {
+        claims.arm = Some(ArmStamp {
+            experiment: Ident::new(f.next()?).ok()?,
+            arm: Ident::new(f.next()?).ok()?,
+            policy: Ident::new(f.next()?).ok()?,
+            unit: f.next()?.parse().ok()?,
+        });
+    }
     if f.next().is_some() {
         return None;
     }
@@ -387,6 +432,7 @@ mod tests {
             expires_at: Timestamp(1_300_000),
             source: Some(Source::Fresh),
             arm: None,
+            terms: None,
         }
     }
 

@@ -121,7 +121,7 @@ fn every_view_shows_what_a_quote_charges() {
                         distance_m: 5_000,
                         duration_s: 900,
                     },
-                    tariff: &tariff,
+                    terms: &shared::fare::Terms::with_defaults(tariff),
                     quote_id: Ident::new("q_1").expect("id"),
                     valid_for: Millis::from_secs(120),
                 })

@@ -85,6 +85,7 @@ fn case(i: u64) -> String {
         expires_at: issued + Millis::from_secs(120),
         source: None,
         arm: None,
+        terms: None,
     };
     let keys = Keyring::parse("fx:fixture-signing-key-0123456789").expect("keys");
     format!(

@@ -169,6 +169,21 @@ fn claims_strategy() -> impl Strategy<Value = QuoteClaims> {
                         policy: Ident::new("forecast-0123abcd").expect("id"),
                         unit: issued % 1_000,
                     }),
+                    // Every third quote with a source carries its terms
+                    // (format eq4), with or without an arm.
+                    terms: (generation % 4 != 0 && issued % 3 == 0).then(|| shared::fare::Terms {
+                        tariff: shared::fare::Tariff {
+                            currency: Currency::USD,
+                            base,
+                            per_km: i64::from(dist % 500),
+                            per_minute: i64::from(dur % 90),
+                            booking_fee: fin % 300,
+                            minimum_fare: base % 1_000,
+                        },
+                        cancellation_fee: fin % 1_000,
+                        cancellation_grace: shared::time::Millis(ttl),
+                        reprice_tolerance_percent: dist % 100,
+                    }),
                 }
             },
         )
@@ -222,18 +237,21 @@ fn mutate(field: usize, value: &str) -> String {
 
 proptest! {
     #[test]
-    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..20) {
+    fn any_changed_field_fails_verification(claims in claims_strategy(), field in 1usize..28) {
         let r = ring();
         let token = r.sign(&claims);
         let (body, sig) = token.split_once('.').expect("token shape");
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(body).expect("b64")).expect("utf8");
         let mut fields: Vec<String> = text.split('|').map(str::to_owned).collect();
-        // 15 fields as `eq1` (no source), 16 as `eq2`, 20 as `eq3` (an arm).
+        // 15 fields as `eq1` (no source), 16 as `eq2`, 20 as `eq3` (an
+        // arm), 24 as `eq4` (the terms) and 28 with an arm too.
         let n = fields.len();
-        let expected = match (&claims.source, &claims.arm) {
-            (_, Some(_)) => 20,
-            (Some(_), None) => 16,
-            (None, None) => 15,
+        let expected = match (&claims.source, &claims.arm, &claims.terms) {
+            (_, Some(_), Some(_)) => 28,
+            (_, None, Some(_)) => 24,
+            (_, Some(_), None) => 20,
+            (Some(_), None, None) => 16,
+            (None, None, None) => 15,
         };
         prop_assert_eq!(n, expected);
         let field = 1 + (field - 1) % (n - 1);

@@ -421,6 +421,68 @@ fn the_fee_and_the_final_fare_follow_the_booking_terms() {
         "{why}"
     );
     assert!(why.contains("tolerance 20%"), "{why}");
+
+    the_quote_carries_its_terms(&edge);
+}
+
+/// The terms are fixed when the price is: a EUR tariff removed between the
+/// quote and the confirm still books and charges the quoted fare and fee,
+/// in EUR (the region `euro` charges in EUR: no built-in tariff prices it).
+fn the_quote_carries_its_terms(edge: &Edge) {
+    edge.w.kv_put(
+        "CONFIG",
+        "tariff:euro:standard",
+        &json!({"currency": "EUR", "base": 900, "per_km": 100, "per_minute": 20, "booking_fee": 150,
+                "minimum_fare": 500, "cancellation_fee": 700, "cancellation_grace_seconds": 0})
+        .to_string(),
+    );
+    let (lat, lng) = equilibrium_tests::regions::place("euro");
+    let ask = json!({
+        "pickup_location": {"latitude": lat, "longitude": lng},
+        "dropoff_location": {"latitude": lat + 0.01, "longitude": lng},
+    });
+    let estimate = || {
+        let r = http()
+            .post(edge.w.url("/api/v1/pricing/estimate"))
+            .json(&ask)
+            .send()
+            .expect("estimate");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    equilibrium_tests::wait_for("the EUR tariff", std::time::Duration::from_secs(30), || {
+        estimate().0 == 200
+    });
+    let (_, q) = estimate();
+    assert_eq!(q["currency"], "EUR", "{q}");
+    edge.w.kv_delete("CONFIG", "tariff:euro:standard");
+    equilibrium_tests::wait_for(
+        "the tariff gone from the worker's view",
+        std::time::Duration::from_secs(30),
+        || estimate().0 == 503,
+    );
+    let (status, body) = edge.confirm(&q, None);
+    assert_eq!(status, 200, "{body}");
+    let c: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (c["currency"].as_str(), &c["final_fare"]),
+        (Some("EUR"), &q["final_fare"])
+    );
+    let id = c["booking_id"].as_str().expect("id");
+    let rider = c["booking_token"].as_str().expect("token");
+    let (s, v) = edge.act(id, "cancel", Auth::Token(rider), &json!({}), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["currency"].as_str(),
+            v["cancellation_fee"].as_f64(),
+            v["final_fare"].as_f64()
+        ),
+        (Some("EUR"), Some(7.0), Some(7.0)),
+        "the quoted terms' fee, not the built-in 5.00: {v}"
+    );
 }
 
 #[test]

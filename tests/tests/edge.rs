@@ -339,6 +339,7 @@ fn claims(id: &str, issued: u64, ttl: u64) -> QuoteClaims {
         expires_at: Timestamp(issued + ttl),
         source: Some(shared::desk::Source::Fresh),
         arm: None,
+        terms: None,
     }
 }
 

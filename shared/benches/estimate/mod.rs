@@ -5,7 +5,7 @@
 
 use shared::api::EstimateRequest;
 use shared::desk::{Desk, DeskInputs, QuoteAsk};
-use shared::fare::{RouteModel, Tariff, VehicleClass};
+use shared::fare::{RouteModel, Tariff, Terms, VehicleClass};
 use shared::geo::{BoundingBox, Cell, LatLng, DEFAULT_LEVEL};
 use shared::grid::{GridCell, Staleness, SurgeGrid};
 use shared::quote::{Ident, Keyring};
@@ -63,7 +63,7 @@ pub struct EstimateWork {
     region: Ident,
     grid: SurgeGrid,
     keys: Keyring,
-    tariff: Tariff,
+    terms: Terms,
     inputs: DeskInputs,
     quote_id: Ident,
 }
@@ -106,7 +106,7 @@ impl EstimateWork {
             region,
             grid,
             keys: Keyring::parse("k1:benchmark-secret-0123456789").expect("keys"),
-            tariff: Tariff::default_for(VehicleClass::Standard),
+            terms: Terms::with_defaults(Tariff::default_for(VehicleClass::Standard)),
             inputs: DeskInputs {
                 caps: Caps::DEFAULT,
                 staleness: Staleness::default(),
@@ -137,7 +137,7 @@ impl EstimateWork {
                 class: v.class,
                 pickup: v.pickup,
                 trip: v.trip,
-                tariff: &self.tariff,
+                terms: &self.terms,
                 quote_id: self.quote_id.clone(),
                 valid_for: Millis::from_secs(120),
             });

@@ -2,7 +2,7 @@
 //! and the answer to send.
 
 use crate::api::{EstimateResponse, FareBreakdownWire, SurgeSource, ZoneInfo};
-use crate::fare::{price, FareBreakdown, Tariff, Trip, VehicleClass};
+use crate::fare::{price, FareBreakdown, Terms, Trip, VehicleClass};
 use crate::geo::LatLng;
 use crate::quote::{Ident, QuoteClaims};
 use crate::time::Millis;
@@ -20,8 +20,9 @@ pub struct QuoteAsk<'a> {
     pub pickup: LatLng,
     /// The trip's estimate.
     pub trip: Trip,
-    /// The region's tariff for the class.
-    pub tariff: &'a Tariff,
+    /// The region's tariff for the class, with its booking terms: the
+    /// quote carries them ([`QuoteClaims::terms`]).
+    pub terms: &'a Terms,
     /// A fresh quote id (the shell draws it from its random source).
     pub quote_id: Ident,
     /// How long the quote may be confirmed.
@@ -45,7 +46,7 @@ impl Desk<'_> {
     /// Prices a quote at the pickup's effective multiplier.
     pub fn quote(&self, ask: QuoteAsk<'_>) -> PricedQuote {
         let effective = self.at(ask.pickup);
-        let fare = price(ask.tariff, ask.trip, effective.multiplier);
+        let fare = price(&ask.terms.tariff, ask.trip, effective.multiplier);
         let issued = self.now();
         let claims = QuoteClaims {
             quote_id: ask.quote_id,
@@ -68,6 +69,7 @@ impl Desk<'_> {
                 policy: a.grid.policy.clone(),
                 unit: a.unit,
             }),
+            terms: Some(*ask.terms),
         };
         PricedQuote {
             zone_name: self.zone_name(ask.region, effective.cell),

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use shared::geo::{BoundingBox, LatLng, Level};
 use shared::policies::{PolicyParams, PolicySpec};
 use shared::quote::Ident;
+use shared::regions::Registry;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +48,22 @@ pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// One priced region: its id, bounds and cell level.
+/// One priced region: its id, where it is, its cell level, caps and
+/// policy. With a `registry`, where it is, its level and its calendar come
+/// from there (the one home of geography, shared with the edge), and
+/// `bounds` is refused.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegionConfig {
     /// Region id (as in the edge's `region`).
     pub id: String,
-    /// `[south, west, north, east]` in degrees.
-    pub bounds: [f64; 4],
-    /// S2 level of its cells (default 13).
-    #[serde(default = "default_level")]
-    pub level: u8,
+    /// `[south, west, north, east]` in degrees (without a registry only).
+    #[serde(default)]
+    pub bounds: Option<[f64; 4]>,
+    /// S2 level of its cells (default: the registry's, else 13; with a
+    /// registry it must agree).
+    #[serde(default)]
+    pub level: Option<u8>,
     /// The lowest multiplier any cell of the region publishes (every cell
     /// of a region shares its caps; the edge can narrow them per region
     /// with `caps:<region>` in KV).
@@ -69,10 +76,10 @@ pub struct RegionConfig {
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
     /// The region's local standard time, minutes ahead of UTC (−480 for
-    /// San Francisco; default 0): where its forecasts' days and weekends
-    /// begin.
+    /// San Francisco; default: the registry's, else 0): where its
+    /// forecasts' days and weekends begin.
     #[serde(default)]
-    pub utc_offset_minutes: i64,
+    pub utc_offset_minutes: Option<i64>,
 }
 
 /// `[regions.policy]`: which policy prices the region, and its parameters
@@ -113,9 +120,6 @@ impl PolicyConfig {
     }
 }
 
-fn default_level() -> u8 {
-    13
-}
 fn one() -> f64 {
     1.0
 }
@@ -123,13 +127,23 @@ fn five() -> f64 {
     5.0
 }
 
+/// Where a region is: a box (a configuration without a registry), or the
+/// registry's boundary.
+#[derive(Debug, Clone)]
+pub enum Area {
+    /// `bounds` in the configuration.
+    Bounds(BoundingBox),
+    /// The region of this id in the registry (all regions share it).
+    Registry(Arc<Registry>),
+}
+
 /// A validated region.
 #[derive(Debug, Clone)]
 pub struct Region {
     /// Id.
     pub id: Ident,
-    /// Bounds.
-    pub bounds: BoundingBox,
+    /// Where it is.
+    pub area: Area,
     /// Cell level.
     pub level: Level,
     /// Default caps.
@@ -138,6 +152,23 @@ pub struct Region {
     pub policy: PolicySpec,
     /// Its days, for the forecasts' weekday and weekend profiles.
     pub calendar: shared::forecast::Calendar,
+}
+
+impl Region {
+    /// The registry's view of this region (named zones), if there is one.
+    pub fn geo(&self) -> Option<&shared::regions::Region> {
+        match &self.area {
+            Area::Registry(r) => r.get(self.id.as_str()),
+            Area::Bounds(_) => None,
+        }
+    }
+
+    /// The name of a pricing cell: its named zone's, else region and token
+    /// (`shared::desk::zone_name`).
+    pub fn zone_name(&self, cell: shared::geo::Cell) -> String {
+        let geo = self.geo();
+        shared::desk::zone_name(&self.id, geo.and_then(|g| g.zone_of_cell(cell)), cell)
+    }
 }
 
 /// Who may call what (see [`crate::auth`]).
@@ -260,6 +291,11 @@ pub struct Config {
     pub prune_batch_rows: u32,
     /// Who may call what.
     pub auth: AuthConfig,
+    /// The region registry (`EQ_REGISTRY`): the JSON the edge reads from
+    /// its `regions` key (`config/regions.json` is the shipped one). With
+    /// it, ingest places each report by the region's boundary, and named
+    /// zones name cells; without it, by `bounds`.
+    pub registry: Option<PathBuf>,
     /// Regions priced.
     pub regions: Vec<RegionConfig>,
     /// Cluster mode (off by default).
@@ -286,6 +322,7 @@ impl std::fmt::Debug for Config {
             .field("prune_interval_seconds", &self.prune_interval_seconds)
             .field("prune_batch_rows", &self.prune_batch_rows)
             .field("auth", &self.auth)
+            .field("registry", &self.registry)
             .field("regions", &self.regions)
             .field("cluster", &self.cluster)
             .finish()
@@ -312,14 +349,15 @@ impl Default for Config {
                 metrics_open: true,
                 ..AuthConfig::default()
             },
+            registry: None,
             regions: vec![RegionConfig {
                 id: "sf".into(),
-                bounds: [37.60, -122.55, 37.85, -122.35],
-                level: 13,
+                bounds: Some([37.60, -122.55, 37.85, -122.35]),
+                level: None,
                 min_multiplier: 1.0,
                 max_multiplier: 5.0,
                 policy: None,
-                utc_offset_minutes: 0,
+                utc_offset_minutes: None,
             }],
             cluster: ClusterConfig::default(),
         }
@@ -356,7 +394,7 @@ impl Config {
     }
 
     /// Applies `EQ_LISTEN`, `EQ_DATABASE`, `EQ_EDGE_URL`, `EQ_EDGE_TOKEN`,
-    /// `EQ_EDGE_CA_FILE`, `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`,
+    /// `EQ_EDGE_CA_FILE`, `EQ_REGISTRY`, `EQ_TICK_SECONDS`, `EQ_SUPPLY_TTL_SECONDS`,
     /// `EQ_DEMAND_WINDOW_SECONDS`, `EQ_RETENTION_DAYS`,
     /// `EQ_PRODUCER_TOKENS` and `EQ_READER_TOKENS` (comma-separated; they
     /// replace the file's lists), `EQ_METRICS_OPEN` (`true`/`false`), and
@@ -381,6 +419,9 @@ impl Config {
         }
         if let Some(v) = get("EQ_EDGE_CA_FILE") {
             self.edge_ca_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = get("EQ_REGISTRY") {
+            self.registry = (!v.is_empty()).then(|| PathBuf::from(v));
         }
         let list = |v: String| -> Vec<String> {
             v.split(',')
@@ -502,11 +543,26 @@ impl Config {
         Ok(())
     }
 
+    /// The registry, read and validated (the edge's parser), if set.
+    pub fn load_registry(&self) -> Result<Option<Arc<Registry>>, ConfigError> {
+        let Some(path) = &self.registry else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        shared::api::admin::parse_registry(&text)
+            .map(|r| Some(Arc::new(r)))
+            .map_err(|e| invalid(&format!("registry {}", path.display()), e))
+    }
+
     /// The validated regions.
     pub fn regions(&self) -> Result<Vec<Region>, ConfigError> {
         if self.regions.is_empty() {
             return Err(invalid("regions", "at least one region is needed"));
         }
+        let registry = self.load_registry()?;
         let mut out: Vec<Region> = Vec::new();
         for r in &self.regions {
             let name = format!("regions.{}", r.id);
@@ -514,11 +570,52 @@ impl Config {
             if out.iter().any(|o| o.id == id) {
                 return Err(invalid(&name, "duplicate region id"));
             }
-            let [s, w, n, e] = r.bounds;
-            let sw = LatLng::new(s, w).map_err(|e| invalid(&name, e.to_string()))?;
-            let ne = LatLng::new(n, e).map_err(|e| invalid(&name, e.to_string()))?;
-            let bounds = BoundingBox::new(sw, ne).map_err(|e| invalid(&name, e.to_string()))?;
-            let level = Level::new(r.level).map_err(|e| invalid(&name, e.to_string()))?;
+            let geo = match &registry {
+                Some(reg) => Some(
+                    reg.get(id.as_str())
+                        .ok_or_else(|| invalid(&name, "the registry has no region of this id"))?,
+                ),
+                None => None,
+            };
+            // One home of geography: with a registry, where a region is,
+            // its level and its calendar are the registry's.
+            let agree = |what: &str, mine: Option<i64>, theirs: i64| match mine {
+                Some(m) if m != theirs => Err(invalid(
+                    &name,
+                    format!("{what} {m} differs from the registry's {theirs}"),
+                )),
+                _ => Ok(theirs),
+            };
+            let (area, level, offset) = match (geo, &registry, r.bounds) {
+                (Some(g), Some(reg), None) => (
+                    Area::Registry(Arc::clone(reg)),
+                    agree("level", r.level.map(i64::from), i64::from(g.level().get()))? as u8,
+                    agree(
+                        "utc_offset_minutes",
+                        r.utc_offset_minutes,
+                        i64::from(g.utc_offset_minutes()),
+                    )?,
+                ),
+                (Some(_), _, Some(_)) => {
+                    return Err(invalid(
+                        &name,
+                        "bounds: the registry says where the region is",
+                    ))
+                }
+                (_, _, Some([s, w, n, e])) => {
+                    let sw = LatLng::new(s, w).map_err(|e| invalid(&name, e.to_string()))?;
+                    let ne = LatLng::new(n, e).map_err(|e| invalid(&name, e.to_string()))?;
+                    let bounds =
+                        BoundingBox::new(sw, ne).map_err(|e| invalid(&name, e.to_string()))?;
+                    (
+                        Area::Bounds(bounds),
+                        r.level.unwrap_or(13),
+                        r.utc_offset_minutes.unwrap_or(0),
+                    )
+                }
+                _ => return Err(invalid(&name, "bounds are needed without a registry")),
+            };
+            let level = Level::new(level).map_err(|e| invalid(&name, e.to_string()))?;
             let m = |x: f64| {
                 shared::surge::Multiplier::from_f64(x).map_err(|e| invalid(&name, e.to_string()))
             };
@@ -530,12 +627,11 @@ impl Config {
                     .map_err(|e| invalid(&format!("{name}.policy"), e))?,
                 None => PolicySpec::Default,
             };
-            let calendar =
-                shared::forecast::Calendar::from_utc_offset_minutes(r.utc_offset_minutes)
-                    .map_err(|e| invalid(&name, e.to_string()))?;
+            let calendar = shared::forecast::Calendar::from_utc_offset_minutes(offset)
+                .map_err(|e| invalid(&name, e.to_string()))?;
             out.push(Region {
                 id,
-                bounds,
+                area,
                 level,
                 caps,
                 policy,

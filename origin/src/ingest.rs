@@ -15,7 +15,7 @@ use shared::geo::{Cell, LatLng};
 use shared::market::{DemandKind, DemandSeen, DriverId, DriverSeen};
 use shared::time::Timestamp;
 
-use crate::config::Region;
+use crate::config::{Area, Region};
 
 /// Most record errors listed in a report.
 pub const MAX_REPORTED_ERRORS: usize = 20;
@@ -91,18 +91,46 @@ fn reject(code: &'static str, message: impl Into<String>) -> Reject {
     }
 }
 
-/// The region (index) and cell of a point, or why it has none.
+/// The region (index) and cell of a point, or why it has none: by the
+/// registry's boundaries when the origin has one (the edge's rule,
+/// [`shared::regions::Registry::locate`]), else by each region's bounds.
 pub fn locate(lat: f64, lng: f64, regions: &[Region]) -> Result<(usize, Cell), Reject> {
     let p = LatLng::new(lat, lng).map_err(|e| reject("invalid_coordinates", e.to_string()))?;
-    let idx = regions
-        .iter()
-        .position(|r| r.bounds.contains(p))
-        .ok_or_else(|| {
-            reject(
-                "outside_regions",
-                format!("({lat}, {lng}) is in no configured region"),
-            )
-        })?;
+    let registry = regions.iter().find_map(|r| match &r.area {
+        Area::Registry(reg) => Some(reg),
+        Area::Bounds(_) => None,
+    });
+    let idx = match registry {
+        Some(reg) => {
+            let region = reg.locate(p).ok_or_else(|| {
+                reject(
+                    "outside_regions",
+                    format!("({lat}, {lng}) is in no region of the registry"),
+                )
+            })?;
+            regions
+                .iter()
+                .position(|r| r.id == *region.id())
+                .ok_or_else(|| {
+                    reject(
+                        "outside_regions",
+                        format!(
+                            "({lat}, {lng}) is in region {}, which this origin does not price",
+                            region.id()
+                        ),
+                    )
+                })?
+        }
+        None => regions
+            .iter()
+            .position(|r| matches!(&r.area, Area::Bounds(b) if b.contains(p)))
+            .ok_or_else(|| {
+                reject(
+                    "outside_regions",
+                    format!("({lat}, {lng}) is in no configured region"),
+                )
+            })?,
+    };
     Ok((idx, Cell::at(p, regions[idx].level)))
 }
 

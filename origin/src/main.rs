@@ -200,6 +200,10 @@ impl serde::Serialize for ConfigView<'_> {
             "edge_ca_file",
             &c.edge_ca_file.as_ref().map(|p| p.display().to_string()),
         )?;
+        st.serialize_field(
+            "registry",
+            &c.registry.as_ref().map(|p| p.display().to_string()),
+        )?;
         st.serialize_field("tick_seconds", &c.tick_seconds)?;
         st.serialize_field("supply_ttl_seconds", &c.supply_ttl_seconds)?;
         st.serialize_field("demand_window_seconds", &c.demand_window_seconds)?;

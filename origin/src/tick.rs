@@ -137,7 +137,7 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
                     new_zones.push(Zone {
                         region: region.clone(),
                         cell: c.cell.token(),
-                        name: shared::desk::zone_name(t.grid.region(), None, c.cell),
+                        name: state.regions[t.region].zone_name(c.cell),
                         min_multiplier: caps.min().as_f64(),
                         max_multiplier: caps.max().as_f64(),
                         active: true,

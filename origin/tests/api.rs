@@ -908,3 +908,123 @@ async fn a_controller_arm_steers_by_its_own_arms_outcomes() {
     assert!(moved[0].1 < start[0].1, "{start:?} → {moved:?}");
     assert_eq!(moved[1].1, start[1].1, "arm b saw no outcomes of its own");
 }
+
+/// Two triangles sharing a square's diagonal (the same box, so only the
+/// boundaries tell them apart), the lower one with a named zone.
+const TRIANGLES: &str = r#"{"regions":[
+  {"id":"lower","currency":"USD","level":13,"boundary":{"type":"Polygon","coordinates":[[[10.0,10.0],[10.4,10.0],[10.4,10.4],[10.0,10.0]]]},
+   "zones":[{"id":"harbour","name":"Harbour","boundary":{"type":"Polygon","coordinates":[[[10.25,10.02],[10.35,10.02],[10.35,10.12],[10.25,10.12],[10.25,10.02]]]}}]},
+  {"id":"upper","currency":"USD","level":13,"utc_offset_minutes":60,"boundary":{"type":"Polygon","coordinates":[[[10.0,10.0],[10.4,10.4],[10.0,10.4],[10.0,10.0]]]}}]}"#;
+
+fn registry_config(dir: &tempfile::TempDir, regions: &str) -> Config {
+    let path = dir.path().join("regions.json");
+    std::fs::write(&path, TRIANGLES).expect("write the registry");
+    let mut c: Config = toml::from_str(regions).expect("toml");
+    c.auth.producer_tokens = vec![PRODUCER.into()];
+    c.auth.reader_tokens = vec![READER.into()];
+    c.registry = Some(path);
+    c
+}
+
+#[tokio::test]
+async fn the_registry_places_what_is_ingested_and_names_its_zones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = registry_config(
+        &dir,
+        "[[regions]]\nid = \"lower\"\n[[regions]]\nid = \"upper\"\n",
+    );
+    let regions = c.regions().expect("regions");
+    assert_eq!(
+        regions[1].calendar.utc_offset_minutes(),
+        60,
+        "the registry's calendar"
+    );
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let s = state_with(c, Store::open_in_memory().expect("store"), &clock);
+    // (lat, lng): the upper triangle is north of the diagonal.
+    let (upper, harbour, outside) = ((10.3, 10.1), (10.07, 10.3), (10.5, 10.2));
+    let demand = |at: (f64, f64), n: usize| -> Value {
+        json!((0..n)
+            .map(|_| json!({"kind": "ride_request", "latitude": at.0, "longitude": at.1, "timestamp": T0}))
+            .collect::<Vec<_>>())
+    };
+    let (st, r) = post_json(&s, "/v1/ingest/demand", Some(PRODUCER), demand(upper, 6)).await;
+    assert_eq!(
+        (st, r["accepted"].as_u64()),
+        (StatusCode::OK, Some(6)),
+        "{r}"
+    );
+    let (_, r) = post_json(&s, "/v1/ingest/demand", Some(PRODUCER), demand(harbour, 6)).await;
+    assert_eq!(r["accepted"].as_u64(), Some(6), "{r}");
+    // Outside both triangles: refused with the reason, and counted (a
+    // batch with nothing accepted is a 400 carrying the report).
+    let (st, r) = post_json(&s, "/v1/ingest/demand", Some(PRODUCER), demand(outside, 2)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{r}");
+    assert_eq!(
+        (r["accepted"].as_u64(), r["rejected"].as_u64()),
+        (Some(0), Some(2)),
+        "{r}"
+    );
+    assert_eq!(r["errors"][0]["code"], "outside_regions", "{r}");
+    let metrics = metrics_text(&s).await;
+    assert!(
+        metrics.contains("equilibrium_ingest_rejected_total 2\n"),
+        "{metrics}"
+    );
+    for minute in 1..=6u64 {
+        clock.set(Timestamp(T0 + minute * 60_000));
+        tick_once(&s).await;
+    }
+    let cells = |v: &Value| -> Vec<String> {
+        v["cells"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| c["zone_name"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (st, up) = get(&s, "/v1/forecasts/upper", Some(READER)).await;
+    assert_eq!(st, StatusCode::OK, "{up}");
+    let up = cells(&up);
+    assert_eq!(
+        up.len(),
+        1,
+        "the upper triangle's demand is the upper region's: {up:?}"
+    );
+    assert!(up[0].starts_with("upper "), "{up:?}");
+    let (_, low) = get(&s, "/v1/forecasts/lower", Some(READER)).await;
+    assert_eq!(cells(&low), vec!["Harbour".to_owned()], "{low}");
+}
+
+#[test]
+fn a_registry_is_the_one_home_of_geography() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (regions, reason) in [
+        ("[[regions]]\nid = \"nowhere\"\n", "no region of this id"),
+        (
+            "[[regions]]\nid = \"upper\"\nbounds = [10, 10, 10.4, 10.4]\n",
+            "the registry says where",
+        ),
+        (
+            "[[regions]]\nid = \"upper\"\nlevel = 12\n",
+            "level 12 differs",
+        ),
+        (
+            "[[regions]]\nid = \"upper\"\nutc_offset_minutes = 0\n",
+            "utc_offset_minutes 0 differs",
+        ),
+    ] {
+        let e = registry_config(&dir, regions)
+            .regions()
+            .expect_err(reason)
+            .to_string();
+        assert!(e.contains(reason), "{e}");
+    }
+    let mut c = registry_config(&dir, "[[regions]]\nid = \"upper\"\n");
+    std::fs::write(dir.path().join("bad.json"), r#"{"regions":[{"id":"x"}]}"#).expect("write");
+    c.registry = Some(dir.path().join("bad.json"));
+    let e = c.regions().expect_err("a bad registry").to_string();
+    assert!(e.contains("registry") && e.contains("missing field"), "{e}");
+}

@@ -140,7 +140,11 @@ pub async fn forecasts(
     let outlook = crate::state::lock(&s.agg).forecast_outlook(idx, class, limit as usize);
     let r = &s.regions[idx];
     Ok(Json(ForecastsResponse::new(
-        &r.id, None, class, r.calendar, &outlook,
+        &r.id,
+        r.geo(),
+        class,
+        r.calendar,
+        &outlook,
     )))
 }
 

@@ -33,6 +33,7 @@ start_edge "http://127.0.0.1:$ORIGIN_PORT"
 
 step "starting the origin on :$ORIGIN_PORT (pushing to the edge)"
 EQ_EDGE_TOKEN="$ADMIN_TOKEN" EQ_SIMULATED_CLOCK=true EQ_CONFIG=origin/demo.toml \
+  EQ_REGISTRY="$ROOT/config/regions.json" \
   stack_start origin target/release/origin serve \
   --listen "127.0.0.1:$ORIGIN_PORT" --database "$STATE/origin.sqlite" \
   --edge-url "http://127.0.0.1:$EDGE_PORT"

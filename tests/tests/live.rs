@@ -89,8 +89,8 @@ fn live_mode_drives_the_real_stack() {
     );
 }
 
-/// The demo's region (origin/demo.toml): the simulator's cells and the
-/// forecast-aware policy.
+/// The demo's region (origin/demo.toml, with the shipped registry): the
+/// simulator's cells and the forecast-aware policy.
 const SIM_REGION: &str = include_str!("../../origin/demo.toml");
 
 #[test]
@@ -109,6 +109,13 @@ fn the_demo_stack_prices_in_the_simulators_time_frame() {
         &[
             ("EQ_SIMULATED_CLOCK", "true"),
             ("EQ_CONFIG", config.to_str().expect("utf-8 path")),
+            (
+                "EQ_REGISTRY",
+                equilibrium_tests::root()
+                    .join("config/regions.json")
+                    .to_str()
+                    .expect("utf-8 path"),
+            ),
         ],
     );
     let cfg = LiveConfig {

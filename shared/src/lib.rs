@@ -25,8 +25,13 @@
 //!   vehicle classes of a cell pooled (why: the module's documentation).
 //! * [`forecast`]: short-term forecasts of a cell's demand and supply
 //!   (additive Holt-Winters, 5-minute buckets, a daily season).
-//! * [`fare`]: tariffs per vehicle class, trip estimates, and an itemised
-//!   [`fare::FareBreakdown`] in integer minor units.
+//! * [`fare`]: ISO 4217 currencies and their minor units, tariffs per
+//!   vehicle class with the booking terms a quote is priced on, trip
+//!   estimates, and an itemised [`fare::FareBreakdown`] in integer minor
+//!   units.
+//! * [`regions`]: the region registry, the one home of geography: which
+//!   region a pickup is in (an S2 cell index over GeoJSON boundaries), its
+//!   currency, calendar and named zones with their caps.
 //! * [`quote`]: HMAC-SHA256 signed quotes with expiry and a key id, so any
 //!   edge verifies any quote with no shared state.
 //! * [`booking`]: a booking's life after the quote: the state machine,

@@ -131,16 +131,21 @@ pub async fn tick_once(state: &Arc<AppState>) -> usize {
         }
         {
             let mut known = lock(&state.known_zones);
-            let caps = state.regions[t.region].caps;
+            let configured = &state.regions[t.region];
             for c in t.grid.cells() {
                 if known.insert((region.clone(), c.cell.token())) {
+                    // A named zone of the registry: its name, its caps
+                    // within the region's, and whether it is active (an
+                    // inactive zone is left out of the efficiency report).
+                    let named = configured.geo().and_then(|g| g.zone_of_cell(c.cell));
+                    let caps = named.map_or(configured.caps, |z| z.narrow(configured.caps));
                     new_zones.push(Zone {
                         region: region.clone(),
                         cell: c.cell.token(),
-                        name: state.regions[t.region].zone_name(c.cell),
+                        name: configured.zone_name(c.cell),
                         min_multiplier: caps.min().as_f64(),
                         max_multiplier: caps.max().as_f64(),
-                        active: true,
+                        active: named.is_none_or(|z| z.active()),
                     });
                 }
             }

@@ -996,6 +996,19 @@ async fn the_registry_places_what_is_ingested_and_names_its_zones() {
     assert!(up[0].starts_with("upper "), "{up:?}");
     let (_, low) = get(&s, "/v1/forecasts/lower", Some(READER)).await;
     assert_eq!(cells(&low), vec!["Harbour".to_owned()], "{low}");
+    // The efficiency report names the zone too (its row in `zones`).
+    let (st, report) = get(
+        &s,
+        "/v1/analytics/least-efficient?days=1&limit=10",
+        Some(READER),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let names: Vec<&str> = report["zones"]
+        .as_array()
+        .map(|z| z.iter().filter_map(|z| z["zone_name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"Harbour"), "{report}");
 }
 
 #[test]

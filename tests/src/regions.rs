@@ -31,11 +31,17 @@ fn corner(region: &str) -> (f64, f64) {
     (10.0 + 0.5 * i as f64, 20.0)
 }
 
+/// Test regions where a scenario needs a real city's coordinates:
+/// `[south, west, north, east]`.
+pub const CITIES: [(&str, [f64; 4]); 1] = [("nyc", [40.5, -74.3, 40.95, -73.7])];
+
 /// The centre of a region the test workers know: [`crate::SF`] for `sf`,
-/// the middle of its square for a test region.
+/// lower Manhattan for `nyc`, the middle of its square for a test region.
 pub fn place(region: &str) -> (f64, f64) {
-    if region == "sf" {
-        return crate::SF;
+    match region {
+        "sf" => return crate::SF,
+        "nyc" => return (40.7128, -74.006),
+        _ => {}
     }
     let (s, w) = corner(region);
     (s + SIDE / 2.0, w + SIDE / 2.0)
@@ -84,6 +90,13 @@ pub fn registry_json() -> String {
             ]);
         }
         regions.push(region);
+    }
+    for (id, [s, w, n, e]) in CITIES {
+        let ring = json!([[[w, s], [e, s], [e, n], [w, n], [w, s]]]);
+        regions.push(
+            json!({"id": id, "currency": "USD", "utc_offset_minutes": -300,
+            "boundary": {"type": "Polygon", "coordinates": ring}}),
+        );
     }
     registry.to_string()
 }

@@ -43,6 +43,43 @@ pub struct LiveConfig {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+/// Checks that `scenario` plays inside `region` of the registry the edge
+/// prices with, in that region's cells: otherwise the edge would refuse or
+/// misplace its quotes (the pickup decides the region). The scenario's box
+/// is sampled on an 11 × 11 grid, corners included.
+pub fn check_region(
+    scenario: &Scenario,
+    registry: &shared::regions::Registry,
+    region: &str,
+) -> Result<(), String> {
+    let r = registry
+        .named(region)
+        .map_err(|e| format!("region {region}: {e}"))?;
+    if r.level().get() != scenario.level {
+        return Err(format!(
+            "the scenario prices level-{} cells; region {region} is level {} in the registry",
+            scenario.level,
+            r.level().get()
+        ));
+    }
+    let [s, w, n, e] = scenario.bounds;
+    for i in 0..=10 {
+        for j in 0..=10 {
+            let lat = s + (n - s) * f64::from(i) / 10.0;
+            let lng = w + (e - w) * f64::from(j) / 10.0;
+            let p = shared::geo::LatLng::new(lat, lng).map_err(|e| e.to_string())?;
+            let at = registry.locate(p).map(|x| x.id().as_str());
+            if at != Some(region) {
+                return Err(format!(
+                    "the scenario's point ({lat}, {lng}) is in {}, not region {region}",
+                    at.unwrap_or("no region")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The live mode's HTTP client: rustls with the platform's roots, plus the
 /// certificates of `ca_file` when given (a private CA, a test proxy).
 pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::blocking::Client> {
@@ -399,4 +436,30 @@ fn advance(
     }
     *pending = later;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> shared::regions::Registry {
+        shared::api::admin::parse_registry(include_str!("../../config/regions.json"))
+            .expect("the shipped registry")
+    }
+
+    #[test]
+    fn the_scenarios_play_in_the_shipped_registrys_sf() {
+        let registry = shipped();
+        for scenario in [Scenario::evening(1, 60.0), Scenario::short(1, 5.0)] {
+            assert_eq!(check_region(&scenario, &registry, "sf"), Ok(()));
+        }
+        let mut moved = Scenario::evening(1, 60.0);
+        moved.bounds = [37.70, -122.52, 37.95, -122.38];
+        let e = check_region(&moved, &registry, "sf").expect_err("north of sf");
+        assert!(e.contains("no region"), "{e}");
+        let mut finer = Scenario::evening(1, 60.0);
+        finer.level = 13;
+        assert!(check_region(&finer, &registry, "sf").is_err());
+        assert!(check_region(&Scenario::evening(1, 60.0), &registry, "zz").is_err());
+    }
 }

@@ -124,6 +124,11 @@ enum Command {
         /// origins and edges (a private deployment, a test proxy).
         #[arg(long, env = "EQ_EDGE_CA_FILE")]
         ca_file: Option<PathBuf>,
+        /// The region registry the edge prices with (the `regions` value;
+        /// the shipped one by default): the scenario must play inside
+        /// `--region` there, in its cells, or every quote would be refused.
+        #[arg(long, env = "EQ_REGISTRY", default_value = "config/regions.json")]
+        registry: PathBuf,
     },
 }
 
@@ -312,12 +317,18 @@ fn main() -> anyhow::Result<()> {
             origin_token,
             dispatch_token,
             ca_file,
+            registry,
         } => {
             let scenario = match scenario.as_str() {
                 "evening" => Scenario::evening(seed, minutes),
                 "short" => Scenario::short(seed, minutes),
                 other => anyhow::bail!("unknown scenario {other:?}: use evening or short"),
             };
+            let text = std::fs::read_to_string(&registry)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", registry.display()))?;
+            let parsed = shared::api::admin::parse_registry(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", registry.display()))?;
+            live::check_region(&scenario, &parsed, &region).map_err(anyhow::Error::msg)?;
             let cfg = LiveConfig {
                 origin,
                 edge,

@@ -197,14 +197,27 @@ pub async fn estimate(
 ) -> Result<Response, ApiError> {
     // The address limit is checked while the body arrives: one wait, not two.
     let body = crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?;
+    let asker = asker_key(env, &req, now)?;
     let ask = parse_estimate(&body)?;
     let registry = crate::regions::registry(env, settings, now).await?;
     let region = locate(&registry, &ask)?;
     crate::limits::check_user(env, ask.user_id.as_deref()).await?;
     let inputs = read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
     let (quote, token) = price(env, settings, &inputs, &ask, region.id(), now)?;
-    report(env, ctx, &quote, &ask);
+    report(env, ctx, &quote, &ask, asker);
     answer(&quote, token)
+}
+
+/// Whom a price check counts for as demand ([`shared::events`]): the
+/// client, by its address's keyed digest. A `user_id` is not verified, so
+/// it keys nothing: a client varying it buys no extra demand.
+pub fn asker_key(env: &Env, req: &Incoming, now: u64) -> Result<String, ApiError> {
+    let keys = config::keyring(env)?;
+    Ok(shared::events::client_key(
+        &keys,
+        &crate::http::client_ip(req),
+        Timestamp(now),
+    ))
 }
 
 /// An estimate's body, parsed and validated: 400 with the field's code.
@@ -281,12 +294,12 @@ pub fn price(
 }
 
 /// A price check is demand: the origin hears of it through the queue
-/// (batched, after the response).
-pub fn report(env: &Env, ctx: &Context, quote: &PricedQuote, ask: &ValidEstimate) {
+/// (batched, after the response), keyed by its asker ([`asker_key`]).
+pub fn report(env: &Env, ctx: &Context, quote: &PricedQuote, ask: &ValidEstimate, asker: String) {
     crate::events::send_later(
         env,
         ctx,
-        &shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref()),
+        &shared::events::quote_event(&quote.claims, ask.pickup, asker),
     );
 }
 

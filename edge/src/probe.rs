@@ -116,6 +116,7 @@ pub async fn upto(
     } else {
         http::read_json_body(&req, MAX_BODY_BYTES).await?
     };
+    let asker = pricing::asker_key(env, &req, now)?;
     if !through("parse") {
         return crate::body_answer(body.len());
     }
@@ -132,7 +133,7 @@ pub async fn upto(
         return crate::body_answer(body.len());
     }
     let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
-    let event = || shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref());
+    let event = || shared::events::quote_event(&quote.claims, ask.pickup, asker.clone());
     match stage {
         "price" => return crate::body_answer(body.len()),
         "event" => {
@@ -153,7 +154,7 @@ pub async fn upto(
         }
         _ => {}
     }
-    pricing::report(env, ctx, &quote, &ask);
+    pricing::report(env, ctx, &quote, &ask, asker);
     if !through("answer") {
         return crate::body_answer(body.len());
     }
@@ -190,6 +191,7 @@ pub async fn run(
         pricing::read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
     let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
     let key = ["ip:", &http::client_ip(&req)].concat();
+    let asker = pricing::asker_key(env, &req, now)?;
     for _ in 0..n {
         touch_every_line(&mut evict);
         match step {
@@ -219,12 +221,12 @@ pub async fn run(
                 region.id(),
                 now,
             )?),
-            "report" => pricing::report(env, ctx, &quote, &ask),
+            "report" => pricing::report(env, ctx, &quote, &ask, asker.clone()),
             // The report with messages of 100 events (before 64 KB ones).
             "report100" => crate::events::send_within(
                 env,
                 ctx,
-                &shared::events::quote_event(&quote.claims, ask.pickup, ask.user_id.as_deref()),
+                &shared::events::quote_event(&quote.claims, ask.pickup, asker.clone()),
                 BATCH_OF_100,
             ),
             // Made into the runtime's response, as the fetch handler's

@@ -3,8 +3,14 @@
 //! outcome.
 //!
 //! * A quote is demand of kind [`DemandKind::Quote`] (weighted below a ride
-//!   request by the market's weights), counted once per rider and cell
-//!   within the demand window: a rider refreshing the price is one signal.
+//!   request by the market's weights), counted once per asker and cell
+//!   within the demand window, in at most
+//!   [`crate::market::MAX_CELLS_PER_KEY`] cells per asker: a rider
+//!   refreshing the price is one signal, and a client scanning the map is
+//!   not a rider everywhere. The asker is the verified rider
+//!   ([`rider_key`]) or, for a rider the edge cannot verify, the client
+//!   (its address's keyed digest, [`client_key`]): an id the client makes
+//!   up buys nothing, since requests cannot choose their key.
 //! * A confirmed booking is a [`DemandKind::RideRequest`], once per booking.
 //! * A completed, cancelled or failed booking is a ride outcome (keyed by
 //!   the booking id, so a redelivery stores nothing new).
@@ -18,7 +24,7 @@
 use crate::api::{EdgeEvent, EdgeEventKind};
 use crate::geo::LatLng;
 use crate::market::{DemandKind, DriverId};
-use crate::quote::QuoteClaims;
+use crate::quote::{Keyring, QuoteClaims};
 
 /// What an event does at the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +103,10 @@ pub fn arm_event(
     Some((stamp, event))
 }
 
-/// The event a quote sends the origin: demand at its pickup, keyed by
-/// the quote id (and the rider's key when the rider is known), with the
-/// multiplier and experiment arm it was priced at.
-pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, user_id: Option<&str>) -> EdgeEvent {
+/// The event a quote sends the origin: demand at its pickup, keyed by its
+/// asker (`asker`: [`rider_key`] or [`client_key`]), with the multiplier
+/// and experiment arm it was priced at.
+pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, asker: String) -> EdgeEvent {
     EdgeEvent {
         id: claims.quote_id.to_string(),
         kind: EdgeEventKind::Quote,
@@ -109,7 +115,7 @@ pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, user_id: Option<&str>) 
         longitude: pickup.lng(),
         vehicle_type: claims.class.as_str().to_owned(),
         timestamp: claims.issued_at.0,
-        rider: user_id.map(rider_key),
+        rider: Some(asker),
         booking_id: None,
         quote_id: Some(claims.quote_id.to_string()),
         multiplier: Some(claims.surge.as_f64()),
@@ -120,10 +126,23 @@ pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, user_id: Option<&str>) 
     }
 }
 
-/// The opaque rider key a quote event carries: a hash of the user id, so
-/// the origin never sees the id itself.
+/// The asker key of a verified rider: a hash of its id, so the origin
+/// never sees the id itself.
 pub fn rider_key(user_id: &str) -> String {
     format!("{:016x}", key_of(user_id))
+}
+
+/// The asker key of a client whose rider is not verified: a digest of its
+/// address and the UTC day under the signing key ([`Keyring::digest`]).
+/// The address is never stored or sent; the key cannot be computed, or
+/// chosen, without the signing key; and it changes every day.
+pub fn client_key(keys: &Keyring, address: &str, now: crate::time::Timestamp) -> String {
+    let day = now.0 / 86_400_000;
+    let mut input = String::with_capacity(address.len() + 8);
+    input.push_str(itoa::Buffer::new().format(day));
+    input.push('|');
+    input.push_str(address);
+    format!("c{:016x}", keys.digest("demand-client", &input))
 }
 
 /// When a batch of events goes: once it holds `events` events, or before
@@ -370,8 +389,8 @@ mod tests {
 
     #[test]
     fn an_event_leaves_out_its_absent_fields_and_reads_back_the_same() {
-        for user in [None, Some("rider-7")] {
-            let e = quote_event(&claims("q_1"), pickup(), user);
+        for asker in [rider_key("rider-7"), "c0123456789abcdef".to_owned()] {
+            let e = quote_event(&claims("q_1"), pickup(), asker);
             let json = serde_json::to_string(&e).expect("encode");
             assert!(!json.contains("null"), "{json}");
             let back: EdgeEvent = serde_json::from_str(&json).expect("decode");
@@ -380,8 +399,8 @@ mod tests {
     }
 
     #[test]
-    fn a_quote_is_demand_at_its_pickup_once_per_rider() {
-        let e = quote_event(&claims("q_1"), pickup(), Some("rider-7"));
+    fn a_quote_is_demand_at_its_pickup_once_per_asker() {
+        let e = quote_event(&claims("q_1"), pickup(), rider_key("rider-7"));
         assert_eq!(e.kind, EdgeEventKind::Quote);
         assert_eq!((e.id.as_str(), e.quote_id.as_deref()), ("q_1", Some("q_1")));
         assert_eq!((e.latitude, e.longitude), (37.77, -122.42));
@@ -389,15 +408,28 @@ mod tests {
         assert_eq!((e.timestamp, e.multiplier), (5_000, Some(1.7)));
         // The rider travels as its key, never as the id itself.
         assert_eq!(e.rider, Some(rider_key("rider-7")));
-        let again = quote_event(&claims("q_2"), pickup(), Some("rider-7"));
+        let again = quote_event(&claims("q_2"), pickup(), rider_key("rider-7"));
         assert_eq!(effect(&e), effect(&again));
-        // Anonymous quotes are each their own demand.
+        // A client: one key per address and day, whatever the quote; the
+        // address is not in it, and another signing key gives another key.
+        let keys = Keyring::parse("k1:client-key-test-secret-01").expect("keys");
+        let day = crate::time::Timestamp(86_400_000 * 20_000 + 5);
+        let k = client_key(&keys, "203.0.113.7", day);
+        assert!(k.starts_with('c') && !k.contains("203"), "{k}");
         let (a, b) = (
-            quote_event(&claims("q_1"), pickup(), None),
-            quote_event(&claims("q_2"), pickup(), None),
+            quote_event(&claims("q_1"), pickup(), k.clone()),
+            quote_event(
+                &claims("q_2"),
+                pickup(),
+                client_key(&keys, "203.0.113.7", day),
+            ),
         );
-        assert_eq!(a.rider, None);
-        assert_ne!(effect(&a), effect(&b));
+        assert_eq!(effect(&a), effect(&b));
+        assert_ne!(k, client_key(&keys, "203.0.113.8", day));
+        let tomorrow = crate::time::Timestamp(day.0 + 86_400_000);
+        assert_ne!(k, client_key(&keys, "203.0.113.7", tomorrow));
+        let other = Keyring::parse("k1:another-signing-secret-02").expect("keys");
+        assert_ne!(k, client_key(&other, "203.0.113.7", day));
     }
 
     #[test]

@@ -168,6 +168,18 @@ pub struct DemandSeen {
     pub once: Option<u64>,
 }
 
+/// Most cells one key (a client, a rider) counts demand in within a demand
+/// window. A keyed signal counts once per key and cell; a key that keeps
+/// asking in more cells than this adds nothing more: someone scanning the
+/// map is not a rider in every cell. (A rider checks a few destinations
+/// from one pickup, and moves through a cell or two in five minutes.)
+pub const MAX_CELLS_PER_KEY: u16 = 5;
+
+/// Most keys counted in one cell within a demand window: a bound on the
+/// dedup state a flood of distinct keys can grow in a cell (and on the
+/// keyed demand it can add there, far above what saturates any curve).
+pub const MAX_KEYS_PER_CELL: u32 = 20_000;
+
 /// Supply and demand of one cell and class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -197,6 +209,11 @@ pub struct Market {
     demand: HashMap<(Cell, VehicleClass), DemandBuckets>,
     /// (key, cell) of keyed signals counted within the window → when.
     once: HashMap<(u64, Cell), Timestamp>,
+    /// Per key, its entries in `once` (for [`MAX_CELLS_PER_KEY`]); derived
+    /// from `once`, so snapshots need not carry it.
+    cells_of_key: HashMap<u64, u16>,
+    /// Per cell, its entries in `once` (for [`MAX_KEYS_PER_CELL`]).
+    keys_of_cell: HashMap<Cell, u32>,
 }
 
 impl Market {
@@ -207,6 +224,8 @@ impl Market {
             drivers: HashMap::new(),
             demand: HashMap::new(),
             once: HashMap::new(),
+            cells_of_key: HashMap::new(),
+            keys_of_cell: HashMap::new(),
         })
     }
 
@@ -234,9 +253,11 @@ impl Market {
             .or_insert(state);
     }
 
-    /// Records a demand signal in its time bucket. A keyed signal whose
-    /// key was already counted in the same cell less than a demand window
-    /// apart is not counted again; returns whether it was counted.
+    /// Records a demand signal in its time bucket; returns whether it was
+    /// counted. The rule for keyed signals (what counts as demand): once
+    /// per key and cell less than a demand window apart, in at most
+    /// [`MAX_CELLS_PER_KEY`] cells per key and for at most
+    /// [`MAX_KEYS_PER_CELL`] keys per cell within the window.
     pub fn demand_seen(&mut self, e: DemandSeen) -> bool {
         if let Some(key) = e.once {
             let window = self.config.demand_window;
@@ -249,7 +270,14 @@ impl Market {
                     *seen.into_mut() = e.at.max(t);
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
+                    let cells = self.cells_of_key.get(&key).copied().unwrap_or(0);
+                    let keys = self.keys_of_cell.get(&e.cell).copied().unwrap_or(0);
+                    if cells >= MAX_CELLS_PER_KEY || keys >= MAX_KEYS_PER_CELL {
+                        return false;
+                    }
                     v.insert(e.at);
+                    *self.cells_of_key.entry(key).or_default() += 1;
+                    *self.keys_of_cell.entry(e.cell).or_default() += 1;
                 }
             }
         }
@@ -284,7 +312,15 @@ impl Market {
         let mut out: BTreeMap<(Cell, VehicleClass), Counts> = BTreeMap::new();
         self.drivers.retain(|_, d| now.since(d.seen) <= ttl);
         let window = self.config.demand_window;
-        self.once.retain(|_, at| now.since(*at) < window);
+        let (cells_of_key, keys_of_cell) = (&mut self.cells_of_key, &mut self.keys_of_cell);
+        self.once.retain(|(key, cell), at| {
+            let keep = now.since(*at) < window;
+            if !keep {
+                forget(cells_of_key, key);
+                forget(keys_of_cell, cell);
+            }
+            keep
+        });
         for d in self.drivers.values().filter(|d| d.available) {
             out.entry((d.cell, d.class)).or_default().supply += 1;
         }
@@ -483,6 +519,30 @@ impl Market {
         self.drivers = data.drivers;
         self.demand = data.demand;
         self.once = data.once;
+        self.cells_of_key.clear();
+        self.keys_of_cell.clear();
+        for (key, cell) in self.once.keys() {
+            *self.cells_of_key.entry(*key).or_default() += 1;
+            *self.keys_of_cell.entry(*cell).or_default() += 1;
+        }
+    }
+
+    /// How many (key, cell) pairs the dedup state holds.
+    pub fn keyed_entries(&self) -> usize {
+        self.once.len()
+    }
+}
+
+/// One entry fewer for `k` in a count map (dropped at zero).
+fn forget<K: std::hash::Hash + Eq, N: Copy + PartialEq + std::ops::SubAssign + From<u8>>(
+    counts: &mut HashMap<K, N>,
+    k: &K,
+) {
+    if let Some(n) = counts.get_mut(k) {
+        *n -= N::from(1);
+        if *n == N::from(0) {
+            counts.remove(k);
+        }
     }
 }
 
@@ -520,6 +580,41 @@ mod tests {
             .get(&(c, VehicleClass::Standard))
             .copied()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_key_counts_in_a_few_cells_and_a_cell_holds_a_bounded_number_of_keys() {
+        let mut m = Market::new(MarketConfig::default()).expect("market");
+        let quote = |c: Cell, key: u64, at: u64| DemandSeen {
+            cell: c,
+            class: VehicleClass::Standard,
+            kind: DemandKind::Quote,
+            at: Timestamp(at),
+            once: Some(key),
+        };
+        let cells: Vec<Cell> = (0..10)
+            .map(|i| cell(37.70 + 0.01 * f64::from(i), -122.42))
+            .collect();
+        // One client asking everywhere, again and again: five cells, once each.
+        let counted = (0..100)
+            .filter(|i| m.demand_seen(quote(cells[i % 10], 7, 1_000 + *i as u64)))
+            .count();
+        assert_eq!(counted, usize::from(MAX_CELLS_PER_KEY));
+        // Ten other clients in one cell: ten.
+        let others = (100..110)
+            .filter(|k| m.demand_seen(quote(cells[9], *k, 2_000)))
+            .count();
+        assert_eq!(others, 10);
+        // A window later the client counts again, in a cell of its choice.
+        m.snapshot(Timestamp(1_000 + 300_000 + 200));
+        assert!(m.demand_seen(quote(cells[9], 7, 301_300)));
+        // The dedup state of a cell is bounded, whatever the keys.
+        let mut flood = Market::new(MarketConfig::default()).expect("market");
+        let taken = (0..u64::from(MAX_KEYS_PER_CELL) + 50)
+            .filter(|k| flood.demand_seen(quote(cells[0], *k, 5_000)))
+            .count();
+        assert_eq!(taken, MAX_KEYS_PER_CELL as usize);
+        assert_eq!(flood.keyed_entries(), MAX_KEYS_PER_CELL as usize);
     }
 
     #[test]

@@ -233,6 +233,25 @@ impl Keyring {
         self.keys.get(kid).cloned()
     }
 
+    /// A keyed digest of `input` under the active key, separated from
+    /// every other use of the key by `label`: for keys that must not be
+    /// computable from what they are derived from (a client's demand key,
+    /// [`crate::events::client_key`]). The first 8 bytes of
+    /// HMAC-SHA256(key, label 0x00 input).
+    pub fn digest(&self, label: &str, input: &str) -> u64 {
+        let Some(mut mac) = self.mac(&self.active) else {
+            // The active key is in the map by construction.
+            return 0;
+        };
+        mac.update(label.as_bytes());
+        mac.update(&[0]);
+        mac.update(input.as_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&out[..8]);
+        u64::from_be_bytes(first)
+    }
+
     /// Signs claims with the active key and returns the token.
     pub fn sign(&self, claims: &QuoteClaims) -> String {
         self.seal(&canonical(&self.active, claims))

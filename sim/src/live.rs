@@ -80,6 +80,12 @@ pub fn check_region(
     Ok(())
 }
 
+/// A simulated rider's client address (in 10.0.0.0/8, one per rider).
+fn rider_address(seq: u64) -> String {
+    let n = seq % (1 << 24);
+    format!("10.{}.{}.{}", n >> 16, (n >> 8) & 0xff, n & 0xff)
+}
+
 /// The live mode's HTTP client: rustls with the platform's roots, plus the
 /// certificates of `ca_file` when given (a private CA, a test proxy).
 pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::blocking::Client> {
@@ -266,8 +272,14 @@ pub fn run(
         for (from, to) in &ev.riders {
             rider_seq += 1;
             let t0 = Instant::now();
+            // Each simulated rider is a client of its own: the edge counts a
+            // price check once per client address (`CF-Connecting-IP`,
+            // which Cloudflare sets from the real client; a local stack
+            // takes it from the request), so riders sharing this one
+            // machine's address would be one asker.
             let res = http
                 .post(format!("{}/api/v1/pricing/estimate", cfg.edge))
+                .header("cf-connecting-ip", rider_address(rider_seq))
                 .json(&json!({
                     "pickup_location": {"latitude": from.0, "longitude": from.1},
                     "dropoff_location": {"latitude": to.0, "longitude": to.1},

@@ -182,46 +182,79 @@ fn bookings_reach_the_origin_exactly_once_across_an_outage() {
     );
 }
 
+/// A price check from a client at `address` (the `CF-Connecting-IP` the
+/// edge keys demand by), as `user` (unverified: it keys nothing).
+fn quote_from(w: &Worker, address: &str, at: (f64, f64), user: &str) -> Value {
+    let r = http()
+        .post(w.url("/api/v1/pricing/estimate"))
+        .header("cf-connecting-ip", address)
+        .json(&json!({
+            "pickup_location": {"latitude": at.0, "longitude": at.1},
+            "dropoff_location": {"latitude": at.0 + 0.01, "longitude": at.1},
+            "user_id": user,
+        }))
+        .send()
+        .expect("estimate");
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().expect("quote")
+}
+
 #[test]
-fn price_checks_are_demand_in_their_cell_once_per_rider() {
+fn price_checks_count_once_per_client_and_cell_and_a_flood_buys_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let w = Worker::start_with_vars(&[("ORIGIN_URL", &format!("http://127.0.0.1:{port}"))]);
     let origin = Origin::start_on(port, &dir.path().join("o.sqlite"), &w.base, 0.5, &[]);
-    // Two riders: one checks three times, one twice; and one anonymous check.
-    for user in ["rider-a", "rider-a", "rider-b", "rider-a", "rider-b"] {
-        quote(&w, Some(user));
+    // One client floods the pickup's cell with twenty checks under twenty
+    // made-up rider ids, then asks in ten other cells 1.7 km apart.
+    let flooder = "198.51.100.1";
+    for i in 0..20 {
+        let _ = quote_from(&w, flooder, SF, &format!("made-up-{i}"));
     }
-    quote(&w, None);
+    for i in 1..=10 {
+        let at = (SF.0 - 0.09 + 0.015 * f64::from(i), SF.1 - 0.08);
+        let _ = quote_from(&w, flooder, at, "made-up-0");
+    }
+    // Five other clients check once each at the pickup.
+    for i in 2..=6 {
+        let _ = quote_from(&w, &format!("198.51.100.{i}"), SF, "someone");
+    }
     let events = || {
         origin.metric("equilibrium_edge_events_applied_total")
             + origin.metric("equilibrium_edge_events_duplicates_total")
     };
     wait_for(
-        "six price checks at the origin",
+        "the 35 price checks at the origin",
         Duration::from_secs(60),
-        || events() >= 6.0,
+        || events() >= 35.0,
     );
-    assert_eq!(origin.metric("equilibrium_edge_events_applied_total"), 3.0);
+    // The flooder counts in MAX_CELLS_PER_KEY (5) cells, once in each; the
+    // others once each.
+    let cap = f64::from(shared::market::MAX_CELLS_PER_KEY);
+    assert_eq!(
+        origin.metric("equilibrium_edge_events_applied_total"),
+        cap + 5.0
+    );
     assert_eq!(
         origin.metric("equilibrium_edge_events_duplicates_total"),
-        3.0
+        35.0 - cap - 5.0
     );
-    // The next grids count three quote units (weight 1 each) in the pickup's
-    // cell: two riders and the anonymous check.
+    // The pickup's cell: the flooder once, the five others once each.
     let cell = Cell::at(LatLng::new(SF.0, SF.1).expect("ll"), DEFAULT_LEVEL).token();
-    let demand = || -> Option<u64> {
+    let demand = || -> Option<(u64, u64)> {
         let g: Value = origin.get("/v1/grids/sf").send().ok()?.json().ok()?;
-        g["cells"]
-            .as_array()?
+        let cells = g["cells"].as_array()?;
+        let here = cells
             .iter()
             .find(|c| c["cell"].as_str() == Some(cell.as_str()))
-            .and_then(|c| c["demand"].as_u64())
+            .and_then(|c| c["demand"].as_u64())?;
+        let total = cells.iter().filter_map(|c| c["demand"].as_u64()).sum();
+        Some((here, total))
     };
     wait_for(
         "the quotes' demand in the grid",
         Duration::from_secs(60),
-        || demand() == Some(3),
+        || demand() == Some((6, 10)),
     );
 }
 
@@ -231,8 +264,14 @@ fn price_checks_made_while_the_origin_is_down_reach_it_when_it_is_back() {
     let port = free_port();
     // Nothing listens on the origin's port yet.
     let w = Worker::start_with_vars(&[("ORIGIN_URL", &format!("http://127.0.0.1:{port}"))]);
+    // Four clients, one check each.
     let ids: Vec<String> = (0..4)
-        .map(|_| quote(&w, None)["quote_id"].as_str().expect("id").to_owned())
+        .map(|i| {
+            quote_from(&w, &format!("192.0.2.{i}"), SF, "rider")["quote_id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
         .collect();
     wait_for(
         "the consumer to find the origin down",
@@ -240,7 +279,7 @@ fn price_checks_made_while_the_origin_is_down_reach_it_when_it_is_back() {
         || w.log().contains("the origin is unreachable"),
     );
     let origin = Origin::start_on(port, &dir.path().join("o.sqlite"), &w.base, 0.5, &[]);
-    // Each anonymous check is demand of its own: four applied, once each,
+    // Each client's check is demand of its own: four applied, once each,
     // from the messages the queue retried.
     wait_for(
         "the four price checks at the origin",

@@ -145,7 +145,7 @@ impl EstimateWork {
         let event = serde_json::to_string(&shared::events::quote_event(
             &quote.claims,
             v.pickup,
-            v.user_id.as_deref(),
+            shared::events::client_key(&self.keys, "203.0.113.7", quote.claims.issued_at),
         ))
         .expect("event");
         let answer = serde_json::to_vec(&quote.response(token)).expect("answer");

@@ -77,36 +77,87 @@ pub fn check_json_request(req: &Incoming, limit: usize) -> Result<(), ApiError> 
             "send the body as application/json",
         ));
     }
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(req).is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
     Ok(())
 }
+
+/// The body's declared length (`Content-Length`), if any.
+fn declared_length(req: &Incoming) -> Option<usize> {
+    req.headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// What a capped body read resolves to when the body passed its limit.
+const OVER_LIMIT: &str = "over-limit";
 
 /// 400 `invalid_body`: the body could not be read.
 pub fn unreadable() -> ApiError {
     ApiError::bad_request("invalid_body", "the request body could not be read")
 }
 
-/// The request body's promise (of an `ArrayBuffer`), for callers that wait
-/// for it together with other promises.
-pub fn body_promise(req: &Incoming) -> Result<js_sys::Promise, ApiError> {
-    req.array_buffer().map_err(|_| unreadable())
+/// The request body's promise, for callers that wait for it together with
+/// other promises. Capped while it streams: a body with a declared length
+/// (already checked against `limit`, and which the runtime holds it to) is
+/// the runtime's `arrayBuffer()`; one without (chunked) is read chunk by
+/// chunk and abandoned as soon as it passes `limit`, so an isolate never
+/// buffers more than `limit` bytes of it.
+pub fn body_promise(req: &Incoming, limit: usize) -> Result<js_sys::Promise, ApiError> {
+    if declared_length(req).is_some() {
+        return req.array_buffer().map_err(|_| unreadable());
+    }
+    let stream = js_sys::Reflect::get(req, &JsValue::from_str("body")).map_err(|_| unreadable())?;
+    if stream.is_null() || stream.is_undefined() {
+        let empty: JsValue = js_sys::Uint8Array::new_with_length(0).into();
+        return Ok(js_sys::Promise::resolve(&empty));
+    }
+    let method = |target: &JsValue, name: &str| -> Result<js_sys::Function, JsValue> {
+        js_sys::Reflect::get(target, &JsValue::from_str(name))?.dyn_into()
+    };
+    let reader = method(&stream, "getReader")
+        .and_then(|f| f.call0(&stream))
+        .map_err(|_| unreadable())?;
+    Ok(js_sys::futures::future_to_promise(async move {
+        let read = method(&reader, "read")?;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let chunk = JsFuture::from(read.call0(&reader)?.dyn_into::<js_sys::Promise>()?).await?;
+            if js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))?.as_bool() == Some(true) {
+                return Ok(js_sys::Uint8Array::from(&out[..]).into());
+            }
+            let value = js_sys::Uint8Array::new(&js_sys::Reflect::get(
+                &chunk,
+                &JsValue::from_str("value"),
+            )?);
+            if out.len() + value.length() as usize > limit {
+                // Stop the upload: nothing more of it is read.
+                if let Ok(cancel) = method(&reader, "cancel") {
+                    let _ = cancel.call0(&reader);
+                }
+                return Ok(JsValue::from_str(OVER_LIMIT));
+            }
+            out.extend_from_slice(&value.to_vec());
+        }
+    }))
 }
 
-/// The bytes of a body's `ArrayBuffer` (as its promise resolved), within
-/// `limit`.
+/// The bytes of a body (as its promise resolved: an `ArrayBuffer`, or the
+/// capped reader's bytes or verdict), within `limit`.
 pub fn body_bytes(buffer: &JsValue, limit: usize) -> Result<Vec<u8>, ApiError> {
-    if !buffer.is_instance_of::<js_sys::ArrayBuffer>() {
-        return Err(unreadable());
+    if buffer.as_string().as_deref() == Some(OVER_LIMIT) {
+        return Err(too_large(limit));
     }
-    let bytes = js_sys::Uint8Array::new(buffer);
+    let bytes = if buffer.is_instance_of::<js_sys::ArrayBuffer>() {
+        js_sys::Uint8Array::new(buffer)
+    } else if buffer.is_instance_of::<js_sys::Uint8Array>() {
+        buffer.clone().unchecked_into()
+    } else {
+        return Err(unreadable());
+    };
     if bytes.length() as usize > limit {
         return Err(too_large(limit));
     }
@@ -117,7 +168,7 @@ pub fn body_bytes(buffer: &JsValue, limit: usize) -> Result<Vec<u8>, ApiError> {
 /// (from the declared length first, then the bytes actually read).
 pub async fn read_json_body(req: &Incoming, limit: usize) -> Result<Vec<u8>, ApiError> {
     check_json_request(req, limit)?;
-    let buffer = JsFuture::from(body_promise(req)?)
+    let buffer = JsFuture::from(body_promise(req, limit)?)
         .await
         .map_err(|_| unreadable())?;
     body_bytes(&buffer, limit)

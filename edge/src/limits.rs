@@ -110,8 +110,8 @@ pub async fn check_ip_reading_json_body(
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let limiter = limit_promise(bindings(env).ip_limiter(), &ip_key(req));
-    let body =
-        crate::http::check_json_request(req, limit).and_then(|()| crate::http::body_promise(req));
+    let body = crate::http::check_json_request(req, limit)
+        .and_then(|()| crate::http::body_promise(req, limit));
     // allSettled never rejects: each outcome is {status, value | reason}.
     let all = js_sys::Array::new();
     if let Some(l) = &limiter {

@@ -162,6 +162,7 @@ fn edge_worker_end_to_end() {
     money_in_the_regions_currency(&api);
     named_zones_in_every_view(&api);
     bad_inputs_get_4xx_codes(&api);
+    a_chunked_body_is_capped_while_it_streams(&api);
     rate_limit_per_user(&api);
 }
 
@@ -1008,6 +1009,54 @@ fn bad_inputs_get_4xx_codes(api: &Api<'_>) {
         let (got, resp) = push(region, body);
         assert_eq!((got, code(&resp)), (400, want), "{what}: {resp}");
     }
+}
+
+/// A body of `total` spaces with no declared length (sent chunked),
+/// counting what the client has handed to the connection.
+struct Unending {
+    left: u64,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for Unending {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        buf[..n].fill(b' ');
+        self.left -= n as u64;
+        self.sent
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn a_chunked_body_is_capped_while_it_streams(api: &Api<'_>) {
+    let total: u64 = 256 << 20;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = reqwest::blocking::Body::new(Unending {
+        left: total,
+        sent: sent.clone(),
+    });
+    let r = api
+        .http
+        .post(api.w.url("/api/v1/pricing/estimate"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    // The worker answers 413 once the cap (16 KB) is passed and reads no
+    // more: the client either gets that answer or sees the upload cut off,
+    // having handed over far less than the whole body.
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+        let v: Value = r.json().expect("json");
+        assert_eq!(code(&v), "body_too_large");
+    }
+    let handed = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        handed < total / 4,
+        "the client sent {handed} of {total} bytes before the worker refused"
+    );
 }
 
 fn rate_limit_per_user(api: &Api<'_>) {

@@ -237,6 +237,7 @@ pub async fn confirm(
 
 /// `GET /api/v1/bookings/{id}`.
 pub async fn get(req: &Incoming, env: &Env, id: &str, now: u64) -> Result<Response, ApiError> {
+    crate::limits::check(env, req, None).await?;
     let who = caller(req, env, now)?;
     party_on(&who, id)?;
     known_shape(id)?;
@@ -305,6 +306,7 @@ pub async fn act(
     action: Action,
     now: u64,
 ) -> Result<Response, ApiError> {
+    crate::limits::check(env, &req, None).await?;
     let who = caller(&req, env, now)?;
     let party = party_on(&who, id)?;
     known_shape(id)?;
@@ -315,6 +317,9 @@ pub async fn act(
             format!("the {party} may not {action} a booking"),
         ));
     }
+    // Only transitions that pass authentication count against a booking's
+    // budget: nobody without its credentials can spend it.
+    crate::limits::check_booking(env, id).await?;
     let key = idempotency_key(&req)?;
     let body = read_json_body(&req, MAX_BODY_BYTES).await?;
     let (reason, driven) = match action {

@@ -176,6 +176,8 @@ async fn stream(
     settings: &Settings,
     now: u64,
 ) -> Result<Response, ApiError> {
+    // Every connect counts against the address, upgraded or not.
+    limits::check(env, &req, None).await?;
     let upgrade = req
         .headers()
         .get("upgrade")

@@ -1,5 +1,9 @@
-//! Rate limiting per client IP and per user, with the Workers rate-limit
-//! bindings `IP_LIMITER` and `USER_LIMITER` (limits in wrangler.toml).
+//! Rate limiting per client IP, per user and per booking, with the Workers
+//! rate-limit bindings `IP_LIMITER`, `USER_LIMITER` and `BOOKING_LIMITER`
+//! (limits in wrangler.toml). Every public endpoint checks the address
+//! (the estimate, the confirm, both heatmaps, booking reads and
+//! transitions, the stream); a booking's transitions also count per
+//! booking, so one booking's credentials cannot loop a cancel.
 //! The user key is a hash of the user id: raw rider ids are never kept.
 //! A missing binding or a limiter failure lets the request through: the
 //! limiter protects pricing, it must not take it down.
@@ -78,6 +82,8 @@ extern "C" {
     fn ip_limiter(this: &Bindings) -> JsValue;
     #[wasm_bindgen(method, getter = USER_LIMITER)]
     fn user_limiter(this: &Bindings) -> JsValue;
+    #[wasm_bindgen(method, getter = BOOKING_LIMITER)]
+    fn booking_limiter(this: &Bindings) -> JsValue;
 
     /// A rate-limit binding.
     type Limiter;
@@ -134,6 +140,16 @@ pub async fn check_ip_reading_json_body(
     body.map(drop)?;
     let buffer = outcome(u32::from(limiter.is_some())).map_or(JsValue::UNDEFINED, |o| o.value());
     crate::http::body_bytes(&buffer, limit)
+}
+
+/// 429 if the booking's transitions are over their limit.
+pub async fn check_booking(env: &Env, booking_id: &str) -> Result<(), ApiError> {
+    let key = ["booking:", booking_id].concat();
+    if allowed(bindings(env).booking_limiter(), &key).await {
+        Ok(())
+    } else {
+        Err(ApiError::rate_limited("booking", PERIOD_SECS))
+    }
 }
 
 /// 429 if the user (when the request names one) is over its limit.

@@ -329,6 +329,94 @@ fn every_transition_and_every_credential() {
             "{action} {body}: {v}"
         );
     }
+    booking_endpoints_are_rate_limited(&edge);
+}
+
+/// Asks with `ask` until the answer is a 429 (a fixed window: however slow
+/// the machine, enough requests land in one window; the bound is
+/// generous) and returns its body; every other answer must be `ok`.
+fn until_limited(mut ask: impl FnMut(u64) -> (u16, Value), ok: &[u16]) -> Value {
+    let start = std::time::Instant::now();
+    for i in 0.. {
+        let (s, v) = ask(i);
+        if s == 429 {
+            return v;
+        }
+        assert!(ok.contains(&s), "request {i}: {s} {v}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(300),
+            "no 429 after {i} requests in 300 s"
+        );
+    }
+    unreachable!()
+}
+
+/// A booking's transitions count per booking (20 per 10 s), and booking
+/// reads and stream connects count per address (600 per 10 s).
+fn booking_endpoints_are_rate_limited(edge: &Edge) {
+    // A rider loops cancels on a cancelled booking with fresh keys.
+    let b = edge.book("standard");
+    let (s, _) = edge.act(&b.id, "cancel", Auth::Token(&b.rider), &json!({}), None);
+    assert_eq!(s, 200);
+    let v = until_limited(
+        |i| {
+            edge.act(
+                &b.id,
+                "cancel",
+                Auth::Token(&b.rider),
+                &json!({}),
+                Some(&format!("loop-{i}")),
+            )
+        },
+        &[409],
+    );
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("booking"),
+        "{v}"
+    );
+    // Another booking's transitions are not held up by it.
+    let other = edge.book("standard");
+    let (s, _) = edge.act(&other.id, "start", Auth::Dispatch, &json!({}), None);
+    assert_eq!(s, 200);
+    // Reads, from one address.
+    let read = |_| {
+        let r = http()
+            .get(edge.w.url(&format!("/api/v1/bookings/{}", other.id)))
+            .header("cf-connecting-ip", "192.0.2.77")
+            .bearer_auth(DISPATCH_TOKEN)
+            .send()
+            .expect("read");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let v = until_limited(read, &[200]);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("address"),
+        "{v}"
+    );
+    // Stream connects (plain GETs count too: they are told to upgrade).
+    let connect = |_| {
+        let r = http()
+            .get(edge.w.url("/api/v1/pricing/stream?region=sf"))
+            .header("cf-connecting-ip", "192.0.2.78")
+            .send()
+            .expect("connect");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let v = until_limited(connect, &[426]);
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
 }
 
 #[test]

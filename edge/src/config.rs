@@ -65,6 +65,9 @@ pub struct Settings {
     /// Delay before a batch the origin did not take is retried
     /// (`EVENTS_RETRY_SECONDS`).
     pub events_retry_seconds: u32,
+    /// Most live subscribers one zone takes (`MAX_ZONE_SUBSCRIBERS`); the
+    /// next is closed at once with code 1013 and a JSON reason.
+    pub max_zone_subscribers: usize,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -113,6 +116,10 @@ impl Settings {
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .unwrap_or(30)
                 .min(43_200),
+            max_zone_subscribers: var(env, "MAX_ZONE_SUBSCRIBERS")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(crate::zone::DEFAULT_MAX_SUBSCRIBERS),
         })
     }
 }

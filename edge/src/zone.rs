@@ -4,13 +4,16 @@
 //! * `PUT /grid`: offer a grid to the object's [`GridSlot`] (the core's
 //!   newest-wins rule, loaded from the object's SQLite row on first use);
 //!   if kept, it is written to the row with no await between the offer and
-//!   the write, so two pushes cannot interleave, then sent to every
-//!   subscriber.
+//!   the write, so two pushes cannot interleave. The push is answered then;
+//!   every subscriber's message is made and sent after the answer
+//!   (`waitUntil`), so many subscribers never make a push wait.
 //! * `GET /grid`: the held grid, 404 if none.
 //! * `GET /stream`: a WebSocket (hibernation API). The subscriber gets the
 //!   held grid at once, then every newer generation — each as the pricing
 //!   desk prices it (caps in force and staleness applied), so the stream
-//!   shows what a quote charges.
+//!   shows what a quote charges. A zone takes at most
+//!   `MAX_ZONE_SUBSCRIBERS` (default 1,000): the next socket is closed at
+//!   once with code 1013 and the reason `{"code":"zone_full","limit":N}`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -54,6 +57,9 @@ impl Pricing {
         }
     }
 }
+
+/// Subscribers a zone takes unless `MAX_ZONE_SUBSCRIBERS` says otherwise.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1_000;
 
 #[durable_object]
 #[derive(Debug)]
@@ -103,29 +109,41 @@ impl Zone {
     /// The stream message for a grid: the grid as the desk prices it now.
     fn stream_message(&self, grid: &SurgeGrid, caps: &Pricing, now: u64) -> Option<String> {
         let settings = crate::config::Settings::cached(&self.env).ok()?;
-        let inputs = DeskInputs {
-            caps: caps.caps.caps,
-            staleness: settings.staleness,
-            now: Timestamp(now),
-            from_cache: false,
-            emergency: caps.caps.emergency,
-            degraded: caps.caps.degraded,
-        };
-        // A switchback's arm in force is the whole region's price now; a
-        // user split's arms are per rider, so the stream shows the grid's.
-        let arm = shared::experiment::arm_grid(&caps.experiments, grid, Timestamp(now), None);
-        let region = caps
-            .registry
-            .as_deref()
-            .and_then(|r| r.get(grid.region().as_str()));
-        let effective = Desk::new(Some(grid), inputs)
-            .with_arm(arm)
-            .with_region(region)
-            .effective_grid()?;
-        let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
-        Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
+        stream_message(grid, caps, &settings, now)
     }
+}
 
+/// The stream message for a grid, as the desk prices it at `now`.
+fn stream_message(
+    grid: &SurgeGrid,
+    caps: &Pricing,
+    settings: &crate::config::Settings,
+    now: u64,
+) -> Option<String> {
+    let inputs = DeskInputs {
+        caps: caps.caps.caps,
+        staleness: settings.staleness,
+        now: Timestamp(now),
+        from_cache: false,
+        emergency: caps.caps.emergency,
+        degraded: caps.caps.degraded,
+    };
+    // A switchback's arm in force is the whole region's price now; a user
+    // split's arms are per rider, so the stream shows the grid's.
+    let arm = shared::experiment::arm_grid(&caps.experiments, grid, Timestamp(now), None);
+    let region = caps
+        .registry
+        .as_deref()
+        .and_then(|r| r.get(grid.region().as_str()));
+    let effective = Desk::new(Some(grid), inputs)
+        .with_arm(arm)
+        .with_region(region)
+        .effective_grid()?;
+    let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
+    Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
+}
+
+impl Zone {
     /// The caps in force for `region` now and its experiments (read
     /// before any grid state is read, so no await separates reading the
     /// held grid from writing it).
@@ -189,13 +207,22 @@ impl Zone {
             self.slot.replace(None);
             return Err(e);
         }
-        let message =
-            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, &caps, now)))?;
-        if let Some(message) = message {
-            for ws in self.state.get_websockets() {
-                // A socket that is closing cannot be sent to; the others can.
-                let _ = ws.send_with_str(&message);
-            }
+        // The push is answered once the grid is stored; the subscribers'
+        // messages are made and sent after the answer, so a crowd of
+        // subscribers never makes the origin's push wait.
+        let sockets = self.state.get_websockets();
+        let settings = crate::config::Settings::cached(&self.env).ok();
+        let held = self.with_slot(|slot| slot.get().cloned())?;
+        if let (Some(grid), Some(settings), false) = (held, settings, sockets.is_empty()) {
+            self.state.wait_until(async move {
+                if let Some(message) = stream_message(&grid, &caps, &settings, now) {
+                    for ws in sockets {
+                        // A socket that is closing cannot be sent to; the
+                        // others can.
+                        let _ = ws.send_with_str(&message);
+                    }
+                }
+            });
         }
         json(
             &GridPushResponse {
@@ -216,6 +243,16 @@ impl Zone {
             None => Pricing::unknown(),
         };
         let pair = WebSocketPair::new()?;
+        let limit = crate::config::Settings::cached(&self.env)
+            .map_or(DEFAULT_MAX_SUBSCRIBERS, |s| s.max_zone_subscribers);
+        if self.state.get_websockets().len() >= limit {
+            // Full: the socket opens and closes at once with a reason the
+            // client can read (1013: try again later).
+            pair.server.accept()?;
+            let reason = format!(r#"{{"code":"zone_full","limit":{limit}}}"#);
+            pair.server.close(Some(1013), Some(reason))?;
+            return Response::from_websocket(pair.client);
+        }
         self.state.accept_web_socket(&pair.server);
         let message =
             self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, &caps, now)))?;

@@ -137,7 +137,11 @@ fn multiplier(body: &Value) -> f64 {
 
 #[test]
 fn edge_worker_end_to_end() {
-    let w = Worker::start_with_vars(&[("CONFIG_CACHE_MS", "300"), ("GRID_CACHE_MS", "300")]);
+    let w = Worker::start_with_vars(&[
+        ("CONFIG_CACHE_MS", "300"),
+        ("GRID_CACHE_MS", "300"),
+        ("MAX_ZONE_SUBSCRIBERS", "3"),
+    ]);
     let api = Api {
         w: &w,
         http: Client::builder()
@@ -161,6 +165,7 @@ fn edge_worker_end_to_end() {
     made_up_regions_create_nothing(&api);
     money_in_the_regions_currency(&api);
     named_zones_in_every_view(&api);
+    a_full_zone_refuses_the_next_subscriber(&api);
     bad_inputs_get_4xx_codes(&api);
     a_chunked_body_is_capped_while_it_streams(&api);
     rate_limit_per_user(&api);
@@ -816,6 +821,58 @@ fn named_zones_in_every_view(api: &Api<'_>) {
     );
     assert!(streamed.contains(&(calm_cell.token(), 1.0)), "{streamed:?}");
     let _ = ws.close(None);
+}
+
+/// The next grid message's generation on a socket.
+fn next_generation(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+) -> u64 {
+    loop {
+        match ws.read().expect("ws read") {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                return v["grid"]["generation"].as_u64().expect("generation");
+            }
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+fn a_full_zone_refuses_the_next_subscriber(api: &Api<'_>) {
+    // This worker's zones take three subscribers (MAX_ZONE_SUBSCRIBERS).
+    assert_eq!(api.push(&grid("spare", 10, 15, now_ms())).0, 200);
+    let url = api.w.ws_url("/api/v1/pricing/stream?region=spare");
+    let mut subscribers: Vec<_> = (0..3)
+        .map(|_| tungstenite::connect(&url).expect("connect").0)
+        .collect();
+    for ws in &mut subscribers {
+        assert_eq!(next_generation(ws), 10);
+    }
+    let (mut fourth, _) = tungstenite::connect(&url).expect("the upgrade itself succeeds");
+    let closed = loop {
+        match fourth.read() {
+            Ok(tungstenite::Message::Close(c)) => break c,
+            Ok(tungstenite::Message::Text(t)) => panic!("a full zone sent {t}"),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    let frame = closed.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1013);
+    let reason: Value = serde_json::from_str(&frame.reason).expect("a JSON reason");
+    assert_eq!(reason, json!({"code": "zone_full", "limit": 3}));
+    // The next push is answered, then every subscriber gets it.
+    let (status, body) = api.push(&grid("spare", 11, 25, now_ms()));
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
+    for ws in &mut subscribers {
+        assert_eq!(next_generation(ws), 11);
+    }
+    for mut ws in subscribers {
+        let _ = ws.close(None);
+        // Drain until the close completes, so the zone frees the slot.
+        while ws.read().is_ok() {}
+    }
 }
 
 fn bad_inputs_get_4xx_codes(api: &Api<'_>) {

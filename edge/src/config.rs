@@ -68,6 +68,9 @@ pub struct Settings {
     /// Most live subscribers one zone takes (`MAX_ZONE_SUBSCRIBERS`); the
     /// next is closed at once with code 1013 and a JSON reason.
     pub max_zone_subscribers: usize,
+    /// Post events (with `ORIGIN_TOKEN`) to a plain `http://` origin that
+    /// is not loopback (`ALLOW_INSECURE_HTTP` = `true`): off by default.
+    pub allow_insecure_http: bool,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -116,6 +119,8 @@ impl Settings {
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .unwrap_or(30)
                 .min(43_200),
+            allow_insecure_http: var(env, "ALLOW_INSECURE_HTTP")
+                .is_some_and(|v| v.trim() == "true"),
             max_zone_subscribers: var(env, "MAX_ZONE_SUBSCRIBERS")
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)

@@ -220,13 +220,27 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> wo
         batch.ack_all();
         return Ok(());
     }
+    let retry = worker::QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(settings.events_retry_seconds)
+        .build();
+    if let Some(host) = shared::api::admin::insecure_host(&settings.origin_url) {
+        if !settings.allow_insecure_http {
+            // The token would cross the network in clear: nothing is sent;
+            // the events wait (retried, then dead-lettered) for a fix.
+            worker::console_error!(
+                "events: ORIGIN_URL is plain http to {host}, which would send ORIGIN_TOKEN in clear; not sent (use https://, or set ALLOW_INSECURE_HTTP=true); {} messages retry",
+                messages.len()
+            );
+            for m in &messages {
+                m.retry_with_options(&retry);
+            }
+            return Ok(());
+        }
+    }
     let token = env
         .secret("ORIGIN_TOKEN")
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let retry = worker::QueueRetryOptionsBuilder::new()
-        .with_delay_seconds(settings.events_retry_seconds)
-        .build();
     let texts: Vec<Option<String>> = messages.iter().map(|m| text_of(&m.body())).collect();
     let mut readable: Vec<(&RawMessage, Vec<&RawValue>)> = Vec::with_capacity(messages.len());
     for (m, text) in messages.iter().zip(&texts) {

@@ -40,6 +40,25 @@ pub enum ConfigError {
     },
 }
 
+pub use shared::api::admin::insecure_host;
+
+/// A URL with its password, if it has one, replaced by `<set>`
+/// (`nats://user:pass@host` → `nats://user:<set>@host`), and a user part
+/// alone too (it may be a token: `https://<token>@host`): what logs and
+/// `origin config` show.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((user_info, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match user_info.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<set>@{host}"),
+        None => format!("{scheme}://<set>@{host}"),
+    }
+}
+
 /// A [`ConfigError::Invalid`] for `name`.
 pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -263,6 +282,10 @@ pub struct Config {
     /// The edge worker's base URL; grids are pushed to
     /// `{edge_url}/admin/v1/grids/{region}`. Empty: no pushing.
     pub edge_url: String,
+    /// Send the edge token over plain `http://` to a host that is not
+    /// loopback (`EQ_ALLOW_INSECURE_HTTP`): off by default, since it puts
+    /// the admin token on the wire in clear; the start-up log says when on.
+    pub allow_insecure_http: bool,
     /// The edge's admin bearer token (prefer `EQ_EDGE_TOKEN`).
     pub edge_token: String,
     /// A PEM file of extra CA certificates trusted for the edge, besides
@@ -307,7 +330,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database", &self.database)
-            .field("edge_url", &self.edge_url)
+            .field("edge_url", &mask_password(&self.edge_url))
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .field(
                 "edge_token",
                 &(!self.edge_token.is_empty()).then_some("<set>"),
@@ -335,6 +359,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
             database: PathBuf::from("equilibrium-origin.sqlite"),
             edge_url: String::new(),
+            allow_insecure_http: false,
             edge_token: String::new(),
             edge_ca_file: None,
             tick_seconds: 5.0,
@@ -467,6 +492,13 @@ impl Config {
         if let Some(v) = get("EQ_NATS_URLS") {
             self.cluster.nats_urls = list(v);
         }
+        if let Some(v) = get("EQ_ALLOW_INSECURE_HTTP") {
+            self.allow_insecure_http = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => return Err(invalid("EQ_ALLOW_INSECURE_HTTP", "true or false")),
+            };
+        }
         if let Some(v) = get("EQ_STREAM_REPLICAS") {
             self.cluster.replicas = v
                 .parse()
@@ -520,6 +552,12 @@ impl Config {
             return Err(invalid(
                 "cluster.node_id",
                 "1-64 characters of A-Z a-z 0-9 - _",
+            ));
+        }
+        if insecure_host(&self.edge_url).is_some() && !self.allow_insecure_http {
+            return Err(invalid(
+                "edge_url",
+                "http:// to a host that is not loopback would send the edge token in clear; use https://, or set allow_insecure_http (EQ_ALLOW_INSECURE_HTTP=true) to accept that",
             ));
         }
         if !(self.tick_seconds.is_finite() && (0.05..=3_600.0).contains(&self.tick_seconds)) {
@@ -661,6 +699,51 @@ mod tests {
         assert!(c
             .apply_env(|k| (k == "EQ_TICK_SECONDS").then(|| "0".into()))
             .is_err());
+    }
+
+    #[test]
+    fn tokens_never_go_in_clear_and_logs_hold_no_passwords() {
+        assert_eq!(
+            insecure_host("http://203.0.113.9:8787"),
+            Some("203.0.113.9".into())
+        );
+        assert_eq!(
+            insecure_host("http://edge.example.com/x"),
+            Some("edge.example.com".into())
+        );
+        for fine in [
+            "https://edge.example.com",
+            "http://127.0.0.1:8787",
+            "http://localhost:1",
+            "http://[::1]:8787",
+            "",
+        ] {
+            assert_eq!(insecure_host(fine), None, "{fine}");
+        }
+        let mut c = Config::default();
+        let e = c
+            .apply_env(|k| (k == "EQ_EDGE_URL").then(|| "http://edge.example.com".into()))
+            .expect_err("an insecure edge URL");
+        assert!(e.to_string().contains("in clear"), "{e}");
+        c.apply_env(|k| match k {
+            "EQ_EDGE_URL" => Some("http://edge.example.com".into()),
+            "EQ_ALLOW_INSECURE_HTTP" => Some("true".into()),
+            _ => None,
+        })
+        .expect("the operator opted in");
+        assert_eq!(
+            mask_password("nats://eq:s3cret@10.0.0.1:4222"),
+            "nats://eq:<set>@10.0.0.1:4222"
+        );
+        assert_eq!(mask_password("https://tok@edge"), "https://<set>@edge");
+        assert!(!format!(
+            "{:?}",
+            Config {
+                edge_url: "https://u:pw-123@edge".into(),
+                ..Config::default()
+            }
+        )
+        .contains("pw-123"));
     }
 
     #[test]

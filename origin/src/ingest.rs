@@ -143,7 +143,11 @@ fn class(v: Option<&str>) -> Result<VehicleClass, Reject> {
     }
 }
 
-fn timestamp(ts: u64, now: Timestamp) -> Result<Timestamp, Reject> {
+/// The one rule for a reported time: milliseconds since the epoch, not
+/// zero and at most [`MAX_FUTURE_MS`] ahead of the origin's clock (a time
+/// further ahead would sit in the windows, and in the history past every
+/// retention, as if it had not happened yet).
+pub(crate) fn timestamp(ts: u64, now: Timestamp) -> Result<Timestamp, Reject> {
     if ts == 0 || ts > now.0 + MAX_FUTURE_MS {
         return Err(reject(
             "invalid_timestamp",

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use origin::clock::SystemClock;
 use origin::cluster::Cluster;
-use origin::config::Config;
+use origin::config::{mask_password, Config};
 use origin::server::serve;
 use origin::state::AppState;
 use origin::store::pg::PgStore;
@@ -170,20 +170,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A URL with the password of its user part replaced by `<set>`.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((user_info, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match user_info.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<set>@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 /// Serialises the config for `origin config` (Config itself only reads).
 struct ConfigView<'a>(&'a Config);
 
@@ -255,7 +241,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let cluster = Cluster::connect(&cfg.cluster, &regions, cfg.stream_retention())
             .await
             .context("join the cluster")?;
-        tracing::info!(node = %cluster.node, nats = %cfg.cluster.nats_urls.join(","), "cluster mode");
+        let nats: Vec<String> = cfg
+            .cluster
+            .nats_urls
+            .iter()
+            .map(|u| mask_password(u))
+            .collect();
+        tracing::info!(node = %cluster.node, nats = %nats.join(","), "cluster mode");
         AppState::in_cluster(cfg, history, Arc::new(SystemClock), Arc::new(cluster))?
     } else {
         let store = open_sqlite(&cfg)?;
@@ -270,7 +262,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             "restored state as of the last persisted tick; events accepted after it were lost"
         );
     }
-    tracing::info!(%addr, edge = %state.config.edge_url, "origin listening");
+    tracing::info!(%addr, edge = %mask_password(&state.config.edge_url), "origin listening");
+    if let Some(host) = origin::config::insecure_host(&state.config.edge_url) {
+        tracing::warn!(%host, "allow_insecure_http: the edge token goes to {host} over plain http, in clear");
+    }
     // Tests and scripts read this line to learn the port.
     println!("listening on {addr}");
     serve(listener, state, shutdown_signal()).await?;
@@ -310,7 +305,8 @@ mod tests {
             "postgres://eq:<set>@db:5432/x"
         );
         assert_eq!(mask_password("nats://n1:4222"), "nats://n1:4222");
-        assert_eq!(mask_password("postgres://eq@db/x"), "postgres://eq@db/x");
+        // A user part alone may be a token (`https://<token>@host`).
+        assert_eq!(mask_password("postgres://eq@db/x"), "postgres://<set>@db/x");
         assert_eq!(mask_password(""), "");
     }
 }

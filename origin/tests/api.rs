@@ -391,6 +391,18 @@ async fn outcomes_store_money_in_minor_units_and_refuse_floats() {
             .0,
         StatusCode::BAD_REQUEST
     );
+    // A time far ahead of the origin's clock would outlive every retention.
+    let mut ahead = outcome("r7");
+    ahead["timestamp"] = json!(T0 + 86_400_000);
+    let (st, b) = post_json(&s, "/v1/outcomes", p, json!([ahead])).await;
+    assert_error(st, &b, 400, "invalid_record");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("now + 5 min"),
+        "{b}"
+    );
     // Nothing of the refused batches was stored: r5 went with its batch.
     let (st, b) = post_json(&s, "/v1/outcomes", p, json!([outcome("r5")])).await;
     assert_eq!((st, b["inserted"].as_u64()), (StatusCode::OK, Some(1)));

@@ -65,7 +65,9 @@ fn signing_keys_rotate_without_breaking_unexpired_quotes() {
 
 #[test]
 fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
-    let w = Worker::start();
+    // An origin at a plain http:// address that is not loopback (TEST-NET):
+    // the events' consumer must not send ORIGIN_TOKEN there.
+    let w = Worker::start_with_vars(&[("ORIGIN_URL", "http://192.0.2.1:9")]);
     let rider = "raw-rider-id-4815162342";
     // USER_LIMITER: 60 per 10 s, a fixed window. However slow this machine
     // and wherever the window edges fall, asking until the limit triggers
@@ -127,6 +129,16 @@ fn rate_limits_trigger_and_recover_and_logs_hold_no_secrets() {
             "{secret:?} appears in the worker's log"
         );
     }
+    // The price checks' events were held back, not sent in clear: the
+    // consumer refused the origin's address, and never tried it.
+    wait_for("the plain-http refusal", Duration::from_secs(30), || {
+        w.log().contains("ORIGIN_URL is plain http to 192.0.2.1")
+    });
+    assert!(
+        !w.log().contains("the origin is unreachable"),
+        "{}",
+        w.log()
+    );
 }
 
 #[test]

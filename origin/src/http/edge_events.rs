@@ -25,7 +25,7 @@ use shared::time::Timestamp;
 
 use super::ingest::{json_array_only, read_body, with_store};
 use super::{bad, Problem};
-use crate::ingest::{locate, MAX_FUTURE_MS, MAX_REPORTED_ERRORS};
+use crate::ingest::{locate, MAX_REPORTED_ERRORS};
 use crate::state::{lock, AppState};
 use crate::store::{ArmRecord, RideOutcome};
 
@@ -44,12 +44,7 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
     if e.id.is_empty() || e.id.len() > 128 {
         return Err(("invalid_id", "id must be 1-128 characters".into()));
     }
-    if e.timestamp == 0 || e.timestamp > now.0 + MAX_FUTURE_MS {
-        return Err((
-            "invalid_timestamp",
-            format!("timestamp {} is not a time up to now + 5 min", e.timestamp),
-        ));
-    }
+    crate::ingest::timestamp(e.timestamp, now).map_err(|r| (r.code, r.message))?;
     let class = VehicleClass::parse(&e.vehicle_type)
         .map_err(|err| ("unknown_vehicle_class", err.to_string()))?;
     let (idx, cell) =

@@ -355,9 +355,7 @@ fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String>
     if o.ride_id.is_empty() || o.ride_id.len() > 128 {
         return Err("ride_id must be 1-128 characters".into());
     }
-    if o.timestamp > i64::MAX as u64 {
-        return Err("timestamp out of range".into());
-    }
+    crate::ingest::timestamp(o.timestamp, s.clock.now()).map_err(|r| r.message)?;
     let currency = match (&o.fare_minor, &o.currency) {
         (Some(f), _) if *f > i64::MAX as u64 => return Err("fare_minor out of range".into()),
         (Some(_), None) => return Err("fare_minor needs a currency".into()),

@@ -373,6 +373,26 @@ impl AdminKey {
     }
 }
 
+/// The host of a plain `http://` URL that is not loopback (a token sent
+/// there crosses the network in clear), if `url` is one: the one rule the
+/// origin (its `edge_url`) and the edge (its `ORIGIN_URL`) refuse to send
+/// a bearer token by unless the operator opts in.
+pub fn insecure_host(url: &str) -> Option<String> {
+    let rest = url.trim().strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

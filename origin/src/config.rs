@@ -194,9 +194,18 @@ impl Region {
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Tokens that may post locations, demand and outcomes (prefer
-    /// `EQ_PRODUCER_TOKENS`, comma-separated, to keep them out of files).
+    /// Tokens that may post everything a producer posts: locations,
+    /// demand, outcomes and the edge's events (prefer `EQ_PRODUCER_TOKENS`,
+    /// comma-separated, to keep them out of files).
     pub producer_tokens: Vec<String>,
+    /// Tokens that may post locations and demand only, and move a demo's
+    /// clock (`EQ_MARKET_TOKENS`): a driver gateway's.
+    pub market_tokens: Vec<String>,
+    /// Tokens that may post ride outcomes only (`EQ_OUTCOME_TOKENS`).
+    pub outcome_tokens: Vec<String>,
+    /// Tokens that may post the edge's event batches only
+    /// (`EQ_EDGE_EVENT_TOKENS`): the worker's `ORIGIN_TOKEN`.
+    pub edge_event_tokens: Vec<String>,
     /// Tokens that may read grids and analytics (`EQ_READER_TOKENS`).
     pub reader_tokens: Vec<String>,
     /// `/metrics` without a token (the default, for a scraper on a private
@@ -213,6 +222,9 @@ impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
             .field("producer_tokens", &self.producer_tokens.len())
+            .field("market_tokens", &self.market_tokens.len())
+            .field("outcome_tokens", &self.outcome_tokens.len())
+            .field("edge_event_tokens", &self.edge_event_tokens.len())
             .field("reader_tokens", &self.reader_tokens.len())
             .field("metrics_open", &self.metrics_open)
             .finish()
@@ -460,6 +472,15 @@ impl Config {
         }
         if let Some(v) = get("EQ_READER_TOKENS") {
             self.auth.reader_tokens = list(v);
+        }
+        if let Some(v) = get("EQ_MARKET_TOKENS") {
+            self.auth.market_tokens = list(v);
+        }
+        if let Some(v) = get("EQ_OUTCOME_TOKENS") {
+            self.auth.outcome_tokens = list(v);
+        }
+        if let Some(v) = get("EQ_EDGE_EVENT_TOKENS") {
+            self.auth.edge_event_tokens = list(v);
         }
         if let Some(v) = get("EQ_METRICS_OPEN") {
             self.auth.metrics_open = v

@@ -1053,3 +1053,40 @@ fn a_registry_is_the_one_home_of_geography() {
     let e = c.regions().expect_err("a bad registry").to_string();
     assert!(e.contains("registry") && e.contains("missing field"), "{e}");
 }
+
+#[tokio::test]
+async fn scoped_producer_tokens_post_only_what_they_are_given() {
+    const GATEWAY: &str = "driver-gateway-token-0123456789";
+    const WORKER: &str = "edge-worker-token-0123456789";
+    let mut c = config();
+    c.auth.market_tokens = vec![GATEWAY.into()];
+    c.auth.edge_event_tokens = vec![WORKER.into()];
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let s = state_with(c, Store::open_in_memory().expect("store"), &clock);
+    let location = json!([{"driver_id": "d1", "latitude": SF.0, "longitude": SF.1,
+        "available": true, "timestamp": T0}]);
+    let edge_event = json!({"events": []});
+    // The gateway posts locations, not outcomes or the edge's events.
+    let (st, b) = post_json(&s, "/v1/ingest/locations", Some(GATEWAY), location.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = post_json(&s, "/v1/outcomes", Some(GATEWAY), json!([outcome("r1")])).await;
+    assert_error(st, &b, 403, "forbidden");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ride outcomes"),
+        "{b}"
+    );
+    let (st, b) = post_json(&s, "/v1/edge-events", Some(GATEWAY), edge_event.clone()).await;
+    assert_error(st, &b, 403, "forbidden");
+    // The worker's token posts the edge's events, not locations.
+    let (st, b) = post_json(&s, "/v1/ingest/locations", Some(WORKER), location).await;
+    assert_error(st, &b, 403, "forbidden");
+    let (st, _) = post_json(&s, "/v1/edge-events", Some(WORKER), edge_event).await;
+    assert_ne!(st, StatusCode::FORBIDDEN);
+    assert_ne!(st, StatusCode::UNAUTHORIZED);
+    // A full producer token posts all three.
+    let (st, b) = post_json(&s, "/v1/outcomes", Some(PRODUCER), json!([outcome("r2")])).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+}

@@ -39,7 +39,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use shared::api::ErrorBody;
 
-use crate::auth::{Refusal, Role};
+use crate::auth::{Refusal, Role, Scope};
 use crate::state::AppState;
 
 /// An error response: status, code, message (JSON [`ErrorBody`]).
@@ -125,7 +125,15 @@ async fn require(
                     StatusCode::FORBIDDEN,
                     "forbidden",
                     match role {
-                        Role::Producer => "this endpoint needs a producer token",
+                        Role::Producer(Scope::Market) => {
+                            "this endpoint needs a producer token that may post locations and demand"
+                        }
+                        Role::Producer(Scope::Outcomes) => {
+                            "this endpoint needs a producer token that may post ride outcomes"
+                        }
+                        Role::Producer(Scope::EdgeEvents) => {
+                            "this endpoint needs a producer token that may post the edge's events"
+                        }
                         Role::Reader => "this endpoint needs a reader token",
                     },
                 ),
@@ -155,13 +163,13 @@ fn guarded(
 
 /// The router: every endpoint, its guard, and JSON for every rejection.
 pub fn app(state: Arc<AppState>) -> Router {
-    let producer = Router::new()
+    let market = Router::new()
         .route("/v1/ingest/locations", post(ingest::locations))
         .route("/v1/ingest/demand", post(ingest::demand))
         .route("/v1/ingest/ws", get(ingest::ws))
-        .route("/v1/outcomes", post(ingest::outcomes))
-        .route("/v1/edge-events", post(edge_events::edge_events))
         .route("/v1/clock", post(clock::set));
+    let outcomes = Router::new().route("/v1/outcomes", post(ingest::outcomes));
+    let edge_events = Router::new().route("/v1/edge-events", post(edge_events::edge_events));
     let reader = Router::new()
         .route("/v1/grids/{region}", get(reads::grid))
         .route("/v1/forecasts/{region}", get(reads::forecasts))
@@ -181,7 +189,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/openapi.json", get(ops::openapi))
         .merge(metrics)
-        .merge(guarded(producer, &state, Role::Producer))
+        .merge(guarded(market, &state, Role::Producer(Scope::Market)))
+        .merge(guarded(outcomes, &state, Role::Producer(Scope::Outcomes)))
+        .merge(guarded(
+            edge_events,
+            &state,
+            Role::Producer(Scope::EdgeEvents),
+        ))
         .merge(guarded(reader, &state, Role::Reader))
         .fallback(|| async {
             Problem(

@@ -917,3 +917,60 @@ fn arm_events_are_stored_once_and_read_back() {
         .expect("later")
         .is_empty());
 }
+
+/// Every table has a lifetime: arm events go with the history; daily
+/// maxima are kept for the retention plus the lawful cap's 60-day lookback.
+#[test]
+fn arm_events_and_daily_maxima_are_pruned_too() {
+    use shared::experiment::results::{ArmEvent, ArmEventKind};
+    const DAY: u64 = 86_400_000;
+    let mut s = Store::open_in_memory().unwrap();
+    // Ticks on day 0 and day 200, each a daily maximum.
+    s.record_tick(&tick("nyc", 1_000, 1, vec![snap("a", "xl", 2.0)], vec![]))
+        .unwrap();
+    s.record_tick(&tick(
+        "nyc",
+        200 * DAY,
+        2,
+        vec![snap("a", "xl", 3.0)],
+        vec![],
+    ))
+    .unwrap();
+    let ev = |id: &str, at: u64| ArmRecord {
+        event_id: id.into(),
+        experiment: "e1".into(),
+        region: "nyc".into(),
+        policy: "none-0123abcd".into(),
+        event: ArmEvent {
+            arm: shared::quote::Ident::new("flat").expect("id"),
+            at: shared::time::Timestamp(at),
+            kind: ArmEventKind::Quote,
+            multiplier: 1.5,
+            fare_minor: None,
+            wait_ms: None,
+            unit: 7,
+        },
+    };
+    s.record_arm_events(&[ev("q_old", 1_000), ev("q_new", 200 * DAY)])
+        .unwrap();
+    let maxima = |s: &Store| s.daily_maxima("nyc", 0, 300 * DAY).unwrap().len();
+    assert_eq!(maxima(&s), 2);
+    // History before day 150 goes: the old tick's snapshot and arm event;
+    // daily maxima before day 150 - 61 = 89: day 0's.
+    assert_eq!(s.prune(150 * DAY).unwrap(), 3);
+    assert_eq!(maxima(&s), 1);
+    let kept: u64 = s
+        .arm_tallies("nyc", "e1", 100)
+        .unwrap()
+        .iter()
+        .map(|t| t.count)
+        .sum();
+    assert_eq!(kept, 1, "the new arm event only");
+    // Daily maxima within the lookback of a recent cutoff stay.
+    assert_eq!(
+        s.prune(250 * DAY).unwrap(),
+        2,
+        "the day-200 snapshot and arm event, not its daily maximum"
+    );
+    assert_eq!(maxima(&s), 1);
+}

@@ -607,6 +607,13 @@ impl super::History for PgStore {
                     &[&cutoff, &limit],
                 )? as usize;
             }
+            let day = i64::try_from(super::retention::daily_max_cutoff_day(older_than_ms))
+                .unwrap_or(i64::MAX);
+            deleted += tx.execute(
+                "DELETE FROM daily_max WHERE ctid IN
+                     (SELECT ctid FROM daily_max WHERE day < $1 LIMIT $2)",
+                &[&day, &limit],
+            )? as usize;
             tx.commit()?;
             Ok(deleted)
         })

@@ -35,6 +35,11 @@ use worker::{
 use crate::error::ApiError;
 use crate::http::{error_response, json};
 
+/// Most idempotency keys remembered per booking (or per quote's confirm):
+/// a booking's transitions and their retries need a handful; beyond this
+/// the oldest answers are forgotten.
+pub const MAX_KEYS_PER_SCOPE: i64 = 32;
+
 /// Number of ledger objects.
 pub const SHARDS: u64 = 16;
 
@@ -371,7 +376,8 @@ impl Ledger {
         self.state.storage().sql()
     }
 
-    /// What is stored under a key, as the core's decision.
+    /// What is stored under a key, as the core's decision (keys are kept
+    /// for `IDEMPOTENCY_TTL`, at most [`MAX_KEYS_PER_SCOPE`] per booking).
     fn keyed(&self, scope: &str, k: &Keyed, now: u64) -> Result<Option<Answer>> {
         let rows: Vec<StoredAnswer> = self
             .sql()
@@ -423,6 +429,13 @@ impl Ledger {
                 a.body.as_str().into(),
                 ((now + IDEMPOTENCY_TTL.0) as i64).into(),
             ],
+        )?;
+        // At most MAX_KEYS_PER_SCOPE answers per booking (or quote): a loop
+        // of fresh keys keeps the newest, not a row per request for 24 h.
+        sql.exec(
+            "DELETE FROM idempotency WHERE scope = ? AND rowid NOT IN \
+             (SELECT rowid FROM idempotency WHERE scope = ? ORDER BY expires_at DESC, rowid DESC LIMIT ?)",
+            vec![scope.into(), scope.into(), MAX_KEYS_PER_SCOPE.into()],
         )?;
         Ok(())
     }

@@ -332,6 +332,30 @@ fn every_transition_and_every_credential() {
     booking_endpoints_are_rate_limited(&edge);
 }
 
+/// The idempotency answers the ledger objects hold for `scope`, read from
+/// their SQLite files (`wrangler dev` keeps one per object).
+fn idempotency_rows(w: &Worker, scope: &str) -> i64 {
+    let dir = w.state_dir.join("v3/do/equilibrium-edge-Ledger");
+    std::fs::read_dir(&dir)
+        .expect("the ledger objects' directory")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sqlite"))
+        .map(|e| {
+            let db = rusqlite::Connection::open_with_flags(
+                e.path(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .expect("open a ledger's file");
+            db.query_row(
+                "SELECT COUNT(*) FROM idempotency WHERE scope = ?1",
+                [scope],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+        })
+        .sum()
+}
+
 /// Asks with `ask` until the answer is a 429 (a fixed window: however slow
 /// the machine, enough requests land in one window; the bound is
 /// generous) and returns its body; every other answer must be `ok`.
@@ -378,6 +402,30 @@ fn booking_endpoints_are_rate_limited(edge: &Edge) {
             .contains("booking"),
         "{v}"
     );
+    // The loop goes on past the limit's windows (each 429 waited out): the
+    // ledger keeps at most 32 answers for the booking, not one per key.
+    let mut refused = 0;
+    let mut i = 1_000;
+    let start = std::time::Instant::now();
+    while refused < 60 {
+        let (s, _) = edge.act(
+            &b.id,
+            "cancel",
+            Auth::Token(&b.rider),
+            &json!({}),
+            Some(&format!("loop-{i}")),
+        );
+        i += 1;
+        match s {
+            409 => refused += 1,
+            429 => std::thread::sleep(std::time::Duration::from_millis(500)),
+            other => panic!("cancel loop: {other}"),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(300));
+    }
+    let stored = idempotency_rows(&edge.w, &format!("booking:{}", b.id));
+    assert!(stored <= 32, "{stored} answers kept for one booking");
+    assert!(stored >= 20, "the newest answers are kept: {stored}");
     // Another booking's transitions are not held up by it.
     let other = edge.book("standard");
     let (s, _) = edge.act(&other.id, "start", Auth::Dispatch, &json!({}), None);

@@ -107,18 +107,24 @@ pub fn build_worker() {
 /// Sets a KV key in a worker's local state (running or not) with the
 /// admin's command, `wrangler kv key put --local`.
 pub fn kv_put_at(state_dir: &Path, binding: &str, key: &str, value: &str) {
+    wrangler_kv_key(state_dir, "put", binding, &[key, value]);
+}
+
+/// `wrangler kv key <verb> --local --binding <binding> <args>` on a
+/// worker's local state; panics with wrangler's error if it fails.
+fn wrangler_kv_key(state_dir: &Path, verb: &str, binding: &str, args: &[&str]) {
     let out = Command::new(root().join("node_modules/.bin/wrangler"))
         .current_dir(root())
-        .args(["kv", "key", "put", "--local", "--binding", binding])
+        .args(["kv", "key", verb, "--local", "--binding", binding])
         .arg("--persist-to")
         .arg(state_dir)
-        .args([key, value])
+        .args(args)
         .env("WRANGLER_SEND_METRICS", "false")
         .output()
-        .expect("run wrangler kv key put");
+        .unwrap_or_else(|e| panic!("run wrangler kv key {verb}: {e}"));
     assert!(
         out.status.success(),
-        "wrangler kv key put failed: {}",
+        "wrangler kv key {verb} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -258,20 +264,7 @@ impl Worker {
 
     /// Deletes a KV key with `wrangler kv key delete --local`.
     pub fn kv_delete(&self, binding: &str, key: &str) {
-        let out = Command::new(root().join("node_modules/.bin/wrangler"))
-            .current_dir(root())
-            .args(["kv", "key", "delete", "--local", "--binding", binding])
-            .arg("--persist-to")
-            .arg(&self.state_dir)
-            .arg(key)
-            .env("WRANGLER_SEND_METRICS", "false")
-            .output()
-            .expect("run wrangler kv key delete");
-        assert!(
-            out.status.success(),
-            "wrangler kv key delete failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wrangler_kv_key(&self.state_dir, "delete", binding, &[key]);
     }
 
     /// How many Zone objects hold state (local `wrangler dev` keeps one

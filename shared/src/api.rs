@@ -913,8 +913,9 @@ pub struct EdgeEvent {
     pub vehicle_type: String,
     /// When, ms since the epoch.
     pub timestamp: u64,
-    /// Quotes: an opaque key of the rider (a hash of the user id; absent
-    /// for anonymous quotes), so repeated price checks count once.
+    /// Quotes: the opaque key of who asked (`events::client_key`, or
+    /// `events::rider_key` for a verified rider; absent from older edges),
+    /// so repeated price checks count once per asker and cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rider: Option<String>,
     /// Bookings: the booking.

@@ -50,7 +50,7 @@ enum Command {
     /// parser the edge uses (`shared::api::admin`): exits 0 and says what
     /// it holds, or exits 1 with the reason. Keys: regions,
     /// tariff:<region>:<class>, caps:<region>, emergency_cap,
-    /// emergency:<region>, experiment:<region>.
+    /// emergency:<region>, experiment:<region>, identity.
     Check {
         /// The KV key the value is for.
         key: String,

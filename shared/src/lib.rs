@@ -65,6 +65,7 @@ pub mod fare;
 pub mod forecast;
 pub mod geo;
 pub mod grid;
+pub mod identity;
 pub mod market;
 pub mod policies;
 pub mod pricer;

@@ -18,6 +18,7 @@ pub mod backtest;
 pub mod city;
 pub mod experiments;
 pub mod frontier;
+pub mod identity;
 pub mod live;
 pub mod report;
 

@@ -15,6 +15,7 @@
 //! | `emergency_cap` | `1.5` or `"1.5"`: a ceiling over every region |
 //! | `emergency:<region>` | `true` or `false` (quoted or not) |
 //! | `experiment:<region>` | [`super::ExperimentWire`], or an array of them |
+//! | `identity` | riders' token issuer, audience and JWKS ([`IdentityWire`]) |
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,8 @@ use crate::time::Millis;
 
 /// The key of the region registry.
 pub const REGISTRY_KEY: &str = "regions";
+/// The key of the riders' identity settings.
+pub const IDENTITY_KEY: &str = "identity";
 /// The key of the global emergency cap.
 pub const EMERGENCY_CAP_KEY: &str = "emergency_cap";
 
@@ -314,6 +317,8 @@ pub enum AdminKey {
     Emergency(Ident),
     /// `experiment:<region>`.
     Experiment(Ident),
+    /// `identity`.
+    Identity,
 }
 
 impl AdminKey {
@@ -323,6 +328,7 @@ impl AdminKey {
         match key.split(':').collect::<Vec<_>>().as_slice() {
             [REGISTRY_KEY] => Ok(Self::Registry),
             [EMERGENCY_CAP_KEY] => Ok(Self::EmergencyCap),
+            [IDENTITY_KEY] => Ok(Self::Identity),
             ["tariff", r, class] => Ok(Self::Tariff(
                 region(r)?,
                 VehicleClass::parse(class).map_err(|e| format!("{key}: {e}"))?,
@@ -331,7 +337,7 @@ impl AdminKey {
             ["emergency", r] => Ok(Self::Emergency(region(r)?)),
             ["experiment", r] => Ok(Self::Experiment(region(r)?)),
             _ => Err(format!(
-                "{key:?} is not an admin key: regions, tariff:<region>:<class>, caps:<region>, emergency_cap, emergency:<region>, experiment:<region>"
+                "{key:?} is not an admin key: regions, tariff:<region>:<class>, caps:<region>, emergency_cap, emergency:<region>, experiment:<region>, identity"
             )),
         }
     }
@@ -369,6 +375,14 @@ impl AdminKey {
                     Err(refused.join("; "))
                 }
             }
+            Self::Identity => parse_identity(text).map(|c| {
+                let mut what = format!("{} JWKS keys", c.key_count());
+                for s in c.skipped() {
+                    what.push_str("; skipped ");
+                    what.push_str(s);
+                }
+                what
+            }),
         }
     }
 }
@@ -459,4 +473,30 @@ mod tests {
             Ok("an emergency cap of 1.5".into())
         );
     }
+}
+
+/// `identity`: how the edge verifies riders' tokens
+/// ([`crate::identity`]). Absent: riders are anonymous.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityWire {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// A value the token's `aud` must hold.
+    pub audience: String,
+    /// The provider's public keys (ES256 on P-256, RS256), as it publishes
+    /// them; omit for HS256 tokens only (the `RIDER_TOKEN_SECRET` secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// Clock skew allowed on `exp` and `nbf` (default 30, at most 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway_seconds: Option<u64>,
+}
+
+/// Parses the identity settings, strictly (a JWKS key the edge cannot use
+/// is skipped and named by [`crate::identity::IdentityConfig::skipped`];
+/// a JWKS with none it can use is refused).
+pub fn parse_identity(text: &str) -> Result<crate::identity::IdentityConfig, String> {
+    let w: IdentityWire = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    crate::identity::IdentityConfig::new(&w.issuer, &w.audience, w.leeway_seconds, w.jwks.as_ref())
 }

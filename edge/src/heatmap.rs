@@ -38,14 +38,6 @@ fn number(
     }
 }
 
-/// The optional `user_id` (the core's rule, [`shared::api::user_id`]): in a
-/// user-split experiment the views show what this rider's quotes charge (a
-/// switchback's arm needs no user).
-fn user_of(q: &BTreeMap<String, String>) -> Result<Option<&str>, ApiError> {
-    shared::api::user_id(q.get("user_id").map(String::as_str))
-        .map_err(|r| ApiError::bad_request(r.code, r.message))
-}
-
 /// Parses `bounds=south,west,north,east`.
 pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_bounds", m);
@@ -64,7 +56,11 @@ pub fn parse_bounds(text: &str) -> Result<BoundingBox, ApiError> {
     BoundingBox::new(sw, ne).map_err(|e| bad(e.to_string()))
 }
 
-/// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r][&user_id=u]`.
+/// `GET /api/v1/pricing/heatmap?bounds=s,w,n,e&zoom=z[&region=r]`.
+///
+/// A verified rider (bearer token, [`crate::identity`]) in a user-split
+/// experiment sees what their quotes charge; anyone else the region's own
+/// grid (a switchback's arm needs no rider).
 pub async fn rider(
     req: &Incoming,
     env: &Env,
@@ -90,7 +86,9 @@ pub async fn rider(
         }
     };
     crate::limits::check(env, req, None).await?;
-    let user = user_of(&q)?;
+    let rider = crate::identity::rider(env, req, settings, now).await?;
+    let user = rider.as_deref();
+    crate::limits::check_user(env, user).await?;
     // The region named (it must be registered), else the one at the
     // centre of the view, else the default one.
     let registry = crate::regions::registry(env, settings, now).await?;
@@ -114,7 +112,8 @@ pub async fn rider(
     json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
 }
 
-/// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=&user_id=]`.
+/// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=]`,
+/// seen by the request's verified rider as the pricing heatmap is.
 pub async fn driver(
     req: &Incoming,
     env: &Env,
@@ -145,7 +144,9 @@ pub async fn driver(
     };
     let class = class_of(q.get("vehicle_type").map(String::as_str))?;
     crate::limits::check(env, req, None).await?;
-    let user = user_of(&q)?;
+    let rider = crate::identity::rider(env, req, settings, now).await?;
+    let user = rider.as_deref();
+    crate::limits::check_user(env, user).await?;
     // The driver's region is where the driver is.
     let registry = crate::regions::registry(env, settings, now).await?;
     let geo = registry

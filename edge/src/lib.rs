@@ -30,6 +30,7 @@ pub mod events;
 pub mod grids;
 pub mod heatmap;
 pub mod http;
+pub mod identity;
 pub mod ledger;
 pub mod limits;
 pub mod pricing;

@@ -34,7 +34,8 @@ async fn allowed(binding: JsValue, key: &str) -> bool {
     }
 }
 
-/// Refuses the request with 429 if its IP or user is over the limit.
+/// Refuses the request with 429 if its address or verified rider is over
+/// the limit.
 pub async fn check(env: &Env, req: &Incoming, user_id: Option<&str>) -> Result<(), ApiError> {
     check_ip(env, ip_key(req)).await?;
     check_user(env, user_id).await
@@ -152,7 +153,8 @@ pub async fn check_booking(env: &Env, booking_id: &str) -> Result<(), ApiError> 
     }
 }
 
-/// 429 if the user (when the request names one) is over its limit.
+/// 429 if the verified rider ([`crate::identity::rider`]; anonymous
+/// riders have only their address's limit) is over its limit.
 pub async fn check_user(env: &Env, user_id: Option<&str>) -> Result<(), ApiError> {
     let Some(user) = user_id else {
         return Ok(());

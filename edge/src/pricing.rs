@@ -184,7 +184,8 @@ pub async fn read_desk_inputs(
 }
 
 /// `POST /api/v1/pricing/estimate`: the address limit and the body, the
-/// request ([`parse_estimate`]), the user's limit, the inputs
+/// request ([`parse_estimate`]), the rider ([`crate::identity::rider`]),
+/// the region ([`locate`]), the verified rider's limit, the inputs
 /// ([`read_quote_inputs`]), the signed price ([`price`]), the event
 /// ([`report`]), the answer ([`answer`]). The steps are public so
 /// `probe` (feature `probes`) can time each inside workerd.
@@ -197,23 +198,39 @@ pub async fn estimate(
 ) -> Result<Response, ApiError> {
     // The address limit is checked while the body arrives: one wait, not two.
     let body = crate::limits::check_ip_reading_json_body(env, &req, MAX_BODY_BYTES).await?;
-    let asker = asker_key(env, &req, now)?;
     let ask = parse_estimate(&body)?;
+    let rider = crate::identity::rider(env, &req, settings, now).await?;
+    let asker = asker_key(env, &req, rider.as_deref(), now)?;
     let registry = crate::regions::registry(env, settings, now).await?;
     let region = locate(&registry, &ask)?;
-    crate::limits::check_user(env, ask.user_id.as_deref()).await?;
+    crate::limits::check_user(env, rider.as_deref()).await?;
     let inputs = read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
-    let (quote, token) = price(env, settings, &inputs, &ask, region.id(), now)?;
+    let (quote, token) = price(
+        env,
+        settings,
+        &inputs,
+        &ask,
+        rider.as_deref(),
+        region.id(),
+        now,
+    )?;
     report(env, ctx, &quote, &ask, asker);
     answer(&quote, token)
 }
 
-/// Whom a price check counts for as demand ([`shared::events`]): the
-/// client, by its address's keyed digest. A `user_id` is not verified, so
-/// it keys nothing: a client varying it buys no extra demand.
-pub fn asker_key(env: &Env, req: &Incoming, now: u64) -> Result<String, ApiError> {
+/// Whom a price check counts for as demand ([`shared::events::asker`]):
+/// the verified rider, else the client by its address's keyed digest. A
+/// `user_id` in the body is not verified, so it keys nothing: a client
+/// varying it buys no extra demand.
+pub fn asker_key(
+    env: &Env,
+    req: &Incoming,
+    rider: Option<&str>,
+    now: u64,
+) -> Result<String, ApiError> {
     let keys = config::keyring(env)?;
-    Ok(shared::events::client_key(
+    Ok(shared::events::asker(
+        rider,
         &keys,
         &crate::http::client_ip(req),
         Timestamp(now),
@@ -267,28 +284,27 @@ pub async fn read_quote_inputs(
     })
 }
 
-/// The desk's price for `ask` at `now`, with a fresh id, and its signed
+/// The desk's price for `ask` at `now` for the verified `rider` (`None`:
+/// anonymous, outside every user split), with a fresh id, and its signed
 /// token.
 pub fn price(
     env: &Env,
     settings: &Settings,
     inputs: &QuoteInputs,
     ask: &ValidEstimate,
+    rider: Option<&str>,
     region: &Ident,
     now: u64,
 ) -> Result<(PricedQuote, String), ApiError> {
-    let quote = inputs
-        .desk
-        .desk(now, ask.user_id.as_deref())
-        .quote(QuoteAsk {
-            region,
-            class: ask.class,
-            pickup: ask.pickup,
-            trip: ask.trip,
-            terms: &inputs.terms,
-            quote_id: new_quote_id()?,
-            valid_for: settings.quote_ttl,
-        });
+    let quote = inputs.desk.desk(now, rider).quote(QuoteAsk {
+        region,
+        class: ask.class,
+        pickup: ask.pickup,
+        trip: ask.trip,
+        terms: &inputs.terms,
+        quote_id: new_quote_id()?,
+        valid_for: settings.quote_ttl,
+    });
     let token = config::keyring(env)?.sign(&quote.claims);
     Ok((quote, token))
 }

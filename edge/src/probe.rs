@@ -43,11 +43,13 @@ pub const EVICT_BYTES: usize = 16 << 20;
 /// order it runs them; `await` and `baseline-answer` are what the body
 /// baseline (`POST /health`) pays instead; `report100` is the report with
 /// messages of 100 events ([`BATCH_OF_100`]).
-pub const STEPS: [&str; 11] = [
+pub const STEPS: [&str; 13] = [
     "nothing",
     "limit",
     "await",
     "parse",
+    "identity",
+    "identity_uncached",
     "region",
     "inputs",
     "price",
@@ -116,14 +118,15 @@ pub async fn upto(
     } else {
         http::read_json_body(&req, MAX_BODY_BYTES).await?
     };
-    let asker = pricing::asker_key(env, &req, now)?;
     if !through("parse") {
         return crate::body_answer(body.len());
     }
     let ask = pricing::parse_estimate(&body)?;
+    let rider = crate::identity::rider(env, &req, settings, now).await?;
+    let asker = pricing::asker_key(env, &req, rider.as_deref(), now)?;
     let registry = crate::regions::registry(env, settings, now).await?;
     let region = pricing::locate(&registry, &ask)?;
-    crate::limits::check_user(env, ask.user_id.as_deref()).await?;
+    crate::limits::check_user(env, rider.as_deref()).await?;
     if !through("inputs") {
         return crate::body_answer(body.len());
     }
@@ -132,7 +135,15 @@ pub async fn upto(
     if !through("price") {
         return crate::body_answer(body.len());
     }
-    let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
+    let (quote, token) = pricing::price(
+        env,
+        settings,
+        &inputs,
+        &ask,
+        rider.as_deref(),
+        region.id(),
+        now,
+    )?;
     let event = || shared::events::quote_event(&quote.claims, ask.pickup, asker.clone());
     match stage {
         "price" => return crate::body_answer(body.len()),
@@ -189,9 +200,18 @@ pub async fn run(
     let region = pricing::locate(&registry, &ask)?;
     let inputs =
         pricing::read_quote_inputs(env, ctx, settings, &registry, region, ask.class, now).await?;
-    let (quote, token) = pricing::price(env, settings, &inputs, &ask, region.id(), now)?;
+    let rider = crate::identity::rider(env, &req, settings, now).await?;
+    let (quote, token) = pricing::price(
+        env,
+        settings,
+        &inputs,
+        &ask,
+        rider.as_deref(),
+        region.id(),
+        now,
+    )?;
     let key = ["ip:", &http::client_ip(&req)].concat();
-    let asker = pricing::asker_key(env, &req, now)?;
+    let asker = pricing::asker_key(env, &req, rider.as_deref(), now)?;
     for _ in 0..n {
         touch_every_line(&mut evict);
         match step {
@@ -218,9 +238,18 @@ pub async fn run(
                 settings,
                 &inputs,
                 &ask,
+                rider.as_deref(),
                 region.id(),
                 now,
             )?),
+            // The rider's token verified (cached in the isolate after the
+            // first; `cold=1` does not clear that cache).
+            "identity" => drop(crate::identity::rider(env, &req, settings, now).await?),
+            // The token verified from scratch: what a rider's first
+            // request with a new token costs.
+            "identity_uncached" => {
+                drop(crate::identity::verify_uncached(env, &req, settings, now).await?)
+            }
             "report" => pricing::report(env, ctx, &quote, &ask, asker.clone()),
             // The report with messages of 100 events (before 64 KB ones).
             "report100" => crate::events::send_within(

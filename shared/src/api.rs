@@ -85,7 +85,9 @@ pub struct EstimateRequest {
     /// `economy`, `standard`, `premium` or `xl`; default `standard`.
     #[serde(default)]
     pub vehicle_type: Option<String>,
-    /// The rider, for rate limiting (never logged raw).
+    /// Accepted for old clients and ignored (at most [`MAX_USER_ID`]
+    /// bytes): who a rider is comes from a verified bearer token
+    /// ([`crate::identity`]), never from what the body says.
     #[serde(default)]
     pub user_id: Option<String>,
     /// Region to price in; default is the edge's configured region.
@@ -107,8 +109,6 @@ pub struct ValidEstimate {
     pub class: VehicleClass,
     /// The region asked for (`None`: the edge's default).
     pub region: Option<Ident>,
-    /// The rider, at most [`MAX_USER_ID`] bytes.
-    pub user_id: Option<String>,
     /// The trip's estimate.
     pub trip: crate::fare::Trip,
 }
@@ -148,7 +148,8 @@ impl EstimateRequest {
             .map(Ident::new)
             .transpose()
             .map_err(|e| refuse("invalid_region", e.to_string()))?;
-        let user_id = user_id(self.user_id.as_deref())?.map(str::to_owned);
+        // Checked so an old client learns of a broken id; used for nothing.
+        user_id(self.user_id.as_deref())?;
         let trip = route
             .estimate(pickup, dropoff)
             .map_err(|e| refuse("trip_too_long", e.to_string()))?;
@@ -157,7 +158,6 @@ impl EstimateRequest {
             dropoff,
             class,
             region,
-            user_id,
             trip,
         })
     }

@@ -126,6 +126,20 @@ pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, asker: String) -> EdgeE
     }
 }
 
+/// Whom a price check counts for: the verified rider ([`rider_key`]) or,
+/// without one, the client ([`client_key`]). The one rule of the asker.
+pub fn asker(
+    rider: Option<&str>,
+    keys: &Keyring,
+    address: &str,
+    now: crate::time::Timestamp,
+) -> String {
+    match rider {
+        Some(r) => rider_key(r),
+        None => client_key(keys, address, now),
+    }
+}
+
 /// The asker key of a verified rider: a hash of its id, so the origin
 /// never sees the id itself.
 pub fn rider_key(user_id: &str) -> String {

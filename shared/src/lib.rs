@@ -70,6 +70,7 @@ pub mod market;
 pub mod policies;
 pub mod pricer;
 pub mod quote;
+pub mod recent;
 pub mod regions;
 pub mod state;
 pub mod surge;

@@ -284,7 +284,6 @@ pub fn run(
                     "pickup_location": {"latitude": from.0, "longitude": from.1},
                     "dropoff_location": {"latitude": to.0, "longitude": to.1},
                     "region": cfg.region,
-                    "user_id": format!("sim-rider-{rider_seq}"),
                 }))
                 .send();
             rep.quotes += 1;

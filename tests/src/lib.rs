@@ -25,6 +25,19 @@ pub const READER_TOKEN: &str = "test-reader-token-0123456789";
 pub const DISPATCH_TOKEN: &str = "test-dispatch-token-0123456789";
 /// The signing keys the test worker is started with (`k1` signs).
 pub const SIGNING_KEYS: &str = "k1:test-signing-key-0123456789";
+/// The tests' identity provider: one per test binary, its keys made on
+/// first use ([`sim::identity`]). Every worker the harness starts verifies
+/// its tokens (the `identity` key and `RIDER_TOKEN_SECRET`).
+pub fn provider() -> &'static sim::identity::Provider {
+    static P: std::sync::OnceLock<sim::identity::Provider> = std::sync::OnceLock::new();
+    P.get_or_init(|| sim::identity::Provider::new().expect("an identity provider"))
+}
+
+/// A verified rider's token (ES256, valid for an hour).
+pub fn rider_token(rider: &str) -> String {
+    provider().token(sim::identity::Alg::Es256, rider, sim::identity::now_secs())
+}
+
 /// Central San Francisco, the tests' pickup point.
 pub const SF: (f64, f64) = (37.7749, -122.4194);
 
@@ -171,6 +184,9 @@ impl Worker {
         // The test regions, as an admin would put them (before the start,
         // so no request ever sees the shipped registry alone).
         kv_put_at(state_dir, "CONFIG", "regions", &regions::registry_json());
+        // Riders are verified against the tests' provider (a test that
+        // needs anonymous-only riders deletes the key).
+        kv_put_at(state_dir, "CONFIG", "identity", &provider().identity_json());
         let log = std::fs::File::create(state_dir.join("wrangler.log")).expect("log file");
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.current_dir(root())
@@ -192,6 +208,7 @@ impl Worker {
             ("QUOTE_SIGNING_KEYS", SIGNING_KEYS),
             ("DISPATCH_TOKEN", DISPATCH_TOKEN),
             ("ORIGIN_TOKEN", PRODUCER_TOKEN),
+            ("RIDER_TOKEN_SECRET", provider().secret()),
             // A batch the origin did not take is retried after a second.
             ("EVENTS_RETRY_SECONDS", "1"),
         ];
@@ -229,22 +246,19 @@ impl Worker {
     }
 
     /// Asks for a quote from [`SF`] to a point ~1.4 km away in region `sf`,
-    /// as `user_id` when given: the status and the JSON body (`Null` if
-    /// the body is not JSON).
-    pub fn estimate_sf(&self, user_id: Option<&str>) -> (u16, serde_json::Value) {
-        let mut body = serde_json::json!({
+    /// as the verified `rider` when given ([`rider_token`]): the status and
+    /// the JSON body (`Null` if the body is not JSON).
+    pub fn estimate_sf(&self, rider: Option<&str>) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({
             "pickup_location": {"latitude": SF.0, "longitude": SF.1},
             "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
             "region": "sf",
         });
-        if let Some(user) = user_id {
-            body["user_id"] = user.into();
+        let mut r = http().post(self.url("/api/v1/pricing/estimate"));
+        if let Some(rider) = rider {
+            r = r.bearer_auth(rider_token(rider));
         }
-        let r = http()
-            .post(self.url("/api/v1/pricing/estimate"))
-            .json(&body)
-            .send()
-            .expect("estimate");
+        let r = r.json(&body).send().expect("estimate");
         (
             r.status().as_u16(),
             r.json().unwrap_or(serde_json::Value::Null),

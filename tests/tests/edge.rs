@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use equilibrium_tests::regions::{bounds, place};
-use equilibrium_tests::{now_ms, wait_for, Client, Worker, ADMIN_TOKEN};
+use equilibrium_tests::{now_ms, provider, rider_token, wait_for, Client, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use shared::api::{GridCellWire, GridPush};
 use shared::fare::{Currency, VehicleClass};
@@ -95,6 +95,18 @@ impl Api<'_> {
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
+    /// An estimate with `Authorization: Bearer <token>`.
+    fn estimate_as(&self, body: &Value, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.w.url("/api/v1/pricing/estimate"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .expect("estimate");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    }
+
     fn quote(&self, region: &str) -> Value {
         let (p, d) = (pickup(region), dropoff(region));
         let (status, body) = self.estimate(&json!({
@@ -168,6 +180,7 @@ fn edge_worker_end_to_end() {
     a_full_zone_refuses_the_next_subscriber(&api);
     bad_inputs_get_4xx_codes(&api);
     a_chunked_body_is_capped_while_it_streams(&api);
+    riders_are_who_their_tokens_say(&api);
     rate_limit_per_user(&api);
 }
 
@@ -1117,16 +1130,16 @@ fn a_chunked_body_is_capped_while_it_streams(api: &Api<'_>) {
 }
 
 fn rate_limit_per_user(api: &Api<'_>) {
-    // USER_LIMITER: 60 per 10 s (wrangler.toml).
+    // USER_LIMITER: 60 per 10 s (wrangler.toml), per verified rider.
     let (p, d) = (pickup("sf"), dropoff("sf"));
     let body = json!({
         "pickup_location": {"latitude": p.0, "longitude": p.1},
         "dropoff_location": {"latitude": d.0, "longitude": d.1},
-        "user_id": "rider-who-refreshes-a-lot",
     });
     let mut limited = None;
+    let token = rider_token("rider-who-refreshes-a-lot");
     for _ in 0..100 {
-        let (status, resp) = api.estimate(&body);
+        let (status, resp) = api.estimate_as(&body, &token);
         if status == 429 {
             limited = Some(resp);
             break;
@@ -1135,11 +1148,145 @@ fn rate_limit_per_user(api: &Api<'_>) {
     }
     let resp = limited.expect("the user limit never triggered in 100 requests");
     assert_eq!(code(&resp), "rate_limited");
-    // Other riders are unaffected.
-    let (status, _) = api.estimate(&json!({
+    // Other riders are unaffected, and so is an anonymous client that
+    // names the limited rider: a stated id spends nobody's budget.
+    let (status, _) = api.estimate_as(&body, &rider_token("someone-else"));
+    assert_eq!(status, 200);
+    let mut claimed = body.clone();
+    claimed["user_id"] = "rider-who-refreshes-a-lot".into();
+    assert_eq!(api.estimate(&claimed).0, 200);
+}
+
+/// Riders' tokens: each algorithm the provider signs with verifies; a
+/// forged, expired, wrong-audience, wrong-issuer, unsigned or garbled
+/// token is 401 `invalid_token` with its reason; a broken identity setting
+/// keeps the last good one (reported degraded) instead of letting tokens
+/// through unchecked.
+fn riders_are_who_their_tokens_say(api: &Api<'_>) {
+    use sim::identity::{Alg, Provider, AUDIENCE, ISSUER};
+    let (p, d) = (pickup("sf"), dropoff("sf"));
+    let body = json!({
         "pickup_location": {"latitude": p.0, "longitude": p.1},
         "dropoff_location": {"latitude": d.0, "longitude": d.1},
-        "user_id": "someone-else",
-    }));
-    assert_eq!(status, 200);
+    });
+    let ours = provider();
+    let now = sim::identity::now_secs();
+    for alg in [Alg::Es256, Alg::Rs256, Alg::Hs256] {
+        let (status, q) = api.estimate_as(&body, &ours.token(alg, "rider-tok", now));
+        assert_eq!(status, 200, "{alg:?}: {q}");
+    }
+    let claims = |k: &str, v: Value| {
+        let mut c = json!({"sub": "rider-tok", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600});
+        c[k] = v;
+        c
+    };
+    let stranger = Provider::new().expect("another provider");
+    let refused = [
+        (
+            "forged",
+            stranger.token(Alg::Es256, "rider-tok", now),
+            "signature",
+        ),
+        (
+            "forged hs256",
+            stranger.token(Alg::Hs256, "rider-tok", now),
+            "signature",
+        ),
+        (
+            "expired",
+            ours.sign(Alg::Es256, &claims("exp", json!(now - 3600))),
+            "expired",
+        ),
+        (
+            "wrong audience",
+            ours.sign(Alg::Rs256, &claims("aud", json!("another-app"))),
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            ours.sign(Alg::Es256, &claims("iss", json!("https://evil.example/"))),
+            "issuer",
+        ),
+        (
+            "not yet valid",
+            ours.sign(Alg::Hs256, &claims("nbf", json!(now + 3600))),
+            "not_yet_valid",
+        ),
+        ("garbled", "not.a.jwt".to_owned(), "malformed"),
+    ];
+    for (what, token, reason) in refused {
+        let (status, resp) = api.estimate_as(&body, &token);
+        assert_eq!(
+            (status, code(&resp)),
+            (401, "invalid_token"),
+            "{what}: {resp}"
+        );
+        let message = resp["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!("({reason})")),
+            "{what}: {message}"
+        );
+    }
+    // `alg: none`, unsigned.
+    use base64::Engine as _;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none"})),
+        b64(claims("sub", json!("x")))
+    );
+    assert_eq!(api.estimate_as(&body, &unsigned).0, 401);
+    // The heatmaps check the token too.
+    let r = api
+        .http
+        .get(api.w.url(&format!(
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=2000",
+            p.0, p.1
+        )))
+        .bearer_auth(stranger.token(Alg::Es256, "rider-tok", now))
+        .send()
+        .expect("heatmap");
+    assert_eq!(r.status().as_u16(), 401);
+
+    // A broken identity setting: the isolate keeps its last good one,
+    // says so on /health, and never lets a forged token through.
+    api.w.kv_put("CONFIG", "identity", r#"{"issuer": "x"}"#);
+    wait_for(
+        "the bad identity setting to be seen",
+        Duration::from_secs(60),
+        || {
+            let h: Value = api
+                .http
+                .get(api.w.url("/health"))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            // A token request reads the setting.
+            let _ = api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now));
+            h["degraded"].get("identity").is_some()
+        },
+    );
+    assert_eq!(
+        api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now))
+            .0,
+        200
+    );
+    let (status, resp) = api.estimate_as(&body, &stranger.token(Alg::Es256, "rider-tok", now));
+    assert_eq!((status, code(&resp)), (401, "invalid_token"), "{resp}");
+    api.w
+        .kv_put("CONFIG", "identity", &provider().identity_json());
+    wait_for(
+        "the identity setting to be restored",
+        Duration::from_secs(60),
+        || {
+            let _ = api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now));
+            let h: Value = api
+                .http
+                .get(api.w.url("/health"))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            h["degraded"].get("identity").is_none()
+        },
+    );
 }

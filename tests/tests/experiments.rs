@@ -133,15 +133,17 @@ fn quotes_are_priced_and_signed_in_their_arm() {
         let get = |path: String| -> Value {
             http()
                 .get(w.url(&path))
+                .bearer_auth(equilibrium_tests::rider_token(user))
                 .send()
                 .and_then(|r| r.json())
                 .unwrap_or(Value::Null)
         };
-        let map = get(format!(
-            "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=sf&user_id={user}"
-        ));
+        let map = get(
+            "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=sf"
+                .to_owned(),
+        );
         let driver = get(format!(
-            "/api/v1/driver/heatmap?lat={}&lng={}&radius=3000&region=sf&user_id={user}",
+            "/api/v1/driver/heatmap?lat={}&lng={}&radius=3000&region=sf",
             SF.0, SF.1
         ));
         let q = quote(&w, Some(user));
@@ -168,6 +170,38 @@ fn quotes_are_priced_and_signed_in_their_arm() {
     let anon = quote(&w, None);
     assert!(anon.get("experiment").is_none(), "{anon}");
     assert!(anon["surge_multiplier"].as_f64().unwrap_or(0.0) > 1.0);
+    // A rider id the client states is not a verified rider: the flat
+    // rider's id in the body, without their token, chooses no arm.
+    let claimed: Value = http()
+        .post(w.url("/api/v1/pricing/estimate"))
+        .json(&json!({
+            "pickup_location": {"latitude": SF.0, "longitude": SF.1},
+            "dropoff_location": {"latitude": 37.7849, "longitude": -122.4094},
+            "user_id": flat,
+        }))
+        .send()
+        .and_then(|r| r.json())
+        .expect("estimate");
+    assert!(claimed.get("experiment").is_none(), "{claimed}");
+    assert!(claimed["surge_multiplier"].as_f64().unwrap_or(0.0) > 1.0);
+    // Nor does the heatmap show a stated rider their arm's prices.
+    let map: Value = http()
+        .get(w.url(&format!(
+            "/api/v1/pricing/heatmap?bounds=37.70,-122.50,37.85,-122.35&zoom=13&region=sf&user_id={flat}"
+        )))
+        .send()
+        .and_then(|r| r.json())
+        .expect("heatmap");
+    let token = shared::geo::Cell::at(
+        shared::geo::LatLng::new(SF.0, SF.1).expect("ll"),
+        shared::geo::DEFAULT_LEVEL,
+    )
+    .token();
+    let at_pickup = map["zones"]
+        .as_array()
+        .and_then(|z| z.iter().find(|z| z["zone_id"] == token.as_str()))
+        .and_then(|z| z["surge_multiplier"].as_f64());
+    assert!(at_pickup.unwrap_or(0.0) > 1.0, "{map}");
 
     // The arm is signed: moving a flat quote to the control arm (or the
     // other way) is refused at confirmation.

@@ -219,27 +219,43 @@ fn price_checks_count_once_per_client_and_cell_and_a_flood_buys_nothing() {
     for i in 2..=6 {
         let _ = quote_from(&w, &format!("198.51.100.{i}"), SF, "someone");
     }
+    // Twenty verified riders behind one address (a shared network) check
+    // once each at the pickup: twenty riders, twenty demand.
+    for i in 0..20 {
+        let r = http()
+            .post(w.url("/api/v1/pricing/estimate"))
+            .header("cf-connecting-ip", "198.51.100.200")
+            .bearer_auth(equilibrium_tests::rider_token(&format!("rider-{i}")))
+            .json(&json!({
+                "pickup_location": {"latitude": SF.0, "longitude": SF.1},
+                "dropoff_location": {"latitude": SF.0 + 0.01, "longitude": SF.1},
+            }))
+            .send()
+            .expect("estimate");
+        assert_eq!(r.status().as_u16(), 200);
+    }
     let events = || {
         origin.metric("equilibrium_edge_events_applied_total")
             + origin.metric("equilibrium_edge_events_duplicates_total")
     };
     wait_for(
-        "the 35 price checks at the origin",
+        "the 55 price checks at the origin",
         Duration::from_secs(60),
-        || events() >= 35.0,
+        || events() >= 55.0,
     );
     // The flooder counts in MAX_CELLS_PER_KEY (5) cells, once in each; the
     // others once each.
     let cap = f64::from(shared::market::MAX_CELLS_PER_KEY);
     assert_eq!(
         origin.metric("equilibrium_edge_events_applied_total"),
-        cap + 5.0
+        cap + 5.0 + 20.0
     );
     assert_eq!(
         origin.metric("equilibrium_edge_events_duplicates_total"),
-        35.0 - cap - 5.0
+        55.0 - cap - 5.0 - 20.0
     );
-    // The pickup's cell: the flooder once, the five others once each.
+    // The pickup's cell: the flooder once, the five others once each, the
+    // twenty riders once each.
     let cell = Cell::at(LatLng::new(SF.0, SF.1).expect("ll"), DEFAULT_LEVEL).token();
     let demand = || -> Option<(u64, u64)> {
         let g: Value = origin.get("/v1/grids/sf").send().ok()?.json().ok()?;
@@ -254,7 +270,7 @@ fn price_checks_count_once_per_client_and_cell_and_a_flood_buys_nothing() {
     wait_for(
         "the quotes' demand in the grid",
         Duration::from_secs(60),
-        || demand() == Some((6, 10)),
+        || demand() == Some((26, 30)),
     );
 }
 

@@ -511,8 +511,53 @@ fn region_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// A rider's token verified (`shared::identity`), each algorithm, and the
+/// edge's cached verification (a lookup in a full [`Recent`] of 4,096
+/// tokens), against the estimate's work after its body in the same run:
+/// what verification adds to an estimate.
+fn identity(c: &mut Criterion) {
+    use sim::identity::{Alg, Provider};
+    let p = Provider::new().expect("provider");
+    let config = shared::api::admin::parse_identity(&p.identity_json()).expect("identity");
+    let v = shared::identity::Verifier::new(config, Some(p.secret().as_bytes())).expect("v");
+    let now = sim::identity::now_secs();
+    let at = shared::time::Timestamp(now * 1000);
+    let work = estimate::EstimateWork::new();
+    let mut g = c.benchmark_group("identity");
+    g.bench_function("baseline_estimate_after_body", |b| {
+        b.iter(|| black_box(work.run(black_box(estimate::BODY))))
+    });
+    for (name, alg) in [
+        ("verify_es256", Alg::Es256),
+        ("verify_rs256", Alg::Rs256),
+        ("verify_hs256", Alg::Hs256),
+    ] {
+        let token = p.token(alg, "rider-1", now);
+        assert!(v.verify(&token, at).is_ok());
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(v.verify(black_box(&token), at)))
+        });
+    }
+    let mut seen = shared::recent::Recent::new(4_096);
+    let tokens: Vec<String> = (0..4_096)
+        .map(|i| p.token(Alg::Hs256, &format!("r{i}"), now))
+        .collect();
+    for t in &tokens {
+        seen.insert(t.clone(), v.verify(t, at).expect("verified"));
+    }
+    let mut i = 0;
+    g.bench_function("cached_4096_tokens", |b| {
+        b.iter(|| {
+            i = (i + 1) % tokens.len();
+            black_box(seen.get(black_box(&tokens[i])).map(|r| r.until > at))
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    identity,
     region_lookup,
     latlng_to_cell,
     market_update,

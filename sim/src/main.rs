@@ -77,6 +77,19 @@ enum Command {
         #[arg(long, default_value = "docs/simulation")]
         out: PathBuf,
     },
+    /// Play an identity provider for a local stack or a bench: make keys,
+    /// write the edge's `identity` value (`identity.json`), the HS256
+    /// secret (`secret`) and a token of each algorithm for one rider
+    /// (`token-es256`, `token-rs256`, `token-hs256`, valid for a day) into
+    /// a directory. Never for production riders.
+    Identity {
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// The riders' `sub`.
+        #[arg(long, default_value = "bench-rider")]
+        rider: String,
+    },
     /// Drive the real origin and edge with the concert evening.
     Live {
         /// Origin base URL.
@@ -191,6 +204,28 @@ fn city_report(seed: u64, days: u32, holdout: u32, policy_days: u32) -> String {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Identity { out, rider } => {
+            use sim::identity::{now_secs, Alg, Provider, AUDIENCE, ISSUER};
+            let p = Provider::new()?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("identity.json"), p.identity_json())?;
+            std::fs::write(out.join("secret"), p.secret())?;
+            let now = now_secs();
+            let claims = serde_json::json!({"sub": rider, "iss": ISSUER, "aud": AUDIENCE,
+                                            "iat": now, "exp": now + 86_400});
+            for (name, alg) in [
+                ("es256", Alg::Es256),
+                ("rs256", Alg::Rs256),
+                ("hs256", Alg::Hs256),
+            ] {
+                std::fs::write(out.join(format!("token-{name}")), p.sign(alg, &claims))?;
+            }
+            println!(
+                "wrote identity.json, secret and token-{{es256,rs256,hs256}} to {}",
+                out.display()
+            );
+            Ok(())
+        }
         Command::Compare { seed, minutes, out } => {
             let mut scenario = Scenario::concert(seed);
             scenario.duration_s = minutes * 60.0;

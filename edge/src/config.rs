@@ -71,6 +71,13 @@ pub struct Settings {
     /// Post events (with `ORIGIN_TOKEN`) to a plain `http://` origin that
     /// is not loopback (`ALLOW_INSECURE_HTTP` = `true`): off by default.
     pub allow_insecure_http: bool,
+    /// Ledger objects new quotes are spread over (`LEDGERS`, 1 to
+    /// [`shared::booking::MAX_LEDGERS`]; default 16). Raising it moves no
+    /// booking: an id names the count it was made for.
+    pub ledgers: u32,
+    /// How long a booking is kept after its last transition
+    /// (`BOOKING_RETENTION_SECONDS`; default 400 days).
+    pub booking_retention: Millis,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -121,6 +128,17 @@ impl Settings {
                 .min(43_200),
             allow_insecure_http: var(env, "ALLOW_INSECURE_HTTP")
                 .is_some_and(|v| v.trim() == "true"),
+            ledgers: var(env, "LEDGERS")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| (1..=shared::booking::MAX_LEDGERS).contains(n))
+                .unwrap_or(shared::booking::LEGACY_LEDGERS),
+            booking_retention: var(env, "BOOKING_RETENTION_SECONDS")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .map_or(
+                    shared::booking::DEFAULT_BOOKING_RETENTION,
+                    Millis::from_secs,
+                ),
             max_zone_subscribers: var(env, "MAX_ZONE_SUBSCRIBERS")
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)

@@ -3,7 +3,9 @@
 //!
 //! Ledgers are sharded ([`shard_name`]) by the random part that a quote id
 //! and its booking id share, so a booking lives in the object that
-//! confirmed its quote. Every call runs its reads and writes with no await
+//! confirmed its quote. An id names the number of objects it was made for
+//! ([`shared::booking::ledger_of`]): raising `LEDGERS` spreads new quotes
+//! over more objects and moves no booking. Every call runs its reads and writes with no await
 //! in between: the object's storage makes that one atomic transaction, and
 //! no other call can interleave. So of two concurrent confirms of a quote
 //! exactly one books it, of a cancel racing a start exactly one wins, and a
@@ -21,7 +23,8 @@
 use serde::{Deserialize, Serialize};
 use shared::api::{BookingResponse, BookingStep, EdgeEvent, EdgeEventKind};
 use shared::booking::{
-    replay, shard_key, Action, Booked, BookingStatus, Party, Replay, Terms, IDEMPOTENCY_TTL,
+    ledger_of, replay, retention_cutoff, sweep_period, Action, Booked, BookingStatus, Party,
+    Replay, Terms, IDEMPOTENCY_TTL,
 };
 use shared::desk::Source;
 use shared::fare::{Currency, Tariff, Trip, VehicleClass};
@@ -40,9 +43,6 @@ use crate::http::{error_response, json};
 /// the oldest answers are forgotten.
 pub const MAX_KEYS_PER_SCOPE: i64 = 32;
 
-/// Number of ledger objects.
-pub const SHARDS: u64 = 16;
-
 /// How long after a failed queue send the outbox is retried.
 const OUTBOX_RETRY_MS: i64 = 30_000;
 
@@ -51,8 +51,7 @@ const OUTBOX_BATCH: usize = 100;
 
 /// The ledger object that owns a quote id or a booking id.
 pub fn shard_name(id: &str) -> String {
-    let h = shared::market::DriverId::from_external(shard_key(id)).0;
-    format!("ledger-{}", h % SHARDS)
+    format!("ledger-{}", ledger_of(id))
 }
 
 /// The terms fixed at confirmation, as stored.
@@ -345,6 +344,8 @@ impl Answer {
 pub struct Ledger {
     state: State,
     env: Env,
+    /// When this instance last swept out expired bookings.
+    swept_at: std::cell::Cell<u64>,
 }
 
 #[derive(Deserialize)]
@@ -362,9 +363,18 @@ struct StoredAnswer {
 }
 
 #[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+#[derive(Deserialize)]
 struct OutboxRow {
     id: String,
     body: String,
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
 }
 
 fn booking_not_found(id: &str) -> ApiError {
@@ -442,11 +452,12 @@ impl Ledger {
 
     fn enqueue(&self, event: &EdgeEvent) -> Result<()> {
         self.sql().exec(
-            "INSERT OR IGNORE INTO outbox (id, body, created_at) VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO outbox (id, body, created_at, booking_id) VALUES (?, ?, ?, ?)",
             vec![
                 event.id.as_str().into(),
                 serde_json::to_string(event)?.into(),
                 (event.timestamp as i64).into(),
+                event.booking_id.as_deref().unwrap_or("").into(),
             ],
         )?;
         Ok(())
@@ -481,13 +492,14 @@ impl Ledger {
             let written = self
                 .sql()
                 .exec(
-                    "INSERT INTO bookings (booking_id, quote_id, status, version, record) \
-                     VALUES (?, ?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO bookings (booking_id, quote_id, status, version, record, touched_at) \
+                     VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO NOTHING",
                     vec![
                         b.booking_id.as_str().into(),
                         b.quote_id.as_str().into(),
                         b.status.as_str().into(),
                         serde_json::to_string(b)?.into(),
+                        (c.now as i64).into(),
                     ],
                 )?
                 .rows_written();
@@ -580,11 +592,12 @@ impl Ledger {
             let written = self
                 .sql()
                 .exec(
-                    "UPDATE bookings SET status = ?, version = version + 1, record = ? \
-                     WHERE booking_id = ? AND version = ?",
+                    "UPDATE bookings SET status = ?, version = version + 1, record = ?, \
+                     touched_at = ? WHERE booking_id = ? AND version = ?",
                     vec![
                         next.as_str().into(),
                         serde_json::to_string(&b)?.into(),
+                        (c.now as i64).into(),
                         c.booking_id.as_str().into(),
                         version.into(),
                     ],
@@ -609,48 +622,128 @@ impl Ledger {
         }
     }
 
-    /// Sends the outbox to the queue; what is sent is deleted. On failure
-    /// the alarm retries.
+    fn count(&self, query: &str) -> Result<i64> {
+        let rows: Vec<Count> = self.sql().exec(query, None)?.to_array()?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
+    /// Sends the outbox to the queue, a batch at a time; what is sent is
+    /// deleted. `Err` when the queue did not take a batch (the rows stay).
     async fn flush(&self) -> Result<()> {
-        let rows: Vec<OutboxRow> = self
-            .sql()
-            .exec(
-                "SELECT id, body FROM outbox ORDER BY created_at, id LIMIT ?",
-                vec![(OUTBOX_BATCH as i64).into()],
-            )?
-            .to_array()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let sent = match self.env.queue("EVENTS") {
-            Ok(q) => q
-                .send_batch(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match sent {
-            Ok(()) => {
-                for r in &rows {
-                    self.sql().exec(
-                        "DELETE FROM outbox WHERE id = ?",
-                        vec![r.id.as_str().into()],
-                    )?;
-                }
-                if rows.len() == OUTBOX_BATCH {
-                    self.state.storage().set_alarm(0i64).await?;
-                }
+        loop {
+            let rows: Vec<OutboxRow> = self
+                .sql()
+                .exec(
+                    "SELECT id, body FROM outbox ORDER BY created_at, id LIMIT ?",
+                    vec![(OUTBOX_BATCH as i64).into()],
+                )?
+                .to_array()?;
+            if rows.is_empty() {
+                return Ok(());
             }
-            Err(e) => {
+            let sent = match self.env.queue("EVENTS") {
+                Ok(q) => q
+                    .send_batch(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
                 worker::console_warn!(
                     "ledger: {} events not queued ({e}); retrying in {} s",
                     rows.len(),
                     OUTBOX_RETRY_MS / 1_000
                 );
-                self.state.storage().set_alarm(OUTBOX_RETRY_MS).await?;
+                return Err(worker::Error::RustError(e));
+            }
+            for r in &rows {
+                self.sql().exec(
+                    "DELETE FROM outbox WHERE id = ?",
+                    vec![r.id.as_str().into()],
+                )?;
+            }
+            if rows.len() < OUTBOX_BATCH {
+                return Ok(());
             }
         }
+    }
+
+    /// Deletes the bookings whose last transition is older than the
+    /// retention and none of whose events is still in the outbox; at most
+    /// once per sweep period per instance.
+    fn sweep(&self, now: u64) -> Result<()> {
+        let retention = crate::config::Settings::cached(&self.env)
+            .map(|s| s.booking_retention)
+            .unwrap_or(shared::booking::DEFAULT_BOOKING_RETENTION);
+        if now.saturating_sub(self.swept_at.get()) < sweep_period(retention).0 {
+            return Ok(());
+        }
+        self.swept_at.set(now);
+        let sql = self.sql();
+        // Rows from before the column existed count from now.
+        sql.exec(
+            "UPDATE bookings SET touched_at = ? WHERE touched_at IS NULL",
+            vec![(now as i64).into()],
+        )?;
+        let cutoff = retention_cutoff(Timestamp(now), retention).0 as i64;
+        let deleted = sql
+            .exec(
+                "DELETE FROM bookings WHERE touched_at <= ? AND NOT EXISTS \
+                 (SELECT 1 FROM outbox WHERE outbox.booking_id = bookings.booking_id)",
+                vec![cutoff.into()],
+            )?
+            .rows_written();
+        let held: Vec<Count> = sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM bookings WHERE touched_at <= ?",
+                vec![cutoff.into()],
+            )?
+            .to_array()?;
+        let held = held.first().map_or(0, |c| c.n);
+        if deleted > 0 {
+            worker::console_log!(
+                "{}",
+                serde_json::json!({"event": "ledger_swept", "deleted": deleted})
+            );
+        }
+        if held > 0 {
+            // Past their retention but an event of theirs is unsent: the
+            // queue has been refusing for that long.
+            worker::console_warn!(
+                "{}",
+                serde_json::json!({"event": "ledger_held", "held_for_outbox": held})
+            );
+        }
         Ok(())
+    }
+
+    /// The next alarm: soon while the outbox holds anything, at the next
+    /// sweep while bookings remain, none when the object is empty.
+    async fn schedule(&self, outbox_failed: bool) -> Result<()> {
+        let storage = self.state.storage();
+        if outbox_failed || self.count("SELECT COUNT(*) AS n FROM outbox")? > 0 {
+            storage.set_alarm(OUTBOX_RETRY_MS).await?;
+        } else if self.count("SELECT COUNT(*) AS n FROM bookings")? > 0 {
+            let retention = crate::config::Settings::cached(&self.env)
+                .map(|s| s.booking_retention)
+                .unwrap_or(shared::booking::DEFAULT_BOOKING_RETENTION);
+            storage.set_alarm(sweep_period(retention).0 as i64).await?;
+        } else {
+            storage.delete_alarm().await?;
+        }
+        Ok(())
+    }
+
+    /// After a call's transaction: the alarm first (so an outbox the
+    /// object dies holding is still sent), then the send, the sweep and
+    /// the next alarm.
+    async fn settle(&self, now: u64) -> Result<()> {
+        if self.count("SELECT COUNT(*) AS n FROM outbox")? > 0 {
+            self.state.storage().set_alarm(OUTBOX_RETRY_MS).await?;
+        }
+        let failed = self.flush().await.is_err();
+        self.sweep(now)?;
+        self.schedule(failed).await
     }
 }
 
@@ -660,17 +753,26 @@ impl DurableObject for Ledger {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS bookings (booking_id TEXT PRIMARY KEY, \
              quote_id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, version INTEGER NOT NULL, \
-             record TEXT NOT NULL)",
+             record TEXT NOT NULL, touched_at INTEGER)",
+            // Objects made before bookings had a lifetime (fails harmlessly
+            // where the column exists).
+            "ALTER TABLE bookings ADD COLUMN touched_at INTEGER",
+            "CREATE INDEX IF NOT EXISTS bookings_by_touch ON bookings (touched_at)",
             "CREATE TABLE IF NOT EXISTS idempotency (scope TEXT NOT NULL, key TEXT NOT NULL, \
              fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, \
              expires_at INTEGER NOT NULL, PRIMARY KEY (scope, key))",
             "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
             "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
-             created_at INTEGER NOT NULL)",
+             created_at INTEGER NOT NULL, booking_id TEXT)",
+            "ALTER TABLE outbox ADD COLUMN booking_id TEXT",
         ] {
             let _ = sql.exec(ddl, None);
         }
-        Self { state, env }
+        Self {
+            state,
+            env,
+            swept_at: std::cell::Cell::new(0),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -701,14 +803,14 @@ impl DurableObject for Ledger {
             _ => return error_response(&ApiError::not_found(&req.path())),
         };
         // The transition is stored; now hand its event to the queue.
-        if let Err(e) = self.flush().await {
-            worker::console_warn!("ledger: outbox flush failed: {e}");
+        if let Err(e) = self.settle(now_ms()).await {
+            worker::console_warn!("ledger: after the call: {e}");
         }
         json(&answer, 200)
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.flush().await?;
-        Response::ok("outbox flushed")
+        self.settle(now_ms()).await?;
+        Response::ok("outbox flushed, bookings swept")
     }
 }

@@ -38,21 +38,23 @@ fn random_bytes(n: u32) -> Result<Vec<u8>, ApiError> {
     Ok(buf.to_vec())
 }
 
-/// A new quote id: `q_` and 16 random bytes from the platform CSPRNG, as hex.
-fn new_quote_id() -> Result<Ident, ApiError> {
+/// A new quote id: `q_`, the ledger count it is made for (hex) and `-`
+/// ([`shared::booking::ledger_suffix`]), and 16 random bytes from the
+/// platform CSPRNG, as hex.
+fn new_quote_id(ledgers: u32) -> Result<Ident, ApiError> {
     const ID_BYTES: usize = 16;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut pool = RANDOM_POOL.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if pool.len() < ID_BYTES {
         pool = random_bytes(4_096)?;
     }
-    let mut id = String::with_capacity(2 + 2 * ID_BYTES);
-    id.push_str("q_");
+    let mut random = String::with_capacity(2 * ID_BYTES);
     for b in pool.drain(pool.len() - ID_BYTES..) {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0xf)]));
+        random.push(char::from(HEX[usize::from(b >> 4)]));
+        random.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     RANDOM_POOL.with(|p| *p.borrow_mut() = pool);
+    let id = ["q_", &shared::booking::ledger_suffix(ledgers, &random)].concat();
     Ident::new(&id).map_err(|_| ApiError::unavailable("quote id generation"))
 }
 
@@ -302,7 +304,7 @@ pub fn price(
         pickup: ask.pickup,
         trip: ask.trip,
         terms: &inputs.terms,
-        quote_id: new_quote_id()?,
+        quote_id: new_quote_id(settings.ledgers)?,
         valid_for: settings.quote_ttl,
     });
     let token = config::keyring(env)?.sign(&quote.claims);

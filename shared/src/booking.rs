@@ -287,6 +287,58 @@ pub fn shard_key(id: &str) -> &str {
         .unwrap_or(id)
 }
 
+/// Ledger objects before ids named their count: an id without one (no
+/// `-` in its random part) lives among this many.
+pub const LEGACY_LEDGERS: u32 = 16;
+/// Most ledger objects an id may name.
+pub const MAX_LEDGERS: u32 = 4_096;
+
+/// A quote id's random part for a deployment of `ledgers` ledger objects:
+/// the count, in hex, then `-`, then the random hex (`40-3fa9…`). The
+/// count travels with the id (and its booking's), so raising it sends new
+/// quotes over more objects and never moves a booking made before.
+pub fn ledger_suffix(ledgers: u32, random_hex: &str) -> String {
+    format!("{:x}-{random_hex}", ledgers.clamp(1, MAX_LEDGERS))
+}
+
+/// The ledger object (index, from 0) a quote or booking id lives in: the
+/// hash of its random part modulo the count its id names ([`LEGACY_LEDGERS`]
+/// for ids that name none). Objects are named by index alone, so the
+/// first sixteen are shared by legacy ids and ids of any count.
+pub fn ledger_of(id: &str) -> u32 {
+    let key = shard_key(id);
+    let (count, random) = match key.split_once('-') {
+        Some((hex, rest)) => (
+            u32::from_str_radix(hex, 16)
+                .ok()
+                .filter(|n| (1..=MAX_LEDGERS).contains(n))
+                .unwrap_or(LEGACY_LEDGERS),
+            rest,
+        ),
+        None => (LEGACY_LEDGERS, key),
+    };
+    let h = crate::market::DriverId::from_external(random).0;
+    (h % u64::from(count)) as u32
+}
+
+/// How long a booking is kept after its last transition unless configured:
+/// long enough for a dispute or a chargeback (card networks allow up to
+/// about 540 days in rare cases; most close within 120).
+pub const DEFAULT_BOOKING_RETENTION: Millis = Millis::from_secs(400 * 86_400);
+
+/// A booking whose last transition is at or before this moment may be
+/// deleted, once none of its events is still waiting to be sent (the
+/// ledger checks that in the same statement).
+pub fn retention_cutoff(now: Timestamp, retention: Millis) -> Timestamp {
+    Timestamp(now.0.saturating_sub(retention.0))
+}
+
+/// How often a ledger sweeps out expired bookings: a quarter of the
+/// retention, between a second and a day.
+pub fn sweep_period(retention: Millis) -> Millis {
+    Millis((retention.0 / 4).clamp(1_000, 86_400_000))
+}
+
 /// The booking token's format tag.
 const BOOKING_FORMAT: &str = "eqb1";
 
@@ -542,6 +594,44 @@ mod tests {
         let b = booking_id_for(&q).expect("b");
         assert_eq!(b.as_str(), "b_00ff00ff00ff00ff00ff00ff00ff00ff");
         assert_eq!(shard_key(q.as_str()), shard_key(b.as_str()));
+    }
+
+    #[test]
+    fn an_id_names_its_ledger_and_growing_moves_no_booking() {
+        // A legacy id: among sixteen, as before ids named a count.
+        let legacy = "q_00ff00ff00ff00ff00ff00ff00ff00ff";
+        let h = crate::market::DriverId::from_external("00ff00ff00ff00ff00ff00ff00ff00ff").0;
+        assert_eq!(u64::from(ledger_of(legacy)), h % 16);
+        assert_eq!(
+            ledger_of(legacy),
+            ledger_of("b_00ff00ff00ff00ff00ff00ff00ff00ff")
+        );
+        // Ids made for 64 ledgers spread over 64; the ones made for 16
+        // before stay in their object whatever the count is now.
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..2_000u32 {
+            let random = format!("{:032x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15);
+            let q64 = ["q_", &ledger_suffix(64, &random)].concat();
+            let q16 = ["q_", &ledger_suffix(16, &random)].concat();
+            assert!(ledger_of(&q64) < 64);
+            assert!(ledger_of(&q16) < 16);
+            assert_eq!(ledger_of(&q16), ledger_of(&q16.replacen("q_", "b_", 1)));
+            seen.insert(ledger_of(&q64));
+        }
+        assert_eq!(seen.len(), 64);
+        // A count out of range reads as legacy, never a division by zero.
+        assert!(ledger_of("q_0-abc") < LEGACY_LEDGERS);
+        assert!(ledger_of("q_zz-abc") < LEGACY_LEDGERS);
+        assert_eq!(ledger_suffix(0, "ab"), "1-ab");
+    }
+
+    #[test]
+    fn retention_is_counted_from_the_last_transition() {
+        let r = Millis::from_secs(400 * 86_400);
+        assert_eq!(retention_cutoff(Timestamp(r.0 + 5), r), Timestamp(5));
+        assert_eq!(retention_cutoff(Timestamp(5), r), Timestamp(0));
+        assert_eq!(sweep_period(r), Millis(86_400_000));
+        assert_eq!(sweep_period(Millis(2_000)), Millis(1_000));
     }
 
     #[test]

@@ -152,6 +152,8 @@ pub struct Worker {
     pub port: u16,
     /// Where local KV and Durable Object state persist.
     pub state_dir: PathBuf,
+    /// A wrangler config of this worker's own (deleted when it stops).
+    config: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -179,6 +181,38 @@ impl Worker {
     /// Starts a worker on a given port (to bring an edge up where an origin
     /// already pushes).
     pub fn start_on(port: u16, state_dir: &Path, vars: &[(&str, &str)]) -> Self {
+        Self::start_with(port, state_dir, vars, None)
+    }
+
+    /// Starts a worker on existing state whose queue is gone (the
+    /// `wrangler.toml` without its queue's producer and consumer): every
+    /// send to `EVENTS` fails, as when the queue is down.
+    pub fn start_without_queue(state_dir: &Path, vars: &[(&str, &str)]) -> Self {
+        let text = std::fs::read_to_string(root().join("wrangler.toml")).expect("wrangler.toml");
+        let mut kept = String::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            if line.starts_with("[[") || line.starts_with('[') {
+                skipping = line.starts_with("[[queues.");
+            }
+            if !skipping {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        assert!(!kept.contains("queues."), "the queue sections are gone");
+        let port = free_port();
+        let config = root().join(format!("wrangler.test-noqueue-{port}.toml"));
+        std::fs::write(&config, kept).expect("write the config");
+        Self::start_with(port, state_dir, vars, Some(config))
+    }
+
+    fn start_with(
+        port: u16,
+        state_dir: &Path,
+        vars: &[(&str, &str)],
+        config: Option<PathBuf>,
+    ) -> Self {
         build_worker();
         let _one_at_a_time = START.lock().unwrap_or_else(|p| p.into_inner());
         // The test regions, as an admin would put them (before the start,
@@ -191,6 +225,11 @@ impl Worker {
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.current_dir(root())
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(
+                config
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+            )
             .arg("--persist-to")
             .arg(state_dir)
             .args([
@@ -225,6 +264,7 @@ impl Worker {
             base: format!("http://127.0.0.1:{port}"),
             port,
             state_dir: state_dir.to_path_buf(),
+            config,
             _tmp: None,
         };
         let client = http();
@@ -318,6 +358,9 @@ impl Worker {
         }
         quiet("KILL");
         let _ = self.child.wait();
+        if let Some(c) = self.config.take() {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }
 

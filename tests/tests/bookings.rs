@@ -749,3 +749,64 @@ fn retries_with_a_key_get_the_first_answer_and_races_have_one_winner() {
         assert_eq!(rec["history"].as_array().map(Vec::len), Some(2), "{rec}");
     }
 }
+
+/// Bookings rows across the worker's ledger objects.
+fn booking_rows(w: &Worker) -> i64 {
+    let dir = w.state_dir.join("v3/do/equilibrium-edge-Ledger");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "sqlite"))
+                .map(|e| {
+                    rusqlite::Connection::open_with_flags(
+                        e.path(),
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    )
+                    .and_then(|db| {
+                        db.query_row("SELECT COUNT(*) FROM bookings", [], |r| r.get::<_, i64>(0))
+                    })
+                    .unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn bookings_outlive_their_retention_only_until_their_events_went_out() {
+    use equilibrium_tests::wait_for;
+    use std::time::Duration;
+    let state = tempfile::tempdir().expect("tmp");
+    let vars = [("BOOKING_RETENTION_SECONDS", "2"), ("LEDGERS", "64")];
+    // The queue is down: the confirmation's event stays in the outbox.
+    let edge = Edge {
+        w: Worker::start_without_queue(state.path(), &vars),
+    };
+    let b = edge.book("standard");
+    // The id names the 64 ledgers it was made for (hex 40).
+    assert!(b.id.starts_with("b_40-"), "{}", b.id);
+    // Past its retention the sweep holds it for its unsent event: reads
+    // keep finding it.
+    wait_for(
+        "a sweep to hold the booking for its outbox",
+        Duration::from_secs(120),
+        || {
+            let (status, body) = edge.get(&b.id, Auth::Token(&b.rider));
+            assert_eq!(status, 200, "deleted while its event was unsent: {body}");
+            edge.w.log().contains("\"held_for_outbox\":1")
+        },
+    );
+    assert_eq!(booking_rows(&edge.w), 1);
+    let Edge { mut w } = edge;
+    w.stop();
+    // The queue is back: the outbox is sent, then the booking goes.
+    let edge = Edge {
+        w: Worker::start_at(state.path(), &vars),
+    };
+    wait_for(
+        "the booking to be deleted once its event went out",
+        Duration::from_secs(120),
+        || edge.get(&b.id, Auth::Token(&b.rider)).0 == 404,
+    );
+    assert_eq!(booking_rows(&edge.w), 0);
+}

@@ -603,7 +603,9 @@ impl Ledger {
                     ],
                 )?
                 .rows_written();
-            if written != 1 {
+            // rows_written counts index entries too (touched_at's): any
+            // write means the version matched.
+            if written == 0 {
                 return Answer::error(&ApiError::new(
                     409,
                     "concurrent_update",

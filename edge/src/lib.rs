@@ -192,10 +192,13 @@ async fn stream(
             "connect with a WebSocket",
         ));
     }
-    let requested = http::url(&req)?
+    let url = http::url(&req)?;
+    let requested = url
         .query_pairs()
         .find(|(k, _)| k == "region")
         .map(|(_, v)| v.into_owned());
+    // `changes=1`: the subscriber applies changes (shared::api::stream).
+    let changes = url.query_pairs().any(|(k, v)| k == "changes" && v == "1");
     let registry = regions::registry(env, settings, now).await?;
     let region = pricing::named_region(&registry, requested.as_deref(), settings)?
         .id()
@@ -207,7 +210,12 @@ async fn stream(
     let mut init = worker::RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let zreq = Request::new_with_init(
-        &["https://zone/stream?region=", region.as_str()].concat(),
+        &[
+            "https://zone/stream?region=",
+            region.as_str(),
+            if changes { "&changes=1" } else { "" },
+        ]
+        .concat(),
         &init,
     )
     .map_err(|_| ApiError::unavailable("the zone object"))?;

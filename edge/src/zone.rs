@@ -11,14 +11,20 @@
 //! * `GET /stream`: a WebSocket (hibernation API). The subscriber gets the
 //!   held grid at once, then every newer generation — each as the pricing
 //!   desk prices it (caps in force and staleness applied), so the stream
-//!   shows what a quote charges. A zone takes at most
+//!   shows what a quote charges. A subscriber that asked for changes
+//!   (`changes=1`) gets, instead of a whole grid, what changed from the
+//!   grid it holds when that is smaller ([`shared::api::stream`]): each
+//!   socket's attachment names the grid it holds, and changes are made
+//!   only from the grid this instance last sent, so they always apply
+//!   (after the object hibernates every subscriber gets a whole grid). A zone takes at most
 //!   `MAX_ZONE_SUBSCRIBERS` (default 1,000): the next socket is closed at
 //!   once with code 1013 and the reason `{"code":"zone_full","limit":N}`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use shared::api::stream::{digest, message_for};
 use shared::api::{GridPush, GridPushResponse};
 use shared::desk::{Desk, DeskInputs};
 use shared::grid::{GridSlot, Offer, SurgeGrid};
@@ -70,6 +76,19 @@ pub struct Zone {
     /// The held grid; `None` until loaded from storage (and again after a
     /// failed write, so storage stays the authority).
     slot: RefCell<Option<GridSlot>>,
+    /// The stream grid this instance last sent, with its digest: the base
+    /// of the changes it sends next.
+    last_sent: Rc<RefCell<Option<(String, GridPush)>>>,
+}
+
+/// What a subscriber's socket remembers (its attachment, kept through
+/// hibernation).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Subscriber {
+    /// It asked for changes (`changes=1`).
+    changes: bool,
+    /// The digest of the grid it holds.
+    held: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,20 +125,45 @@ impl Zone {
         Ok(rows.into_iter().next())
     }
 
-    /// The stream message for a grid: the grid as the desk prices it now.
-    fn stream_message(&self, grid: &SurgeGrid, caps: &Pricing, now: u64) -> Option<String> {
+    /// The stream grid of a grid: as the desk prices it now.
+    fn stream_grid(&self, grid: &SurgeGrid, caps: &Pricing, now: u64) -> Option<GridPush> {
         let settings = crate::config::Settings::cached(&self.env).ok()?;
-        stream_message(grid, caps, &settings, now)
+        stream_grid(grid, caps, &settings, now)
     }
 }
 
-/// The stream message for a grid, as the desk prices it at `now`.
-fn stream_message(
+/// Sends `next` to every socket: the changes from the grid it holds when it
+/// asked for them and holds `base`, else the whole grid; then notes what
+/// each holds.
+fn fan_out(sockets: &[WebSocket], base: Option<&(String, GridPush)>, next: &GridPush) {
+    let whole = message_for(None, next);
+    let changed = base.map(|(_, grid)| message_for(Some(grid), next));
+    let held = digest(next);
+    for ws in sockets {
+        let mut sub = ws
+            .deserialize_attachment::<Subscriber>()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let message = match (&changed, base) {
+            (Some(m), Some((d, _))) if sub.changes && sub.held.as_deref() == Some(d) => m,
+            _ => &whole,
+        };
+        // A socket that is closing cannot be sent to; the others can.
+        if ws.send_with_str(message).is_ok() {
+            sub.held = Some(held.clone());
+            let _ = ws.serialize_attachment(&sub);
+        }
+    }
+}
+
+/// The stream grid of a grid, as the desk prices it at `now`.
+fn stream_grid(
     grid: &SurgeGrid,
     caps: &Pricing,
     settings: &crate::config::Settings,
     now: u64,
-) -> Option<String> {
+) -> Option<GridPush> {
     let inputs = DeskInputs {
         caps: caps.caps.caps,
         staleness: settings.staleness,
@@ -139,8 +183,7 @@ fn stream_message(
         .with_arm(arm)
         .with_region(region)
         .effective_grid()?;
-    let body = serde_json::to_string(&GridPush::from(&effective)).ok()?;
-    Some(format!(r#"{{"type":"grid","grid":{body}}}"#))
+    Some(GridPush::from(&effective))
 }
 
 impl Zone {
@@ -214,13 +257,12 @@ impl Zone {
         let settings = crate::config::Settings::cached(&self.env).ok();
         let held = self.with_slot(|slot| slot.get().cloned())?;
         if let (Some(grid), Some(settings), false) = (held, settings, sockets.is_empty()) {
+            let last_sent = Rc::clone(&self.last_sent);
             self.state.wait_until(async move {
-                if let Some(message) = stream_message(&grid, &caps, &settings, now) {
-                    for ws in sockets {
-                        // A socket that is closing cannot be sent to; the
-                        // others can.
-                        let _ = ws.send_with_str(&message);
-                    }
+                if let Some(next) = stream_grid(&grid, &caps, &settings, now) {
+                    let base = last_sent.borrow_mut().take();
+                    fan_out(&sockets, base.as_ref(), &next);
+                    *last_sent.borrow_mut() = Some((digest(&next), next));
                 }
             });
         }
@@ -236,7 +278,11 @@ impl Zone {
         )
     }
 
-    async fn subscribe(&self, region: Option<shared::quote::Ident>) -> Result<Response> {
+    async fn subscribe(
+        &self,
+        region: Option<shared::quote::Ident>,
+        changes: bool,
+    ) -> Result<Response> {
         let now = worker::Date::now().as_millis();
         let caps = match &region {
             Some(r) => self.caps(r, now).await,
@@ -254,11 +300,20 @@ impl Zone {
             return Response::from_websocket(pair.client);
         }
         self.state.accept_web_socket(&pair.server);
-        let message =
-            self.with_slot(|slot| slot.get().and_then(|g| self.stream_message(g, &caps, now)))?;
-        if let Some(message) = message {
-            let _ = pair.server.send_with_str(message);
+        let grid =
+            self.with_slot(|slot| slot.get().and_then(|g| self.stream_grid(g, &caps, now)))?;
+        let mut sub = Subscriber {
+            changes,
+            held: None,
+        };
+        if let Some(grid) = grid {
+            if pair.server.send_with_str(message_for(None, &grid)).is_ok() {
+                let d = digest(&grid);
+                sub.held = Some(d.clone());
+                *self.last_sent.borrow_mut() = Some((d, grid));
+            }
         }
+        let _ = pair.server.serialize_attachment(&sub);
         Response::from_websocket(pair.client)
     }
 }
@@ -275,6 +330,7 @@ impl DurableObject for Zone {
             state,
             env,
             slot: RefCell::new(None),
+            last_sent: Rc::default(),
         }
     }
 
@@ -294,17 +350,18 @@ impl DurableObject for Zone {
             }
             (Method::Get, "/stream") => {
                 // The caller names the region (the object does not know
-                // its own name).
-                let region = req
-                    .url()
-                    .ok()
-                    .and_then(|u| {
+                // its own name) and whether the subscriber takes changes.
+                let url = req.url().ok();
+                let query = |name: &str| {
+                    url.as_ref().and_then(|u| {
                         u.query_pairs()
-                            .find(|(k, _)| k == "region")
+                            .find(|(k, _)| k == name)
                             .map(|(_, v)| v.into_owned())
                     })
-                    .and_then(|r| shared::quote::Ident::new(&r).ok());
-                self.subscribe(region).await
+                };
+                let region = query("region").and_then(|r| shared::quote::Ident::new(&r).ok());
+                let changes = query("changes").as_deref() == Some("1");
+                self.subscribe(region, changes).await
             }
             _ => error_response(&ApiError::not_found(&req.path())),
         }

@@ -20,6 +20,7 @@ use crate::surge::{Multiplier, Trend};
 use crate::time::Timestamp;
 
 pub mod admin;
+pub mod stream;
 
 /// Closed sets travel as their names: serialised with the type's
 /// `as_str`, read back with its `parse` (the one parser of each set).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use equilibrium_tests::regions::{bounds, place};
 use equilibrium_tests::{now_ms, provider, rider_token, wait_for, Client, Worker, ADMIN_TOKEN};
 use serde_json::{json, Value};
+use shared::api::stream::StreamMessage;
 use shared::api::{GridCellWire, GridPush};
 use shared::fare::{Currency, VehicleClass};
 use shared::geo::{Cell, LatLng, DEFAULT_LEVEL};
@@ -431,9 +432,41 @@ fn websocket_subscriber_gets_next_generation(api: &Api<'_>) {
     let first = next_grid(&mut ws);
     assert_eq!(first["type"], "grid");
     assert_eq!(first["grid"]["generation"], 1);
+    // A subscriber that takes changes (`changes=1`): its first message is
+    // the whole grid.
+    let (mut changing, _) =
+        tungstenite::connect(api.w.ws_url("/api/v1/pricing/stream?region=live&changes=1"))
+            .expect("websocket connect");
+    let mut held: GridPush =
+        serde_json::from_value(next_grid(&mut changing)["grid"].clone()).expect("a whole grid");
     assert_eq!(api.push(&grid("live", 2, 25, now_ms())).0, 200);
     let second = next_grid(&mut ws);
     assert_eq!(second["grid"]["generation"], 2);
+    // One cell of four changed: the changes are sent, and applied they
+    // hold what a subscriber connecting now is sent whole.
+    let apply = |held: &GridPush, m: Value| -> GridPush {
+        match serde_json::from_value(m.clone()).expect("a stream message") {
+            StreamMessage::Changes { changes } => {
+                shared::api::stream::apply(held, &changes).expect("the changes apply")
+            }
+            StreamMessage::Grid { .. } => panic!("a whole grid where changes were smaller: {m}"),
+        }
+    };
+    let fresh = |api: &Api<'_>| -> GridPush {
+        let (mut ws, _) = tungstenite::connect(api.w.ws_url("/api/v1/pricing/stream?region=live"))
+            .expect("websocket connect");
+        let g = serde_json::from_value(next_grid(&mut ws)["grid"].clone()).expect("grid");
+        let _ = ws.close(None);
+        g
+    };
+    held = apply(&held, next_grid(&mut changing));
+    assert_eq!(held.generation, 2);
+    assert_eq!(held, fresh(api));
+    // And again from there.
+    assert_eq!(api.push(&grid("live", 3, 31, now_ms())).0, 200);
+    held = apply(&held, next_grid(&mut changing));
+    assert_eq!(held, fresh(api));
+    let _ = changing.close(None);
     let centre = pickup_cell("live").token();
     let hot = second["grid"]["cells"]
         .as_array()

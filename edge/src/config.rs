@@ -29,12 +29,16 @@ use shared::experiment::Experiment;
 use shared::fare::{Tariff, VehicleClass};
 use shared::grid::Staleness;
 use shared::quote::{Ident, Keyring};
+use shared::recent::Recent;
 use shared::regions::Region;
 use shared::surge::{Caps, Multiplier};
 use shared::time::Millis;
 use worker::Env;
 
 use crate::error::ApiError;
+
+/// Most admin keys an isolate caches (every region's few keys, with room).
+pub const KV_CACHE_CAPACITY: usize = 8_192;
 
 /// How long a KV config value is reused within an isolate, unless the
 /// `CONFIG_CACHE_MS` var says otherwise.
@@ -195,11 +199,15 @@ pub enum Read {
 }
 
 thread_local! {
-    /// key → (read at, what it gave). Per isolate; lost on eviction.
-    static KV_CACHE: RefCell<HashMap<String, (u64, Read)>> = RefCell::new(HashMap::new());
+    /// key → (read at, what it gave). Per isolate; lost on eviction. Keys
+    /// are derived from registered regions (at most `MAX_REGIONS`), and
+    /// bounded besides ([`KV_CACHE_CAPACITY`], least recently used out).
+    static KV_CACHE: RefCell<Recent<String, (u64, Read)>> =
+        RefCell::new(Recent::new(KV_CACHE_CAPACITY));
     /// key → the last text of it that parsed, for safety settings: what
     /// stays in force while the key holds a bad value or cannot be read.
-    static LAST_GOOD: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    static LAST_GOOD: RefCell<Recent<String, String>> =
+        RefCell::new(Recent::new(KV_CACHE_CAPACITY));
     /// key → why its value is not in force now (shown by `/health`).
     static DEGRADED: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
 }
@@ -207,8 +215,8 @@ thread_local! {
 /// An admin key's value, through the isolate cache (`CONFIG_CACHE_MS`).
 pub async fn read(env: &Env, key: &str, now: u64, ttl: Millis) -> Read {
     let hit = KV_CACHE.with(|c| {
-        c.borrow()
-            .get(key)
+        c.borrow_mut()
+            .get(&key.to_owned())
             .filter(|(at, _)| now.saturating_sub(*at) < ttl.0)
             .map(|(_, v)| v.clone())
     });
@@ -285,7 +293,7 @@ pub async fn safety<T>(
         Read::Absent => {
             // "Not set" is the setting now: a bad value after it has no
             // good one to fall back on.
-            LAST_GOOD.with(|g| g.borrow_mut().remove(key));
+            LAST_GOOD.with(|g| g.borrow_mut().remove(&key.to_owned()));
             restore(key);
             return Ok(None);
         }
@@ -300,7 +308,7 @@ pub async fn safety<T>(
         Read::Failed => "KV read failed".to_owned(),
     };
     degrade(key, &why);
-    let last = LAST_GOOD.with(|g| g.borrow().get(key).cloned());
+    let last = LAST_GOOD.with(|g| g.borrow_mut().get(&key.to_owned()).cloned());
     match last.map(|t| parse(&t)) {
         Some(Ok(v)) => Ok(Some(v)),
         _ => Err(why),
@@ -417,7 +425,8 @@ type ParsedExperiments = (String, Rc<Vec<Experiment>>);
 
 thread_local! {
     /// The last parse of each region's `experiment:<region>` text: parsed
-    /// (and a refusal logged) once per text an isolate sees.
+    /// (and a refusal logged) once per text an isolate sees. One entry per
+    /// registered region (resolved before this is read).
     static EXPERIMENTS: RefCell<HashMap<Ident, ParsedExperiments>> =
         RefCell::new(HashMap::new());
 }

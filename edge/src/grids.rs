@@ -64,6 +64,11 @@ struct Entry {
 }
 
 thread_local! {
+    /// One entry per region read. Bounded by the registry (at most
+    /// `shared::regions::MAX_REGIONS`): a request's region is resolved
+    /// from the registry before any grid is read, so no name a client
+    /// makes up gets an entry. Not evicted, which would let a late KV
+    /// replica take a region's generation backwards.
     static GRIDS: RefCell<HashMap<Ident, Entry>> = RefCell::new(HashMap::new());
 }
 

@@ -119,9 +119,10 @@ impl DeskRead {
 }
 
 thread_local! {
-    /// (experiment, arm, grid's version) pairs already logged here.
-    static WARNED: std::cell::RefCell<std::collections::HashSet<String>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+    /// (experiment, arm, grid's version) pairs already logged here (the
+    /// last 1,024).
+    static WARNED: std::cell::RefCell<shared::recent::Recent<String, ()>> =
+        std::cell::RefCell::new(shared::recent::Recent::new(1_024));
 }
 
 /// Logs, once per isolate and pair of versions, that an arm's grid was
@@ -138,7 +139,15 @@ fn warn_other_version(why: &shared::experiment::Outside) {
         return;
     };
     let key = [experiment.as_str(), arm.as_str(), grid.as_str()].join("|");
-    if WARNED.with(|w| w.borrow_mut().insert(key)) {
+    let new = WARNED.with(|w| {
+        let mut w = w.borrow_mut();
+        let seen = w.get(&key).is_some();
+        if !seen {
+            w.insert(key, ());
+        }
+        !seen
+    });
+    if new {
         worker::console_warn!(
             "experiment {experiment} arm {arm}: the grid's policy version {grid} is not the definition's {definition}; its quotes are priced outside the experiment"
         );

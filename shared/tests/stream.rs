@@ -48,7 +48,9 @@ fn grid(generation: u64, picks: &[(bool, u16, u32)]) -> GridPush {
         generation,
         computed_at: generation * 1_000,
         cells,
-        lawful_cap: generation.is_multiple_of(2).then(|| Multiplier::from_tenths(25).expect("m")),
+        lawful_cap: generation
+            .is_multiple_of(2)
+            .then(|| Multiplier::from_tenths(25).expect("m")),
         arms: vec![],
     }
 }

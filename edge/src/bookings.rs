@@ -223,7 +223,12 @@ pub async fn confirm(
         booking_token: token,
     };
     let c = ConfirmCall {
-        booking: Booking::confirmed(booking_id.to_string(), &claims, &terms, now),
+        booking: Booking::confirmed(
+            booking_id.to_string(),
+            &claims,
+            &terms,
+            shared::time::Timestamp(now),
+        ),
         response: serde_json::to_value(&response)
             .map_err(|_| ApiError::unavailable("response encoding"))?,
         idempotency: key.map(|key| Keyed {

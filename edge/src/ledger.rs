@@ -21,16 +21,14 @@
 //! reaches the queue.
 
 use serde::{Deserialize, Serialize};
-use shared::api::{BookingResponse, BookingStep, EdgeEvent, EdgeEventKind};
+use shared::api::{BookingResponse, BookingStep, EdgeEvent, EdgeEventKind, ExperimentArmWire};
 use shared::booking::{
-    ledger_of, replay, retention_cutoff, sweep_period, Action, Booked, BookingStatus, Party,
-    Replay, Terms, IDEMPOTENCY_TTL,
+    ledger_of, replay, retention_cutoff, sweep_period, Action, ArmRecord, BookingRecord,
+    BookingStatus, Party, Replay, Transition, IDEMPOTENCY_TTL,
 };
-use shared::desk::Source;
-use shared::fare::{Currency, Tariff, Trip, VehicleClass};
+use shared::fare::Trip;
 use shared::geo::Cell;
-use shared::surge::Multiplier;
-use shared::time::{Millis, Timestamp};
+use shared::time::Timestamp;
 use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
@@ -54,214 +52,83 @@ pub fn shard_name(id: &str) -> String {
     format!("ledger-{}", ledger_of(id))
 }
 
-/// The terms fixed at confirmation, as stored.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct TermsRecord {
-    base: i64,
-    per_km: i64,
-    per_minute: i64,
-    booking_fee: i64,
-    minimum_fare: i64,
-    cancellation_fee: i64,
-    cancellation_grace_ms: u64,
-    reprice_tolerance_percent: u32,
-}
+/// A booking as the ledger stores it: the core's record
+/// ([`shared::booking::BookingRecord`], which also applies transitions).
+pub type Booking = BookingRecord;
 
-impl TermsRecord {
-    /// The record of terms.
-    pub fn of(t: &Terms) -> Self {
-        Self {
-            base: t.tariff.base,
-            per_km: t.tariff.per_km,
-            per_minute: t.tariff.per_minute,
-            booking_fee: t.tariff.booking_fee,
-            minimum_fare: t.tariff.minimum_fare,
-            cancellation_fee: t.cancellation_fee,
-            cancellation_grace_ms: t.cancellation_grace.0,
-            reprice_tolerance_percent: t.reprice_tolerance_percent,
-        }
-    }
-
-    fn terms(&self, currency: Currency) -> Terms {
-        Terms {
-            tariff: Tariff {
-                currency,
-                base: self.base,
-                per_km: self.per_km,
-                per_minute: self.per_minute,
-                booking_fee: self.booking_fee,
-                minimum_fare: self.minimum_fare,
-            },
-            cancellation_fee: self.cancellation_fee,
-            cancellation_grace: Millis(self.cancellation_grace_ms),
-            reprice_tolerance_percent: self.reprice_tolerance_percent,
-        }
+/// The public view of a booking.
+pub fn response(b: &Booking) -> BookingResponse {
+    let cur = b.currency();
+    let minor_to_decimal = |minor| cur.to_decimal(minor);
+    BookingResponse {
+        booking_id: b.booking_id.clone(),
+        quote_id: b.quote_id.clone(),
+        status: b.status,
+        region: b.region.clone(),
+        vehicle_type: b.class,
+        quoted_fare: minor_to_decimal(b.quoted_fare),
+        final_fare: minor_to_decimal(b.final_fare),
+        currency: b.currency.clone(),
+        surge_multiplier: b.multiplier(),
+        surge_source: b.source,
+        cancellation_fee: b.cancellation_fee.map(minor_to_decimal),
+        fare_adjustment: b.fare_adjustment.clone(),
+        estimated_distance_km: f64::from(b.distance_m) / 1_000.0,
+        estimated_duration_minutes: f64::from(b.duration_s) / 60.0,
+        history: b
+            .history
+            .iter()
+            .map(|s| BookingStep {
+                status: s.status,
+                at: Timestamp(s.at).to_rfc3339(),
+                actor: s.actor,
+                reason: s.reason.clone(),
+            })
+            .collect(),
+        experiment: b.experiment.as_ref().map(arm_wire),
     }
 }
 
-/// One stored transition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepRecord {
-    status: BookingStatus,
-    at: u64,
-    actor: Party,
-    reason: Option<String>,
+/// The event of the status a booking just entered, at `at`.
+pub fn event(b: &Booking, at: u64) -> EdgeEvent {
+    let kind = match b.status {
+        BookingStatus::Confirmed => EdgeEventKind::BookingConfirmed,
+        BookingStatus::InProgress => EdgeEventKind::BookingStarted,
+        BookingStatus::Completed => EdgeEventKind::BookingCompleted,
+        BookingStatus::Cancelled => EdgeEventKind::BookingCancelled,
+        BookingStatus::Failed => EdgeEventKind::BookingFailed,
+    };
+    let pickup = Cell::from_token(&b.cell).map(Cell::center).ok();
+    let fare = match b.status {
+        BookingStatus::Completed => Some(b.final_fare),
+        BookingStatus::Cancelled => b.cancellation_fee,
+        _ => None,
+    };
+    EdgeEvent {
+        id: [b.booking_id.as_str(), ":", b.status.as_str()].concat(),
+        kind,
+        region: b.region.clone(),
+        latitude: pickup.map_or(0.0, |p| p.lat()),
+        longitude: pickup.map_or(0.0, |p| p.lng()),
+        vehicle_type: b.class.as_str().to_owned(),
+        timestamp: at,
+        rider: None,
+        booking_id: Some(b.booking_id.clone()),
+        quote_id: Some(b.quote_id.clone()),
+        multiplier: Some(b.multiplier().as_f64()),
+        fare_minor: fare.and_then(|f| u64::try_from(f).ok()),
+        currency: fare.map(|_| b.currency.clone()),
+        wait_ms: b.started_at.map(|s| s.saturating_sub(b.confirmed_at)),
+        experiment: b.experiment.as_ref().map(arm_wire),
+    }
 }
 
-/// A booking as the ledger stores it (JSON in its row).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Booking {
-    /// The booking.
-    pub booking_id: String,
-    /// Its quote.
-    pub quote_id: String,
-    /// Region.
-    pub region: String,
-    /// Pickup cell token.
-    pub cell: String,
-    /// Class.
-    pub class: VehicleClass,
-    /// Status.
-    pub status: BookingStatus,
-    /// Quoted total, minor units.
-    pub quoted_fare: i64,
-    /// What the rider pays now, minor units.
-    pub final_fare: i64,
-    /// ISO 4217.
-    pub currency: String,
-    /// Quoted multiplier, tenths.
-    pub surge_tenths: u16,
-    /// Where it came from.
-    pub source: Option<Source>,
-    /// Estimated distance.
-    pub distance_m: u32,
-    /// Estimated duration.
-    pub duration_s: u32,
-    /// Terms at confirmation.
-    pub terms: TermsRecord,
-    /// Ms since the epoch.
-    pub confirmed_at: u64,
-    /// Ms since the epoch, once started.
-    pub started_at: Option<u64>,
-    /// The fee, if cancelled.
-    pub cancellation_fee: Option<i64>,
-    /// Why the final fare is not the quoted one.
-    pub fare_adjustment: Option<String>,
-    history: Vec<StepRecord>,
-    /// The experiment arm its quote was priced in (absent in records
-    /// written before experiments).
-    #[serde(default)]
-    pub experiment: Option<shared::api::ExperimentArmWire>,
-}
-
-impl Booking {
-    /// A new confirmed booking.
-    pub fn confirmed(
-        booking_id: String,
-        claims: &shared::quote::QuoteClaims,
-        terms: &Terms,
-        now: u64,
-    ) -> Self {
-        Self {
-            booking_id,
-            quote_id: claims.quote_id.to_string(),
-            region: claims.region.to_string(),
-            cell: claims.cell.token(),
-            class: claims.class,
-            status: BookingStatus::Confirmed,
-            quoted_fare: claims.final_fare,
-            final_fare: claims.final_fare,
-            currency: claims.currency.to_string(),
-            surge_tenths: claims.surge.tenths(),
-            source: claims.source,
-            distance_m: claims.distance_m,
-            duration_s: claims.duration_s,
-            terms: TermsRecord::of(terms),
-            confirmed_at: now,
-            started_at: None,
-            cancellation_fee: None,
-            fare_adjustment: None,
-            history: vec![StepRecord {
-                status: BookingStatus::Confirmed,
-                at: now,
-                actor: Party::Rider,
-                reason: None,
-            }],
-            experiment: claims.arm.as_ref().map(Into::into),
-        }
-    }
-
-    fn multiplier(&self) -> Multiplier {
-        Multiplier::from_tenths(self.surge_tenths).unwrap_or(Multiplier::ONE)
-    }
-
-    /// The public view.
-    pub fn response(&self) -> BookingResponse {
-        // Stored from a validated quote; an unreadable one shows in USD's
-        // places rather than failing a read.
-        let cur = Currency::new(&self.currency).unwrap_or(Currency::USD);
-        let minor_to_decimal = |minor| cur.to_decimal(minor);
-        BookingResponse {
-            booking_id: self.booking_id.clone(),
-            quote_id: self.quote_id.clone(),
-            status: self.status,
-            region: self.region.clone(),
-            vehicle_type: self.class,
-            quoted_fare: minor_to_decimal(self.quoted_fare),
-            final_fare: minor_to_decimal(self.final_fare),
-            currency: self.currency.clone(),
-            surge_multiplier: self.multiplier(),
-            surge_source: self.source,
-            cancellation_fee: self.cancellation_fee.map(minor_to_decimal),
-            fare_adjustment: self.fare_adjustment.clone(),
-            estimated_distance_km: f64::from(self.distance_m) / 1_000.0,
-            estimated_duration_minutes: f64::from(self.duration_s) / 60.0,
-            history: self
-                .history
-                .iter()
-                .map(|s| BookingStep {
-                    status: s.status,
-                    at: Timestamp(s.at).to_rfc3339(),
-                    actor: s.actor,
-                    reason: s.reason.clone(),
-                })
-                .collect(),
-            experiment: self.experiment.clone(),
-        }
-    }
-
-    /// The event of the status just entered at `at`.
-    pub fn event(&self, at: u64) -> EdgeEvent {
-        let kind = match self.status {
-            BookingStatus::Confirmed => EdgeEventKind::BookingConfirmed,
-            BookingStatus::InProgress => EdgeEventKind::BookingStarted,
-            BookingStatus::Completed => EdgeEventKind::BookingCompleted,
-            BookingStatus::Cancelled => EdgeEventKind::BookingCancelled,
-            BookingStatus::Failed => EdgeEventKind::BookingFailed,
-        };
-        let pickup = Cell::from_token(&self.cell).map(Cell::center).ok();
-        let fare = match self.status {
-            BookingStatus::Completed => Some(self.final_fare),
-            BookingStatus::Cancelled => self.cancellation_fee,
-            _ => None,
-        };
-        EdgeEvent {
-            id: [self.booking_id.as_str(), ":", self.status.as_str()].concat(),
-            kind,
-            region: self.region.clone(),
-            latitude: pickup.map_or(0.0, |p| p.lat()),
-            longitude: pickup.map_or(0.0, |p| p.lng()),
-            vehicle_type: self.class.as_str().to_owned(),
-            timestamp: at,
-            rider: None,
-            booking_id: Some(self.booking_id.clone()),
-            quote_id: Some(self.quote_id.clone()),
-            multiplier: Some(self.multiplier().as_f64()),
-            fare_minor: fare.and_then(|f| u64::try_from(f).ok()),
-            currency: fare.map(|_| self.currency.clone()),
-            wait_ms: self.started_at.map(|s| s.saturating_sub(self.confirmed_at)),
-            experiment: self.experiment.clone(),
-        }
+fn arm_wire(a: &ArmRecord) -> ExperimentArmWire {
+    ExperimentArmWire {
+        id: a.id.clone(),
+        arm: a.arm.clone(),
+        policy: a.policy.clone(),
+        unit: a.unit,
     }
 }
 
@@ -513,7 +380,7 @@ impl Ledger {
                     ),
                 ));
             }
-            self.enqueue(&b.event(c.now))?;
+            self.enqueue(&event(b, c.now))?;
             Ok(Answer {
                 status: 200,
                 body: serde_json::to_string(&c.response)?,
@@ -541,53 +408,23 @@ impl Ledger {
             let Some((version, mut b)) = self.load(&c.booking_id)? else {
                 return Answer::error(&booking_not_found(&c.booking_id));
             };
-            let next = match b.status.after(c.action, c.party) {
+            let transition = Transition {
+                action: c.action,
+                party: c.party,
+                at: Timestamp(c.now),
+                reason: c.reason.clone(),
+                driven: c.driven.map(|(distance_m, duration_s)| Trip {
+                    distance_m,
+                    duration_s,
+                }),
+            };
+            let next = match b.apply(&transition) {
                 Ok(next) => next,
                 Err(e) => {
                     let status = if e.code() == "forbidden" { 403 } else { 409 };
                     return Answer::error(&ApiError::new(status, e.code(), e.to_string()));
                 }
             };
-            let currency = Currency::new(&b.currency).unwrap_or(Currency::USD);
-            let terms = b.terms.terms(currency);
-            let now = Timestamp(c.now);
-            match next {
-                BookingStatus::InProgress => b.started_at = Some(c.now),
-                BookingStatus::Completed => {
-                    let (distance_m, duration_s) = c.driven.unwrap_or((b.distance_m, b.duration_s));
-                    let booked = Booked {
-                        quoted_fare: b.quoted_fare,
-                        multiplier: b.multiplier(),
-                        estimate: Trip {
-                            distance_m: b.distance_m,
-                            duration_s: b.duration_s,
-                        },
-                    };
-                    let s = terms.settle(
-                        &booked,
-                        Trip {
-                            distance_m,
-                            duration_s,
-                        },
-                    );
-                    b.final_fare = s.final_fare;
-                    b.fare_adjustment = s.repriced;
-                }
-                BookingStatus::Cancelled => {
-                    let fee = terms.cancellation_fee(c.party, Timestamp(b.confirmed_at), now);
-                    b.cancellation_fee = Some(fee);
-                    b.final_fare = fee;
-                }
-                BookingStatus::Failed => b.final_fare = 0,
-                BookingStatus::Confirmed => {}
-            }
-            b.status = next;
-            b.history.push(StepRecord {
-                status: next,
-                at: c.now,
-                actor: c.party,
-                reason: c.reason.clone(),
-            });
             // Compare-and-set on the version read above.
             let written = self
                 .sql()
@@ -612,15 +449,15 @@ impl Ledger {
                     "the booking changed while this request ran; read it and retry",
                 ));
             }
-            self.enqueue(&b.event(c.now))?;
-            Answer::ok(&b.response())
+            self.enqueue(&event(&b, c.now))?;
+            Answer::ok(&response(&b))
         })
     }
 
     fn get(&self, c: &GetCall) -> Result<Answer> {
         match self.load(&c.booking_id)? {
             None => Answer::error(&booking_not_found(&c.booking_id)),
-            Some((_, b)) => Answer::ok(&b.response()),
+            Some((_, b)) => Answer::ok(&response(&b)),
         }
     }
 

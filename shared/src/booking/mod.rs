@@ -15,9 +15,14 @@
 //! * identifiers: one booking per quote ([`booking_id_for`]);
 //! * the booking token, a signed capability for one booking
 //!   ([`BookingClaims`]);
-//! * idempotent retries ([`replay`]).
+//! * idempotent retries ([`replay`]);
+//! * the booking's record and each transition's effect on it — status,
+//!   money, history ([`BookingRecord::apply`], in `record.rs`).
 
 use std::fmt;
+
+mod record;
+pub use record::{ArmRecord, BookingRecord, StepRecord, TermsRecord, Transition};
 
 use sha2::{Digest, Sha256};
 

@@ -105,11 +105,12 @@ pub async fn rider(
     let read = read_desk_inputs(env, ctx, settings, &registry, &region, now).await;
     // Every cell at its effective multiplier: what a quote there charges
     // (to this user, in an experiment's arm).
-    let resp = read
+    let map = read
         .desk(now, user)
         .rider_heatmap(&region, &bounds, zoom)
         .map_err(|e| ApiError::bad_request("too_many_zones", e.to_string()))?;
-    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
+    json(&shared::api::HeatmapResponse::from(&map), 200)
+        .map_err(|_| ApiError::unavailable("response encoding"))
 }
 
 /// `GET /api/v1/driver/heatmap?lat=&lng=&radius=[&vehicle_type=&region=]`,
@@ -160,14 +161,15 @@ pub async fn driver(
     .await;
     let tariff = terms?.tariff;
     // Earnings at the effective multiplier: what riders there are charged.
-    let resp = read.desk(now, user).driver_zones(DriverAsk {
+    let view = read.desk(now, user).driver_zones(DriverAsk {
         region: &region,
         here,
         radius_m: radius,
         tariff: &tariff,
         route: &RouteModel::default(),
     });
-    json(&resp, 200).map_err(|_| ApiError::unavailable("response encoding"))
+    json(&shared::api::DriverHeatmapResponse::from(&view), 200)
+        .map_err(|_| ApiError::unavailable("response encoding"))
 }
 
 #[cfg(test)]

@@ -332,5 +332,6 @@ pub fn report(env: &Env, ctx: &Context, quote: &PricedQuote, ask: &ValidEstimate
 
 /// The estimate's 200 answer, carrying the signed token.
 pub fn answer(quote: &PricedQuote, token: String) -> Result<Response, ApiError> {
-    json(&quote.response(token), 200).map_err(|_| ApiError::unavailable("response encoding"))
+    json(&shared::api::EstimateResponse::new(quote, token), 200)
+        .map_err(|_| ApiError::unavailable("response encoding"))
 }

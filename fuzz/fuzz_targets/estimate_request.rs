@@ -49,6 +49,6 @@ fuzz_target!(|data: &[u8]| {
     let m = quote.effective.multiplier;
     assert!(m >= caps.min() && m <= caps.max());
     assert!(quote.fare.total >= 0);
-    let answer = serde_json::to_vec(&quote.response("token".into())).expect("answer encodes");
+    let answer = serde_json::to_vec(&shared::api::EstimateResponse::new(&quote, "token".into())).expect("answer encodes");
     assert!(!answer.is_empty());
 });

@@ -108,24 +108,25 @@ fn every_view_shows_what_a_quote_charges() {
             LatLng::new(80.0, 179.0).expect("ne"),
         )
         .expect("bounds");
-        let map = desk.rider_heatmap(&region, &world, 22).expect("map");
+        let map = shared::api::HeatmapResponse::from(
+            &desk.rider_heatmap(&region, &world, 22).expect("map"),
+        );
         assert_eq!(map.zones.len(), desk.cells().len(), "case {case}");
         let zones: HashMap<&str, _> = map.zones.iter().map(|z| (z.zone_id.as_str(), z)).collect();
         for c in desk.cells() {
-            let answer = desk
-                .quote(QuoteAsk {
-                    region: &region,
-                    class: VehicleClass::Standard,
-                    pickup: c.cell.center(),
-                    trip: Trip {
-                        distance_m: 5_000,
-                        duration_s: 900,
-                    },
-                    terms: &shared::fare::Terms::with_defaults(tariff),
-                    quote_id: Ident::new("q_1").expect("id"),
-                    valid_for: Millis::from_secs(120),
-                })
-                .response("token".into());
+            let quote = desk.quote(QuoteAsk {
+                region: &region,
+                class: VehicleClass::Standard,
+                pickup: c.cell.center(),
+                trip: Trip {
+                    distance_m: 5_000,
+                    duration_s: 900,
+                },
+                terms: &shared::fare::Terms::with_defaults(tariff),
+                quote_id: Ident::new("q_1").expect("id"),
+                valid_for: Millis::from_secs(120),
+            });
+            let answer = shared::api::EstimateResponse::new(&quote, "token".into());
             let zone = zones[answer.zone_info.zone_id.as_str()];
             assert_eq!(
                 zone.surge_multiplier, answer.surge_multiplier,
@@ -133,13 +134,13 @@ fn every_view_shows_what_a_quote_charges() {
             );
             assert_eq!(zone.demand_level, answer.zone_info.current_demand_level);
             assert_eq!(answer.degraded, answer.surge_source.source.degraded());
-            let driver = desk.driver_zones(DriverAsk {
+            let driver = shared::api::DriverHeatmapResponse::from(&desk.driver_zones(DriverAsk {
                 region: &region,
                 here: c.cell.center(),
                 radius_m: 1.0,
                 tariff: &tariff,
                 route: &RouteModel::default(),
-            });
+            }));
             let [here] = &driver.recommended_zones[..] else {
                 panic!("case {case}: one cell within 1 m, got {driver:?}");
             };

@@ -148,7 +148,8 @@ impl EstimateWork {
             shared::events::client_key(&self.keys, "203.0.113.7", quote.claims.issued_at),
         ))
         .expect("event");
-        let answer = serde_json::to_vec(&quote.response(token)).expect("answer");
+        let answer =
+            serde_json::to_vec(&shared::api::EstimateResponse::new(&quote, token)).expect("answer");
         (event, answer)
     }
 }

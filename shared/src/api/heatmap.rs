@@ -95,3 +95,56 @@ pub fn surge_color(m: Multiplier) -> &'static str {
         _ => "#c0392b",
     }
 }
+
+impl From<&crate::desk::RiderHeatmap> for HeatmapResponse {
+    fn from(m: &crate::desk::RiderHeatmap) -> Self {
+        let zones: Vec<HeatmapZone> = m
+            .zones
+            .iter()
+            .map(|z| HeatmapZone {
+                zone_id: z.cell.token(),
+                zone_name: z.zone_name.clone(),
+                center: Location::from(z.cell.center()),
+                surge_multiplier: z.surge_multiplier,
+                demand_level: DemandLevel::of(z.surge_multiplier),
+                supply_count: z.supply,
+                demand_count: z.demand,
+                color: surge_color(z.surge_multiplier).to_owned(),
+                trend: z.trend,
+            })
+            .collect();
+        Self {
+            total_zones: zones.len(),
+            zones,
+            last_updated: m.computed_at.map(Timestamp::to_rfc3339),
+            region: m.region.to_string(),
+            generation: m.generation,
+            level: m.level.get(),
+            stale: m.stale,
+        }
+    }
+}
+
+impl From<&crate::desk::DriverView> for DriverHeatmapResponse {
+    fn from(v: &crate::desk::DriverView) -> Self {
+        Self {
+            recommended_zones: v
+                .recommended_zones
+                .iter()
+                .map(|z| DriverZone {
+                    zone_id: z.cell.token(),
+                    zone_name: z.zone_name.clone(),
+                    center: Location::from(z.cell.center()),
+                    distance_meters: z.distance_meters,
+                    surge_multiplier: z.surge_multiplier,
+                    estimated_earnings_per_hour: v.currency.to_decimal(z.earnings_per_hour),
+                    demand_trend: z.demand_trend,
+                    expected_demand: z.expected_demand,
+                })
+                .collect(),
+            current_location: Location::from(v.here),
+            currency: v.currency.to_string(),
+            forecast_horizon_minutes: v.forecast_horizon_minutes,
+        }
+    }
+}

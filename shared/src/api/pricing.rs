@@ -334,3 +334,37 @@ pub struct ConfirmResponse {
     /// `Authorization: Bearer …` to read or cancel the booking at any edge.
     pub booking_token: String,
 }
+
+impl EstimateResponse {
+    /// The estimate answer of a priced quote, carrying its signed `token`.
+    pub fn new(q: &crate::desk::PricedQuote, token: String) -> Self {
+        let (c, e) = (&q.claims, &q.effective);
+        EstimateResponse {
+            quote_id: c.quote_id.to_string(),
+            quote_token: token,
+            base_fare: c.currency.to_decimal(c.base_fare),
+            surge_multiplier: e.multiplier,
+            final_fare: c.currency.to_decimal(c.final_fare),
+            currency: c.currency.to_string(),
+            quote_valid_until: c.expires_at.to_rfc3339(),
+            estimated_duration: (f64::from(c.duration_s) / 6.0).round() / 10.0,
+            estimated_distance: (f64::from(c.distance_m) / 100.0).round() / 10.0,
+            vehicle_type: c.class,
+            zone_info: ZoneInfo {
+                zone_name: q.zone_name.clone(),
+                zone_id: e.cell.token(),
+                current_demand_level: DemandLevel::of(e.multiplier),
+                region: c.region.to_string(),
+            },
+            fare_breakdown: FareBreakdownWire::from(&q.fare),
+            surge_source: SurgeSource {
+                source: e.source,
+                age_seconds: e.age.map(|a| a.0 as f64 / 1_000.0),
+                grid_generation: e.generation,
+                published_multiplier: e.published,
+            },
+            degraded: e.source.degraded(),
+            experiment: c.arm.as_ref().map(Into::into),
+        }
+    }
+}

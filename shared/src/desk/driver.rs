@@ -3,14 +3,45 @@
 //! [`crate::forecast::GRID_HORIZON`] buckets (15 minutes) ahead — a driver
 //! set off now arrives when that demand does — and says so.
 
-use crate::api::{DriverHeatmapResponse, DriverZone, Location};
-use crate::fare::{RouteModel, Tariff};
-use crate::geo::LatLng;
+use crate::fare::{Currency, RouteModel, Tariff};
+use crate::geo::{Cell, LatLng};
 use crate::grid::GridCell;
 use crate::quote::Ident;
 use crate::surge::{Multiplier, Trend};
 
 use super::Desk;
+
+/// A cell recommended to a driver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverCell {
+    /// The cell.
+    pub cell: Cell,
+    /// Its name ([`super::zone_name`]).
+    pub zone_name: String,
+    /// How far, metres.
+    pub distance_meters: u32,
+    /// What riders there are charged.
+    pub surge_multiplier: Multiplier,
+    /// Rough gross earnings per hour there, minor units ([`hourly_earnings`]).
+    pub earnings_per_hour: i64,
+    /// Where demand is heading.
+    pub demand_trend: Trend,
+    /// The forecast's demand, where the cell has one.
+    pub expected_demand: Option<f64>,
+}
+
+/// The driver view (the wire's is `api::DriverHeatmapResponse`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverView {
+    /// Best earnings first.
+    pub recommended_zones: Vec<DriverCell>,
+    /// Where the driver is.
+    pub here: LatLng,
+    /// The earnings' currency.
+    pub currency: Currency,
+    /// How far ahead forecasts look, minutes.
+    pub forecast_horizon_minutes: u32,
+}
 
 /// Largest search radius, metres.
 pub const MAX_RADIUS_M: f64 = 50_000.0;
@@ -65,9 +96,9 @@ fn demand_trend(c: &GridCell) -> Trend {
 impl Desk<'_> {
     /// The best cells within the radius, best earnings first (nearer first
     /// among equals), each at its effective multiplier.
-    pub fn driver_zones(&self, ask: DriverAsk<'_>) -> DriverHeatmapResponse {
+    pub fn driver_zones(&self, ask: DriverAsk<'_>) -> DriverView {
         let radius = ask.radius_m.min(MAX_RADIUS_M);
-        let mut zones: Vec<(i64, DriverZone)> = self
+        let mut zones: Vec<(i64, DriverCell)> = self
             .cells()
             .iter()
             .filter_map(|c| {
@@ -82,13 +113,12 @@ impl Desk<'_> {
                     utilisation(c),
                     c.multiplier,
                 );
-                let zone = DriverZone {
-                    zone_id: c.cell.token(),
+                let zone = DriverCell {
+                    cell: c.cell,
                     zone_name: self.zone_name(ask.region, c.cell),
-                    center: Location::from(c.cell.center()),
                     distance_meters: d.round() as u32,
                     surge_multiplier: c.multiplier,
-                    estimated_earnings_per_hour: ask.tariff.currency.to_decimal(earn),
+                    earnings_per_hour: earn,
                     demand_trend: demand_trend(c),
                     expected_demand: c.forecast.map(|f| f64::from(f.demand)),
                 };
@@ -100,10 +130,10 @@ impl Desk<'_> {
                 .then(a.1.distance_meters.cmp(&b.1.distance_meters))
         });
         zones.truncate(MAX_RECOMMENDED);
-        DriverHeatmapResponse {
+        DriverView {
             recommended_zones: zones.into_iter().map(|(_, z)| z).collect(),
-            current_location: Location::from(ask.here),
-            currency: ask.tariff.currency.to_string(),
+            here: ask.here,
+            currency: ask.tariff.currency,
             forecast_horizon_minutes: crate::forecast::horizon_minutes(
                 crate::forecast::GRID_HORIZON,
             ),

@@ -3,12 +3,47 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{surge_color, HeatmapResponse, HeatmapZone, Location};
 use crate::geo::{BoundingBox, Cell, Level};
 use crate::grid::GridCell;
 use crate::quote::Ident;
+use crate::surge::{Multiplier, Trend};
+use crate::time::Timestamp;
 
-use super::{DemandLevel, Desk};
+use super::Desk;
+
+/// A cell of the rider heatmap at its effective price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapZone {
+    /// The cell (merged to the map's level).
+    pub cell: Cell,
+    /// Its name ([`super::zone_name`]).
+    pub zone_name: String,
+    /// What a quote there is charged.
+    pub surge_multiplier: Multiplier,
+    /// Drivers.
+    pub supply: u32,
+    /// Demand units.
+    pub demand: u32,
+    /// Where the price is heading.
+    pub trend: Trend,
+}
+
+/// The rider heatmap of a region (the wire's is `api::HeatmapResponse`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiderHeatmap {
+    /// Every cell in view.
+    pub zones: Vec<MapZone>,
+    /// When the grid was computed, if there is one.
+    pub computed_at: Option<Timestamp>,
+    /// The region.
+    pub region: Ident,
+    /// The grid's generation (0: none).
+    pub generation: u64,
+    /// The cells' level.
+    pub level: Level,
+    /// Whether the grid is past its freshness.
+    pub stale: bool,
+}
 
 /// Most zones in one heatmap answer.
 pub const MAX_ZONES: usize = 5_000;
@@ -51,7 +86,7 @@ impl Desk<'_> {
         region: &Ident,
         bounds: &BoundingBox,
         zoom: u8,
-    ) -> Result<HeatmapResponse, TooManyZones> {
+    ) -> Result<RiderHeatmap, TooManyZones> {
         let grid_level = self.level();
         let inside: Vec<GridCell> = self
             .cells()
@@ -67,28 +102,24 @@ impl Desk<'_> {
         if cells.len() > MAX_ZONES {
             return Err(TooManyZones(cells.len()));
         }
-        let zones: Vec<HeatmapZone> = cells
+        let zones = cells
             .iter()
-            .map(|c| HeatmapZone {
-                zone_id: c.cell.token(),
+            .map(|c| MapZone {
+                cell: c.cell,
                 zone_name: self.zone_name(region, c.cell),
-                center: Location::from(c.cell.center()),
                 surge_multiplier: c.multiplier,
-                demand_level: DemandLevel::of(c.multiplier),
-                supply_count: c.supply,
-                demand_count: c.demand,
-                color: surge_color(c.multiplier).to_owned(),
+                supply: c.supply,
+                demand: c.demand,
                 trend: c.trend,
             })
             .collect();
         let grid = self.grid();
-        Ok(HeatmapResponse {
-            total_zones: zones.len(),
+        Ok(RiderHeatmap {
             zones,
-            last_updated: grid.map(|g| g.computed_at().to_rfc3339()),
-            region: region.to_string(),
+            computed_at: grid.map(|g| g.computed_at()),
+            region: region.clone(),
             generation: grid.map_or(0, |g| g.generation()),
-            level: if grid.is_some() { level } else { grid_level }.get(),
+            level: if grid.is_some() { level } else { grid_level },
             stale: self.stale(),
         })
     }
@@ -98,7 +129,6 @@ impl Desk<'_> {
 mod tests {
     use super::*;
     use crate::geo::{LatLng, DEFAULT_LEVEL};
-    use crate::surge::{Multiplier, Trend};
 
     #[test]
     fn zoom_levels() {

@@ -19,8 +19,10 @@ mod driver;
 mod heatmap;
 mod quote;
 
-pub use driver::{hourly_earnings, DriverAsk, MAX_RADIUS_M, MAX_RECOMMENDED};
-pub use heatmap::{level_for_zoom, TooManyZones, MAX_ZONES};
+pub use driver::{
+    hourly_earnings, DriverAsk, DriverCell, DriverView, MAX_RADIUS_M, MAX_RECOMMENDED,
+};
+pub use heatmap::{level_for_zoom, MapZone, RiderHeatmap, TooManyZones, MAX_ZONES};
 pub use quote::{PricedQuote, QuoteAsk};
 
 use crate::experiment::ArmChoice;
@@ -521,7 +523,7 @@ mod tests {
         });
         assert_eq!(view.forecast_horizon_minutes, 15);
         let first = &view.recommended_zones[0];
-        assert_eq!(first.zone_id, busy_soon.token(), "{view:?}");
+        assert_eq!(first.cell, busy_soon, "{view:?}");
         assert_eq!(first.demand_trend, Trend::Increasing);
         assert_eq!(first.expected_demand, Some(12.0));
         assert_eq!(view.recommended_zones[1].demand_trend, Trend::Decreasing);

@@ -1,13 +1,12 @@
-//! A quote: the desk's price at a pickup, as a fare, the claims to sign
-//! and the answer to send.
+//! A quote: the desk's price at a pickup, as a fare and the claims to sign
+//! (the answer sent is `api::EstimateResponse::new`).
 
-use crate::api::{EstimateResponse, FareBreakdownWire, SurgeSource, ZoneInfo};
 use crate::fare::{price, FareBreakdown, Terms, Trip, VehicleClass};
 use crate::geo::LatLng;
 use crate::quote::{Ident, QuoteClaims};
 use crate::time::Millis;
 
-use super::{DemandLevel, Desk, Effective};
+use super::{Desk, Effective};
 
 /// What a rider asked for, parsed, with what the shell gathered for it.
 #[derive(Debug, Clone)]
@@ -76,40 +75,6 @@ impl Desk<'_> {
             claims,
             fare,
             effective,
-        }
-    }
-}
-
-impl PricedQuote {
-    /// The estimate answer, carrying the signed `token`.
-    pub fn response(&self, token: String) -> EstimateResponse {
-        let (c, e) = (&self.claims, &self.effective);
-        EstimateResponse {
-            quote_id: c.quote_id.to_string(),
-            quote_token: token,
-            base_fare: c.currency.to_decimal(c.base_fare),
-            surge_multiplier: e.multiplier,
-            final_fare: c.currency.to_decimal(c.final_fare),
-            currency: c.currency.to_string(),
-            quote_valid_until: c.expires_at.to_rfc3339(),
-            estimated_duration: (f64::from(c.duration_s) / 6.0).round() / 10.0,
-            estimated_distance: (f64::from(c.distance_m) / 100.0).round() / 10.0,
-            vehicle_type: c.class,
-            zone_info: ZoneInfo {
-                zone_name: self.zone_name.clone(),
-                zone_id: e.cell.token(),
-                current_demand_level: DemandLevel::of(e.multiplier),
-                region: c.region.to_string(),
-            },
-            fare_breakdown: FareBreakdownWire::from(&self.fare),
-            surge_source: SurgeSource {
-                source: e.source,
-                age_seconds: e.age.map(|a| a.0 as f64 / 1_000.0),
-                grid_generation: e.generation,
-                published_multiplier: e.published,
-            },
-            degraded: e.source.degraded(),
-            experiment: c.arm.as_ref().map(Into::into),
         }
     }
 }

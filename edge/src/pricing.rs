@@ -326,7 +326,7 @@ pub fn report(env: &Env, ctx: &Context, quote: &PricedQuote, ask: &ValidEstimate
     crate::events::send_later(
         env,
         ctx,
-        &shared::events::quote_event(&quote.claims, ask.pickup, asker),
+        &shared::api::EdgeEvent::quote(&quote.claims, ask.pickup, asker),
     );
 }
 

@@ -144,7 +144,7 @@ pub async fn upto(
         region.id(),
         now,
     )?;
-    let event = || shared::events::quote_event(&quote.claims, ask.pickup, asker.clone());
+    let event = || shared::api::EdgeEvent::quote(&quote.claims, ask.pickup, asker.clone());
     match stage {
         "price" => return crate::body_answer(body.len()),
         "event" => {
@@ -255,7 +255,7 @@ pub async fn run(
             "report100" => crate::events::send_within(
                 env,
                 ctx,
-                &shared::events::quote_event(&quote.claims, ask.pickup, asker.clone()),
+                &shared::api::EdgeEvent::quote(&quote.claims, ask.pickup, asker.clone()),
                 BATCH_OF_100,
             ),
             // Made into the runtime's response, as the fetch handler's

@@ -21,10 +21,53 @@
 //! each effect is idempotent by construction: demand through its key
 //! ([`crate::market::DemandSeen::once`]), outcomes through their id.
 
-use crate::api::{EdgeEvent, EdgeEventKind};
-use crate::geo::LatLng;
+use serde::{Deserialize, Serialize};
+
 use crate::market::{DemandKind, DriverId};
-use crate::quote::{Keyring, QuoteClaims};
+use crate::quote::Keyring;
+
+/// What an edge event reports (the wire's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A rider asked for a price (a quote was issued).
+    Quote,
+    /// A quote was confirmed: a booking exists.
+    BookingConfirmed,
+    /// The trip started.
+    BookingStarted,
+    /// The trip ended; `fare_minor` is the final fare.
+    BookingCompleted,
+    /// The booking was cancelled; `fare_minor` is the fee, if any.
+    BookingCancelled,
+    /// No driver was found.
+    BookingFailed,
+}
+
+/// What an event reports, as the core reads it (the wire's `EdgeEvent`
+/// converts to it: `EdgeEvent::reported`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// The event's id.
+    pub id: &'a str,
+    /// Quotes: the asker's key.
+    pub rider: Option<&'a str>,
+    /// Bookings: the booking.
+    pub booking_id: Option<&'a str>,
+    /// When.
+    pub at: crate::time::Timestamp,
+    /// The multiplier quoted.
+    pub multiplier: Option<f64>,
+    /// Completed: the final fare; cancelled: the fee (minor units).
+    pub fare_minor: Option<u64>,
+    /// Ms from confirmation to pickup.
+    pub wait_ms: Option<u64>,
+    /// The experiment arm the quote was priced in.
+    pub arm: Option<crate::experiment::ArmStamp>,
+}
 
 /// What an event does at the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,20 +95,20 @@ pub fn key_of(text: &str) -> u64 {
 }
 
 /// The effect of an event.
-pub fn effect(e: &EdgeEvent) -> Effect {
+pub fn effect(e: &Reported<'_>) -> Effect {
     match e.kind {
-        EdgeEventKind::Quote => Effect::Demand {
+        EventKind::Quote => Effect::Demand {
             kind: DemandKind::Quote,
             // Anonymous quotes dedup by their own id (redeliveries only).
-            key: key_of(e.rider.as_deref().unwrap_or(&e.id)),
+            key: key_of(e.rider.unwrap_or(e.id)),
         },
-        EdgeEventKind::BookingConfirmed => Effect::Demand {
+        EventKind::BookingConfirmed => Effect::Demand {
             kind: DemandKind::RideRequest,
-            key: key_of(e.booking_id.as_deref().unwrap_or(&e.id)),
+            key: key_of(e.booking_id.unwrap_or(e.id)),
         },
-        EdgeEventKind::BookingStarted => Effect::Nothing,
-        EdgeEventKind::BookingCompleted => Effect::Outcome { completed: true },
-        EdgeEventKind::BookingCancelled | EdgeEventKind::BookingFailed => {
+        EventKind::BookingStarted => Effect::Nothing,
+        EventKind::BookingCompleted => Effect::Outcome { completed: true },
+        EventKind::BookingCancelled | EventKind::BookingFailed => {
             Effect::Outcome { completed: false }
         }
     }
@@ -76,24 +119,24 @@ pub fn effect(e: &EdgeEvent) -> Effect {
 /// arm's stamp and what happened. `None` outside an experiment, or when the
 /// stamp is not identifiers.
 pub fn arm_event(
-    e: &EdgeEvent,
+    e: &Reported<'_>,
 ) -> Option<(
     crate::experiment::ArmStamp,
     crate::experiment::results::ArmEvent,
 )> {
     use crate::experiment::results::{ArmEvent, ArmEventKind};
-    let stamp = e.experiment.as_ref()?.stamp().ok()?;
+    let stamp = e.arm.clone()?;
     let kind = match e.kind {
-        EdgeEventKind::Quote => ArmEventKind::Quote,
-        EdgeEventKind::BookingConfirmed => ArmEventKind::Confirmed,
-        EdgeEventKind::BookingStarted => ArmEventKind::Started,
-        EdgeEventKind::BookingCompleted => ArmEventKind::Completed,
-        EdgeEventKind::BookingCancelled => ArmEventKind::Cancelled,
-        EdgeEventKind::BookingFailed => ArmEventKind::Failed,
+        EventKind::Quote => ArmEventKind::Quote,
+        EventKind::BookingConfirmed => ArmEventKind::Confirmed,
+        EventKind::BookingStarted => ArmEventKind::Started,
+        EventKind::BookingCompleted => ArmEventKind::Completed,
+        EventKind::BookingCancelled => ArmEventKind::Cancelled,
+        EventKind::BookingFailed => ArmEventKind::Failed,
     };
     let event = ArmEvent {
         arm: stamp.arm.clone(),
-        at: crate::time::Timestamp(e.timestamp),
+        at: e.at,
         kind,
         multiplier: e.multiplier.unwrap_or(1.0),
         fare_minor: e.fare_minor.filter(|_| kind == ArmEventKind::Completed),
@@ -101,29 +144,6 @@ pub fn arm_event(
         unit: stamp.unit,
     };
     Some((stamp, event))
-}
-
-/// The event a quote sends the origin: demand at its pickup, keyed by its
-/// asker (`asker`: [`rider_key`] or [`client_key`]), with the multiplier
-/// and experiment arm it was priced at.
-pub fn quote_event(claims: &QuoteClaims, pickup: LatLng, asker: String) -> EdgeEvent {
-    EdgeEvent {
-        id: claims.quote_id.to_string(),
-        kind: EdgeEventKind::Quote,
-        region: claims.region.to_string(),
-        latitude: pickup.lat(),
-        longitude: pickup.lng(),
-        vehicle_type: claims.class.as_str().to_owned(),
-        timestamp: claims.issued_at.0,
-        rider: Some(asker),
-        booking_id: None,
-        quote_id: Some(claims.quote_id.to_string()),
-        multiplier: Some(claims.surge.as_f64()),
-        fare_minor: None,
-        currency: None,
-        wait_ms: None,
-        experiment: claims.arm.as_ref().map(Into::into),
-    }
 }
 
 /// Whom a price check counts for: the verified rider ([`rider_key`]) or,
@@ -269,6 +289,17 @@ pub fn posts(events_per_message: &[usize], max: usize) -> Vec<std::ops::Range<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{EdgeEvent, EdgeEventKind};
+    use crate::geo::LatLng;
+    use crate::quote::QuoteClaims;
+
+    fn quote_event(claims: &QuoteClaims, pickup: LatLng, asker: String) -> EdgeEvent {
+        EdgeEvent::quote(claims, pickup, asker)
+    }
+
+    fn effect(e: &EdgeEvent) -> Effect {
+        super::effect(&e.reported())
+    }
 
     /// Limits that never bind on bytes.
     const THREE: BatchLimits = BatchLimits {

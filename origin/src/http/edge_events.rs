@@ -56,7 +56,7 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
             format!("the pickup is in region {}, not {:?}", region.id, e.region),
         ));
     }
-    match effect(&e) {
+    match effect(&e.reported()) {
         Effect::Demand { kind, key } => Ok(Valid::Demand(
             idx,
             DemandSeen {
@@ -154,7 +154,7 @@ pub async fn edge_events(
             .and_then(|e| {
                 // A quote priced in an experiment's arm is also kept for
                 // the experiment's results.
-                let arm = arm_event(&e).map(|(stamp, event)| ArmRecord {
+                let arm = arm_event(&e.reported()).map(|(stamp, event)| ArmRecord {
                     event_id: e.id.clone(),
                     experiment: stamp.experiment.to_string(),
                     region: e.region.clone(),

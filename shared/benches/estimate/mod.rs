@@ -142,7 +142,7 @@ impl EstimateWork {
                 valid_for: Millis::from_secs(120),
             });
         let token = self.keys.sign(&quote.claims);
-        let event = serde_json::to_string(&shared::events::quote_event(
+        let event = serde_json::to_string(&shared::api::EdgeEvent::quote(
             &quote.claims,
             v.pickup,
             shared::events::client_key(&self.keys, "203.0.113.7", quote.claims.issued_at),

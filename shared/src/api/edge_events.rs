@@ -2,24 +2,8 @@
 
 use super::*;
 
-/// What an edge event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum EdgeEventKind {
-    /// A rider asked for a price (a quote was issued).
-    Quote,
-    /// A quote was confirmed: a booking exists.
-    BookingConfirmed,
-    /// The trip started.
-    BookingStarted,
-    /// The trip ended; `fare_minor` is the final fare.
-    BookingCompleted,
-    /// The booking was cancelled; `fare_minor` is the fee, if any.
-    BookingCancelled,
-    /// No driver was found.
-    BookingFailed,
-}
+/// What an edge event reports (the core's [`crate::events::EventKind`]).
+pub use crate::events::EventKind as EdgeEventKind;
 
 /// Most events in one `POST /v1/edge-events`: the origin refuses more, the
 /// edge's queue consumer never sends more ([`crate::events::posts`]).
@@ -90,4 +74,45 @@ pub struct EdgeEventsReport {
     pub rejected: usize,
     /// The first few refusals.
     pub errors: Vec<RecordError>,
+}
+
+impl EdgeEvent {
+    /// The event a quote sends the origin: demand at its pickup, keyed by
+    /// its asker ([`crate::events::asker`]), with the multiplier and
+    /// experiment arm it was priced at.
+    pub fn quote(claims: &crate::quote::QuoteClaims, pickup: LatLng, asker: String) -> Self {
+        Self {
+            id: claims.quote_id.to_string(),
+            kind: EdgeEventKind::Quote,
+            region: claims.region.to_string(),
+            latitude: pickup.lat(),
+            longitude: pickup.lng(),
+            vehicle_type: claims.class.as_str().to_owned(),
+            timestamp: claims.issued_at.0,
+            rider: Some(asker),
+            booking_id: None,
+            quote_id: Some(claims.quote_id.to_string()),
+            multiplier: Some(claims.surge.as_f64()),
+            fare_minor: None,
+            currency: None,
+            wait_ms: None,
+            experiment: claims.arm.as_ref().map(Into::into),
+        }
+    }
+
+    /// What the event reports, as the core reads it ([`crate::events::effect`]).
+    /// An arm stamp that is not identifiers reads as none.
+    pub fn reported(&self) -> crate::events::Reported<'_> {
+        crate::events::Reported {
+            kind: self.kind,
+            id: &self.id,
+            rider: self.rider.as_deref(),
+            booking_id: self.booking_id.as_deref(),
+            at: Timestamp(self.timestamp),
+            multiplier: self.multiplier,
+            fare_minor: self.fare_minor,
+            wait_ms: self.wait_ms,
+            arm: self.experiment.as_ref().and_then(|a| a.stamp().ok()),
+        }
+    }
 }

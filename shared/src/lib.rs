@@ -51,8 +51,12 @@
 //!   the driver view; the multiplier's [`desk::Source`]; zone names.
 //! * [`state`]: compact binary snapshots of a region's market windows and
 //!   engine smoothing, so a restart resumes exactly where a tick left off.
-//! * [`api`]: serde request/response types of every endpoint. Only this
-//!   module (and the few core types that *are* the wire format) knows serde.
+//! * [`api`]: serde request/response types of every endpoint, one file per
+//!   endpoint family, converting core values to and from the wire. A leaf:
+//!   no other module imports it (`tests/layers.rs`). Only this module (and
+//!   the few core types that *are* a wire or storage format) knows serde.
+//! * [`identity`]: riders' tokens verified; [`recent`]: the bounded map of
+//!   caches keyed by what clients send.
 
 pub mod api;
 pub mod arms;

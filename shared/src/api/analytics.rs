@@ -110,7 +110,7 @@ pub struct ForecastHorizonWire {
 pub struct CellForecastWire {
     /// S2 cell token.
     pub zone_id: String,
-    /// "<region> <token>".
+    /// `"<region> <token>"`.
     pub zone_name: String,
     /// Per horizon.
     pub horizons: Vec<ForecastHorizonWire>,

@@ -18,7 +18,7 @@ use crate::http::{client_ip, read_json_body, Incoming, MAX_GRID_BYTES};
 /// Whether the request carries the admin token. Constant time in the
 /// token's content (lengths may differ observably; the token is random).
 pub fn authorised(header: Option<&str>, secret: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    let Some(given) = header.and_then(shared::identity::bearer_token) else {
         return false;
     };
     !secret.is_empty() && bool::from(given.as_bytes().ct_eq(secret.as_bytes()))

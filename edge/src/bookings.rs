@@ -79,18 +79,13 @@ fn caller(req: &Incoming, env: &Env, now: u64) -> Result<Caller, ApiError> {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                401,
-                "missing_credentials",
-                "send Authorization: Bearer <booking_token or dispatch token>",
-            )
-        })?;
+    let token = shared::identity::bearer_token(&header).ok_or_else(|| {
+        ApiError::new(
+            401,
+            "missing_credentials",
+            "send Authorization: Bearer <booking_token or dispatch token>",
+        )
+    })?;
     if let Some(dispatch) = config::dispatch_token(env) {
         if bool::from(dispatch.as_bytes().ct_eq(token.as_bytes())) {
             return Ok(Caller::Dispatch);

@@ -84,6 +84,22 @@ async fn verifier(
         })
 }
 
+/// The request's bearer token with the verifier to check it: `None` for
+/// an anonymous rider (no token, or no identity configured).
+async fn presented(
+    env: &Env,
+    req: &Incoming,
+    settings: &Settings,
+    now: u64,
+) -> Result<Option<(String, Rc<Verifier>)>, ApiError> {
+    let header = req.headers().get("authorization").ok().flatten();
+    let Some(token) = bearer(header.as_deref()).map_err(|r| refused(&r))? else {
+        return Ok(None);
+    };
+    let token = token.to_owned();
+    Ok(verifier(env, settings, now).await?.map(|v| (token, v)))
+}
+
 /// The request's token verified without the isolate's cache (what a
 /// rider's first request with a new token costs; bench builds time it).
 #[cfg(feature = "probes")]
@@ -93,14 +109,10 @@ pub async fn verify_uncached(
     settings: &Settings,
     now: u64,
 ) -> Result<Option<String>, ApiError> {
-    let header = req.headers().get("authorization").ok().flatten();
-    let Some(token) = bearer(header.as_deref()).map_err(|r| refused(&r))? else {
+    let Some((token, v)) = presented(env, req, settings, now).await? else {
         return Ok(None);
     };
-    let Some(v) = verifier(env, settings, now).await? else {
-        return Ok(None);
-    };
-    v.verify(token, Timestamp(now))
+    v.verify(&token, Timestamp(now))
         .map(|r| Some(r.id))
         .map_err(|r| refused(&r))
 }
@@ -113,25 +125,21 @@ pub async fn rider(
     settings: &Settings,
     now: u64,
 ) -> Result<Option<String>, ApiError> {
-    let header = req.headers().get("authorization").ok().flatten();
-    let Some(token) = bearer(header.as_deref()).map_err(|r| refused(&r))? else {
-        return Ok(None);
-    };
-    let Some(verifier) = verifier(env, settings, now).await? else {
+    let Some((token, verifier)) = presented(env, req, settings, now).await? else {
         return Ok(None);
     };
     let now = Timestamp(now);
     let cached = SEEN.with(|s| {
         s.borrow_mut()
-            .get(&token.to_owned())
+            .get(&token)
             .filter(|r| now < r.until)
             .map(|r| r.id.clone())
     });
     if let Some(id) = cached {
         return Ok(Some(id));
     }
-    let rider = verifier.verify(token, now).map_err(|r| refused(&r))?;
+    let rider = verifier.verify(&token, now).map_err(|r| refused(&r))?;
     let id = rider.id.clone();
-    SEEN.with(|s| s.borrow_mut().insert(token.to_owned(), rider));
+    SEEN.with(|s| s.borrow_mut().insert(token, rider));
     Ok(Some(id))
 }

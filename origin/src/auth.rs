@@ -192,12 +192,13 @@ impl Tokens {
     }
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive).
+/// The token of `Bearer <token>` ([`shared::identity::bearer_token`], the
+/// one reading of it).
 fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| rest.trim_ascii())
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(shared::identity::bearer_token)
+        .map(str::as_bytes)
 }
 
 #[cfg(test)]

@@ -114,23 +114,22 @@ pub struct VerifiedRider {
     pub until: Timestamp,
 }
 
-/// The token of an `Authorization` header: `None` without one, the token
-/// after `Bearer ` (the scheme's case ignored), or [`TokenRefusal::Malformed`].
+/// The token of an `Authorization: Bearer <token>` value (RFC 6750): the
+/// scheme's case ignored, the token trimmed, `None` for another scheme or
+/// an empty token. The one reading of a bearer credential: riders' tokens,
+/// the admin's and dispatch's at the edge, the origin's roles.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A rider's token from an `Authorization` header: `None` without one,
+/// the bearer token ([`bearer_token`]), or [`TokenRefusal::Malformed`].
 pub fn bearer(header: Option<&str>) -> Result<Option<&str>, TokenRefusal> {
-    let Some(h) = header else {
-        return Ok(None);
-    };
-    let h = h.trim();
-    match h.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            let token = token.trim();
-            if token.is_empty() {
-                Err(TokenRefusal::Malformed)
-            } else {
-                Ok(Some(token))
-            }
-        }
-        _ => Err(TokenRefusal::Malformed),
+    match header {
+        None => Ok(None),
+        Some(h) => bearer_token(h).map(Some).ok_or(TokenRefusal::Malformed),
     }
 }
 

@@ -88,11 +88,10 @@ fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
-fn secs(env: &Env, name: &str, default: u64) -> Millis {
-    let n = var(env, name)
+fn secs(env: &Env, name: &str, default: Millis) -> Millis {
+    var(env, name)
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(default);
-    Millis::from_secs(n)
+        .map_or(default, Millis::from_secs)
 }
 
 fn millis(env: &Env, name: &str, default: u64) -> Millis {
@@ -112,10 +111,11 @@ impl Settings {
         Ok(Self {
             default_region,
             staleness: Staleness {
-                fresh_for: secs(env, "GRID_FRESH_SECONDS", 30),
-                decay_over: secs(env, "GRID_DECAY_SECONDS", 300),
+                // The core's defaults (`Staleness::default`), unless set.
+                fresh_for: secs(env, "GRID_FRESH_SECONDS", Staleness::default().fresh_for),
+                decay_over: secs(env, "GRID_DECAY_SECONDS", Staleness::default().decay_over),
             },
-            quote_ttl: secs(env, "QUOTE_TTL_SECONDS", 120),
+            quote_ttl: secs(env, "QUOTE_TTL_SECONDS", Millis::from_secs(120)),
             grid_cache: millis(env, "GRID_CACHE_MS", 2_000),
             grid_refresh: millis(env, "GRID_REFRESH_MS", 2_000),
             cors_origins: var(env, "CORS_ORIGINS")

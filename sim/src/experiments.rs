@@ -43,8 +43,8 @@ use shared::time::Timestamp;
 
 use crate::{Exposure, Outcome, PolicyKind, Scenario, Simulation, UnbuildableArm};
 
-/// The two-sided normal quantile of a 95 % interval.
-pub const Z95: f64 = 1.96;
+/// The two-sided normal quantile of a 95 % interval: the core's.
+pub use shared::experiment::results::Z95;
 
 /// How riders are split between the two arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,8 +35,9 @@ use crate::time::Timestamp;
 
 use super::Experiment;
 
-/// z for a two-sided 95 % interval.
-const Z95: f64 = 1.96;
+/// z for a two-sided 95 % interval (the one value; the simulator's
+/// judgements of designs use it too).
+pub const Z95: f64 = 1.96;
 
 /// Bookings that must have ended in every arm before the guardrail judges.
 pub const GUARDRAIL_MIN_ENDED: u64 = 30;

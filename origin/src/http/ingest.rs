@@ -155,14 +155,15 @@ pub(crate) fn json_array_only(headers: &HeaderMap, what: &str) -> Result<(), Pro
     ))
 }
 
-/// The `Idempotency-Key` header: up to 255 visible ASCII characters.
+/// The `Idempotency-Key` header, by the core's rule
+/// ([`shared::booking::valid_idempotency_key`], as the edge's bookings).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     v.to_str()
         .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| shared::booking::valid_idempotency_key(k))
         .map(Some)
         .ok_or_else(|| {
             bad(

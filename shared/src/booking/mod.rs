@@ -451,7 +451,8 @@ pub fn replay(stored: Option<(&str, Timestamp)>, fingerprint: &str, now: Timesta
     }
 }
 
-/// Checks an `Idempotency-Key` value: 1 to 255 visible ASCII characters.
+/// Checks an `Idempotency-Key` value: 1 to 255 visible ASCII characters
+/// (the one rule: the edge's bookings and the origin's ingest).
 pub fn valid_idempotency_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }

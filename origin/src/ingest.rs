@@ -160,12 +160,8 @@ pub(crate) fn timestamp(ts: u64, now: Timestamp) -> Result<Timestamp, Reject> {
 fn location(raw: &[u8], regions: &[Region], now: Timestamp) -> Result<Routed<DriverSeen>, Reject> {
     let r: LocationRecord<'_> =
         serde_json::from_slice(raw).map_err(|e| reject("invalid_record", e.to_string()))?;
-    if r.driver_id.is_empty() || r.driver_id.len() > 128 {
-        return Err(reject(
-            "invalid_driver_id",
-            "driver_id must be 1-128 characters",
-        ));
-    }
+    shared::market::external_id("driver_id", &r.driver_id)
+        .map_err(|m| reject("invalid_driver_id", m))?;
     let (idx, cell) = locate(r.latitude, r.longitude, regions)?;
     Ok((
         idx,

@@ -20,6 +20,19 @@ use crate::time::{Millis, Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DriverId(pub u64);
 
+/// Longest external id (a driver's, a ride's, an event's), bytes.
+pub const MAX_EXTERNAL_ID: usize = 128;
+
+/// The one rule of an external id: 1 to [`MAX_EXTERNAL_ID`] bytes. `Err`
+/// is the reason, naming `what`.
+pub fn external_id<'a>(what: &str, id: &'a str) -> Result<&'a str, String> {
+    if id.is_empty() || id.len() > MAX_EXTERNAL_ID {
+        Err(format!("{what} must be 1-{MAX_EXTERNAL_ID} characters"))
+    } else {
+        Ok(id)
+    }
+}
+
 impl DriverId {
     /// A stable key from an external id string (64-bit FNV-1a). The core
     /// keeps no raw ids, which keeps memory flat and ids out of state dumps.

@@ -41,9 +41,7 @@ enum Valid {
 }
 
 fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'static str, String)> {
-    if e.id.is_empty() || e.id.len() > 128 {
-        return Err(("invalid_id", "id must be 1-128 characters".into()));
-    }
+    shared::market::external_id("id", &e.id).map_err(|m| ("invalid_id", m))?;
     crate::ingest::timestamp(e.timestamp, now).map_err(|r| (r.code, r.message))?;
     let class = VehicleClass::parse(&e.vehicle_type)
         .map_err(|err| ("unknown_vehicle_class", err.to_string()))?;
@@ -91,9 +89,7 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
                 (None, None) => None,
             };
             let ride_id = e.booking_id.clone().unwrap_or_else(|| e.id.clone());
-            if ride_id.len() > 128 {
-                return Err(("invalid_id", "booking_id must be 1-128 characters".into()));
-            }
+            shared::market::external_id("booking_id", &ride_id).map_err(|m| ("invalid_id", m))?;
             Ok(Valid::Outcome(RideOutcome {
                 ride_id,
                 region: e.region,

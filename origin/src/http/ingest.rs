@@ -353,9 +353,7 @@ fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String>
     if !(o.multiplier.is_finite() && o.multiplier >= 1.0) {
         return Err("multiplier must be a number >= 1".into());
     }
-    if o.ride_id.is_empty() || o.ride_id.len() > 128 {
-        return Err("ride_id must be 1-128 characters".into());
-    }
+    shared::market::external_id("ride_id", &o.ride_id)?;
     crate::ingest::timestamp(o.timestamp, s.clock.now()).map_err(|r| r.message)?;
     let currency = match (&o.fare_minor, &o.currency) {
         (Some(f), _) if *f > i64::MAX as u64 => return Err("fare_minor out of range".into()),

@@ -70,13 +70,10 @@ pub fn named_region<'r>(
     registry.named(name).map_err(|m| ApiError::misplaced(&m))
 }
 
-/// Parses a vehicle class, `standard` when absent.
+/// Parses a vehicle class, the default (`standard`) when absent.
 pub fn class_of(requested: Option<&str>) -> Result<VehicleClass, ApiError> {
-    match requested {
-        None => Ok(VehicleClass::Standard),
-        Some(c) => VehicleClass::parse(c)
-            .map_err(|e| ApiError::bad_request("unknown_vehicle_class", e.to_string())),
-    }
+    VehicleClass::parse_or_default(requested)
+        .map_err(|e| ApiError::bad_request("unknown_vehicle_class", e.to_string()))
 }
 
 /// Everything a price at the edge is made of, read concurrently: the

@@ -135,12 +135,7 @@ pub fn locate(lat: f64, lng: f64, regions: &[Region]) -> Result<(usize, Cell), R
 }
 
 fn class(v: Option<&str>) -> Result<VehicleClass, Reject> {
-    match v {
-        None => Ok(VehicleClass::Standard),
-        Some(s) => {
-            VehicleClass::parse(s).map_err(|e| reject("unknown_vehicle_class", e.to_string()))
-        }
-    }
+    VehicleClass::parse_or_default(v).map_err(|e| reject("unknown_vehicle_class", e.to_string()))
 }
 
 /// The one rule for a reported time: milliseconds since the epoch, not

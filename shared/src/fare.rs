@@ -32,6 +32,15 @@ impl VehicleClass {
     /// Every class, in display order.
     pub const ALL: [VehicleClass; 4] = [Self::Economy, Self::Standard, Self::Premium, Self::Xl];
 
+    /// The class of a request or record that names none.
+    pub const DEFAULT: VehicleClass = Self::Standard;
+
+    /// The class named, or [`Self::DEFAULT`] when none is: the one rule
+    /// of every request and record that may leave it out.
+    pub fn parse_or_default(s: Option<&str>) -> Result<Self, UnknownVehicleClass> {
+        s.map_or(Ok(Self::DEFAULT), Self::parse)
+    }
+
     /// Parses the wire name.
     pub fn parse(s: &str) -> Result<Self, UnknownVehicleClass> {
         match s {

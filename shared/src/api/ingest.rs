@@ -41,7 +41,7 @@ pub struct DemandEvent {
 }
 
 fn default_class() -> String {
-    VehicleClass::Standard.as_str().to_owned()
+    VehicleClass::DEFAULT.as_str().to_owned()
 }
 
 /// A ride's outcome, reported to the origin (by the simulator, or the

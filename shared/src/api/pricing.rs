@@ -91,11 +91,8 @@ impl EstimateRequest {
             .dropoff_location
             .to_latlng()
             .map_err(|e| refuse("invalid_coordinates", format!("dropoff_location: {e}")))?;
-        let class = match self.vehicle_type.as_deref() {
-            None => VehicleClass::Standard,
-            Some(c) => VehicleClass::parse(c)
-                .map_err(|e| refuse("unknown_vehicle_class", e.to_string()))?,
-        };
+        let class = VehicleClass::parse_or_default(self.vehicle_type.as_deref())
+            .map_err(|e| refuse("unknown_vehicle_class", e.to_string()))?;
         let region = self
             .region
             .as_deref()

@@ -59,6 +59,10 @@ pub type Booking = BookingRecord;
 /// The public view of a booking.
 pub fn response(b: &Booking) -> BookingResponse {
     let cur = b.currency();
+    let trip = Trip {
+        distance_m: b.distance_m,
+        duration_s: b.duration_s,
+    };
     let minor_to_decimal = |minor| cur.to_decimal(minor);
     BookingResponse {
         booking_id: b.booking_id.clone(),
@@ -73,8 +77,8 @@ pub fn response(b: &Booking) -> BookingResponse {
         surge_source: b.source,
         cancellation_fee: b.cancellation_fee.map(minor_to_decimal),
         fare_adjustment: b.fare_adjustment.clone(),
-        estimated_distance_km: f64::from(b.distance_m) / 1_000.0,
-        estimated_duration_minutes: f64::from(b.duration_s) / 60.0,
+        estimated_distance_km: trip.km(),
+        estimated_duration_minutes: trip.minutes(),
         history: b
             .history
             .iter()

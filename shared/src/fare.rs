@@ -491,6 +491,19 @@ pub struct Trip {
     pub duration_s: u32,
 }
 
+impl Trip {
+    /// The distance as riders read it: kilometres to 0.1 (every answer
+    /// that shows a trip shows it so).
+    pub fn km(self) -> f64 {
+        (f64::from(self.distance_m) / 100.0).round() / 10.0
+    }
+
+    /// The duration as riders read it: minutes to 0.1.
+    pub fn minutes(self) -> f64 {
+        (f64::from(self.duration_s) / 6.0).round() / 10.0
+    }
+}
+
 /// The longest trip the platform prices, in metres (a sanity bound).
 pub const MAX_TRIP_M: u32 = 500_000;
 

@@ -336,6 +336,10 @@ impl EstimateResponse {
     /// The estimate answer of a priced quote, carrying its signed `token`.
     pub fn new(q: &crate::desk::PricedQuote, token: String) -> Self {
         let (c, e) = (&q.claims, &q.effective);
+        let trip = crate::fare::Trip {
+            distance_m: c.distance_m,
+            duration_s: c.duration_s,
+        };
         EstimateResponse {
             quote_id: c.quote_id.to_string(),
             quote_token: token,
@@ -344,8 +348,8 @@ impl EstimateResponse {
             final_fare: c.currency.to_decimal(c.final_fare),
             currency: c.currency.to_string(),
             quote_valid_until: c.expires_at.to_rfc3339(),
-            estimated_duration: (f64::from(c.duration_s) / 6.0).round() / 10.0,
-            estimated_distance: (f64::from(c.distance_m) / 100.0).round() / 10.0,
+            estimated_duration: trip.minutes(),
+            estimated_distance: trip.km(),
             vehicle_type: c.class,
             zone_info: ZoneInfo {
                 zone_name: q.zone_name.clone(),

@@ -146,6 +146,46 @@ pub fn arm_event(
     Some((stamp, event))
 }
 
+/// Why a ride outcome's figures are refused: a stable code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRefusal {
+    /// `invalid_multiplier`, `invalid_fare` or `invalid_currency`.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+/// The one check of a ride outcome's figures, wherever an outcome arrives
+/// (the origin's outcomes endpoint, the edge's booking events): a
+/// multiplier that is a number ≥ 1, a fare in range, and a fare only with
+/// its currency (ISO 4217). The currency's code as stored.
+pub fn outcome_figures(
+    multiplier: f64,
+    fare_minor: Option<u64>,
+    currency: Option<&str>,
+) -> Result<Option<String>, OutcomeRefusal> {
+    let refuse = |code, message: &str| OutcomeRefusal {
+        code,
+        message: message.to_owned(),
+    };
+    if !(multiplier.is_finite() && multiplier >= 1.0) {
+        return Err(refuse(
+            "invalid_multiplier",
+            "multiplier must be a number >= 1",
+        ));
+    }
+    match (fare_minor, currency) {
+        (Some(f), _) if f > i64::MAX as u64 => {
+            Err(refuse("invalid_fare", "fare_minor out of range"))
+        }
+        (Some(_), None) => Err(refuse("invalid_fare", "fare_minor needs a currency")),
+        (_, Some(c)) => crate::fare::Currency::new(c)
+            .map(|c| Some(c.as_str().to_owned()))
+            .map_err(|e| refuse("invalid_currency", &e.to_string())),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Whom a price check counts for: the verified rider ([`rider_key`]) or,
 /// without one, the client ([`client_key`]). The one rule of the asker.
 pub fn asker(
@@ -475,6 +515,21 @@ mod tests {
         assert_ne!(k, client_key(&keys, "203.0.113.7", tomorrow));
         let other = Keyring::parse("k1:another-signing-secret-02").expect("keys");
         assert_ne!(k, client_key(&other, "203.0.113.7", day));
+    }
+
+    #[test]
+    fn an_outcomes_figures_are_checked_once() {
+        assert_eq!(
+            outcome_figures(1.5, Some(1_250), Some("USD")),
+            Ok(Some("USD".into()))
+        );
+        assert_eq!(outcome_figures(1.0, None, None), Ok(None));
+        let code = |m, f, c| outcome_figures(m, f, c).map_err(|r| r.code);
+        assert_eq!(code(0.9, None, None), Err("invalid_multiplier"));
+        assert_eq!(code(f64::NAN, None, None), Err("invalid_multiplier"));
+        assert_eq!(code(1.0, Some(5), None), Err("invalid_fare"));
+        assert_eq!(code(1.0, Some(u64::MAX), Some("USD")), Err("invalid_fare"));
+        assert_eq!(code(1.0, Some(5), Some("XXXX")), Err("invalid_currency"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use shared::api::{EdgeEvent, EdgeEventsReport, ErrorBody, RecordError};
 use shared::events::{arm_event, effect, Effect};
-use shared::fare::{Currency, VehicleClass};
+use shared::fare::VehicleClass;
 use shared::market::DemandSeen;
 use shared::time::Timestamp;
 
@@ -67,27 +67,9 @@ fn validate(s: &AppState, e: EdgeEvent, now: Timestamp) -> Result<Valid, (&'stat
         )),
         Effect::Outcome { completed } => {
             let multiplier = e.multiplier.unwrap_or(1.0);
-            if !(multiplier.is_finite() && multiplier >= 1.0) {
-                return Err((
-                    "invalid_multiplier",
-                    "multiplier must be a number >= 1".into(),
-                ));
-            }
-            let currency = match (&e.fare_minor, &e.currency) {
-                (Some(f), _) if *f > i64::MAX as u64 => {
-                    return Err(("invalid_fare", "fare_minor out of range".into()))
-                }
-                (Some(_), None) => {
-                    return Err(("invalid_fare", "fare_minor needs a currency".into()))
-                }
-                (_, Some(c)) => Some(
-                    Currency::new(c)
-                        .map_err(|err| ("invalid_currency", err.to_string()))?
-                        .as_str()
-                        .to_owned(),
-                ),
-                (None, None) => None,
-            };
+            let currency =
+                shared::events::outcome_figures(multiplier, e.fare_minor, e.currency.as_deref())
+                    .map_err(|r| (r.code, r.message))?;
             let ride_id = e.booking_id.clone().unwrap_or_else(|| e.id.clone());
             shared::market::external_id("booking_id", &ride_id).map_err(|m| ("invalid_id", m))?;
             Ok(Valid::Outcome(RideOutcome {

@@ -16,7 +16,6 @@ use shared::api::{
     DemandEvent, DriverLocationEvent, ErrorBody, IngestRefusal, IngestReport, OutcomesResponse,
     RideOutcomeEvent,
 };
-use shared::fare::Currency;
 use shared::geo::{Cell, LatLng};
 
 use super::{bad, Problem, Query};
@@ -350,22 +349,11 @@ fn outcome_row(s: &AppState, o: RideOutcomeEvent) -> Result<RideOutcome, String>
         .find(|r| r.id.as_str() == o.region)
         .ok_or_else(|| format!("unknown region {:?}", o.region))?;
     let p = LatLng::new(o.latitude, o.longitude).map_err(|e| e.to_string())?;
-    if !(o.multiplier.is_finite() && o.multiplier >= 1.0) {
-        return Err("multiplier must be a number >= 1".into());
-    }
+    let currency =
+        shared::events::outcome_figures(o.multiplier, o.fare_minor, o.currency.as_deref())
+            .map_err(|r| r.message)?;
     shared::market::external_id("ride_id", &o.ride_id)?;
     crate::ingest::timestamp(o.timestamp, s.clock.now()).map_err(|r| r.message)?;
-    let currency = match (&o.fare_minor, &o.currency) {
-        (Some(f), _) if *f > i64::MAX as u64 => return Err("fare_minor out of range".into()),
-        (Some(_), None) => return Err("fare_minor needs a currency".into()),
-        (_, Some(c)) => Some(
-            Currency::new(c)
-                .map_err(|e| e.to_string())?
-                .as_str()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
     Ok(RideOutcome {
         ride_id: o.ride_id,
         region: o.region,

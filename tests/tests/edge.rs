@@ -1283,21 +1283,23 @@ fn riders_are_who_their_tokens_say(api: &Api<'_>) {
 
     // A broken identity setting: the isolate keeps its last good one,
     // says so on /health, and never lets a forged token through.
+    // A request with a token reads the setting; /health then says whether
+    // it is degraded.
+    let identity_degraded = || {
+        let _ = api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now));
+        let h: Value = api
+            .http
+            .get(api.w.url("/health"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        h["degraded"].get("identity").is_some()
+    };
     api.w.kv_put("CONFIG", "identity", r#"{"issuer": "x"}"#);
     wait_for(
         "the bad identity setting to be seen",
         Duration::from_secs(60),
-        || {
-            let h: Value = api
-                .http
-                .get(api.w.url("/health"))
-                .send()
-                .and_then(|r| r.json())
-                .unwrap_or(Value::Null);
-            // A token request reads the setting.
-            let _ = api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now));
-            h["degraded"].get("identity").is_some()
-        },
+        identity_degraded,
     );
     assert_eq!(
         api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now))
@@ -1311,15 +1313,6 @@ fn riders_are_who_their_tokens_say(api: &Api<'_>) {
     wait_for(
         "the identity setting to be restored",
         Duration::from_secs(60),
-        || {
-            let _ = api.estimate_as(&body, &ours.token(Alg::Es256, "rider-tok", now));
-            let h: Value = api
-                .http
-                .get(api.w.url("/health"))
-                .send()
-                .and_then(|r| r.json())
-                .unwrap_or(Value::Null);
-            h["degraded"].get("identity").is_none()
-        },
+        || !identity_degraded(),
     );
 }
